@@ -1,0 +1,1 @@
+"""Acquisition drivers: scanners, capture cards, files and demo devices, one interface."""

@@ -1,0 +1,3 @@
+"""kiosk: a touch-friendly capture-to-DICOM station."""
+
+__version__ = "0.1.0"

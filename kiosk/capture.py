@@ -1,0 +1,87 @@
+"""Capture: what every acquisition source hands to the dicomizer.
+
+A capture is either pixels (a numpy array) or the original encoded bytes where
+they can be kept unchanged (a JPEG file, a PDF), plus what is known of its
+origin. Drivers create captures; processing derives new ones; the dicomizer
+turns them into DICOM objects. Nothing here imports pydicom.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+
+class SourceKind(enum.Enum):
+    """Where a capture came from; decides the Conversion Type (0008,0064)."""
+
+    SCANNED_DOCUMENT = "scanned document"
+    DIGITIZED_FILM = "digitized film"
+    SCANNED_IMAGE = "scanned image"
+    VIDEO_FRAME = "video frame"
+    FILE_IMPORT = "file import"
+
+
+class EncodedFormat(enum.Enum):
+    """Encoded originals that the dicomizer can keep as they are."""
+
+    JPEG = "jpeg"
+    PDF = "pdf"
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One acquired image or document.
+
+    ``pixels``: H x W (gray) or H x W x 3 (RGB) array, dtype uint8, uint16 or
+    bool (1-bit). ``bits_stored`` says how many bits of a uint16 are used
+    (e.g. 12 or 16). ``encoded``/``encoded_format`` keep the original bytes
+    (JPEG passthrough, PDF); a JPEG capture may carry both.
+    """
+
+    kind: SourceKind
+    pixels: np.ndarray | None = None
+    bits_stored: int | None = None
+    encoded: bytes | None = None
+    encoded_format: EncodedFormat | None = None
+    dpi: float | None = None
+    index: int = 0
+    acquired_at: dt.datetime = field(default_factory=dt.datetime.now)
+    source: str = ""
+    frame_rate: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pixels is None and self.encoded is None:
+            raise ValueError("a capture needs pixels or encoded bytes")
+        if self.pixels is not None:
+            shape, dtype = self.pixels.shape, self.pixels.dtype
+            if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+                raise ValueError(f"pixels must be H x W or H x W x 3, not {shape}")
+            if dtype not in (np.uint8, np.uint16, np.bool_):
+                raise ValueError(f"pixels must be uint8, uint16 or bool, not {dtype}")
+            if dtype == np.uint16 and len(shape) == 3:
+                raise ValueError("16-bit pixels must be grayscale")
+            if self.bits_stored is not None and not 1 <= self.bits_stored <= self.pixels.itemsize * 8:
+                raise ValueError(f"bits_stored {self.bits_stored} does not fit {dtype}")
+
+    @property
+    def is_color(self) -> bool:
+        return self.pixels is not None and self.pixels.ndim == 3
+
+    @property
+    def effective_bits(self) -> int:
+        """Bits actually used per sample (1 for bool, 8 for uint8, bits_stored or 16 for uint16)."""
+        if self.pixels is None:
+            return 8
+        if self.pixels.dtype == np.bool_:
+            return 1
+        return self.bits_stored or self.pixels.itemsize * 8
+
+    def with_pixels(self, pixels: np.ndarray, **changes: Any) -> "Capture":
+        """A processed copy (rotated, cropped ...): new pixels, the encoded original dropped."""
+        return replace(self, pixels=pixels, encoded=None, encoded_format=None, **changes)

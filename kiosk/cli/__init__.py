@@ -1,0 +1,81 @@
+"""The ``kiosk`` command: one module per subcommand, heavy imports deferred.
+
+Each subcommand module defines ``register(subparsers)`` (adding its parser
+with ``set_defaults(run=..., needs_config=...)``) and keeps pydicom,
+pynetdicom and Kivy imports inside its ``run`` so ``kiosk --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from kiosk import __version__
+from kiosk.errors import KioskError
+
+# Order is the order shown in --help.
+SUBCOMMANDS = ["config"]
+
+log = logging.getLogger("kiosk")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiosk",
+        description="Capture-to-DICOM station: scan, grab and import images, send them to PACS. "
+        "With no command, starts the touch UI.",
+    )
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (default: $KIOSK_CONFIG, then the user config dir)")
+    parser.add_argument("--debug", action="store_true", help="log everything, show tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"kiosk.cli.{name}").register(sub)
+    return parser
+
+
+def report(error: KioskError) -> None:
+    """Print a people-facing error: one line per problem, then the hint."""
+    for line in error.message.splitlines():
+        print(f"kiosk: error: {line}", file=sys.stderr)
+    if error.hint:
+        print(f"kiosk: {error.hint}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from kiosk.logsetup import setup_logging
+
+    log_file = setup_logging(debug=args.debug, verbose=args.verbose)
+    try:
+        if args.command is None:
+            parser.print_help()
+            return 0
+        config = None
+        if getattr(args, "needs_config", True):
+            from kiosk.config import load_config
+
+            config = load_config(args.config)
+        return int(args.run(args, config) or 0)
+    except KioskError as error:
+        if args.debug:
+            log.exception("error")
+        report(error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("kiosk: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+        if args.debug:
+            raise
+        log.debug("unexpected error", exc_info=True)
+        where = f"; details in {log_file}" if log_file else ""
+        print(f"kiosk: internal error: {type(error).__name__}: {error}{where}", file=sys.stderr)
+        print("kiosk: run again with --debug to see the traceback, and please report it", file=sys.stderr)
+        logging.getLogger("kiosk").error("internal error", exc_info=True)
+        return 1

@@ -1,0 +1,408 @@
+"""The kiosk's one TOML configuration file: finding, loading, validating, writing.
+
+Lookup order: ``--config FILE``, then ``$KIOSK_CONFIG``, then ``kiosk.toml`` in
+the platform's user config directory. A missing default file means built-in
+defaults; a file named explicitly must exist. Validation collects every problem
+(one line each, naming the key and the fix) and raises one ``ConfigError``.
+
+Sections are declared as schemas (``SECTIONS``, ``NODE_FIELDS``) so that a new
+feature adds its keys in one place and gets validation, defaults and
+``kiosk config show`` for free.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kiosk.errors import ConfigError, UsageError
+
+APP_NAME = "kiosk"
+CONFIG_FILENAME = "kiosk.toml"
+ENV_VAR = "KIOSK_CONFIG"
+
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration key: its TOML type, default and extra check."""
+
+    type: type | tuple[type, ...]
+    default: Any
+    check: Check | None = None
+    doc: str = ""
+
+
+def check_ae_title(value: str) -> str | None:
+    """DICOM AE title rules (PS3.5 AE VR): 1-16 chars, no backslash or controls."""
+    if not value.strip():
+        return "is empty; set an AE title of 1 to 16 characters"
+    if len(value) > 16:
+        return f"is {len(value)} characters long; an AE title has at most 16"
+    if "\\" in value:
+        return "contains a backslash, which AE titles may not contain"
+    if any(ord(c) < 32 or ord(c) > 126 for c in value):
+        return "contains non-ASCII or control characters; use plain ASCII letters and digits"
+    return None
+
+
+def check_port(value: int) -> str | None:
+    if not 1 <= value <= 65535:
+        return f"is {value}; use a TCP port between 1 and 65535"
+    return None
+
+
+def check_host(value: str) -> str | None:
+    if not value.strip() or any(c.isspace() for c in value):
+        return "is not a host name or IP address; write e.g. \"pacs.example.org\" or \"10.0.0.5\""
+    return None
+
+
+_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def check_uid_root(value: str) -> str | None:
+    if value == "":
+        return None
+    if not _UID_ROOT.match(value):
+        return "is not a UID root; use digits separated by dots, no leading zeros (e.g. \"1.2.826.0.1.3680043.10.543\")"
+    if len(value) > 30:
+        return f"is {len(value)} characters; keep it at most 30 so generated UIDs fit in 64"
+    return None
+
+
+def check_positive(value: float) -> str | None:
+    return None if value > 0 else f"is {value}; use a number greater than 0"
+
+
+def check_non_negative(value: int) -> str | None:
+    return None if value >= 0 else f"is {value}; use 0 or more"
+
+
+def check_existing_file(value: str) -> str | None:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return f"names {value!r}, which does not exist or is not a file; fix the path"
+    if not os.access(path, os.R_OK):
+        return f"names {value!r}, which cannot be read; check its permissions"
+    return None
+
+
+def check_transfer_syntax(value: str) -> str | None:
+    allowed = ("auto", "explicit", "implicit", "rle", "jpeg-ls", "j2k", "j2k-lossy", "jpeg")
+    return None if value in allowed else f"is {value!r}; use one of {', '.join(allowed)}"
+
+
+LOCAL_FIELDS: dict[str, Field] = {
+    "ae_title": Field(str, "KIOSK", check_ae_title, "our calling AE title"),
+    "port": Field(int, 11112, check_port, "our listener (C-ECHO, storage commitment reports)"),
+    "station_name": Field(str, "KIOSK", None, "Station Name written into every object"),
+    "institution_name": Field(str, "", None, "Institution Name written into every object"),
+    "uid_root": Field(str, "", check_uid_root, "optional organisation root for generated UIDs"),
+}
+
+TLS_FIELDS: dict[str, Field] = {
+    "ca": Field(str, "", check_existing_file, "CA bundle that signed the peer's certificate"),
+    "cert": Field(str, "", check_existing_file, "our client certificate (PEM), if the peer asks for one"),
+    "key": Field(str, "", check_existing_file, "the key of our client certificate (PEM)"),
+}
+
+NODE_FIELDS: dict[str, Field] = {
+    "ae_title": Field(str, None, check_ae_title, "the peer's (called) AE title"),
+    "host": Field(str, None, check_host, "host name or IP address"),
+    "port": Field(int, None, check_port, "the peer's DICOM port"),
+    "connect_timeout": Field((int, float), 10.0, check_positive, "seconds to open the TCP connection"),
+    "acse_timeout": Field((int, float), 30.0, check_positive, "seconds to wait for association replies"),
+    "dimse_timeout": Field((int, float), 60.0, check_positive, "seconds to wait for a DIMSE response"),
+    "network_timeout": Field((int, float), 60.0, check_positive, "seconds of silence before giving up"),
+    "max_pdu": Field(int, 0, check_non_negative, "largest PDU we accept, 0 for no limit"),
+}
+
+DESTINATION_FIELDS: dict[str, Field] = NODE_FIELDS | {
+    "storage_commitment": Field(bool, False, None, "ask for storage commitment after sending"),
+    "transfer_syntax": Field(str, "auto", check_transfer_syntax, "what we send: auto keeps each file's own"),
+}
+
+WORKLIST_FIELDS: dict[str, Field] = NODE_FIELDS | {
+    "station_ae_title": Field(str, "", lambda v: v and check_ae_title(v), "default Scheduled Station AE filter"),
+}
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Paths for a TLS connection; ``ca`` verifies the server."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A remote DICOM node: a destination, the worklist or the query server."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    connect_timeout: float = 10.0
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    max_pdu: int = 0
+    storage_commitment: bool = False
+    transfer_syntax: str = "auto"
+    station_ae_title: str = ""
+    tls: TLSConfig | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """This station: its AE title, listener and the names written into objects."""
+
+    ae_title: str = "KIOSK"
+    port: int = 11112
+    station_name: str = "KIOSK"
+    institution_name: str = ""
+    uid_root: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration."""
+
+    local: LocalConfig = field(default_factory=LocalConfig)
+    destinations: dict[str, NodeConfig] = field(default_factory=dict)
+    worklist: NodeConfig | None = None
+    query: NodeConfig | None = None
+    path: Path | None = None
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Sections of the features beyond networking (outbox, ui, presets ...): each
+# declares its fields here and reads them from ``Config.extra[section]``.
+EXTRA_SECTIONS: dict[str, dict[str, Field]] = {}
+
+
+def default_config_path() -> Path:
+    """Where the kiosk looks when neither ``--config`` nor ``$KIOSK_CONFIG`` is set."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILENAME
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """Return (path, explicit?) following the lookup order."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser(), True
+    return default_config_path(), False
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Find, read and validate the configuration; raise ``ConfigError`` on any problem."""
+    path, named = find_config_path(explicit)
+    if not path.exists():
+        if named:
+            raise ConfigError(
+                [f"configuration file not found; create it (see docs/configuration.md) or fix the path"],
+                str(path),
+            )
+        return Config(path=None, extra=_defaults_of_extra())
+    return parse_config(_read_toml(path), path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(["is a directory, not a configuration file; name the .toml file"], str(path)) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot be read ({exc.strerror}); check that it exists and its permissions"], str(path)) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(["is not UTF-8 text; save it as UTF-8"], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"is not valid TOML: {exc}; fix the syntax there"], str(path)) from None
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {str: "a string (in quotes)", int: "a whole number", float: "a number", bool: "true or false", dict: "a table"}
+    if isinstance(t, tuple):
+        return names[float] if float in t else " or ".join(names[x] for x in t)
+    return names[t]
+
+
+def _is_type(value: Any, t: type | tuple[type, ...]) -> bool:
+    types = t if isinstance(t, tuple) else (t,)
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def _unknown(key: str, where: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    return f"{where}{key}: unknown key; {hint}"
+
+
+def _section(data: Any, fields: dict[str, Field], where: str, problems: list[str]) -> dict[str, Any]:
+    """Validate one table against its fields; return values with defaults filled in."""
+    if not isinstance(data, dict):
+        problems.append(f"{where.rstrip('.')}: must be a table ([{where.rstrip('.')}])")
+        return {k: f.default for k, f in fields.items()}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            problems.append(_unknown(key, where, list(fields)))
+    for key, spec in fields.items():
+        if key not in data:
+            if spec.default is None:
+                problems.append(f"{where}{key}: missing; add {key} = ... ({spec.doc})")
+            out[key] = spec.default
+            continue
+        value = data[key]
+        if not _is_type(value, spec.type):
+            problems.append(f"{where}{key}: is {value!r}, must be {_type_name(spec.type)}")
+            out[key] = spec.default
+            continue
+        message = spec.check(value) if spec.check else None
+        if message:
+            problems.append(f"{where}{key}: {message}")
+        out[key] = float(value) if spec.type == (int, float) else value
+    return out
+
+
+def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: list[str]) -> NodeConfig | None:
+    if not isinstance(data, dict):
+        problems.append(f"{where.rstrip('.')}: must be a table with ae_title, host and port")
+        return None
+    data = dict(data)
+    tls_data = data.pop("tls", None)
+    values = _section(data, fields, where, problems)
+    tls = None
+    if tls_data is not None:
+        tls_values = _section(tls_data, TLS_FIELDS, f"{where}tls.", problems)
+        tls = TLSConfig(**tls_values)
+    if any(values[k] is None for k in ("ae_title", "host", "port")):
+        return None
+    return NodeConfig(name=name, tls=tls, **values)
+
+
+def _defaults_of_extra() -> dict[str, dict[str, Any]]:
+    return {name: {k: f.default for k, f in fields.items()} for name, fields in EXTRA_SECTIONS.items()}
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Validate parsed TOML into a ``Config``; raise ``ConfigError`` listing every problem."""
+    problems: list[str] = []
+    known = ["local", "destinations", "worklist", "query", *EXTRA_SECTIONS]
+    for key in data:
+        if key not in known:
+            problems.append(_unknown(key, "", known).replace("unknown key", "unknown section"))
+    local = LocalConfig(**_section(data.get("local", {}), LOCAL_FIELDS, "local.", problems))
+    destinations: dict[str, NodeConfig] = {}
+    dest_data = data.get("destinations", {})
+    if not isinstance(dest_data, dict):
+        problems.append("destinations: must be tables, written [destinations.NAME]")
+        dest_data = {}
+    for name, node_data in dest_data.items():
+        node = _node(name, node_data, DESTINATION_FIELDS, f"destinations.{name}.", problems)
+        if node:
+            destinations[name] = node
+    worklist = query = None
+    if "worklist" in data:
+        worklist = _node("worklist", data["worklist"], WORKLIST_FIELDS, "worklist.", problems)
+    if "query" in data:
+        query = _node("query", data["query"], NODE_FIELDS, "query.", problems)
+    extra = {
+        name: _section(data.get(name, {}), fields, f"{name}.", problems)
+        for name, fields in EXTRA_SECTIONS.items()
+    }
+    if problems:
+        raise ConfigError(problems, str(path) if path else "")
+    return Config(local, destinations, worklist, query, path, extra)
+
+
+_NODE_URL = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[^\]]+\]|[^:@\[\]]+):(?P<port>\d+)$")
+
+
+def parse_node_url(text: str) -> NodeConfig:
+    """Parse the dcm4che form ``AET@host:port`` (IPv6 hosts in brackets)."""
+    match = _NODE_URL.match(text.strip())
+    if not match:
+        raise UsageError(
+            f"{text!r} is neither a configured node nor AET@host:port",
+            "write e.g. PACS@10.0.0.5:104, or run 'kiosk config show' to see configured names",
+        )
+    aet, host, port = match["aet"], match["host"].strip("[]"), int(match["port"])
+    for key, message in (("AE title", check_ae_title(aet)), ("port", check_port(port)), ("host", check_host(host))):
+        if message:
+            raise UsageError(f"{text!r}: the {key} {message}")
+    return NodeConfig(name=f"{aet}@{host}:{port}", ae_title=aet, host=host, port=port)
+
+
+def resolve_node(config: Config, text: str, role: str = "destination") -> NodeConfig:
+    """A configured node by name (destinations, or ``worklist``/``query``) or ``AET@host:port``."""
+    if "@" in text:
+        return parse_node_url(text)
+    named = dict(config.destinations)
+    for special in (config.worklist, config.query):
+        if special is not None:
+            named.setdefault(special.name, special)
+    if text in named:
+        return named[text]
+    known = ", ".join(sorted(named)) or "none configured"
+    raise UsageError(
+        f"unknown {role} {text!r} (configured: {known})",
+        "use a name from the config file or AET@host:port",
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _toml_table(header: str, values: dict[str, Any], lines: list[str]) -> None:
+    lines.append(f"[{header}]")
+    lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None)
+    lines.append("")
+
+
+def _node_values(node: NodeConfig, fields: dict[str, Field]) -> dict[str, Any]:
+    return {k: getattr(node, k) for k in fields}
+
+
+def to_toml(config: Config) -> str:
+    """Render a configuration as TOML that ``load_config`` reads back unchanged."""
+    lines: list[str] = []
+    _toml_table("local", {k: getattr(config.local, k) for k in LOCAL_FIELDS}, lines)
+    nodes = [(f"destinations.{n.name}", n, DESTINATION_FIELDS) for n in config.destinations.values()]
+    if config.worklist:
+        nodes.append(("worklist", config.worklist, WORKLIST_FIELDS))
+    if config.query:
+        nodes.append(("query", config.query, NODE_FIELDS))
+    for header, node, fields in nodes:
+        _toml_table(header, _node_values(node, fields), lines)
+        if node.tls:
+            _toml_table(f"{header}.tls", {k: getattr(node.tls, k) for k in TLS_FIELDS}, lines)
+    for name, values in config.extra.items():
+        _toml_table(name, values, lines)
+    return "\n".join(lines)

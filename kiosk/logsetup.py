@@ -1,0 +1,50 @@
+"""Logging: stderr for the person at the terminal, a rotating file for support.
+
+The ``pynetdicom`` logger stays at WARNING unless ``--debug``: at INFO it logs
+whole identifiers, patient names included. Our own INFO messages never name
+patients (use IDs and UIDs).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+LOG_FILENAME = "kiosk.log"
+
+
+def log_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("kiosk", appauthor=False))
+
+
+def setup_logging(debug: bool = False, verbose: bool = False, to_file: bool = True) -> Path | None:
+    """Configure the root logger; return the log file path if one is written."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(console)
+
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("PIL").setLevel(logging.INFO if debug else logging.WARNING)
+
+    if not to_file:
+        return None
+    path = log_dir() / LOG_FILENAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5, encoding="utf-8")
+    except OSError as exc:
+        logging.getLogger(__name__).warning("cannot write the log file %s (%s); logging to stderr only", path, exc.strerror)
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.addHandler(handler)
+    return path

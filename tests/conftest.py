@@ -1,0 +1,133 @@
+"""Test session set-up: a private network namespace, private user dirs, peer fixtures."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Kivy reads these at import; set them before anything can import it.
+os.environ.setdefault("KIVY_NO_ARGS", "1")
+os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+os.environ.setdefault("KIVY_NO_FILELOG", "1")
+os.environ.setdefault("KIVY_WINDOW", "sdl2")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from peers import dciodvfy as run_dciodvfy  # noqa: E402
+from peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+NETNS_PROBLEM: str | None = None
+
+
+def _only_loopback() -> bool:
+    return sorted(os.listdir("/sys/class/net")) == ["lo"]
+
+
+def _isolate_network() -> str | None:
+    """Move this process (and the peers it starts) into a network namespace of its own.
+
+    DCMTK and Orthanc 1.10 cannot bind to loopback only; inside a private
+    namespace "all interfaces" is just ``lo``. Returns a problem or None.
+    """
+    if not _only_loopback():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNET) != 0:
+            uid, gid = os.getuid(), os.getgid()
+            if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+                return f"cannot create a private network namespace: {os.strerror(ctypes.get_errno())}"
+            Path("/proc/self/setgroups").write_text("deny")
+            Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+            Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+    result = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"cannot bring up loopback in the test namespace: {result.stderr.strip()}"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global NETNS_PROBLEM
+    NETNS_PROBLEM = _isolate_network()
+    base = Path(config.rootpath) / ".pytest_cache" / "home"
+    if hasattr(config, "workerinput"):
+        base = base / config.workerinput["workerid"]
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
+                     ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("KIVY_HOME", "kivy")):
+        os.environ[var] = str(base / sub)
+    os.environ.pop("KIOSK_CONFIG", None)
+
+
+def _need_isolation() -> None:
+    if NETNS_PROBLEM:
+        message = f"peers need a private network namespace: {NETNS_PROBLEM} (run the suite as root, or under 'unshare -rn')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    """DCMTK storescp accepting uncompressed transfer syntaxes; ``.extra['received']`` holds files."""
+    _need_isolation()
+    peer = start_storescp(tmp_path / "storescp")
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def storescp_factory(tmp_path):
+    """Start storescp with chosen options, e.g. ``storescp_factory(options=['+xa'])``."""
+    _need_isolation()
+    started = []
+
+    def factory(aet: str = "STORESCP", options=()):
+        peer = start_storescp(tmp_path / f"storescp{len(started)}", aet, options)
+        started.append(peer)
+        return peer
+
+    yield factory
+    for peer in started:
+        peer.stop()
+
+
+@pytest.fixture
+def worklist_items():
+    from worklist_data import standard_items
+
+    return standard_items()
+
+
+@pytest.fixture
+def wlmscpfs(tmp_path, worklist_items):
+    """DCMTK wlmscpfs (AE title WLM) serving ``worklist_items``."""
+    _need_isolation()
+    peer = start_wlmscpfs(tmp_path / "wlmscpfs", worklist_items)
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """One Orthanc for the session: store, C-FIND, worklist plugin (standard items), storage commitment.
+
+    ``orthanc.extra['kiosk_port']`` is the port Orthanc sends storage commitment
+    reports to, for AE title KIOSK.
+    """
+    _need_isolation()
+    from worklist_data import standard_items
+
+    peer = start_orthanc(tmp_path_factory.mktemp("orthanc"), standard_items())
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def dciodvfy():
+    """``dciodvfy(path)`` fails the test on any error line and returns the output."""
+    return run_dciodvfy

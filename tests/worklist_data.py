@@ -1,0 +1,64 @@
+"""Worklist items for the peer fixtures, in any character set."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+
+
+def make_worklist_item(
+    patient_name: str = "DOE^JANE",
+    patient_id: str = "PID001",
+    accession: str = "ACC001",
+    charset: str = "ISO_IR 100",
+    station_aet: str = "KIOSK",
+    modality: str = "OT",
+    date: str | None = None,
+    birth_date: str = "19800101",
+    sex: str = "F",
+    procedure: str = "Scanned documents",
+    study_uid: str | None = None,
+    issuer: str = "HOSPITAL",
+) -> Dataset:
+    """A complete Modality Worklist item (the return keys the kiosk asks for)."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.IssuerOfPatientID = issuer
+    ds.PatientBirthDate = birth_date
+    ds.PatientSex = sex
+    ds.AccessionNumber = accession
+    ds.ReferringPhysicianName = "HOUSE^GREGORY"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.RequestedProcedureID = f"RP{accession}"
+    ds.RequestedProcedureDescription = procedure
+    ds.StudyID = f"S{accession}"[:16]
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    ref.ReferencedSOPInstanceUID = generate_uid()
+    ds.ReferencedStudySequence = Sequence([ref])
+    step = Dataset()
+    step.ScheduledStationAETitle = station_aet
+    step.ScheduledProcedureStepStartDate = date or dt.date.today().strftime("%Y%m%d")
+    step.ScheduledProcedureStepStartTime = "090000"
+    step.Modality = modality
+    step.ScheduledPerformingPhysicianName = ""
+    step.ScheduledProcedureStepDescription = f"{procedure} step"
+    step.ScheduledProcedureStepID = f"SPS{accession}"[:16]
+    step.ScheduledStationName = "FRONTDESK1"
+    ds.ScheduledProcedureStepSequence = Sequence([step])
+    return ds
+
+
+def standard_items() -> list[Dataset]:
+    """Items in ISO_IR 100, ISO_IR 192 and Japanese ISO 2022 IR 87."""
+    return [
+        make_worklist_item("MÜLLER^JÜRGEN", "PID100", "ACC100", "ISO_IR 100"),
+        make_worklist_item("ΠΑΠΑΔΟΠΟΥΛΟΣ^ΝΙΚΟΣ", "PID192", "ACC192", "ISO_IR 192", sex="M"),
+        make_worklist_item("Yamada^Tarou=山田^太郎=やまだ^たろう", "PID087", "ACC087",
+                           "\\ISO 2022 IR 87", sex="M"),
+    ]
