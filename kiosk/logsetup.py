@@ -14,6 +14,20 @@ from pathlib import Path
 LOG_FILENAME = "kiosk.log"
 
 
+FILE_ONLY = {"file_only": True}
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """One line per record: tracebacks belong in the log file, not on a user's screen."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        return self.formatMessage(record)
+
+
 def log_dir() -> Path:
     import platformdirs
 
@@ -29,7 +43,8 @@ def setup_logging(debug: bool = False, verbose: bool = False, to_file: bool = Tr
 
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s") if debug else _ConsoleFormatter())
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     root.addHandler(console)
 
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -49,7 +49,7 @@ def report(error: KioskError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from kiosk.logsetup import setup_logging
+    from kiosk.logsetup import FILE_ONLY, setup_logging
 
     log_file = setup_logging(debug=args.debug, verbose=args.verbose)
     try:
@@ -73,9 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the last line of defence: no tracebacks for users
         if args.debug:
             raise
-        log.debug("unexpected error", exc_info=True)
         where = f"; details in {log_file}" if log_file else ""
         print(f"kiosk: internal error: {type(error).__name__}: {error}{where}", file=sys.stderr)
         print("kiosk: run again with --debug to see the traceback, and please report it", file=sys.stderr)
-        logging.getLogger("kiosk").error("internal error", exc_info=True)
+        log.error("internal error", exc_info=True, extra=FILE_ONLY)
         return 1
