@@ -1,0 +1,202 @@
+"""Image and PDF files -> captures (the ``file:`` driver's loader).
+
+JPEG files are kept as they are whenever the dicomizer can pass them through
+(baseline, no EXIF rotation), so no generation loss happens; everything else
+is decoded with Pillow: PNG (8/16-bit, palette, alpha flattened on white),
+BMP, GIF (first frame), TIFF (every page; 1-, 8-, 16-bit), progressive/CMYK/
+12-bit JPEG. PDFs are kept as bytes. ``max_pixels`` is checked from the
+header, before anything is decoded, to stop decompression bombs.
+
+Every failure is a ``FileLoadError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from kiosk.capture import Capture, EncodedFormat, SourceKind
+from kiosk.errors import KioskError
+from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg
+
+DEFAULT_MAX_PIXELS = 100_000_000  # an A4 page at 1200 dpi is ~140 M: scan those directly, not as files
+SUPPORTED = "JPEG, PNG, BMP, GIF, TIFF or PDF"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".pdf"}
+_MAGIC = [(b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"%PDF-", "PDF")]
+
+
+class FileLoadError(KioskError):
+    """A file that cannot become a capture: the message names the file and why."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, hint: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}", hint)
+
+
+def find_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The files named, with directories walked (sorted; hidden entries and files
+    that neither have an image/PDF name nor start like one are skipped there)."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith(".") and is_candidate(Path(root) / name):
+                        yield Path(root) / name
+        else:
+            yield path
+
+
+def is_candidate(path: Path) -> bool:
+    """Named like an image or PDF, or starting like one (a camera's JPEG without extension)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            return sniff(handle.read(16)) is not None
+    except OSError:
+        return True  # let load_file report the problem
+
+
+def sniff(head: bytes) -> str | None:
+    """The format the first bytes announce, or None."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def load_file(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
+              kind: SourceKind = SourceKind.FILE_IMPORT) -> list[Capture]:
+    """Captures from one file (several for a multi-page TIFF). Raises ``FileLoadError``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime)
+    except IsADirectoryError:
+        raise FileLoadError(path, "is a directory") from None
+    except FileNotFoundError:
+        raise FileLoadError(path, "does not exist") from None
+    except OSError as exc:
+        raise FileLoadError(path, f"cannot be read ({exc.strerror})", "check its permissions") from None
+    if not data:
+        raise FileLoadError(path, "is empty (0 bytes)")
+    fmt = sniff(data[:16])
+    if fmt is None:
+        named = f"has an image name ({path.suffix}) but " if path.suffix.lower() in IMAGE_SUFFIXES else ""
+        raise FileLoadError(path, f"{named}is not a {SUPPORTED} file")
+    base = dict(kind=kind, source=str(path), acquired_at=mtime)
+    if fmt == "PDF":
+        return [_load_pdf(path, data, base)]
+    if fmt == "JPEG":
+        return [_load_jpeg(path, data, max_pixels, base)]
+    return _load_pillow(path, data, fmt, max_pixels, base)
+
+
+def _load_pdf(path: Path, data: bytes, base: dict) -> Capture:
+    if b"%%EOF" not in data[-2048:]:
+        raise FileLoadError(path, "is a truncated PDF (no %%EOF at the end)")
+    return Capture(encoded=data, encoded_format=EncodedFormat.PDF, metadata={"title": path.stem}, **base)
+
+
+def _load_jpeg(path: Path, data: bytes, max_pixels: int, base: dict) -> Capture:
+    try:
+        info = parse_jpeg(data)
+    except JpegError as exc:
+        raise FileLoadError(path, str(exc)) from None
+    _check_size(path, info.width, info.height, max_pixels)
+    dpi = info.dpi
+    if info.baseline and info.exif_orientation == 1:
+        return Capture(encoded=data, encoded_format=EncodedFormat.JPEG, dpi=dpi, **base)
+    try:
+        pixels, bits = decode_jpeg(data, info)
+    except JpegError as exc:
+        raise FileLoadError(path, f"is a corrupt JPEG ({exc})") from None
+    ratio = info.width * info.height * info.components * (2 if info.precision > 8 else 1) / len(data)
+    metadata = {} if info.lossless else {"lossy_history": [[round(ratio, 2), "ISO_10918_1"]]}
+    return Capture(pixels=pixels, bits_stored=bits if pixels.dtype == np.uint16 else None, dpi=dpi,
+                   metadata=metadata, **base)
+
+
+def _load_pillow(path: Path, data: bytes, fmt: str, max_pixels: int, base: dict) -> list[Capture]:
+    from PIL import Image, ImageOps
+
+    captures = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            with Image.open(io.BytesIO(data)) as image:
+                frames = getattr(image, "n_frames", 1) if fmt == "TIFF" else 1
+                for index in range(frames):
+                    image.seek(index)
+                    _check_size(path, image.width, image.height, max_pixels)
+                    image.load()
+                    page = ImageOps.exif_transpose(image)
+                    pixels, bits = _to_array(path, page)
+                    captures.append(Capture(pixels=pixels, bits_stored=bits, dpi=_dpi(image), index=index, **base))
+    except FileLoadError:
+        raise
+    except Image.DecompressionBombError:
+        raise FileLoadError(path, "is too large (over the pixel limit)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise FileLoadError(path, f"is a truncated or corrupt {fmt} file ({exc})") from None
+    return captures
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise FileLoadError(path, f"is too large: {width} x {height} = {width * height / 1e6:.0f} megapixels, "
+                                  f"the limit is {max_pixels / 1e6:.0f}", "scale it down first")
+
+
+def _dpi(image) -> float | None:
+    dpi = image.info.get("dpi")
+    try:
+        value = float(dpi[0]) if dpi else 0.0
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if value > 1 else None
+
+
+def _to_array(path: Path, image) -> tuple[np.ndarray, int | None]:
+    """Pixels as a Capture wants them: bool, uint8 gray/RGB or uint16 gray."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "1":
+        return np.asarray(image, dtype=bool).copy(), None
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.uint16), 16
+    if mode == "I":
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise FileLoadError(path, "has 32-bit pixel values; only 1-, 8- and 16-bit images are supported")
+        return values.astype(np.uint16), 16
+    if mode == "F":
+        raise FileLoadError(path, "has floating-point pixels; only 1-, 8- and 16-bit images are supported")
+    if "A" in mode or (mode == "P" and "transparency" in image.info) or mode == "PA":
+        # Alpha flattened on white: what a viewer of the original shows on paper.
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba).convert("L" if mode in ("LA", "La") else "RGB")
+    elif mode == "P":
+        image = image.convert("RGB")
+    elif mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    pixels = np.asarray(image).copy()
+    if pixels.ndim == 3 and mode in ("P", "PA") and _is_gray(pixels):
+        pixels = pixels[..., 0].copy()
+    return pixels, None
+
+
+def _is_gray(rgb: np.ndarray) -> bool:
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))

@@ -1,0 +1,90 @@
+"""``kiosk convert INPUT... -o DIR``: image and PDF files to DICOM files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
+from kiosk.errors import KioskError, UsageError
+
+log = logging.getLogger(__name__)
+
+# Mirrors kiosk.dicomize.codecs.TS_CHOICES without importing pydicom for --help.
+TS_CHOICES = ("auto", "explicit", "implicit", "rle", "jpeg-ls", "j2k", "j2k-lossy", "jpeg")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "convert", help="convert image and PDF files to DICOM",
+        description="Convert JPEG, PNG, BMP, GIF, TIFF and PDF files (directories are walked) into DICOM "
+                    "Secondary Capture / Encapsulated PDF files, one line per output.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the .dcm files")
+    parser.add_argument("--ts", default="auto", choices=TS_CHOICES,
+                        help="transfer syntax (default auto: JPEG files kept as they are, others JPEG-LS lossless)")
+    parser.add_argument("--multiframe", action="store_true",
+                        help="one multi-frame object per multi-page file instead of one per page")
+    parser.add_argument("--monochrome1", action="store_true", help="store grayscale as MONOCHROME1 (looks the same)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="refuse images larger than N pixels (default 100 million)")
+    add_study_options(parser)
+    parser.set_defaults(run=run, needs_config=True)
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    from drivers.files import DEFAULT_MAX_PIXELS, find_files, load_file
+    from kiosk.dicomize import Batch, write_dataset
+
+    study = study_from_args(args, config)
+    options = options_from_args(args, config, transfer_syntax=args.ts, multiframe=args.multiframe,
+                                monochrome1=args.monochrome1)
+    batch = Batch(study, options)
+    out_dir = Path(args.output)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    files = list(find_files(args.inputs))
+    if not files:
+        raise UsageError("no input files found", "name image or PDF files, or folders holding them")
+    failed = written = 0
+    for path in files:
+        outputs: list[Path] = []
+        try:
+            datasets = batch.build(load_file(path, args.max_pixels or DEFAULT_MAX_PIXELS))
+            for index, ds in enumerate(datasets, 1):
+                target = _unique(out_dir / (path.stem + (f"-{index}" if len(datasets) > 1 else "") + ".dcm"))
+                # No fsync per file: a converter run can be repeated; the outbox is the durable path.
+                outputs.append(write_dataset(ds, target, durable=False))
+                print(f"{target}  <- {path} ({ds.SOPClassUID.name}, {ds.file_meta.TransferSyntaxUID.name})")
+            written += len(outputs)
+        except KioskError as error:
+            line = str(error)  # message and hint
+            failed += _fail(path, line if str(path) in error.message else f"{path}: {line}", outputs)
+        except Exception as error:  # noqa: BLE001 - one broken input must not stop the others
+            log.debug("converting %s failed", path, exc_info=True)
+            failed += _fail(path, f"{path}: internal error: {type(error).__name__}: {error}", outputs)
+    print(f"kiosk: {written} object(s) written, {len(files) - failed} of {len(files)} input(s) converted",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _fail(path: Path, line: str, outputs: list[Path]) -> int:
+    # All objects of one input or none: remove what this input already wrote.
+    for done in outputs:
+        done.unlink(missing_ok=True)
+    print(f"kiosk: error: {line}", file=sys.stderr)
+    return 1
+
+
+def _unique(path: Path) -> Path:
+    """``path``, or ``name~N.dcm`` if it exists: never overwrite."""
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}~{n}{path.suffix}")
+        n += 1
+    return candidate

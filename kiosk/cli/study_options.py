@@ -1,0 +1,97 @@
+"""Patient/study command-line options shared by ``kiosk convert`` and ``kiosk acquire``.
+
+``add_study_options(parser)`` adds them; ``study_from_args`` makes the
+validated ``StudyContext`` (from ``--worklist-item`` and/or the typed values,
+edits of worklist data recorded for the Original Attributes Sequence), and
+``options_from_args`` the ``BuildOptions`` parts (series description,
+modality, conversion type) with the station settings from the configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from kiosk.study import CONVERSION_TYPES, StudyContext, StudyError
+
+# option dest -> StudyContext field
+_FIELDS = {
+    "patient_name": "patient_name",
+    "patient_id": "patient_id",
+    "birth_date": "birth_date",
+    "sex": "sex",
+    "accession": "accession",
+    "study_description": "study_description",
+    "study_uid": "study_uid",
+}
+
+
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("patient and study")
+    group.add_argument("--worklist-item", metavar="FILE.json",
+                       help="take patient and order from a worklist item in DICOM JSON (as 'kiosk worklist --json' prints)")
+    group.add_argument("--patient-name", metavar="NAME", help="Family^Given (ideographic/phonetic groups after '=')")
+    group.add_argument("--patient-id", metavar="ID")
+    group.add_argument("--birth-date", metavar="YYYYMMDD")
+    group.add_argument("--sex", metavar="M|F|O")
+    group.add_argument("--accession", metavar="NUMBER")
+    group.add_argument("--study-description", metavar="TEXT")
+    group.add_argument("--series-description", metavar="TEXT")
+    group.add_argument("--study-uid", metavar="UID", help="add to this study (default: the worklist's, else a new one)")
+    group.add_argument("--modality", metavar="CODE", help="default OT for images, DOC for PDFs")
+    group.add_argument("--conversion-type", metavar="CODE", choices=CONVERSION_TYPES,
+                       help=f"one of {', '.join(CONVERSION_TYPES)} (default: from the source)")
+
+
+def study_from_args(args: argparse.Namespace, config: Any = None) -> StudyContext:
+    """The study context the options describe; raises ``StudyError`` (one line per bad field)."""
+    typed = {field: getattr(args, dest, None) for dest, field in _FIELDS.items()}
+    typed["modality"] = getattr(args, "modality", None)
+    if getattr(args, "worklist_item", None):
+        source = args.worklist_item
+        context = StudyContext.from_worklist(read_worklist_item(source))
+        context = context.with_edits(**typed)
+    else:
+        source = ""
+        context = StudyContext(**{k: v for k, v in typed.items() if v is not None}).normalized()
+    context.validate(source)
+    return context
+
+
+def options_from_args(args: argparse.Namespace, config: Any = None, **changes: Any):
+    """``BuildOptions`` from the study options, the configuration and ``changes``."""
+    from kiosk.dicomize import BuildOptions
+
+    return BuildOptions.from_config(
+        config,
+        series_description=getattr(args, "series_description", None),
+        modality=(getattr(args, "modality", None) or "").upper() or None,
+        conversion_type=getattr(args, "conversion_type", None),
+        **changes,
+    )
+
+
+def read_worklist_item(path: str) -> Any:
+    """A pydicom Dataset from a DICOM JSON object (PS3.18 F.2) or a one-element array of them."""
+    from pydicom.dataset import Dataset
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StudyError(["does not exist"], path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError([f"cannot be read ({exc})"], path) from None
+    except json.JSONDecodeError as exc:
+        raise StudyError([f"is not JSON ({exc.msg} at line {exc.lineno})"], path) from None
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise StudyError([f"holds {len(data)} worklist items; save exactly one"], path)
+        data = data[0]
+    if not isinstance(data, dict):
+        raise StudyError(["is not a DICOM JSON object"], path)
+    try:
+        return Dataset.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StudyError([f"is not valid DICOM JSON ({exc})"], path) from None

@@ -1,0 +1,170 @@
+"""Transfer syntaxes: native pixel data, compression, JPEG passthrough, lossy bookkeeping.
+
+The builders describe the pixels (Image Pixel module); this module writes
+Pixel Data in the chosen transfer syntax, adjusts the Photometric
+Interpretation where a codec demands it (YBR_FULL_422 for JPEG Baseline,
+YBR_RCT/YBR_ICT for colour JPEG 2000) and records every lossy step in
+Lossy Image Compression, its Ratio and Method.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.pixels import compress, pack_bits
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
+from pydicom.valuerep import format_number_as_ds
+
+from kiosk.errors import KioskError, UsageError
+from kiosk.jpeg import JpegInfo
+
+TRANSFER_SYNTAXES: dict[str, UID] = {
+    "explicit": ExplicitVRLittleEndian,
+    "implicit": ImplicitVRLittleEndian,
+    "rle": RLELossless,
+    "jpeg-ls": JPEGLSLossless,
+    "j2k": JPEG2000Lossless,
+    "j2k-lossy": JPEG2000,
+    "jpeg": JPEGBaseline8Bit,
+}
+TS_CHOICES = ("auto", *TRANSFER_SYNTAXES)
+# "auto": JPEG files pass through unchanged, everything else is JPEG-LS lossless
+# (see docs/objects.md for why).
+DEFAULT_LOSSLESS = "jpeg-ls"
+LOSSY = {"j2k-lossy", "jpeg"}
+
+JPEG_METHOD = "ISO_10918_1"
+J2K_METHOD = "ISO_15444_1"
+
+# Faster plugins than pydicom's pure-Python defaults (RLE: ~12x).
+_PLUGINS = {RLELossless: "pylibjpeg", JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg", JPEG2000: "pylibjpeg"}
+
+
+class EncodeError(KioskError):
+    """The pixels cannot be stored in the chosen transfer syntax."""
+
+
+def check_ts_name(name: str) -> str:
+    """``name`` if it is a known transfer syntax choice, else a UsageError."""
+    if name not in TS_CHOICES:
+        raise UsageError(f"unknown transfer syntax {name!r}", f"use one of {', '.join(TS_CHOICES)}")
+    return name
+
+
+def set_file_meta(ds: Dataset, ts: UID) -> None:
+    if not hasattr(ds, "file_meta"):
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+
+
+def write_pixels(ds: Dataset, frames: np.ndarray, name: str, history: list[tuple[float, str]],
+                 j2k_ratio: float = 10.0, jpeg_quality: int = 90) -> None:
+    """Store ``frames`` (``(N,) R x C [x 3]``, as described by ``ds``) as Pixel Data.
+
+    ``name`` is a transfer syntax choice other than "auto" (resolve it first).
+    ``history`` lists the lossy steps the pixels went through already (ratio, method).
+    """
+    history = list(history)
+    if ds.BitsAllocated == 1 and name not in ("explicit", "implicit"):
+        raise EncodeError(f"1-bit pixel data can only be stored uncompressed, not as {name}")
+    if name == "jpeg" and ds.BitsAllocated != 8:
+        raise EncodeError(f"JPEG Baseline holds 8-bit images only; this one has {ds.BitsStored} bits",
+                          "use --ts jpeg-ls, j2k or j2k-lossy for 16-bit images")
+    if name in ("explicit", "implicit"):
+        data = pack_bits(frames.astype(np.uint8)) if ds.BitsAllocated == 1 else frames.tobytes()
+        ds.PixelData = data + b"\0" if len(data) % 2 else data
+        ds["PixelData"].VR = "OW" if ds.BitsAllocated == 16 else "OB"
+        set_file_meta(ds, TRANSFER_SYNTAXES[name])
+    elif name == "jpeg":
+        _encode_jpeg_baseline(ds, frames, jpeg_quality, history)
+    else:
+        ts = TRANSFER_SYNTAXES[name]
+        if ds.SamplesPerPixel == 3 and ts in (JPEG2000Lossless, JPEG2000):
+            # Part 5 8.2.4: colour JPEG 2000 uses the reversible/irreversible component transform.
+            ds.PhotometricInterpretation = "YBR_RCT" if ts == JPEG2000Lossless else "YBR_ICT"
+        set_file_meta(ds, ExplicitVRLittleEndian)
+        kwargs = {"j2k_cr": [j2k_ratio]} if ts == JPEG2000 else {}
+        try:
+            compress(ds, ts, frames, encoding_plugin=_PLUGINS[ts], generate_instance_uid=False, **kwargs)
+        except (RuntimeError, ValueError) as exc:
+            raise EncodeError(f"cannot encode the pixels as {name}: {exc}") from None
+        if ts == JPEG2000:
+            history.append((_ratio(ds, frames), J2K_METHOD))
+    set_lossy(ds, history)
+
+
+def encapsulate_jpegs(ds: Dataset, streams: list[bytes], info: JpegInfo, history: list[tuple[float, str]]) -> None:
+    """JPEG passthrough: the files' own streams become the frames, byte for byte."""
+    ds.PhotometricInterpretation = photometric_of_jpeg(info)
+    ds.PixelData = encapsulate(streams)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    set_file_meta(ds, JPEGBaseline8Bit)
+    raw = info.width * info.height * info.components * len(streams)
+    set_lossy(ds, [*history, (raw / sum(len(s) for s in streams), JPEG_METHOD)])
+
+
+def photometric_of_jpeg(info: JpegInfo) -> str:
+    """Part 5 8.2.1: the Photometric Interpretation matching a baseline JPEG's colour space."""
+    space = info.color_space
+    if space == "GRAY":
+        return "MONOCHROME2"
+    if space == "RGB":
+        return "RGB"
+    return "YBR_FULL_422" if info.subsampled else "YBR_FULL"
+
+
+def jpeg_ratio(info: JpegInfo, size: int) -> float:
+    """Compression ratio of a JPEG stream of ``size`` bytes."""
+    return info.width * info.height * info.components * (2 if info.precision > 8 else 1) / max(size, 1)
+
+
+def set_lossy(ds: Dataset, history: list[tuple[float, str]]) -> None:
+    """Lossy Image Compression 00, or 01 with one ratio and method per lossy step."""
+    if not history:
+        ds.LossyImageCompression = "00"
+        for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        return
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = [format_number_as_ds(round(r, 2)) for r, _ in history]
+    ds.LossyImageCompressionMethod = [m for _, m in history]
+
+
+def _encode_jpeg_baseline(ds: Dataset, frames: np.ndarray, quality: int, history: list[tuple[float, str]]) -> None:
+    from PIL import Image
+
+    stack = frames if "NumberOfFrames" in ds else frames[np.newaxis]
+    streams = []
+    for frame in stack:
+        out = io.BytesIO()
+        # subsampling=1 is 4:2:2, the only subsampling YBR_FULL_422 describes exactly.
+        Image.fromarray(frame).save(out, "JPEG", quality=quality, subsampling=1, optimize=False)
+        streams.append(out.getvalue())
+    if ds.SamplesPerPixel == 3:
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = encapsulate(streams)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    set_file_meta(ds, JPEGBaseline8Bit)
+    history.append((frames.nbytes / sum(len(s) for s in streams), JPEG_METHOD))
+
+
+def _ratio(ds: Dataset, frames: np.ndarray) -> float:
+    from pydicom.encaps import generate_fragments
+
+    compressed = sum(len(f) for f in generate_fragments(ds.PixelData))
+    return frames.nbytes / max(compressed, 1)

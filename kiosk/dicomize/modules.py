@@ -1,0 +1,177 @@
+"""Modules shared by every object: Patient, General Study, Patient Study,
+General Series, General and SC Equipment, SOP Common, Original Attributes.
+
+Each ``add_*`` function fills one module (or a group of related ones) of a
+dataset from the study context and the batch settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from kiosk import __version__
+from kiosk.capture import Capture, SourceKind
+from kiosk.dicomize.uids import MANUFACTURER, MODEL_NAME
+from kiosk.study import StudyContext
+
+if TYPE_CHECKING:
+    from kiosk.dicomize.builder import Batch
+
+CONVERSION_TYPE = {
+    SourceKind.SCANNED_DOCUMENT: "SD",
+    SourceKind.DIGITIZED_FILM: "DF",
+    SourceKind.SCANNED_IMAGE: "SI",
+    SourceKind.VIDEO_FRAME: "DV",
+    SourceKind.FILE_IMPORT: "WSD",
+}
+
+
+def dicom_date(value: dt.datetime | dt.date) -> str:
+    return value.strftime("%Y%m%d")
+
+
+def dicom_time(value: dt.datetime) -> str:
+    return value.strftime("%H%M%S")
+
+
+def patient_age(birth_date: str, on: dt.date) -> str:
+    """Patient's Age (AS) on ``on``: days under 4 weeks, weeks under ~3 months, months under 2 years, else years."""
+    if not birth_date:
+        return ""
+    born = dt.datetime.strptime(birth_date, "%Y%m%d").date()
+    if born > on:
+        return ""
+    days = (on - born).days
+    months = (on.year - born.year) * 12 + on.month - born.month - (on.day < born.day)
+    years = months // 12
+    if days < 28:
+        return f"{days:03d}D"
+    if months < 3:
+        return f"{days // 7:03d}W"
+    if years < 2:
+        return f"{months:03d}M"
+    return f"{min(years, 999):03d}Y"
+
+
+def add_patient_and_study(ds: Dataset, batch: "Batch") -> None:
+    """Patient, General Study and Patient Study modules, plus the order (request) attributes."""
+    study: StudyContext = batch.study
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    if study.issuer:
+        ds.IssuerOfPatientID = study.issuer
+    ds.PatientBirthDate = study.birth_date
+    ds.PatientSex = study.sex
+    ds.StudyInstanceUID = batch.study_uid
+    ds.StudyDate = batch.study_date
+    ds.StudyTime = batch.study_time
+    ds.ReferringPhysicianName = study.referring_physician
+    # Study ID is what DICOMDIRs and some viewers list; invent one when the order gave none.
+    ds.StudyID = study.study_id or study.accession[:16] or batch.now.strftime("%y%m%d%H%M%S")
+    ds.AccessionNumber = study.accession
+    if study.study_description:
+        ds.StudyDescription = study.study_description
+    if study.referenced_studies:
+        ds.ReferencedStudySequence = Sequence([_reference(r.sop_class_uid, r.sop_instance_uid)
+                                               for r in study.referenced_studies])
+    age = patient_age(study.birth_date, dt.datetime.strptime(batch.study_date, "%Y%m%d").date())
+    if age:
+        ds.PatientAge = age
+
+
+def add_request_attributes(ds: Dataset, study: StudyContext) -> None:
+    """Request Attributes Sequence (General Series), IHE RAD TF-2 Appendix A, when an order is known."""
+    if not (study.requested_procedure_id or study.scheduled_step_id):
+        return
+    item = Dataset()
+    item.RequestedProcedureID = study.requested_procedure_id
+    if study.accession:
+        item.AccessionNumber = study.accession
+    if study.study_uid:
+        item.StudyInstanceUID = study.study_uid
+    if study.requested_procedure_description:
+        item.RequestedProcedureDescription = study.requested_procedure_description
+    item.ScheduledProcedureStepID = study.scheduled_step_id
+    if study.scheduled_step_description:
+        item.ScheduledProcedureStepDescription = study.scheduled_step_description
+    ds.RequestAttributesSequence = Sequence([item])
+    if study.scheduled_step_description:
+        ds.PerformedProcedureStepDescription = study.scheduled_step_description
+
+
+def add_series(ds: Dataset, batch: "Batch", series_uid: str, series_number: int, modality: str) -> None:
+    """General Series (or Encapsulated Document Series) module."""
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDate = batch.series_date
+    ds.SeriesTime = batch.series_time
+    if batch.options.series_description:
+        ds.SeriesDescription = batch.options.series_description
+    add_request_attributes(ds, batch.study)
+
+
+def add_equipment(ds: Dataset, batch: "Batch", capture: Capture) -> None:
+    """General Equipment and SC Equipment modules."""
+    options = batch.options
+    ds.Manufacturer = MANUFACTURER
+    if options.institution_name:
+        ds.InstitutionName = options.institution_name
+    if options.station_name:
+        ds.StationName = options.station_name
+    ds.ManufacturerModelName = MODEL_NAME
+    ds.SoftwareVersions = __version__
+    ds.ConversionType = options.conversion_type or CONVERSION_TYPE[capture.kind]
+    ds.SecondaryCaptureDeviceManufacturer = MANUFACTURER
+    ds.SecondaryCaptureDeviceManufacturerModelName = MODEL_NAME
+    ds.SecondaryCaptureDeviceSoftwareVersions = __version__
+    device = capture.metadata.get("device")
+    if isinstance(device, str) and device:
+        ds.SecondaryCaptureDeviceID = device[:64]
+
+
+def add_sop_common(ds: Dataset, batch: "Batch", sop_class_uid: str) -> None:
+    """SOP Common module (the character set is set last, from the content)."""
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = batch.new_uid()
+    ds.InstanceCreationDate = batch.series_date
+    ds.InstanceCreationTime = batch.series_time
+    add_original_attributes(ds, batch)
+
+
+def add_original_attributes(ds: Dataset, batch: "Batch") -> None:
+    """Original Attributes Sequence: the worklist/PACS values the user corrected."""
+    study = batch.study
+    if not study.original:
+        return
+    modified = Dataset()
+    for keyword, value in sorted(study.original.items()):
+        setattr(modified, keyword, value)
+    item = Dataset()
+    item.SourceOfPreviousValues = study.source_ae
+    item.AttributeModificationDateTime = batch.now.strftime("%Y%m%d%H%M%S")
+    item.ModifyingSystem = f"{MODEL_NAME} {__version__}"
+    item.ReasonForTheAttributeModification = "CORRECT"
+    item.ModifiedAttributesSequence = Sequence([modified])
+    ds.OriginalAttributesSequence = Sequence([item])
+
+
+def add_capture_times(ds: Dataset, capture: Capture) -> None:
+    """Content and acquisition date/time, and the SC Image date/time of capture."""
+    when = capture.acquired_at
+    ds.ContentDate = dicom_date(when)
+    ds.ContentTime = dicom_time(when)
+    ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
+    ds.DateOfSecondaryCapture = dicom_date(when)
+    ds.TimeOfSecondaryCapture = dicom_time(when)
+
+
+def _reference(sop_class: str, sop_instance: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = sop_instance
+    return item

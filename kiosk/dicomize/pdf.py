@@ -1,0 +1,39 @@
+"""Encapsulated PDF Storage: the PDF kept byte for byte, never rasterized."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
+
+from kiosk.capture import Capture
+from kiosk.dicomize import modules
+from kiosk.dicomize.codecs import set_file_meta
+
+if TYPE_CHECKING:
+    from kiosk.dicomize.builder import Batch
+
+
+def build_pdf(batch: "Batch", capture: Capture, instance_number: int) -> Dataset:
+    """One Encapsulated PDF object (Encapsulated Document Series, modality DOC by default)."""
+    data = capture.encoded or b""
+    ds = Dataset()
+    modules.add_patient_and_study(ds, batch)
+    modules.add_series(ds, batch, batch.document_series_uid, batch.document_series_number, batch.document_modality)
+    modules.add_equipment(ds, batch, capture)
+    ds.InstanceNumber = instance_number
+    modules.add_capture_times(ds, capture)
+    for keyword in ("DateOfSecondaryCapture", "TimeOfSecondaryCapture"):
+        delattr(ds, keyword)  # SC Image module is not part of this IOD
+    ds.BurnedInAnnotation = "YES"
+    title = capture.metadata.get("title") or capture.source.rsplit("/", 1)[-1]
+    ds.DocumentTitle = str(title)[:64]
+    ds.ConceptNameCodeSequence = []
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    # OB must have even length; the true length says where the PDF ends.
+    ds.EncapsulatedDocument = data + b"\0" if len(data) % 2 else data
+    ds.EncapsulatedDocumentLength = len(data)
+    modules.add_sop_common(ds, batch, EncapsulatedPDFStorage)
+    set_file_meta(ds, ExplicitVRLittleEndian)
+    return ds

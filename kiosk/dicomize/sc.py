@@ -1,0 +1,31 @@
+"""Secondary Capture Image Storage: one single-frame object per capture."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+from pydicom.uid import SecondaryCaptureImageStorage
+
+from kiosk.capture import Capture
+from kiosk.dicomize import modules
+from kiosk.dicomize.image import add_general_image, add_image_pixel, plan_pixels, store_pixels
+
+if TYPE_CHECKING:
+    from kiosk.dicomize.builder import Batch
+
+
+def build_sc(batch: "Batch", capture: Capture, instance_number: int) -> Dataset:
+    """One SC image: 8-bit gray/RGB, 16-bit gray (MONOCHROME1 on request, 1-bit as 8-bit)."""
+    options = batch.options
+    plan, ts_name = plan_pixels([capture], options.transfer_syntax, options.monochrome1)
+    ds = Dataset()
+    modules.add_patient_and_study(ds, batch)
+    modules.add_series(ds, batch, batch.image_series_uid, batch.image_series_number, batch.image_modality)
+    modules.add_equipment(ds, batch, capture)
+    add_general_image(ds, capture, instance_number, batch.burned_in(capture))
+    modules.add_capture_times(ds, capture)
+    add_image_pixel(ds, plan)
+    modules.add_sop_common(ds, batch, SecondaryCaptureImageStorage)
+    store_pixels(ds, plan, ts_name, options.j2k_ratio, options.jpeg_quality)
+    return ds

@@ -1,0 +1,188 @@
+"""Reading a JPEG file's structure without decoding it.
+
+The dicomizer keeps baseline JPEG files as they are (no generation loss); to
+do so it needs the frame header (size, precision, components, sampling),
+the colour transform (JFIF/Adobe markers) and the EXIF orientation, and it
+must reject truncated files. Pure Python, a few microseconds per file.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
+# Start-of-frame markers (C0-CF except DHT C4, JPG C8, DAC CC).
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+class JpegError(ValueError):
+    """The bytes are not a complete, well-formed JPEG stream."""
+
+
+@dataclass(frozen=True)
+class JpegInfo:
+    """What the headers of a JPEG stream say."""
+
+    sof: int
+    width: int
+    height: int
+    precision: int
+    components: int
+    component_ids: tuple[int, ...]
+    sampling: tuple[tuple[int, int], ...]
+    jfif: bool
+    adobe_transform: int | None
+    exif_orientation: int
+    dpi: float | None = None
+    huffman_tables: bool = True
+
+    @property
+    def baseline(self) -> bool:
+        """Huffman, sequential, 8-bit, 1 or 3 components, tables included (MJPEG
+        frames often leave them out): fits the JPEG Baseline transfer syntax as is."""
+        return self.sof == 0xC0 and self.precision == 8 and self.components in (1, 3) and self.huffman_tables
+
+    @property
+    def lossless(self) -> bool:
+        """Process 14 (SOF3/7/11/15): decodes to exactly what was encoded."""
+        return self.sof in (0xC3, 0xC7, 0xCB, 0xCF)
+
+    @property
+    def color_space(self) -> str:
+        """'GRAY', 'YCbCr', 'RGB' or 'CMYK'/'YCCK' (the decoder's view of the components)."""
+        if self.components == 1:
+            return "GRAY"
+        if self.components == 4:
+            return "YCCK" if self.adobe_transform == 2 else "CMYK"
+        if self.jfif:
+            return "YCbCr"
+        if self.adobe_transform is not None:
+            return "YCbCr" if self.adobe_transform == 1 else "RGB"
+        # No marker: libjpeg's rule, component IDs 'R','G','B' mean RGB.
+        return "RGB" if self.component_ids == (0x52, 0x47, 0x42) else "YCbCr"
+
+    @property
+    def subsampled(self) -> bool:
+        return len(set(self.sampling)) > 1
+
+
+def parse_jpeg(data: bytes) -> JpegInfo:
+    """Parse the markers of ``data`` up to the first scan; check the stream ends with EOI."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] != SOI:
+        raise JpegError("not a JPEG file (no start-of-image marker)")
+    # Writers pad after EOI now and then; a truncated file has no EOI at all.
+    if data.rfind(b"\xff\xd9", max(0, len(data) - 4096)) < 0:
+        raise JpegError("the JPEG data is truncated (no end-of-image marker)")
+    pos, frame, jfif, adobe, orientation, dpi, dht = 2, None, False, None, 1, None, False
+    while True:
+        while pos < len(data) and data[pos] == 0xFF and pos + 1 < len(data) and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 4 > len(data) or data[pos] != 0xFF:
+            raise JpegError("the JPEG headers are corrupt (marker expected)")
+        marker = data[pos + 1]
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        segment = data[pos + 4:pos + 2 + length]
+        if length < 2 or len(segment) != length - 2:
+            raise JpegError("the JPEG headers are truncated or corrupt")
+        if marker in SOF_MARKERS:
+            frame = _frame(marker, segment)
+        elif marker == 0xE0 and segment.startswith(b"JFIF\0"):
+            jfif = True
+            dpi = _jfif_dpi(segment)
+        elif marker == 0xEE and segment.startswith(b"Adobe") and len(segment) >= 12:
+            adobe = segment[11]
+        elif marker == 0xE1 and segment.startswith(b"Exif\0\0"):
+            orientation = _exif_orientation(segment[6:])
+        elif marker == 0xC4:
+            dht = True
+        elif marker == SOS:
+            break
+        pos += 2 + length
+    if frame is None:
+        raise JpegError("the JPEG has no frame header")
+    sof, width, height, precision, ids, sampling = frame
+    if width == 0 or height == 0:
+        raise JpegError("the JPEG has no image size (DNL images are not supported)")
+    return JpegInfo(sof, width, height, precision, len(ids), ids, sampling, jfif, adobe, orientation, dpi, dht)
+
+
+def _jfif_dpi(segment: bytes) -> float | None:
+    """Horizontal density of a JFIF header in dots per inch (units 1: per inch, 2: per cm)."""
+    if len(segment) < 12:
+        return None
+    units, density = segment[7], struct.unpack(">H", segment[8:10])[0]
+    if density <= 1 or units not in (1, 2):
+        return None
+    return float(density) if units == 1 else round(density * 2.54, 2)
+
+
+def _frame(marker: int, seg: bytes) -> tuple:
+    if len(seg) < 6:
+        raise JpegError("the JPEG frame header is truncated")
+    precision, height, width, count = seg[0], *struct.unpack(">HH", seg[1:5]), seg[5]
+    if len(seg) < 6 + 3 * count or count == 0:
+        raise JpegError("the JPEG frame header is truncated")
+    ids = tuple(seg[6 + 3 * i] for i in range(count))
+    sampling = tuple((seg[7 + 3 * i] >> 4, seg[7 + 3 * i] & 15) for i in range(count))
+    return marker, width, height, precision, ids, sampling
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    """The Orientation tag (0x0112) of IFD0, 1 when absent or unreadable."""
+    try:
+        endian = {b"II": "<", b"MM": ">"}[tiff[:2]]
+        (ifd,) = struct.unpack(endian + "I", tiff[4:8])
+        (count,) = struct.unpack(endian + "H", tiff[ifd:ifd + 2])
+        for i in range(count):
+            entry = tiff[ifd + 2 + 12 * i: ifd + 14 + 12 * i]
+            tag, typ = struct.unpack(endian + "HH", entry[:4])
+            if tag == 0x0112 and typ == 3:
+                value = struct.unpack(endian + "H", entry[8:10])[0]
+                return value if 1 <= value <= 8 else 1
+    except (KeyError, struct.error, IndexError):
+        pass
+    return 1
+
+
+def decode_jpeg(data: bytes, info: JpegInfo | None = None) -> tuple["np.ndarray", int]:
+    """Decode to (pixels, bits stored): 8-bit gray or RGB (CMYK/YCCK converted,
+    EXIF orientation applied), or 12/16-bit gray as uint16."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    info = info or parse_jpeg(data)
+    if info.precision > 8 or info.lossless:  # beyond Pillow: pylibjpeg-libjpeg decodes these
+        return _decode_libjpeg(data, info)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGB")  # Pillow undoes Adobe's CMYK inversion
+            return np.asarray(image).copy(), 8
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise JpegError(f"the JPEG data cannot be decoded ({exc})") from None
+
+
+def _decode_libjpeg(data: bytes, info: JpegInfo) -> tuple["np.ndarray", int]:
+    import numpy as np
+    from libjpeg import decode
+
+    if info.precision > 8 and info.components != 1:
+        raise JpegError(f"{info.precision}-bit colour JPEG is not supported; convert it to 8-bit or to grayscale")
+    if info.components not in (1, 3):
+        raise JpegError(f"a lossless JPEG with {info.components} components is not supported")
+    try:
+        pixels = decode(data)
+    except (RuntimeError, ValueError) as exc:
+        raise JpegError(f"the JPEG data cannot be decoded ({exc})") from None
+    if info.precision > 8:
+        return pixels.astype(np.uint16, copy=False), info.precision
+    return pixels.astype(np.uint8, copy=False), 8

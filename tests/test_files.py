@@ -1,0 +1,175 @@
+"""drivers.files.load_file: every supported format, and one clear error per bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dicomize_helpers import gradient, jpeg_bytes, pixels_of
+from drivers.files import FileLoadError, find_files, load_file
+from kiosk.capture import EncodedFormat, SourceKind
+
+
+def save(tmp_path, name, image: Image.Image, **kw) -> str:
+    path = tmp_path / name
+    image.save(path, **kw)
+    return str(path)
+
+
+def rgb_image() -> Image.Image:
+    return Image.fromarray(pixels_of("rgb8")[0])
+
+
+def test_baseline_jpeg_is_kept_as_bytes(tmp_path):
+    path = save(tmp_path, "a.jpg", rgb_image(), quality=85, dpi=(150, 150))
+    [capture] = load_file(path)
+    assert capture.pixels is None and capture.encoded_format is EncodedFormat.JPEG
+    assert capture.encoded == open(path, "rb").read()
+    assert capture.dpi == 150 and capture.kind is SourceKind.FILE_IMPORT
+
+
+@pytest.mark.parametrize("mode,save_kw,shape", [
+    ("RGB", {"progressive": True}, (48, 40, 3)),
+    ("CMYK", {}, (48, 40, 3)),
+])
+def test_non_baseline_jpeg_is_decoded(tmp_path, mode, save_kw, shape):
+    path = save(tmp_path, "b.jpg", rgb_image().convert(mode), **save_kw)
+    [capture] = load_file(path)
+    assert capture.encoded is None and capture.pixels.shape == shape
+    assert capture.metadata["lossy_history"][0][1] == "ISO_10918_1"
+    # Colours survive (CMYK inversion handled): close to the original.
+    assert np.abs(capture.pixels.astype(int) - pixels_of("rgb8")[0]).mean() < 12
+
+
+def test_grayscale_jpeg_passthrough(tmp_path):
+    path = tmp_path / "g.jpg"
+    path.write_bytes(jpeg_bytes(gradient()))
+    [capture] = load_file(path)
+    assert capture.encoded_format is EncodedFormat.JPEG
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = rgb_image()
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 clockwise to view
+    path = save(tmp_path, "rot.jpg", image, exif=exif, quality=95)
+    [capture] = load_file(path)
+    assert capture.pixels.shape == (40, 48, 3)
+
+
+def test_png_8_16_palette_alpha(tmp_path):
+    gray8, gray16 = pixels_of("gray8")[0], pixels_of("gray16")[0]
+    [c8] = load_file(save(tmp_path, "g8.png", Image.fromarray(gray8)))
+    assert np.array_equal(c8.pixels, gray8)
+    [c16] = load_file(save(tmp_path, "g16.png", Image.fromarray(gray16)))
+    assert c16.pixels.dtype == np.uint16 and np.array_equal(c16.pixels, gray16) and c16.bits_stored == 16
+    [pal] = load_file(save(tmp_path, "p.png", rgb_image().convert("P")))
+    assert pal.pixels.ndim == 3
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:2, ..., 3] = 255  # top half opaque red, bottom transparent
+    [alpha] = load_file(save(tmp_path, "a.png", Image.fromarray(rgba, "RGBA")))
+    assert alpha.pixels[0, 0].tolist() == [255, 0, 0] and alpha.pixels[3, 3].tolist() == [255, 255, 255]
+
+
+def test_bmp_and_gif_first_frame(tmp_path):
+    [bmp] = load_file(save(tmp_path, "a.bmp", rgb_image()))
+    assert np.array_equal(bmp.pixels, pixels_of("rgb8")[0])
+    first, second = Image.new("L", (8, 8), 10), Image.new("L", (8, 8), 200)
+    [gif] = load_file(save(tmp_path, "a.gif", first, save_all=True, append_images=[second]))
+    assert gif.pixels.ndim == 2 and int(gif.pixels[0, 0]) == 10
+
+
+def test_tiff_multipage_16_bit_1_bit(tmp_path):
+    pages = load_file(save(tmp_path, "m.tif", rgb_image(), save_all=True, append_images=[rgb_image(), rgb_image()]))
+    assert [c.index for c in pages] == [0, 1, 2]
+    [c16] = load_file(save(tmp_path, "w.tif", Image.fromarray(pixels_of("gray16")[0])))
+    assert c16.pixels.dtype == np.uint16 and np.array_equal(c16.pixels, pixels_of("gray16")[0])
+    bits = pixels_of("bit1")[0]
+    [c1] = load_file(save(tmp_path, "b.tif", Image.fromarray(bits).convert("1"), compression="group4"))
+    assert c1.pixels.dtype == np.bool_ and np.array_equal(c1.pixels, bits)
+
+
+def test_pdf_is_kept_as_bytes(tmp_path):
+    path = tmp_path / "d.pdf"
+    path.write_bytes(b"%PDF-1.4\n%%EOF\n")
+    [capture] = load_file(path)
+    assert capture.encoded_format is EncodedFormat.PDF and capture.encoded == path.read_bytes()
+
+
+def _truncated_png(tmp_path):
+    data = open(save(tmp_path, "full.png", Image.fromarray(gradient(200, 200))), "rb").read()
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("name,content,problem", [
+    ("zero.jpg", lambda t: b"", "is empty"),
+    ("text.png", lambda t: b"just some text\n", "has an image name (.png) but is not a JPEG, PNG"),
+    ("trunc.jpg", lambda t: jpeg_bytes(gradient())[:300], "truncated"),
+    ("trunc.png", _truncated_png, "truncated or corrupt PNG"),
+    ("corrupt.jpg", lambda t: b"\xff\xd8\xff\xe0\x00\x02garbage\xff\xd9", "corrupt"),
+    ("trunc.pdf", lambda t: b"%PDF-1.4\nhalf a document", "truncated PDF"),
+    ("notes.xyz", lambda t: b"\x00\x01\x02", "is not a JPEG, PNG"),
+])
+def test_bad_files_name_the_problem(tmp_path, name, content, problem):
+    path = tmp_path / name
+    path.write_bytes(content(tmp_path))
+    with pytest.raises(FileLoadError) as info:
+        load_file(path)
+    assert str(path) in info.value.message and problem in info.value.message
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path):
+    path = save(tmp_path, "big.png", Image.new("L", (2000, 1000)))
+    with pytest.raises(FileLoadError, match="too large: 2000 x 1000"):
+        load_file(path, max_pixels=1_000_000)
+    big_jpeg = tmp_path / "big.jpg"
+    big_jpeg.write_bytes(jpeg_bytes(np.zeros((1000, 2000), np.uint8)))
+    with pytest.raises(FileLoadError, match="too large"):
+        load_file(big_jpeg, max_pixels=1_000_000)
+
+
+def test_find_files_walks_directories_in_order(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/b.png", "d/a.png", "d/sub/c.png", "d/.hidden.png", "d/README.txt", "d/Thumbs.db"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "d" / "IMG0001").write_bytes(jpeg_bytes(gradient()))  # a JPEG without extension
+    (tmp_path / "notes.txt").write_bytes(b"x")
+    found = [p.name for p in find_files([tmp_path / "d", tmp_path / "notes.txt"])]
+    assert found == ["IMG0001", "a.png", "b.png", "c.png", "notes.txt"]  # named files are always tried
+
+
+@pytest.mark.parametrize("process,option,bits", [("12-bit extended", "+ee", 12), ("lossless", "+el", 12),
+                                                   ("8-bit lossless", "+el", 8)])
+def test_jpeg_beyond_baseline_from_dcmtk(tmp_path, process, option, bits):
+    """12-bit and lossless JPEG streams (made by DCMTK dcmcjpeg) decode via pylibjpeg-libjpeg."""
+    import shutil
+    import subprocess
+
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    from kiosk.capture import Capture
+    from kiosk.dicomize import BuildOptions, build_datasets, write_dataset
+    from kiosk.study import StudyContext
+
+    if not shutil.which("dcmcjpeg"):
+        pytest.skip("dcmcjpeg is not installed")
+    pixels = pixels_of("gray12")[0] if bits == 12 else gradient()
+    capture = Capture(SourceKind.DIGITIZED_FILM, pixels=pixels, bits_stored=bits if bits == 12 else None)
+    study = StudyContext.manual(patient_name="A^B", patient_id="1")
+    [ds] = build_datasets([capture], study, BuildOptions(transfer_syntax="explicit"))
+    plain = write_dataset(ds, tmp_path / "plain.dcm")
+    subprocess.run(["dcmcjpeg", option, str(plain), str(tmp_path / "j.dcm")], check=True, capture_output=True)
+    encoded = pydicom.dcmread(tmp_path / "j.dcm")
+    [stream] = generate_frames(encoded.PixelData, number_of_frames=1)
+    path = tmp_path / "in.jpg"
+    path.write_bytes(stream.rstrip(b"\0") if not stream.endswith(b"\xff\xd9") else stream)
+    [loaded] = load_file(path)
+    assert loaded.pixels.shape == pixels.shape and bits <= loaded.effective_bits <= (8 if bits == 8 else 16)
+    if option == "+el":
+        assert np.array_equal(loaded.pixels, pixels) and "lossy_history" not in loaded.metadata
+    else:
+        assert np.abs(loaded.pixels.astype(int) - pixels).mean() < 40
+        assert loaded.metadata["lossy_history"][0][1] == "ISO_10918_1"
