@@ -1,0 +1,193 @@
+"""Capture cards, cameras, streams and video files through OpenCV (``pip install kiosk[video]``).
+
+Targets: a V4L2 device (``/dev/video0``, a stable ``/dev/v4l/by-id/...`` link
+or an index ``0``), a stream URL (``tcp://``, ``rtsp://``, ``http://`` ...) or a
+video file. OpenCV cannot list devices, so discovery reads
+``/sys/class/video4linux`` and ``/dev/v4l/by-id``. Settings are applied FOURCC
+first (MJPG unlocks high resolutions on USB cards), then size and rate, and
+read back. ``isOpened()`` stays True when a stream dies, so liveness comes
+from frames actually arriving (see ``LiveDevice``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from drivers.base import (
+    Capabilities,
+    DeviceBusyError,
+    DeviceInfo,
+    DisconnectedError,
+    Driver,
+    DriverError,
+    LiveDevice,
+    NoDeviceError,
+    Settings,
+)
+
+SYS_V4L = Path("/sys/class/video4linux")
+BY_ID = Path("/dev/v4l/by-id")
+
+
+def _cv2() -> Any:
+    """OpenCV, imported on first use, its own warnings kept off the user's terminal."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
+
+def fourcc_text(code: float) -> str:
+    value = int(code)
+    return "".join(chr((value >> 8 * i) & 0xFF) for i in range(4)).strip("\x00") if value > 0 else ""
+
+
+def v4l2_devices(sys_dir: Path = SYS_V4L, by_id: Path = BY_ID) -> list[DeviceInfo]:
+    """V4L2 capture nodes (index 0 of each device; the others carry metadata), stable names first."""
+    links: dict[str, str] = {}
+    if by_id.is_dir():
+        for link in sorted(by_id.iterdir()):
+            links.setdefault(os.path.realpath(link), str(link))
+    found = []
+    if not sys_dir.is_dir():
+        return found
+    for node in sorted(sys_dir.glob("video*"), key=lambda p: int(p.name[5:] or 0)):
+        index_file = node / "index"
+        if index_file.is_file() and index_file.read_text().strip() not in ("", "0"):
+            continue
+        dev = f"/dev/{node.name}"
+        name_file = node / "name"
+        name = name_file.read_text().strip() if name_file.is_file() else node.name
+        found.append(DeviceInfo(uri=f"video:{links.get(dev, dev)}", name=name, kind="camera", detail=dev))
+    return found
+
+
+class VideoDriver(Driver):
+    scheme = "video"
+    title = "video capture support"
+    module = "cv2"
+    package = "opencv-python-headless"
+    extra = "video"
+
+    def discover(self) -> list[DeviceInfo]:
+        return v4l2_devices()
+
+    def open(self, target: str, options: Mapping[str, Any] | None = None) -> "VideoDevice":
+        options = dict(options or {})
+        device = VideoDevice(target, stall_timeout=float(options.get("stall_timeout", 1.5)),
+                             max_clip_seconds=float(options.get("max_clip_seconds", 10)))
+        device._open_source()
+        return device
+
+
+class VideoDevice(LiveDevice):
+    """One OpenCV capture read by the LiveDevice thread."""
+
+    def __init__(self, target: str, **kwargs: Any) -> None:
+        self.target = target
+        self.is_url = "://" in target
+        self.is_device = target.isdigit() or target.startswith("/dev/")
+        name = target if self.is_url or self.is_device else Path(target).name
+        super().__init__(DeviceInfo(uri=f"video:{target}", name=f"video {name}", kind="camera"), **kwargs)
+        self.ends = not (self.is_url or self.is_device)
+        self._cap: Any = None
+        self._next = 0.0
+
+    def _open_source(self) -> None:
+        cv2 = _cv2()
+
+        if self._cap is not None:
+            return
+        if self.is_url:
+            # Without these a dead stream blocks open/read for 30 s.
+            read_ms = int(max(0.5, self.stall_timeout) * 1000)
+            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms])
+        elif self.is_device:
+            path = f"/dev/video{self.target}" if self.target.isdigit() else self.target
+            if not os.path.exists(path):
+                raise NoDeviceError(f"no video device {path}",
+                                    "check that the capture card is plugged in; 'kiosk devices' lists cameras")
+            cap = cv2.VideoCapture(os.path.realpath(path), cv2.CAP_V4L2)
+            if not cap.isOpened():
+                raise DeviceBusyError(f"{path} cannot be opened: it is in use by another program or not a camera",
+                                      "close other video programs, or check the permissions ('video' group)")
+        else:
+            if not os.path.isfile(self.target):
+                raise NoDeviceError(f"no video file {self.target!r}", "check the path")
+            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            what = "stream" if self.is_url else "video file"
+            raise NoDeviceError(f"the {what} {self.target} cannot be opened",
+                                "check that it is running and the address is right" if self.is_url
+                                else "check that it is a video file ffmpeg can read")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.frame_rate = fps if 1 <= fps <= 240 else None
+        self._cap = cap
+        self._next = time.monotonic()
+
+    def _close_source(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def _read(self) -> np.ndarray | None:
+        cv2 = _cv2()
+
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            return None
+        if self.ends and self.frame_rate:
+            # Files decode far faster than real time: pace them like the live source they stand for.
+            self._next += 1.0 / self.frame_rate
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def capabilities(self) -> Capabilities:
+        settings = self._current()
+        size = ((settings.width, settings.height),) if settings.width else ()
+        return Capabilities(frame_sizes=size, frame_rates=(settings.fps,) if settings.fps else (),
+                            pixel_formats=(settings.fourcc,) if settings.fourcc else (), preview=True)
+
+    def _current(self) -> Settings:
+        cv2 = _cv2()
+
+        if self._cap is None:
+            raise DisconnectedError(f"{self.info.name} is not open", "open it again")
+        cap = self._cap
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        return Settings(width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or None,
+                        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or None,
+                        fps=fps if 1 <= fps <= 240 else None,
+                        fourcc=fourcc_text(cap.get(cv2.CAP_PROP_FOURCC)) or None)
+
+    def configure(self, settings: Settings) -> Settings:
+        """FOURCC, then size, then rate (the order V4L2 drivers need); returns what the source uses."""
+        cv2 = _cv2()
+
+        if self._thread is not None:
+            raise DriverError(f"{self.info.name}: settings cannot change while the preview runs",
+                              "stop the preview, change the settings, start it again")
+        self._open_source()
+        cap = self._cap
+        if settings.fourcc:
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*settings.fourcc[:4].ljust(4)))
+        if settings.width and settings.height:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, settings.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, settings.height)
+        if settings.fps:
+            cap.set(cv2.CAP_PROP_FPS, settings.fps)
+        self.settings = self._current()
+        if self.settings.fps:
+            self.frame_rate = self.settings.fps
+        return self.settings

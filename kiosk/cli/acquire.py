@@ -1,0 +1,154 @@
+"""``kiosk acquire --source URI -o DIR | --send NODE``: scan or grab, dicomize, write or queue.
+
+Pages are dicomized and written one by one as they come off the scanner, so
+memory does not grow with the length of an ADF batch, and the pages already
+written are kept when the feeder jams or the user presses Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kiosk.cli.convert import TS_CHOICES
+from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
+from kiosk.config import Config
+from kiosk.errors import KioskError, UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "acquire", help="scan or grab images from a device and turn them into DICOM",
+        description="Acquire from a scanner, camera, capture card, stream, file or demo device, "
+        "write DICOM files to a folder and/or queue them in the outbox.",
+        epilog="Sources: sane:DEVICE (e.g. sane:test:0), video:DEVICE_OR_URL (video:/dev/video0, "
+        "video:tcp://127.0.0.1:5611, video:clip.mp4), file:PATH, demo:scanner, demo:camera. "
+        "'kiosk devices' lists what is attached.")
+    parser.add_argument("--source", required=True, metavar="URI", help="what to acquire from")
+    parser.add_argument("-o", "--output", metavar="DIR", help="folder for the DICOM files")
+    parser.add_argument("--send", metavar="NODE", help="queue the files in the outbox for this destination")
+    parser.add_argument("--wait", action="store_true", help="with --send: wait until delivered")
+    parser.add_argument("--ts", default="auto", choices=TS_CHOICES,
+                        help="transfer syntax (default auto: as kiosk convert chooses)")
+    scan = parser.add_argument_group("scanner settings (the device reports what it actually used)")
+    scan.add_argument("--preset", metavar="NAME", help="Document, Film or Photo (see [presets] in the config)")
+    scan.add_argument("--adf", action="store_true", help="scan every page in the document feeder")
+    scan.add_argument("--mode", choices=("color", "gray"))
+    scan.add_argument("--depth", type=int, choices=(8, 16))
+    scan.add_argument("--dpi", type=float, metavar="N")
+    video = parser.add_argument_group("video settings")
+    video.add_argument("--frames", type=int, metavar="N", help="take N snapshots (default 1)")
+    video.add_argument("--clip", type=float, metavar="SECONDS", help="record a clip (one multi-frame object)")
+    add_study_options(parser)
+    parser.set_defaults(run=run, needs_config=True)
+
+
+def settings_from_args(args: argparse.Namespace, config: Config, scanner: bool) -> Any:
+    """The named preset (Document by default for scanners), then the explicit options on top."""
+    from drivers.base import Settings, preset
+
+    name = args.preset or ("Document" if scanner else None)
+    base = preset(name, config.extra.get("presets")) if name else Settings()
+    return base.merged(mode=args.mode, depth=args.depth, dpi=args.dpi, source="adf" if args.adf else None)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    if not args.output and not args.send:
+        raise UsageError("say where the images go", "add -o DIR, --send NODE, or both")
+    if args.frames is not None and args.frames < 1 or args.clip is not None and args.clip <= 0:
+        raise UsageError("--frames and --clip need a positive number")
+    if args.preset:
+        settings_from_args(args, config, scanner=True)  # an unknown preset fails before the device opens
+    from drivers.base import LiveDevice, open_device
+    from kiosk.dicomize import Batch
+
+    study = study_from_args(args, config)
+    with open_device(args.source, config.extra.get("acquisition")) as device:
+        live = isinstance(device, LiveDevice)
+        settings = settings_from_args(args, config, scanner=device.info.kind == "scanner")
+        effective = device.configure(settings)
+        _note(f"{device.info.name}: {_describe(effective)}")
+        batch = Batch(study, options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip)))
+        out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="kiosk-acquire-"))
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+        writer = _Writer(batch, out_dir)
+        try:
+            try:
+                if live:
+                    _acquire_live(device, args, writer)
+                else:
+                    for capture in device.batch(_progress):
+                        writer.add([capture])
+            except KeyboardInterrupt:
+                device.cancel()
+                _note(f"interrupted: {len(writer.files)} file(s) kept in {out_dir}")
+                raise
+            finally:
+                _end_progress()
+                if writer.files:
+                    _note(f"wrote {len(writer.files)} file(s) to {out_dir}")
+            if args.send:
+                return _send(args, config, writer.files)
+            return 0
+        finally:
+            if not args.output:
+                shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _acquire_live(device: Any, args: argparse.Namespace, writer: "_Writer") -> None:
+    if args.clip:
+        writer.add(device.record(args.clip))
+    else:
+        for capture in device.snapshots(args.frames or 1):
+            writer.add([capture])
+
+
+class _Writer:
+    """Dicomize and write as captures arrive; remembers the files written."""
+
+    def __init__(self, batch: Any, out_dir: Path) -> None:
+        self.batch = batch
+        self.out_dir = out_dir
+        self.files: list[Path] = []
+
+    def add(self, captures: list[Any]) -> None:
+        from kiosk.dicomize import write_dataset
+
+        for ds in self.batch.build(captures):
+            self.files.append(write_dataset(ds, self.out_dir / f"{ds.SOPInstanceUID}.dcm"))
+
+
+def _send(args: argparse.Namespace, config: Config, files: list[Path]) -> int:
+    from kiosk.cli import send
+
+    return send.run(argparse.Namespace(paths=[str(f) for f in files], to=[args.send], commit=False,
+                                       wait=args.wait), config)
+
+
+def _describe(settings: Any) -> str:
+    parts = [settings.mode, f"{settings.depth}-bit" if settings.depth else None,
+             f"{settings.dpi:g} dpi" if settings.dpi else None, settings.source,
+             f"{settings.width}x{settings.height}" if settings.width else None,
+             f"{settings.fps:g} fps" if settings.fps else None, settings.fourcc]
+    return ", ".join(p for p in parts if p) or "default settings"
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _progress(step: Any) -> None:
+    if sys.stderr.isatty():
+        print(f"\rpage {step.page + 1}: {step.fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
