@@ -1,0 +1,105 @@
+"""C-FIND SCU shared by the worklist and the PACS query: streamed results, C-CANCEL, date filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+from typing import TYPE_CHECKING, Iterator
+
+from kiosk.config import LocalConfig, NodeConfig
+from kiosk.errors import UsageError
+from kiosk.net import errors
+from kiosk.net.nodes import associate, release
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+PENDING = (0xFF00, 0xFF01)
+CANCELLED = 0xFE00
+
+
+def date_filter(text: str | None, today: dt.date | None = None) -> str:
+    """``today``, ``YYYYMMDD`` or ``YYYYMMDD-YYYYMMDD`` (either end open) as a DICOM DA matching value; '' for any."""
+    if text is None or text.strip().lower() in ("", "any", "all"):
+        return ""
+    text = text.strip().lower()
+    if text == "today":
+        return (today or dt.date.today()).strftime("%Y%m%d")
+    if not re.fullmatch(r"\d{8}|\d{8}-|-\d{8}|\d{8}-\d{8}", text):
+        raise UsageError(f"date {text!r} is not understood", "write today, YYYYMMDD, or a range YYYYMMDD-YYYYMMDD")
+    for part in filter(None, text.split("-")):
+        try:
+            dt.datetime.strptime(part, "%Y%m%d")
+        except ValueError:
+            raise UsageError(f"{part} is not a calendar date", "write dates as YYYYMMDD, e.g. 20260131") from None
+    return text
+
+
+def query_charset(*values: str) -> str | None:
+    """The Specific Character Set for matching values: none for ASCII, Latin-1 if it fits, else UTF-8.
+
+    Many SCPs (DCMTK's wlmscpfs among them) match names byte for byte without
+    converting character sets, so the narrowest common one matches most items.
+    """
+    text = "".join(v or "" for v in values)
+    if text.isascii():
+        return None
+    try:
+        text.encode("latin-1")
+        return "ISO_IR 100"
+    except UnicodeEncodeError:
+        return "ISO_IR 192"
+
+
+def find(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset", *,
+         cancel: threading.Event | None = None, limit: int = 0, what: str = "the query") -> Iterator["Dataset"]:
+    """Yield matches as they arrive; C-CANCEL when ``cancel`` is set or after ``limit`` matches (0: no limit).
+
+    Raises ``NetworkError`` on association failures and on a failure status.
+    """
+    from pynetdicom.presentation import build_context
+
+    context = build_context(model, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    assoc = associate(node, local, [context], what=what)
+    try:
+        context_id = assoc.accepted_contexts[0].context_id
+        count = 0
+        cancelled = False
+        message_id = 1
+        responses = assoc.send_c_find(identifier, model, msg_id=message_id)
+        for status, match in responses:
+            if "Status" not in status:
+                raise (errors.abort_error(node, what) if assoc.is_aborted
+                       else errors.timeout_error(node, what, node.dimse_timeout))
+            code = int(status.Status)
+            if code in PENDING:
+                if cancelled or match is None:
+                    continue  # matches still in flight after our C-CANCEL
+                count += 1
+                yield match
+                if (limit and count >= limit) or (cancel is not None and cancel.is_set()):
+                    reason = f"after {count} matches (the maximum)" if limit and count >= limit else "on request"
+                    log.info("cancelling %s on %s %s", what, node, reason)
+                    assoc.send_c_cancel(message_id, context_id)
+                    cancelled = True
+            elif code in (0x0000, CANCELLED):
+                return
+            else:
+                comment = status.get("ErrorComment", "")
+                raise errors.NetworkError(
+                    f"{node} failed {what} with status {code:04X}" + (f" ({comment})" if comment else ""),
+                    "check the search filters; the node may not support some of them", node=node, transient=False)
+    finally:
+        release(assoc)
+
+
+def to_json(ds: "Dataset") -> dict:
+    """PS3.18 F.2 DICOM JSON; values are Unicode, so the character set becomes ISO_IR 192."""
+    out = ds.copy()
+    out.decode()  # with the response's own Specific Character Set, before we relabel it
+    out.SpecificCharacterSet = "ISO_IR 192"
+    return out.to_json_dict()

@@ -1,0 +1,193 @@
+"""Our SCP on ``[local] port``: answers C-ECHO and takes storage commitment reports.
+
+Only configured nodes may associate: the calling AE title must belong to a
+configured node and the connection must come from that node's host; anyone
+else gets A-ASSOCIATE-RJ "calling AE title not recognised" (permanent, service
+user). Commitment reports are matched to waiting requests by Transaction UID.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from kiosk.config import LocalConfig, NodeConfig
+from kiosk.net import errors
+from kiosk.net.nodes import make_ae, tune_socket
+
+log = logging.getLogger(__name__)
+
+VERIFICATION = "1.2.840.10008.1.1"
+STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
+
+
+@dataclass
+class Report:
+    """One storage commitment result: committed instance UIDs and failed ones with their reason."""
+
+    committed: set[str] = field(default_factory=set)
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+class PendingReport:
+    """A transaction waiting for its N-EVENT-REPORT."""
+
+    def __init__(self, transaction_uid: str) -> None:
+        self.transaction_uid = transaction_uid
+        self.report: Report | None = None
+        self._done = threading.Event()
+
+    def deliver(self, report: Report) -> None:
+        self.report = report
+        self._done.set()
+
+    def wait(self, timeout: float) -> Report | None:
+        self._done.wait(timeout)
+        return self.report
+
+
+def parse_report(event_type: int, info: Any) -> Report:
+    """Committed and failed instances from an N-EVENT-REPORT's Event Information (PS3.4 J.3.3)."""
+    report = Report()
+    for item in info.get("ReferencedSOPSequence", []) or []:
+        report.committed.add(str(item.ReferencedSOPInstanceUID))
+    for item in info.get("FailedSOPSequence", []) or []:
+        report.failed[str(item.ReferencedSOPInstanceUID)] = int(item.get("FailureReason", 0x0110))
+    return report
+
+
+class Reports:
+    """Transaction UID -> pending request; reports that arrive unasked are logged and dropped."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingReport] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, transaction_uid: str) -> PendingReport:
+        pending = PendingReport(transaction_uid)
+        with self._lock:
+            self._pending[transaction_uid] = pending
+        return pending
+
+    def forget(self, transaction_uid: str) -> None:
+        with self._lock:
+            self._pending.pop(transaction_uid, None)
+
+    def handle_event_report(self, event) -> tuple[int, None]:  # noqa: ANN001 - pynetdicom Event
+        """EVT_N_EVENT_REPORT handler; Orthanc needs a (status, dataset) tuple back."""
+        request = event.request
+        if str(request.AffectedSOPClassUID) != STORAGE_COMMITMENT:
+            return 0x0112, None  # No such SOP Instance
+        info = event.event_information
+        uid = str(info.get("TransactionUID", ""))
+        with self._lock:
+            pending = self._pending.pop(uid, None)
+        if pending is None:
+            log.warning("storage commitment report for unknown transaction %s from %s ignored", uid, event.assoc.requestor.ae_title)
+            return 0x0000, None
+        report = parse_report(int(request.EventTypeID or 0), info)
+        log.info("storage commitment report for %s: %d committed, %d failed", uid, len(report.committed), len(report.failed))
+        pending.deliver(report)
+        return 0x0000, None
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        log.warning("cannot resolve %s; associations from it will be rejected", host)
+        return set()
+
+
+class Listener:
+    """The kiosk's SCP. Use as a context manager or ``start()``/``stop()``.
+
+    ``Listener.running(port)`` finds one already started in this process, so a
+    commitment request can share the UI's or the outbox service's listener.
+    """
+
+    _running: dict[int, "Listener"] = {}
+    _running_lock = threading.Lock()
+
+    @classmethod
+    def running(cls, port: int) -> "Listener | None":
+        with cls._running_lock:
+            return cls._running.get(port)
+
+    def __init__(self, local: LocalConfig, allowed: Iterable[NodeConfig], *, port: int | None = None,
+                 bind: str = "") -> None:
+        self.local = local
+        self.port = local.port if port is None else port
+        self.bind = bind
+        self.reports = Reports()
+        self._allowed: dict[str, set[str]] = {}
+        for node in allowed:
+            self._allowed.setdefault(node.ae_title, set()).update(_addresses(node.host))
+        self._server = None
+
+    def allows(self, calling_aet: str, address: str) -> bool:
+        return address in self._allowed.get(calling_aet.strip(), set())
+
+    def start(self) -> "Listener":
+        from pynetdicom import evt
+        from pynetdicom.association import Association
+
+        ae = make_ae(self.local)
+        listener = self
+
+        class AllowList(list):
+            """pynetdicom's calling-AE check, made per connection: only titles allowed from this host."""
+
+            def __bool__(self) -> bool:
+                return True
+
+            def _titles(self) -> list[str]:
+                assoc = threading.current_thread()
+                address = assoc.requestor.address if isinstance(assoc, Association) else ""
+                return [aet for aet in listener._allowed if listener.allows(aet, address)]
+
+            def __iter__(self):
+                return iter(self._titles())
+
+            def __contains__(self, title: object) -> bool:
+                return title in self._titles()
+
+        ae._require_calling_aet = AllowList()
+        ae.add_supported_context(VERIFICATION)
+        ae.add_supported_context(STORAGE_COMMITMENT, scu_role=True, scp_role=True)
+        handlers = [
+            (evt.EVT_C_ECHO, lambda event: 0x0000),
+            (evt.EVT_N_EVENT_REPORT, self.reports.handle_event_report),
+            (evt.EVT_CONN_OPEN, lambda event: tune_socket(event.assoc.dul.socket.socket)),
+            (evt.EVT_REJECTED, lambda event: log.warning(
+                "rejected an association from %s at %s: not a configured node",
+                event.assoc.requestor.ae_title, event.assoc.requestor.address)),
+        ]
+        try:
+            self._server = ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
+        except OSError as exc:
+            raise errors.NetworkError(
+                f"cannot listen on port {self.port} ({exc.strerror or exc})",
+                "another program (or another kiosk) uses that port; stop it or change [local] port",
+                transient=False) from None
+        self.port = self._server.server_address[1]
+        with Listener._running_lock:
+            Listener._running[self.port] = self
+        log.info("listening as %s on port %d", self.local.ae_title, self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with Listener._running_lock:
+                Listener._running.pop(self.port, None)
+            self._server.shutdown()
+            self._server = None
+
+    def __enter__(self) -> "Listener":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,345 @@
+"""Storage SCU: send Part 10 files over one association, transcoding when the peer requires it.
+
+Presentation contexts are built from the files: per SOP class one context with
+the uncompressed transfer syntaxes, and per compressed transfer syntax a
+context of its own (a peer offered both in one context picks uncompressed and
+the compressed file could then not be sent as it is). Files go out unchanged
+when their transfer syntax was accepted; otherwise they are decompressed (or
+re-encoded) to one the peer accepted, and the log says so.
+
+C-STORE status handling follows XD3's conformance statement: 0000 success;
+warnings B000, B006, B007 count as success and are logged; A7xx (out of
+resources) is transient: the rest of the batch is left for a later retry;
+A9xx, Cxxx and any other code fail that instance with the code and its
+meaning, and sending goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Sequence
+
+from kiosk.config import LocalConfig, NodeConfig
+from kiosk.errors import UsageError
+from kiosk.net import errors
+from kiosk.net.nodes import associate, release
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["success", "warning", "transient", "failed"]
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE)
+MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
+
+WARNINGS_AS_SUCCESS = {0xB000, 0xB006, 0xB007}
+
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+# Destination ``transfer_syntax`` choices a send may apply: lossless, so the instance keeps its identity.
+LOSSLESS_CHOICES = {"explicit": EXPLICIT_LE, "implicit": IMPLICIT_LE, "rle": RLE_LOSSLESS,
+                    "jpeg-ls": JPEG_LS_LOSSLESS, "j2k": JPEG2000_LOSSLESS}
+LOSSY_CHOICES = {"j2k-lossy", "jpeg"}
+# Faster encoders than pydicom's defaults (its own RLE is ~12x slower).
+ENCODERS = {RLE_LOSSLESS: "pylibjpeg", JPEG_LS_LOSSLESS: "pyjpegls", JPEG2000_LOSSLESS: "pylibjpeg"}
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """What happened to one file. ``status`` is the C-STORE status, None if it was never sent."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    status: int | None
+    outcome: Outcome
+    message: str = ""
+
+
+@dataclass
+class StoreResult:
+    """Per-instance results of one ``store_files`` call, in input order."""
+
+    results: list[InstanceResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome in ("success", "warning") for r in self.results)
+
+    def count(self, *outcomes: Outcome) -> int:
+        return sum(r.outcome in outcomes for r in self.results)
+
+
+@dataclass(frozen=True)
+class StoreProgress:
+    """Progress for a progress bar: instances and bytes done of the totals."""
+
+    instances_done: int
+    instances_total: int
+    bytes_done: int
+    bytes_total: int
+    current: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Instance:
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    size: int
+
+
+def status_meaning(code: int) -> str:
+    """The standard meaning of a C-STORE status code, e.g. ``A700 Refused: Out of Resources``."""
+    from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS
+
+    for table in (STORAGE_SERVICE_CLASS_STATUS, GENERAL_STATUS):
+        if code in table:
+            return f"{table[code][0]}: {table[code][1]}"
+    high = code & 0xFF00
+    ranges = {0xA700: "Refused: Out of Resources", 0xA900: "Error: Data Set does not match SOP Class"}
+    if high in ranges:
+        return ranges[high]
+    if 0xC000 <= code <= 0xCFFF:
+        return "Error: Cannot understand"
+    return "unknown status"
+
+
+def classify(code: int) -> Outcome:
+    """XD3 status classes: success, warning (counts as success), transient (A7xx), failed."""
+    if code == 0x0000:
+        return "success"
+    if code in WARNINGS_AS_SUCCESS:
+        return "warning"
+    if code & 0xFF00 == 0xA700:
+        return "transient"
+    return "failed"
+
+
+def collect_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and every file under directories named, in a stable order."""
+    files: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            files.extend(sorted(p for p in item.rglob("*") if p.is_file()))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UsageError(f"{item} does not exist", "name DICOM files or folders that contain them")
+    return files
+
+
+def _read_instance(path: Path) -> _Instance | str:
+    """SOP class, instance and transfer syntax from the file meta; a message if it is no Part 10 file."""
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        return f"not a DICOM Part 10 file ({exc})"
+    missing = [k for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID") if k not in meta]
+    if missing:
+        return f"the file meta information lacks {', '.join(missing)}"
+    return _Instance(path, str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
+                     str(meta.TransferSyntaxUID), path.stat().st_size)
+
+
+def build_contexts(instances: Sequence[_Instance], preferred: str | None = None) -> list:
+    """Uncompressed per SOP class; each compressed transfer syntax, and ``preferred``, in a context of its own."""
+    from pynetdicom.presentation import build_context
+
+    wanted: dict[tuple[str, tuple[str, ...]], None] = {}
+    for inst in instances:
+        if preferred:
+            # Alone, so that the peer cannot choose another syntax of the same context instead.
+            wanted[(inst.sop_class_uid, (preferred,))] = None
+        uncompressed = (EXPLICIT_LE, IMPLICIT_LE) + ((EXPLICIT_BE,) if inst.transfer_syntax == EXPLICIT_BE else ())
+        wanted[(inst.sop_class_uid, uncompressed)] = None
+        if inst.transfer_syntax not in UNCOMPRESSED:
+            wanted[(inst.sop_class_uid, (inst.transfer_syntax,))] = None
+    # An instance needing Explicit BE adds a context that may duplicate the LE-only one; keep the wider.
+    merged: dict[tuple[str, tuple[str, ...]], None] = {}
+    for sop_class, syntaxes in wanted:
+        if syntaxes == (EXPLICIT_LE, IMPLICIT_LE) and (sop_class, syntaxes + (EXPLICIT_BE,)) in wanted:
+            continue
+        merged[(sop_class, syntaxes)] = None
+    if len(merged) > MAX_CONTEXTS:
+        raise UsageError(f"these files need {len(merged)} presentation contexts; one association allows {MAX_CONTEXTS}",
+                         "send them in smaller groups (fewer kinds of object or transfer syntaxes at once)")
+    return [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in merged]
+
+
+def _accepted(assoc) -> dict[str, list[str]]:
+    """SOP class -> accepted transfer syntaxes."""
+    out: dict[str, list[str]] = {}
+    for context in assoc.accepted_contexts:
+        out.setdefault(str(context.abstract_syntax), []).extend(str(ts) for ts in context.transfer_syntax)
+    return out
+
+
+def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
+    """The instance re-encoded in ``target``, keeping its identity (a transfer syntax conversion).
+
+    Raises ValueError, NotImplementedError or RuntimeError when pydicom cannot
+    decode or encode the pixel data.
+    """
+    import pydicom
+    from pydicom.uid import UID
+
+    ds = pydicom.dcmread(inst.path)
+    target_uid, source = UID(target), UID(inst.transfer_syntax)
+    if source.is_compressed:
+        ds.decompress(generate_instance_uid=False)
+    if target_uid.is_compressed:
+        if "PixelData" not in ds:
+            raise ValueError("it has no pixel data to compress")
+        if target == JPEG2000_LOSSLESS and ds.SamplesPerPixel == 3:
+            ds.PhotometricInterpretation = "YBR_RCT"  # PS3.5 8.2.4: colour JPEG 2000 lossless
+        ds.compress(target, encoding_plugin=ENCODERS.get(target, ""), generate_instance_uid=False)
+    ds.file_meta.TransferSyntaxUID = target
+    ds.set_original_encoding(target_uid.is_implicit_VR, target_uid.is_little_endian, ds.original_character_set)
+    log.info("transcoded %s from %s to %s: %s", inst.path.name, source.name, target_uid.name, why)
+    return ds
+
+
+def preferred_syntax(node: NodeConfig) -> str | None:
+    """The destination's ``transfer_syntax`` as a UID; None for auto (and for lossy choices, see docs)."""
+    if node.transfer_syntax in LOSSY_CHOICES:
+        log.warning("%s: transfer_syntax = %s applies when objects are made (kiosk convert/acquire); "
+                    "files are sent in their own transfer syntax", node, node.transfer_syntax)
+        return None
+    return LOSSLESS_CHOICES.get(node.transfer_syntax)
+
+
+def _what_to_send(inst: _Instance, accepted: list[str], preferred: str | None) -> "Path | Dataset":
+    """The file itself when its transfer syntax will do, else a transcoded dataset."""
+    if preferred and preferred != inst.transfer_syntax and preferred in accepted:
+        try:
+            return _transcode(inst, preferred, "the destination's transfer_syntax")
+        except (ValueError, NotImplementedError, RuntimeError) as exc:
+            if inst.transfer_syntax not in accepted:
+                raise
+            log.info("sending %s as it is: cannot convert it to %s (%s)", inst.path.name, preferred, exc)
+    if inst.transfer_syntax in accepted:
+        return inst.path
+    target = next((ts for ts in UNCOMPRESSED if ts in accepted), accepted[0])
+    return _transcode(inst, target, "the peer did not accept the original transfer syntax")
+
+
+def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
+                progress: Callable[[StoreProgress], None] | None = None,
+                cancel: threading.Event | None = None) -> StoreResult:
+    """C-STORE ``paths`` (Part 10 files) to ``node`` over one association.
+
+    Returns a result per file. Association-level failures (refused, rejected,
+    aborted, timeout, no context) raise ``NetworkError``; its ``partial``
+    attribute then holds the results so far, with unsent files "transient".
+    """
+    result = StoreResult()
+    slots: list[InstanceResult | _Instance] = []
+    for path in map(Path, paths):
+        read = _read_instance(path)
+        slots.append(InstanceResult(path, "", "", None, "failed", read) if isinstance(read, str) else read)
+    instances = [s for s in slots if isinstance(s, _Instance)]
+    if not instances:
+        result.results = [s for s in slots if isinstance(s, InstanceResult)]
+        return result
+
+    from pydicom.uid import UID
+
+    from pynetdicom import _config as pynetdicom_config
+
+    from kiosk.net import pdata
+
+    # Send files as they are (pynetdicom would otherwise decode and re-encode
+    # each one); we only send a file unchanged under its own transfer syntax.
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+
+    bytes_total = sum(i.size for i in instances)
+    state = {"done": 0, "bytes": 0, "current": None}
+
+    def report(sent_bytes: int = 0) -> None:
+        state["bytes"] += sent_bytes
+        if progress:
+            progress(StoreProgress(state["done"], len(instances), min(state["bytes"], bytes_total), bytes_total, state["current"]))
+
+    preferred = preferred_syntax(node)
+    contexts = build_contexts(instances, preferred)
+    assoc = associate(node, local, contexts, what="the objects to send (Storage)")
+    pdata.install(assoc, progress=report if progress else None)
+    accepted = _accepted(assoc)
+    stop_reason = ""
+    failure_to_raise: errors.NetworkError | None = None
+    try:
+        for index, slot in enumerate(slots):
+            if isinstance(slot, InstanceResult):
+                result.results.append(slot)
+                continue
+            inst = slot
+            if stop_reason or (cancel is not None and cancel.is_set()):
+                stop_reason = stop_reason or "cancelled before sending"
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient", stop_reason))
+                continue
+            state["current"] = inst.path
+            syntaxes = accepted.get(inst.sop_class_uid)
+            if not syntaxes:
+                name = UID(inst.sop_class_uid).name
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
+                                                     f"{node} does not accept {name} (no presentation context)"))
+                continue
+            try:
+                payload = _what_to_send(inst, syntaxes, preferred)
+            except (ValueError, NotImplementedError, RuntimeError) as exc:
+                # pydicom cannot decode or encode this pixel data
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
+                                                     f"cannot convert to a transfer syntax {node} accepts: {exc}"))
+                continue
+            started_bytes = state["bytes"]
+            sent_at = time.monotonic()
+            try:
+                status = assoc.send_c_store(payload, msg_id=index + 1)
+            except OSError as exc:
+                status = None
+                log.debug("sending %s failed: %s", inst.path, exc)
+            if status is None or "Status" not in status:
+                timed_out = status is not None and time.monotonic() - sent_at >= node.dimse_timeout - 0.05
+                failure = (errors.timeout_error(node, f"sending {inst.path.name}", node.dimse_timeout) if timed_out
+                           else errors.abort_error(node, f"sending {inst.path.name}"))
+                stop_reason = str(failure.message)
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient", stop_reason))
+                failure.partial = result
+                failure_to_raise = failure
+                continue
+            code = int(status.Status)
+            outcome = classify(code)
+            meaning = f"{code:04X} {status_meaning(code)}"
+            comment = str(status.get("ErrorComment", "") or "")
+            message = meaning + (f" ({comment})" if comment else "")
+            if outcome == "warning":
+                log.warning("%s: %s stored with warning %s", node, inst.path.name, message)
+            elif outcome != "success":
+                log.warning("%s: %s not stored: %s", node, inst.path.name, message)
+            if outcome == "transient":
+                stop_reason = f"not sent: {node} is out of resources ({meaning}); try again later"
+            result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, code, outcome,
+                                                 "" if outcome == "success" else message))
+            state["done"] += 1
+            state["bytes"] = started_bytes + inst.size
+            report()
+    finally:
+        release(assoc)
+    if failure_to_raise is not None:
+        raise failure_to_raise
+    return result

@@ -1,0 +1,121 @@
+"""Storage commitment with Orthanc (report on a new association to our listener) and scripted peers;
+our listener's allow-list."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+from pynetdicom import evt
+
+from kiosk.cli import main
+from kiosk.config import LocalConfig, parse_config, parse_node_url
+from kiosk.net.commitment import STORAGE_COMMITMENT, request_commitment
+from kiosk.net.echo import echo
+from kiosk.net.errors import NetworkError
+from kiosk.net.listener import Listener
+from kiosk.net.store import store_files
+from net_data import ScriptedSCP, make_sc
+from peers import HOST, free_port
+
+LOCAL = LocalConfig()
+
+
+def test_orthanc_commits_stored_instances_and_fails_an_unknown_one(orthanc, tmp_path):
+    node = parse_node_url(orthanc.url)
+    local = dataclasses.replace(LOCAL, port=orthanc.extra["kiosk_port"])
+    files = [make_sc(tmp_path / f"c{n}.dcm", seed=n) for n in range(2)]
+    result = store_files(node, local, files)
+    assert result.ok
+    stored = [(r.sop_class_uid, r.sop_instance_uid) for r in result.results]
+    missing = (SecondaryCaptureImageStorage, generate_uid())
+    with Listener(local, [node]) as listener:
+        outcome = request_commitment(node, local, [*stored, missing], listener=listener, timeout=10)
+    assert outcome.committed == {uid for _, uid in stored}
+    assert set(outcome.failed) == {missing[1]} and outcome.failed[missing[1]] != 0
+    assert outcome.unconfirmed == set()
+
+
+def test_cli_store_commit_with_orthanc(orthanc, tmp_path, capsys):
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(f'[local]\nport = {orthanc.extra["kiosk_port"]}\n'
+                           f'[destinations.pacs]\nae_title = "{orthanc.aet}"\nhost = "{HOST}"\nport = {orthanc.port}\n'
+                           'storage_commitment = true\n')
+    path = make_sc(tmp_path / "x.dcm")
+    assert main(["--config", str(config_file), "store", str(path), "--to", "pacs"]) == 0
+    out = capsys.readouterr().out
+    assert "storage commitment: 1 committed, 0 failed, 0 not confirmed" in out
+
+
+def _commitment_scp(report_on_same_association: bool):
+    """An SCP that answers N-ACTION and then reports on the same association, or never."""
+
+    def on_action(event):
+        info = event.action_information
+        if report_on_same_association:
+            def report():
+                ds = Dataset()
+                ds.TransactionUID = info.TransactionUID
+                ds.ReferencedSOPSequence = info.ReferencedSOPSequence
+                event.assoc.send_n_event_report(ds, 1, STORAGE_COMMITMENT, "1.2.840.10008.1.20.1.1")
+            import threading
+            threading.Timer(0.2, report).start()
+        return 0x0000, None
+
+    return ScriptedSCP(contexts=[(STORAGE_COMMITMENT, None, True, True)],
+                       handlers=[(evt.EVT_N_ACTION, on_action)])
+
+
+def test_report_on_the_same_association():
+    with _commitment_scp(True) as scp:
+        uid = generate_uid()
+        outcome = request_commitment(parse_node_url(scp.url), LOCAL, [(SecondaryCaptureImageStorage, uid)], timeout=5)
+    assert outcome.committed == {uid} and not outcome.unconfirmed
+
+
+def test_no_report_within_timeout_is_not_confirmed():
+    with _commitment_scp(False) as scp:
+        uid = generate_uid()
+        outcome = request_commitment(parse_node_url(scp.url), LOCAL, [(SecondaryCaptureImageStorage, uid)], timeout=0.5)
+    assert outcome.unconfirmed == {uid} and not outcome.committed and not outcome.failed
+
+
+def test_listener_answers_echo_from_configured_node_only():
+    port = free_port()
+    local = dataclasses.replace(LOCAL, port=port)
+    config = parse_config({"destinations": {"pacs": {"ae_title": "PACS", "host": HOST, "port": 104},
+                                            "far": {"ae_title": "FAR", "host": "127.0.0.2", "port": 104}}})
+    us = parse_node_url(f"KIOSK@{HOST}:{port}")
+    with Listener(local, config.destinations.values()):
+        assert echo(us, dataclasses.replace(LOCAL, ae_title="PACS")).status == 0x0000
+        for stranger in ("STRANGER", "FAR"):  # unknown title; known title from the wrong host
+            with pytest.raises(NetworkError) as caught:
+                echo(us, dataclasses.replace(LOCAL, ae_title=stranger))
+            assert "rejected the association permanently: calling AE title not recognised" in caught.value.message
+            assert not caught.value.transient
+
+
+def test_listener_port_in_use_is_a_clear_error():
+    port = free_port()
+    local = dataclasses.replace(LOCAL, port=port)
+    with Listener(local, []):
+        with pytest.raises(NetworkError) as caught:
+            Listener(local, []).start()
+    assert f"cannot listen on port {port}" in caught.value.message
+
+
+def test_commitment_shares_a_listener_already_running(orthanc, tmp_path):
+    """The UI or outbox service may already listen on [local] port: commit_with_listener uses it."""
+    from kiosk.net.commitment import commit_with_listener
+
+    node = parse_node_url(orthanc.url)
+    config = parse_config({"local": {"port": orthanc.extra["kiosk_port"]}})
+    path = make_sc(tmp_path / "shared.dcm")
+    [stored] = store_files(node, config.local, [path]).results
+    with Listener(config.local, [node]) as running:
+        assert Listener.running(config.local.port) is running
+        outcome = commit_with_listener(node, config, [(stored.sop_class_uid, stored.sop_instance_uid)], timeout=10)
+    assert outcome.committed == {stored.sop_instance_uid}
+    assert Listener.running(config.local.port) is None

@@ -1,0 +1,144 @@
+"""Modality Worklist C-FIND against wlmscpfs and Orthanc, cross-checked with DCMTK findscu; C-CANCEL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from kiosk.cli import main
+from kiosk.config import LocalConfig, parse_node_url
+from kiosk.errors import UsageError
+from kiosk.net.find import date_filter
+from kiosk.net.worklist import MODALITY_WORKLIST_FIND, WorklistQuery, find_worklist
+from net_data import ScriptedSCP
+from peers import require_binary
+
+LOCAL = LocalConfig()
+EXPECTED = {"PID100": "MÜLLER^JÜRGEN", "PID192": "ΠΑΠΑΔΟΠΟΥΛΟΣ^ΝΙΚΟΣ", "PID087": "Yamada^Tarou=山田^太郎=やまだ^たろう"}
+
+
+def names(peer, **query) -> dict[str, str]:
+    items = find_worklist(parse_node_url(peer.url), LOCAL, WorklistQuery(**query))
+    return {str(i.PatientID): str(i.PatientName) for i in items}
+
+
+@pytest.mark.parametrize("peer_name", ["wlmscpfs", "orthanc"])
+def test_items_in_three_character_sets_are_decoded(peer_name, request):
+    peer = request.getfixturevalue(peer_name)
+    assert names(peer, station_aet="KIOSK") == EXPECTED
+
+
+def test_filters(wlmscpfs):
+    assert set(names(wlmscpfs, patient_id="PID192")) == {"PID192"}
+    assert set(names(wlmscpfs, accession="ACC100")) == {"PID100"}
+    assert set(names(wlmscpfs, patient_name="MÜLLER*")) == {"PID100"}
+    assert set(names(wlmscpfs, patient_name="ΠΑΠΑ*")) == {"PID192"}
+    assert set(names(wlmscpfs, patient_name="DOE*")) == set()
+    assert names(wlmscpfs, station_aet="OTHER") == {}
+    assert names(wlmscpfs, date="19990101") == {}
+    assert set(names(wlmscpfs, date="19990101-")) == set(EXPECTED)
+    assert set(names(wlmscpfs, modality="OT")) == set(EXPECTED)
+
+
+def test_findscu_agrees(wlmscpfs, tmp_path):
+    """DCMTK's own worklist client sees the same items as we do."""
+    findscu = require_binary("findscu")
+    subprocess.run([findscu, "-W", "-aec", wlmscpfs.aet, "-k", "PatientID", "-k", "PatientName",
+                    "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=KIOSK",
+                    "-X", "-od", str(tmp_path), "127.0.0.1", str(wlmscpfs.port)], check=True, capture_output=True)
+    theirs = {str(ds.PatientID): str(ds.PatientName) for ds in map(pydicom.dcmread, tmp_path.glob("rsp*.dcm"))}
+    assert theirs == names(wlmscpfs, station_aet="KIOSK") == EXPECTED
+
+
+def test_date_filter_forms():
+    import datetime as dt
+
+    today = dt.date(2026, 3, 4)
+    assert date_filter("today", today) == "20260304"
+    assert date_filter("20260101-20260131") == "20260101-20260131"
+    assert date_filter("any") == ""
+    for bad in ("2026-01-01", "20261301", "yesterday"):
+        with pytest.raises(UsageError):
+            date_filter(bad)
+
+
+def test_cancel_after_maximum_sends_c_cancel():
+    seen = {"cancelled": False, "sent": 0}
+
+    def on_find(event):
+        for n in range(200):
+            if event.is_cancelled:
+                seen["cancelled"] = True
+                yield 0xFE00, None
+                return
+            ds = Dataset()
+            ds.PatientID = f"P{n}"
+            seen["sent"] += 1
+            yield 0xFF00, ds
+            time.sleep(0.01)
+        yield 0x0000, None
+
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+        items = list(find_worklist(parse_node_url(scp.url), LOCAL, WorklistQuery(date=""), limit=3))
+    assert [str(i.PatientID) for i in items] == ["P0", "P1", "P2"]
+    assert seen["cancelled"] and seen["sent"] < 50
+
+
+def test_cancel_on_request():
+    cancel = threading.Event()
+
+    def on_find(event):
+        for n in range(200):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            ds = Dataset()
+            ds.PatientID = f"P{n}"
+            yield 0xFF00, ds
+            time.sleep(0.01)
+        yield 0x0000, None
+
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+        got = []
+        for item in find_worklist(parse_node_url(scp.url), LOCAL, WorklistQuery(date=""), cancel=cancel):
+            got.append(item)
+            cancel.set()
+    assert len(got) == 1
+
+
+def test_cli_worklist_json_is_dicom_json(wlmscpfs, capsys):
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    back = {str(d.PatientID): str(d.PatientName) for d in map(Dataset.from_json, items)}
+    assert back == EXPECTED
+    assert all(item["00080005"]["Value"] == ["ISO_IR 192"] for item in items)
+
+
+def test_cli_worklist_table(wlmscpfs, capsys):
+    assert main(["worklist", "--server", wlmscpfs.url, "--patient-id", "PID087", "--station-aet", ""]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Patient name") and len(lines) == 2
+    assert "山田^太郎" in lines[1] and "ACC087" in lines[1]
+
+
+def test_worklist_json_feeds_kiosk_convert(wlmscpfs, tmp_path, capsys):
+    """`kiosk worklist --json` output is what `kiosk convert --worklist-item` takes (Japanese name kept)."""
+    from PIL import Image
+
+    assert main(["worklist", "--server", wlmscpfs.url, "--patient-id", "PID087", "--station-aet", "", "--json"]) == 0
+    item = tmp_path / "item.json"
+    item.write_text(capsys.readouterr().out, encoding="utf-8")
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(photo, quality=90)
+    out = tmp_path / "out"
+    assert main(["convert", str(photo), "-o", str(out), "--worklist-item", str(item)]) == 0
+    [made] = list(out.rglob("*.dcm"))
+    ds = pydicom.dcmread(made)
+    assert str(ds.PatientName) == EXPECTED["PID087"] and ds.AccessionNumber == "ACC087"
