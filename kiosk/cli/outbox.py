@@ -1,0 +1,153 @@
+"""``kiosk outbox list|show|retry|remove|run``: see and fix queued jobs, run the delivery service."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import signal
+
+from kiosk.config import Config
+from kiosk.outbox.journal import STATES  # light: no pydicom, no pynetdicom
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("outbox", help="list, inspect, retry or remove queued jobs; run the delivery service")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="jobs with their state, and counts per destination")
+    listing.add_argument("--state", choices=STATES, help="only jobs in this state")
+    listing.add_argument("--destination", metavar="NAME", help="only jobs for this destination")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=run_list, needs_config=True)
+
+    show = actions.add_parser("show", help="everything about one job")
+    show.add_argument("job", type=int, metavar="JOB")
+    show.set_defaults(run=run_show, needs_config=True)
+
+    retry = actions.add_parser("retry", help="queue a job again now (after fixing the cause of a failure)")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("job", type=int, nargs="?", metavar="JOB")
+    which.add_argument("--all-failed", action="store_true", help="every failed job")
+    retry.set_defaults(run=run_retry, needs_config=True)
+
+    remove = actions.add_parser("remove", help="delete a job (its file goes when no other job needs it)")
+    remove.add_argument("job", type=int, nargs="+", metavar="JOB")
+    remove.add_argument("--force", action="store_true", help="also remove jobs not yet delivered")
+    remove.set_defaults(run=run_remove, needs_config=True)
+
+    service = actions.add_parser("run", help="deliver in the foreground until stopped (the systemd service)")
+    service.add_argument("--exit-when-idle", action="store_true",
+                         help="exit once nothing is queued, sending, retrying or awaiting commitment")
+    service.add_argument("--poll", type=float, default=1.0, metavar="S",
+                         help="seconds between looks for jobs queued by other processes (default 1)")
+    service.set_defaults(run=run_service, needs_config=True)
+
+
+def _open(config: Config):
+    from kiosk.outbox import Outbox
+
+    return Outbox.from_config(config)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return dt.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+
+
+def run_list(args: argparse.Namespace, config: Config) -> int:
+    outbox = _open(config)
+    try:
+        jobs = outbox.journal.jobs(state=args.state, destination=args.destination)
+        summary = outbox.summary()
+    finally:
+        outbox.close()
+    if args.json:
+        print(json.dumps({"jobs": [job.as_dict() for job in jobs], "summary": summary}, indent=2))
+        return 0
+    if jobs:
+        print(f"{'JOB':>6}  {'STATE':<9}  {'DESTINATION':<24}  {'SOP INSTANCE UID':<64}  REASON")
+    for job in jobs:
+        reason = job.reason or ("awaiting storage commitment" if job.awaiting_commitment else "")
+        print(f"{job.id:>6}  {job.state:<9}  {_short(job.destination, 24):<24}  {job.sop_instance_uid:<64}  {reason}")
+    if not summary:
+        print("the outbox is empty")
+    for destination, counts in summary.items():
+        text = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        print(f"{destination}: {text}")
+    return 0
+
+
+def run_show(args: argparse.Namespace, config: Config) -> int:
+    outbox = _open(config)
+    try:
+        job = outbox.job(args.job)
+        path = outbox.spool.path(job.spool_name)
+    finally:
+        outbox.close()
+    rows = [
+        ("job", job.id), ("state", job.state), ("destination", job.destination),
+        ("storage commitment", "requested" if job.commitment else "no"),
+        ("SOP Class UID", job.sop_class_uid), ("SOP Instance UID", job.sop_instance_uid),
+        ("spool file", f"{path} ({job.size} bytes){'' if path.exists() else ' - missing'}"),
+        ("attempts", job.attempts), ("next attempt", _when(job.next_attempt)),
+        ("status", f"0x{job.status:04X}" if job.status is not None else ""), ("reason", job.reason),
+        ("queued at", _when(job.created)), ("last change", _when(job.updated)),
+    ]
+    for label, value in rows:
+        if value != "":
+            print(f"{label + ':':<20} {value}")
+    return 0
+
+
+def run_retry(args: argparse.Namespace, config: Config) -> int:
+    outbox = _open(config)
+    try:
+        count = outbox.retry_failed() if args.all_failed else outbox.retry([args.job])
+        running = outbox.delivery_running()
+    finally:
+        outbox.close()
+    print(f"{count} job(s) queued again")
+    if count and not running:
+        print("note: no delivery service is running; start 'kiosk outbox run'")
+    return 0
+
+
+def run_remove(args: argparse.Namespace, config: Config) -> int:
+    outbox = _open(config)
+    try:
+        count = outbox.remove(args.job, force=args.force)
+    finally:
+        outbox.close()
+    print(f"{count} job(s) removed")
+    return 0
+
+
+def run_service(args: argparse.Namespace, config: Config) -> int:
+    from kiosk.errors import KioskError
+    from kiosk.outbox.worker import Delivery, idle
+
+    outbox = _open(config)
+    delivery = Delivery(outbox, config, poll=args.poll)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: delivery.shutdown())
+    lock = outbox.try_lock_delivery()
+    if lock is None:
+        outbox.close()
+        raise KioskError(f"another process is already delivering from {outbox.settings.spool_dir}",
+                         "only one 'kiosk outbox run' per spool; stop the other one (systemctl stop kiosk-outbox)")
+    log.info("outbox: delivering from %s", outbox.settings.spool_dir)
+    try:
+        delivery.run(until=(lambda: idle(outbox)) if args.exit_when_idle else None)
+    finally:
+        outbox.unlock_delivery(lock)
+        outbox.close()
+    log.info("outbox: delivery stopped")
+    return 0

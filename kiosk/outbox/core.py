@@ -1,0 +1,235 @@
+"""The outbox as one object: accept instances durably, query and manage jobs, publish events.
+
+``Outbox`` joins the spool (files), the journal (job states) and the event
+bus. Accepting is durable before it returns: files are fsynced and renamed,
+then the journal transaction commits (synchronous=FULL). Delivery itself is
+``kiosk.outbox.worker.Delivery``; one process at a time holds the delivery
+lock of a spool.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from kiosk.config import Config
+from kiosk.errors import KioskError, UsageError
+from kiosk.outbox import events as ev
+from kiosk.outbox.journal import FAILED, Accepted, Job, Journal, Update
+from kiosk.outbox.spool import MB, OutboxFullError, Spool, SpoolError
+
+JOURNAL_NAME = "journal.sqlite"
+ACCEPT_CHUNK = 200  # files per journal transaction in accept_files
+LOCK_NAME = "delivery.lock"
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """The ``[outbox]`` section, with the spool folder resolved."""
+
+    spool_dir: Path
+    retry_count: int = 10
+    retry_interval: float = 30.0
+    retry_max_interval: float = 3600.0
+    batch_size: int = 100
+    retention_hours: float = 168.0
+    min_free_mb: int = 500
+    commitment_timeout: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> "OutboxSettings":
+        values = dict(config.extra.get("outbox", {}))
+        folder = values.pop("spool_dir", "")
+        if not folder:
+            import platformdirs
+
+            folder = Path(platformdirs.user_data_dir("kiosk", appauthor=False)) / "outbox"
+        return cls(spool_dir=Path(folder).expanduser(), **values)
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before attempt number ``attempts + 1``: doubling from retry_interval, capped."""
+        return min(self.retry_interval * 2 ** max(attempts - 1, 0), self.retry_max_interval)
+
+
+class Outbox:
+    """Spool + journal + events of one spool folder."""
+
+    def __init__(self, settings: OutboxSettings) -> None:
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir, settings.min_free_mb * MB)
+        try:
+            self.journal = Journal(settings.spool_dir / JOURNAL_NAME)
+        except sqlite3.DatabaseError as exc:
+            raise SpoolError(f"the outbox journal {settings.spool_dir / JOURNAL_NAME} cannot be opened: {exc}",
+                             "check the disk; if the file is damaged, move it away (its jobs are then lost)") from None
+        self.events = ev.EventBus()
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Outbox":
+        return cls(OutboxSettings.from_config(config))
+
+    def close(self) -> None:
+        self.journal.close()
+
+    # -- accepting --------------------------------------------------------
+
+    def check_capacity(self, needed: int = 0) -> None:
+        """Raise ``OutboxFullError`` if ``needed`` more bytes would cross the free-disk threshold."""
+        self.spool.check_free(needed)
+
+    def accept_files(self, paths: Sequence[Path], destinations: dict[str, dict[str, Any]],
+                     commitment: Iterable[str] = ()) -> dict[str, list[int]]:
+        """Queue DICOM files for each destination (name -> spec); returns job ids per destination.
+
+        ``commitment`` names the destinations that should confirm storage.
+        Every file is checked first (nothing is queued if one is no DICOM
+        file); then files are accepted in chunks, each durable when its journal
+        transaction commits, so a running delivery starts on the first chunk.
+        If the disk fills up, the chunks before stay queued and the error says so.
+        """
+        paths = [Path(p) for p in paths]
+        headers = [read_header(p) for p in paths]
+        commitment = set(commitment)
+        jobs: dict[str, list[int]] = {name: [] for name in destinations}
+        for start in range(0, len(paths), ACCEPT_CHUNK):
+            chunk = paths[start:start + ACCEPT_CHUNK]
+            try:
+                self.check_capacity(sum(p.stat().st_size for p in chunk))
+                entries = self.spool.put_files(chunk)
+                accepted = [Accepted(entry, uid, cls) for entry, (cls, uid) in zip(entries, headers[start:])]
+                try:
+                    added = self._journal(accepted, destinations, commitment)
+                except BaseException:
+                    for entry in entries:
+                        self.spool.remove(entry.name)
+                    raise
+            except OutboxFullError as exc:
+                if start:
+                    exc.message += f"; the first {start} of {len(paths)} files were queued and will be delivered"
+                raise
+            for name, ids in added.items():
+                jobs[name] += ids
+        return jobs
+
+    def accept_dataset(self, dataset: Any, destinations: dict[str, dict[str, Any]],
+                       commitment: Iterable[str] = ()) -> dict[str, list[int]]:
+        """Queue one pydicom Dataset (written as a DICOM file exactly as given)."""
+        from io import BytesIO
+
+        buffer = BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+        self.check_capacity(len(data))
+        entry = self.spool.put_bytes(data)
+        try:
+            return self._journal([Accepted(entry, str(dataset.SOPInstanceUID), str(dataset.SOPClassUID))],
+                                 destinations, set(commitment))
+        except BaseException:
+            self.spool.remove(entry.name)
+            raise
+
+    def _journal(self, entries: list[Accepted], destinations: dict[str, dict[str, Any]], commitment: set[str]) -> dict[str, list[int]]:
+        try:
+            jobs = self.journal.add(entries, destinations, commitment)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise OutboxFullError("the outbox disk is full; the images were refused and nothing already accepted is lost",
+                                      f"free space on the disk holding {self.settings.spool_dir}") from None
+            raise SpoolError(f"the outbox journal cannot be written: {exc}", "check the disk holding the outbox") from None
+        for name, ids in jobs.items():
+            if ids:
+                self.events.publish(ev.JobsAdded(name, tuple(ids)))
+        return jobs
+
+    # -- jobs -------------------------------------------------------------
+
+    def job(self, job_id: int) -> Job:
+        found = self.journal.get(job_id)
+        if found is None:
+            raise UsageError(f"there is no job {job_id} in the outbox", "see 'kiosk outbox list' for job numbers")
+        return found
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts per state per destination."""
+        return self.journal.summary()
+
+    def claim(self, destination: str, limit: int) -> list[Job]:
+        """Take up to ``limit`` due jobs of ``destination`` for sending (state ``sending``)."""
+        jobs, previous = self.journal.claim(destination, limit)
+        for job in jobs:
+            self.events.publish(ev.StateChanged(job.id, destination, previous[job.id], job.state))
+        return jobs
+
+    def apply(self, updates: Iterable[Update]) -> None:
+        """Record state changes and publish them."""
+        for before, change in self.journal.update(updates):
+            if before.state != change.state:
+                self.events.publish(ev.StateChanged(before.id, before.destination, before.state, change.state,
+                                                    change.status, change.reason))
+
+    def retry(self, job_ids: Sequence[int]) -> int:
+        """Queue jobs again now, with a fresh retry count; returns how many."""
+        for job_id in job_ids:
+            job = self.job(job_id)
+            if job.state == "sending":
+                raise UsageError(f"job {job_id} is being sent right now", "wait for it to finish")
+        self.apply(Update(job_id, "queued", attempts=0) for job_id in job_ids)
+        return len(job_ids)
+
+    def retry_failed(self) -> int:
+        return self.retry([job.id for job in self.journal.jobs(state=FAILED)])
+
+    def remove(self, job_ids: Sequence[int], force: bool = False) -> int:
+        """Delete jobs (and spool files no other job needs); unsent jobs only with ``force``."""
+        for job_id in job_ids:
+            job = self.job(job_id)
+            if job.state in ("queued", "sending", "retrying") and not force:
+                raise UsageError(f"job {job_id} is {job.state}: removing it means the image is never delivered",
+                                 "add --force if that is what you want")
+        for name in self.journal.remove(job_ids):
+            self.spool.remove(name)
+        return len(job_ids)
+
+    # -- delivery lock ----------------------------------------------------
+
+    def try_lock_delivery(self) -> int | None:
+        """Take the spool's delivery lock; returns its file descriptor, or None if another process has it."""
+        fd = os.open(self.settings.spool_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def unlock_delivery(fd: int) -> None:
+        os.close(fd)
+
+    def delivery_running(self) -> bool:
+        """Whether some process (``kiosk outbox run``) is delivering from this spool."""
+        fd = self.try_lock_delivery()
+        if fd is None:
+            return True
+        self.unlock_delivery(fd)
+        return False
+
+
+def read_header(path: Path) -> tuple[str, str]:
+    """(SOP Class UID, SOP Instance UID) from a file's meta information, or a ``KioskError`` naming it."""
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise KioskError(f"{path} is not a DICOM Part 10 file ({exc})", "send DICOM files only") from None
+    missing = [k for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID") if k not in meta]
+    if missing:
+        raise KioskError(f"{path}: the file meta information lacks {', '.join(missing)}",
+                         "send complete DICOM Part 10 files")
+    return str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID)

@@ -1,0 +1,244 @@
+"""Where the outbox delivers: one class per kind, chosen by the ``kind`` of a spec.
+
+A destination sends a batch of spooled instances and reports one outcome per
+instance; a failure of the whole attempt (the PACS cannot be reached, the
+USB stick is gone) is a ``DeliveryError`` saying whether retrying can help.
+Adding a kind (DICOMweb STOW-RS) is one class here and one entry in ``KINDS``.
+
+Specs are plain dicts stored in the journal with each destination, so a job
+queued for ``AET@host:port`` can still be delivered by a later process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol, Sequence
+
+from kiosk.config import Config, NodeConfig, TLSConfig, resolve_node
+from kiosk.errors import KioskError, UsageError
+
+log = logging.getLogger(__name__)
+
+FOLDER_PREFIX = "folder:"
+
+#: Called with (instances done, bytes done) while a batch is being sent.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One spooled instance to deliver."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item: ``success``, ``warning``, ``transient`` or ``failed``."""
+
+    outcome: str
+    status: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """A storage commitment answer, by SOP Instance UID."""
+
+    committed: set[str]
+    failed: dict[str, int]
+    unconfirmed: set[str]
+
+
+class DeliveryError(KioskError):
+    """The attempt failed; ``transient`` says whether trying later can help.
+
+    ``partial`` holds one outcome per item when some were delivered before
+    the failure (e.g. an association aborted mid-batch).
+    """
+
+    def __init__(self, message: str, hint: str = "", *, transient: bool = True,
+                 partial: list[Outcome] | None = None) -> None:
+        super().__init__(message, hint)
+        self.transient = transient
+        self.partial = partial
+
+
+class Destination(Protocol):
+    """What the worker needs from a destination."""
+
+    name: str
+    supports_commitment: bool
+
+    def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
+        """Deliver ``items`` (one association or one write); one outcome per item, in order."""
+
+    def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
+        """Ask for storage commitment of (SOP Class UID, SOP Instance UID) pairs."""
+
+
+_LISTENER_PORT = threading.Lock()
+
+
+def _outcomes(items: Sequence[Item], results: Sequence[Any]) -> list[Outcome]:
+    """One outcome per item from ``kiosk.net.store`` results; items without one were not attempted."""
+    by_path = {Path(r.path): r for r in results}
+    outcomes = []
+    for item in items:
+        found = by_path.get(Path(item.path))
+        if found is None:
+            outcomes.append(Outcome("transient", None, "not sent in this association"))
+        else:
+            outcomes.append(Outcome(found.outcome, found.status, found.message))
+    return outcomes
+
+
+class DicomDestination:
+    """C-STORE to a DICOM node through ``kiosk.net.store``; storage commitment through ``kiosk.net.commitment``."""
+
+    kind: ClassVar[str] = "dicom"
+    supports_commitment = True
+
+    def __init__(self, name: str, node: NodeConfig, config: Config) -> None:
+        self.name = name
+        self.node = node
+        self.config = config
+
+    @classmethod
+    def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "DicomDestination":
+        # A configured destination uses today's settings (an administrator may
+        # have fixed its address since the job was queued).
+        node = config.destinations.get(name)
+        if node is None:
+            values = {k: v for k, v in spec.items() if k not in ("kind", "tls")}
+            tls = TLSConfig(**spec["tls"]) if spec.get("tls") else None
+            node = NodeConfig(tls=tls, **values)
+        return cls(name, node, config)
+
+    @staticmethod
+    def spec_of(node: NodeConfig) -> dict[str, Any]:
+        return {"kind": "dicom", **dataclasses.asdict(node)}
+
+    def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
+        from kiosk.net.errors import NetworkError
+        from kiosk.net.store import store_files
+
+        def on_progress(p: Any) -> None:  # kiosk.net.store.StoreProgress
+            progress(p.instances_done, p.bytes_done)
+
+        try:
+            result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress, cancel=cancel)
+        except NetworkError as exc:
+            partial = getattr(exc, "partial", None)
+            raise DeliveryError(exc.message, exc.hint, transient=exc.transient,
+                                partial=_outcomes(items, partial.results) if partial else None) from None
+        return _outcomes(items, result.results)
+
+    def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
+        from kiosk.net.commitment import commit_with_listener
+        from kiosk.net.errors import NetworkError
+
+        try:
+            # Our listener on [local] port takes reports sent on a new association (Orthanc does that);
+            # one port, so destinations take turns.
+            with _LISTENER_PORT:
+                result = commit_with_listener(self.node, self.config, instances, timeout=timeout)
+        except NetworkError as exc:
+            raise DeliveryError(exc.message, exc.hint, transient=exc.transient) from None
+        return Commitment(set(result.committed), dict(result.failed), set(result.unconfirmed))
+
+
+class FolderDestination:
+    """A DICOM File-set with a DICOMDIR in a folder (CD/USB media export), via pydicom's FileSet.
+
+    Each batch loads the DICOMDIR, adds the instances (an instance already in
+    the File-set is kept as it is) and writes it back.
+    """
+
+    kind: ClassVar[str] = "folder"
+    supports_commitment = False
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name = name
+        self.folder = Path(folder)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "FolderDestination":
+        return cls(name, Path(spec["path"]))
+
+    @staticmethod
+    def spec_of(folder: Path) -> dict[str, Any]:
+        return {"kind": "folder", "path": str(folder)}
+
+    def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
+        from pydicom import dcmread
+        from pydicom.errors import InvalidDicomError
+        from pydicom.fileset import FileSet
+
+        if not self.folder.is_dir():
+            raise DeliveryError(f"the export folder {self.folder} is not there",
+                                "insert the USB stick or medium, or create the folder")
+        dicomdir = self.folder / "DICOMDIR"
+        loaded = dicomdir.exists()
+        try:
+            fileset = FileSet(dicomdir) if loaded else FileSet()
+        except (InvalidDicomError, ValueError, OSError) as exc:
+            raise DeliveryError(f"the DICOMDIR in {self.folder} cannot be read ({exc})",
+                                "move the folder's content away or choose an empty folder", transient=False) from None
+        outcomes: list[Outcome] = []
+        done_bytes = 0
+        for index, item in enumerate(items):
+            if cancel.is_set():
+                outcomes += [Outcome("transient", None, "cancelled")] * (len(items) - index)
+                return outcomes
+            try:
+                fileset.add(dcmread(item.path))
+                outcomes.append(Outcome("success"))
+            except (AttributeError, KeyError, ValueError, InvalidDicomError) as exc:
+                # e.g. no Patient ID: a DICOMDIR needs it for the directory records.
+                outcomes.append(Outcome("failed", None, f"cannot be put in a DICOMDIR: {exc}"))
+            done_bytes += item.size
+            progress(index + 1, done_bytes)
+        try:
+            # pydicom writes a loaded File-set in place and refuses a path for it.
+            fileset.write(None if loaded else self.folder)
+        except OSError as exc:
+            raise DeliveryError(f"cannot write the File-set to {self.folder}: {exc.strerror or exc}",
+                                "check free space and that the medium is writable",
+                                transient=exc.errno in (errno.ENOSPC, errno.EIO, errno.ENOENT)) from None
+        return outcomes
+
+    def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
+        raise DeliveryError("a folder cannot confirm storage commitment", transient=False)
+
+
+KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, FolderDestination)}
+
+
+def destination_from_spec(name: str, spec: dict[str, Any], config: Config) -> Destination:
+    """Build the destination a journaled spec describes."""
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise DeliveryError(f"destination {name!r} has an unknown kind {kind!r}",
+                            "remove its jobs ('kiosk outbox remove') and send again", transient=False)
+    return KINDS[kind].from_spec(name, spec, config)
+
+
+def parse_destination(config: Config, text: str) -> tuple[str, dict[str, Any]]:
+    """``--to`` text -> (name, spec): a configured node, ``AET@host:port`` or ``folder:PATH``."""
+    if text.startswith(FOLDER_PREFIX):
+        folder = Path(text[len(FOLDER_PREFIX):]).expanduser()
+        if not str(folder).strip():
+            raise UsageError("folder: needs a path", "write e.g. folder:/media/usb")
+        folder = folder.resolve()
+        return f"{FOLDER_PREFIX}{folder}", FolderDestination.spec_of(folder)
+    node = resolve_node(config, text)
+    return node.name, DicomDestination.spec_of(node)

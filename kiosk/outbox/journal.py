@@ -1,0 +1,354 @@
+"""The journal: every job's state in SQLite (WAL, synchronous=FULL).
+
+A job is one instance for one destination. States:
+
+- ``queued``: waiting for its destination's worker;
+- ``sending``: in an association right now (re-queued if the process dies);
+- ``sent``: the destination accepted it (``commitment`` jobs wait here for
+  the storage commitment report);
+- ``committed``: storage commitment confirmed;
+- ``retrying``: a transient failure; ``next_attempt`` says when;
+- ``failed``: permanent failure (``status`` code, ``reason``) waiting for a
+  person to retry or remove it.
+
+One connection per ``Journal``, serialised by a lock, so worker threads can
+share it; other processes (``kiosk send`` next to ``kiosk outbox run``) meet
+through SQLite's own locking.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from kiosk.outbox.spool import SpoolEntry
+
+QUEUED, SENDING, SENT, COMMITTED, RETRYING, FAILED = "queued", "sending", "sent", "committed", "retrying", "failed"
+STATES = (QUEUED, SENDING, SENT, COMMITTED, RETRYING, FAILED)
+#: States in which a job still needs the worker.
+PENDING = (QUEUED, SENDING, RETRYING)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY,
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    spool_name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS destinations (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    instance_id INTEGER NOT NULL REFERENCES instances(id),
+    destination TEXT NOT NULL REFERENCES destinations(name),
+    commitment INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL,
+    status INTEGER,
+    reason TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_destination ON jobs (destination, state, next_attempt);
+CREATE INDEX IF NOT EXISTS jobs_by_instance ON jobs (instance_id);
+"""
+
+# An instance whose jobs are all delivered (committed, or sent without commitment) before a time.
+_EXPIRED = """EXISTS (SELECT 1 FROM jobs j WHERE j.instance_id = i.id) AND NOT EXISTS (
+    SELECT 1 FROM jobs j WHERE j.instance_id = i.id
+    AND NOT ((j.state = ? OR (j.state = ? AND j.commitment = 0)) AND j.updated < ?))"""
+
+_JOB_COLUMNS = """j.id, j.destination, j.commitment, j.state, j.attempts, j.next_attempt, j.status, j.reason,
+    j.created, j.updated, i.id, i.sop_instance_uid, i.sop_class_uid, i.spool_name, i.sha256, i.size"""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One instance for one destination, as stored."""
+
+    id: int
+    destination: str
+    commitment: bool
+    state: str
+    attempts: int
+    next_attempt: float | None
+    status: int | None
+    reason: str
+    created: float
+    updated: float
+    instance_id: int
+    sop_instance_uid: str
+    sop_class_uid: str
+    spool_name: str
+    sha256: str
+    size: int
+
+    @property
+    def entry(self) -> SpoolEntry:
+        return SpoolEntry(self.spool_name, self.sha256, self.size)
+
+    @property
+    def awaiting_commitment(self) -> bool:
+        return self.state == SENT and self.commitment
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will happen without a person (or it is delivered)."""
+        return self.state in (COMMITTED, FAILED) or (self.state == SENT and not self.commitment)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Update:
+    """A state change for one job; ``attempts`` None keeps the count."""
+
+    job_id: int
+    state: str
+    status: int | None = None
+    reason: str = ""
+    next_attempt: float | None = None
+    attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An instance already in the spool, ready to be journaled."""
+
+    entry: SpoolEntry
+    sop_instance_uid: str
+    sop_class_uid: str
+
+
+class Journal:
+    """Job states in ``path`` (SQLite). All methods are thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we tell anyone the image is accepted.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        # Let the WAL shrink back after checkpoints instead of keeping its peak size.
+        self._db.execute("PRAGMA journal_size_limit=1048576")
+        with self._write() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        # The WAL holds job rows too; the spool folder is 0700 already, the files follow suit.
+        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            if path.exists():
+                path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- adding -----------------------------------------------------------
+
+    def add(self, accepted: Sequence[Accepted], destinations: dict[str, dict[str, Any]],
+            commitment: set[str] = frozenset()) -> dict[str, list[int]]:
+        """Journal instances for each destination (name -> spec); returns job ids per destination.
+
+        ``commitment`` names the destinations whose jobs wait for storage commitment.
+        """
+        now = time.time()
+        jobs: dict[str, list[int]] = {name: [] for name in destinations}
+        with self._write() as db:
+            for name, spec in destinations.items():
+                db.execute("INSERT INTO destinations (name, spec) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec", (name, json.dumps(spec)))
+            instance_ids = [db.execute(
+                "INSERT INTO instances (sop_instance_uid, sop_class_uid, spool_name, sha256, size, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (item.sop_instance_uid, item.sop_class_uid, item.entry.name, item.entry.sha256, item.entry.size, now),
+            ).lastrowid for item in accepted]
+            # Destination by destination, so each one's job numbers are consecutive.
+            for name in destinations:
+                for instance_id in instance_ids:
+                    cursor = db.execute(
+                        "INSERT INTO jobs (instance_id, destination, commitment, state, created, updated) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (instance_id, name, int(name in commitment), QUEUED, now, now))
+                    jobs[name].append(cursor.lastrowid)
+        return jobs
+
+    # -- the worker's side ------------------------------------------------
+
+    def claim(self, destination: str, limit: int, now: float | None = None) -> tuple[list[Job], dict[int, str]]:
+        """Mark up to ``limit`` due jobs of ``destination`` as sending; returns them and their previous states."""
+        now = time.time() if now is None else now
+        with self._write() as db:
+            previous = dict(db.execute(
+                "SELECT id, state FROM jobs WHERE destination = ? AND (state = ? OR (state = ? AND next_attempt <= ?)) "
+                "ORDER BY id LIMIT ?", (destination, QUEUED, RETRYING, now, limit)).fetchall())
+            if not previous:
+                return [], {}
+            marks = ",".join("?" * len(previous))
+            db.execute(f"UPDATE jobs SET state = ?, updated = ? WHERE id IN ({marks})", (SENDING, now, *previous))
+        return self.jobs_by_id(list(previous)), previous
+
+    def due_commitments(self, destination: str, limit: int, now: float | None = None) -> list[Job]:
+        """Jobs of ``destination`` sent, waiting for storage commitment, due to be asked (again)."""
+        now = time.time() if now is None else now
+        rows = self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN instances i ON i.id = j.instance_id "
+            "WHERE j.destination = ? AND j.state = ? AND j.commitment = 1 "
+            "AND (j.next_attempt IS NULL OR j.next_attempt <= ?) ORDER BY j.id LIMIT ?",
+            (destination, SENT, now, limit))
+        return [Job(*row) for row in rows]
+
+    def update(self, updates: Iterable[Update]) -> list[tuple[Job, Update]]:
+        """Apply state changes in one transaction; returns (job before, change) for each job that exists."""
+        updates = list(updates)
+        if not updates:
+            return []
+        before = {job.id: job for job in self.jobs_by_id([u.job_id for u in updates])}
+        now = time.time()
+        with self._write() as db:
+            db.executemany(
+                "UPDATE jobs SET state = ?, status = ?, reason = ?, next_attempt = ?, "
+                "attempts = COALESCE(?, attempts), updated = ? WHERE id = ?",
+                [(u.state, u.status, u.reason, u.next_attempt, u.attempts, now, u.job_id) for u in updates])
+        return [(before[u.job_id], u) for u in updates if u.job_id in before]
+
+    def recover(self) -> int:
+        """Re-queue jobs a dead process left ``sending``; returns how many."""
+        with self._write() as db:
+            return db.execute("UPDATE jobs SET state = ?, updated = ? WHERE state = ?",
+                              (QUEUED, time.time(), SENDING)).rowcount
+
+    def recover_destination(self, destination: str) -> int:
+        """Re-queue the ``sending`` jobs of one destination (after its worker died)."""
+        with self._write() as db:
+            return db.execute("UPDATE jobs SET state = ?, updated = ? WHERE state = ? AND destination = ?",
+                              (QUEUED, time.time(), SENDING, destination)).rowcount
+
+    def destinations_due(self, now: float | None = None) -> dict[str, float]:
+        """Destinations with work: name -> earliest time something is due (``sending`` counts as due:
+        with no worker alive for it, such a job was left by a failed worker)."""
+        now = time.time() if now is None else now
+        rows = self._read(
+            "SELECT destination, MIN(CASE WHEN state IN (?, ?) THEN 0 ELSE COALESCE(next_attempt, 0) END) FROM jobs "
+            "WHERE state IN (?, ?, ?) OR (state = ? AND commitment = 1) GROUP BY destination",
+            (QUEUED, SENDING, QUEUED, SENDING, RETRYING, SENT))
+        return {name: due for name, due in rows}
+
+    def destination_spec(self, name: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT spec FROM destinations WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else None
+
+    # -- people's side ----------------------------------------------------
+
+    def jobs_by_id(self, ids: Sequence[int]) -> list[Job]:
+        result: list[Job] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            result += [Job(*row) for row in self._read(
+                f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN instances i ON i.id = j.instance_id "
+                f"WHERE j.id IN ({marks}) ORDER BY j.id", chunk)]
+        return result
+
+    def get(self, job_id: int) -> Job | None:
+        found = self.jobs_by_id([job_id])
+        return found[0] if found else None
+
+    def jobs(self, state: str | None = None, destination: str | None = None, limit: int | None = None) -> list[Job]:
+        where, params = [], []
+        if state:
+            where.append("j.state = ?")
+            params.append(state)
+        if destination:
+            where.append("j.destination = ?")
+            params.append(destination)
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN instances i ON i.id = j.instance_id"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY j.id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [Job(*row) for row in self._read(sql, params)]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts per state per destination (every state present, zeros included)."""
+        result: dict[str, dict[str, int]] = {}
+        for destination, state, count in self._read("SELECT destination, state, COUNT(*) FROM jobs GROUP BY destination, state"):
+            result.setdefault(destination, dict.fromkeys(STATES, 0))[state] = count
+        return result
+
+    def retry(self, job_ids: Sequence[int]) -> list[tuple[Job, Update]]:
+        """Queue the given jobs again (failed ones, or sent ones to send again)."""
+        return self.update(Update(job_id, QUEUED, attempts=0) for job_id in job_ids)
+
+    def remove(self, job_ids: Sequence[int]) -> list[str]:
+        """Delete jobs; returns the spool files no job refers to any more (delete them)."""
+        if not job_ids:
+            return []
+        marks = ",".join("?" * len(job_ids))
+        with self._write() as db:
+            instance_ids = [row[0] for row in db.execute(
+                f"SELECT DISTINCT instance_id FROM jobs WHERE id IN ({marks})", list(job_ids))]
+            db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", list(job_ids))
+            return self._drop_unreferenced(db, instance_ids)
+
+    @staticmethod
+    def _drop_unreferenced(db: sqlite3.Connection, instance_ids: Sequence[int]) -> list[str]:
+        names = []
+        for instance_id in instance_ids:
+            if db.execute("SELECT 1 FROM jobs WHERE instance_id = ? LIMIT 1", (instance_id,)).fetchone():
+                continue
+            row = db.execute("SELECT spool_name FROM instances WHERE id = ?", (instance_id,)).fetchone()
+            db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+            names.append(row[0])
+        return names
+
+    # -- housekeeping -----------------------------------------------------
+
+    def expired_files(self, sent_before: float) -> list[tuple[int, str]]:
+        """Instances every job of which was delivered before ``sent_before``: (instance id, spool name)."""
+        return self._read(f"SELECT i.id, i.spool_name FROM instances i WHERE {_EXPIRED}", (COMMITTED, SENT, sent_before))
+
+    def forget_delivered(self, instance_id: int, sent_before: float) -> str | None:
+        """Delete an expired instance and its jobs; returns its spool file (to delete), or None if no longer expired."""
+        with self._write() as db:
+            row = db.execute(f"SELECT i.spool_name FROM instances i WHERE i.id = ? AND {_EXPIRED}",
+                             (instance_id, COMMITTED, SENT, sent_before)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM jobs WHERE instance_id = ?", (instance_id,))
+            db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+            return row[0]
+
+    def live_spool_names(self) -> set[str]:
+        """Spool files the journal still needs."""
+        return {row[0] for row in self._read("SELECT spool_name FROM instances")}

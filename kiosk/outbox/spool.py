@@ -1,0 +1,244 @@
+"""The spool: accepted instances as files, written atomically, readable only by us.
+
+Each file is written to ``tmp/<random>.part``, fsynced, renamed to
+``files/<random>.dcm`` and the directory fsynced, so a file under ``files/``
+is always complete. Every accepted instance gets a file of its own (shared by
+its destinations), so deleting one never touches another. Leftover ``.part`` files are the
+half-written files of a crash: the journal never refers to them, so they are
+never sent, and recovery deletes them. The SHA-256 kept in the journal lets
+the worker detect a file damaged after it was accepted.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Sequence, TypeVar
+
+from kiosk.errors import KioskError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+MB = 1 << 20
+#: Kept free even with min_free_mb = 0: the journal needs room to record deliveries,
+#: or a full disk would stop the very sending that frees it.
+JOURNAL_RESERVE = 256 * 1024
+PARALLEL_WRITES = 8
+
+T = TypeVar("T")
+
+
+class OutboxFullError(KioskError):
+    """The spool disk is (nearly) full: new images are refused, nothing accepted is lost."""
+
+
+class SpoolError(KioskError):
+    """The spool directory cannot be used (permissions, missing disk...)."""
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """One complete file in the spool."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Files waiting for delivery under ``root`` (``files/``, ``tmp/``)."""
+
+    def __init__(self, root: Path, min_free_bytes: int = 0) -> None:
+        self.root = Path(root)
+        self.files = self.root / "files"
+        self.tmp = self.root / "tmp"
+        self.min_free_bytes = min_free_bytes
+        try:
+            for folder in (self.root, self.files, self.tmp):
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # mkdir honours the umask and leaves existing folders alone.
+                os.chmod(folder, 0o700)
+        except OSError as exc:
+            raise SpoolError(
+                f"cannot use the outbox folder {self.root}: {exc.strerror}",
+                "set [outbox] spool_dir to a folder this user can write, on a local disk",
+            ) from None
+
+    def path(self, name: str) -> Path:
+        return self.files / name
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def check_free(self, needed: int = 0) -> None:
+        """Raise ``OutboxFullError`` unless ``needed`` bytes fit above the free-disk threshold."""
+        free = self.free_bytes()
+        keep = max(self.min_free_bytes, JOURNAL_RESERVE)
+        if free - needed < keep:
+            raise OutboxFullError(
+                f"the outbox disk is full: {free / MB:.1f} MB free, {keep / MB:.2g} MB must stay free"
+                f"{f' after these {needed / MB:.1f} MB' if needed else ''}; new images are refused so that "
+                "nothing already accepted is lost",
+                f"send or remove waiting jobs ('kiosk outbox list'), lower [outbox] retention_hours, "
+                f"or free space on the disk holding {self.root}",
+            )
+
+    def put_bytes(self, data: bytes) -> SpoolEntry:
+        """Store ``data`` durably; returns its entry."""
+        return self._publish([self._guard(lambda: self._write_part([data]))])[0]
+
+    def put_files(self, sources: Sequence[Path]) -> list[SpoolEntry]:
+        """Copy files into the spool durably, all or none; returns their entries in order.
+
+        Files are written and fsynced in parallel (the file system then
+        commits many fsyncs at once), renamed, and the folder fsynced once.
+        """
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, max(len(sources), 1))) as pool:
+            futures = [pool.submit(self._guard, lambda s=source: self._copy_part(s)) for source in sources]
+        parts, errors = [], []
+        for future in futures:
+            try:
+                parts.append(future.result())
+            except KioskError as exc:
+                errors.append(exc)
+        if errors:
+            for part, _digest, _size in parts:
+                part.unlink(missing_ok=True)
+            raise next((e for e in errors if isinstance(e, OutboxFullError)), errors[0])
+        return self._publish(parts)
+
+    def _copy_part(self, source: Path) -> tuple[Path, str, int]:
+        try:
+            handle = open(source, "rb")
+        except OSError as exc:
+            raise SpoolError(f"cannot read {source}: {exc.strerror}", "check that the file exists and is readable") from None
+        with handle:
+            return self._write_part(_chunks(handle))
+
+    def _write_part(self, chunks: Iterable[bytes]) -> tuple[Path, str, int]:
+        """Write and fsync ``tmp/<random>.part``; returns (part, sha256, size)."""
+        part = self.tmp / f"{uuid.uuid4().hex}.part"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return part, digest.hexdigest(), size
+
+    def _publish(self, parts: list[tuple[Path, str, int]]) -> list[SpoolEntry]:
+        """Rename complete parts into ``files/`` and make the renames durable."""
+        entries = []
+        try:
+            for part, digest, size in parts:
+                name = f"{part.stem}.dcm"
+                os.replace(part, self.files / name)
+                entries.append(SpoolEntry(name, digest, size))
+            self._guard(lambda: _fsync_dir(self.files))
+        except BaseException:
+            for part, _digest, _size in parts:
+                part.unlink(missing_ok=True)
+            for entry in entries:
+                self.remove(entry.name)
+            raise
+        return entries
+
+    def _guard(self, action: Callable[[], T]) -> T:
+        """Run a write; turn OS errors into people's errors (a full disk into ``OutboxFullError``)."""
+        try:
+            return action()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.check_free()
+                raise OutboxFullError(
+                    "the outbox disk is full; the images were refused and nothing already accepted is lost",
+                    f"free space on the disk holding {self.root} or send waiting jobs ('kiosk outbox list')",
+                ) from None
+            raise SpoolError(f"cannot write to the outbox {self.root}: {exc.strerror}",
+                             "check the disk and the folder's permissions") from None
+
+    def verify(self, entry: SpoolEntry) -> str | None:
+        """A problem with the stored file (missing, wrong size, damaged), or None."""
+        path = self.path(entry.name)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return f"the spool file {path} is missing"
+        except OSError as exc:
+            return f"the spool file {path} cannot be read: {exc.strerror}"
+        if size != entry.size:
+            return f"the spool file {path} is damaged ({size} bytes, {entry.size} were accepted)"
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                for chunk in _chunks(handle):
+                    digest.update(chunk)
+        except OSError as exc:
+            return f"the spool file {path} cannot be read: {exc.strerror}"
+        if digest.hexdigest() != entry.sha256:
+            return f"the spool file {path} is damaged (its content changed after it was accepted)"
+        return None
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    def recover(self, known: set[str], min_age: float = 600.0) -> tuple[int, int]:
+        """Delete half-written ``.part`` files and files no job refers to.
+
+        Only files older than ``min_age`` seconds go, so a writer in another
+        process that has not yet committed its journal entry keeps its file.
+        Such files were never acknowledged to anyone. Returns (partial, orphans).
+        """
+        cutoff = time.time() - min_age
+        partial = orphans = 0
+        for part in self.tmp.glob("*.part"):
+            if _older(part, cutoff):
+                part.unlink(missing_ok=True)
+                partial += 1
+        for path in self.files.glob("*.dcm"):
+            if path.name not in known and _older(path, cutoff):
+                path.unlink(missing_ok=True)
+                orphans += 1
+        if partial or orphans:
+            log.warning("outbox recovery: deleted %d half-written and %d unreferenced spool file(s)", partial, orphans)
+        return partial, orphans
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
+def _chunks(handle: BinaryIO) -> Iterable[bytes]:
+    while chunk := handle.read(CHUNK):
+        yield chunk

@@ -1,0 +1,277 @@
+"""Delivery: one worker thread per destination with work, one association at a time each.
+
+The loop looks at the journal (so jobs queued by other processes are seen
+within ``poll`` seconds, and at once when queued in this process), starts a
+thread for each destination that has something due, and runs housekeeping.
+A worker claims a batch (marks it ``sending``), checks the spool files,
+sends them in one association and records each instance's outcome:
+
+- success or warning -> ``sent`` (or awaiting storage commitment);
+- a transient failure (A7xx, refused, unreachable, timeout, abort) ->
+  ``retrying`` with exponential backoff, ``failed`` once ``retry_count``
+  attempts are used up;
+- a permanent failure (A9xx, Cxxx, rejected association) -> ``failed``,
+  waiting for a person.
+
+Files are sent as they are in the spool: a re-send after a crash repeats the
+same SOP Instance UID, never a new one. Recovery at start re-queues jobs left
+``sending`` and deletes half-written spool files.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from typing import Callable, Sequence
+
+from kiosk.config import Config
+from kiosk.outbox import events as ev
+from kiosk.outbox.core import Outbox
+from kiosk.outbox.destinations import DeliveryError, Destination, Item, Outcome, destination_from_spec
+from kiosk.outbox.housekeeping import delete_expired
+from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_EVERY = 300.0
+PAUSE_AFTER_ERROR = 5.0
+AWAITING = "awaiting storage commitment"
+
+
+class Delivery:
+    """Delivers an outbox's jobs until ``stop`` is set (or ``until()`` is true)."""
+
+    def __init__(self, outbox: Outbox, config: Config, poll: float = 1.0) -> None:
+        self.outbox = outbox
+        self.config = config
+        self.settings = outbox.settings
+        self.poll = poll
+        self.stop = threading.Event()
+        self._wake = threading.Event()
+        self._workers: dict[str, threading.Thread] = {}
+        self._paused: dict[str, float] = {}  # destination -> no new worker before this time
+        self._unsubscribe = outbox.events.subscribe(self._on_event)
+
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, (ev.JobsAdded, ev.StateChanged)) and getattr(event, "new", QUEUED) == QUEUED:
+            self._wake.set()
+
+    def shutdown(self) -> None:
+        """Stop soon (safe from a signal handler): the current association is cancelled, its jobs re-queued."""
+        self.stop.set()
+        self._wake.set()
+
+    def recover(self) -> None:
+        """Re-queue jobs a dead process left ``sending``; delete half-written and unreferenced files."""
+        try:
+            requeued = self.outbox.journal.recover()
+        except sqlite3.OperationalError as exc:
+            # A full disk: each destination's worker re-queues its own jobs once it can write.
+            log.warning("outbox recovery postponed: the journal cannot be written (%s)", exc)
+            requeued = 0
+        if requeued:
+            log.warning("outbox recovery: %d job(s) interrupted while sending are queued again", requeued)
+        self.outbox.spool.recover(self.outbox.journal.live_spool_names())
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """The service loop; the caller holds the delivery lock."""
+        self.recover()
+        next_housekeeping = 0.0
+        try:
+            while not self.stop.is_set():
+                now = time.time()
+                if now >= next_housekeeping:
+                    self._housekeeping()
+                    next_housekeeping = now + HOUSEKEEPING_EVERY
+                self._workers = {n: t for n, t in self._workers.items() if t.is_alive()}
+                due = self.outbox.journal.destinations_due(now)
+                for name, when in due.items():
+                    if when <= now and name not in self._workers and self._paused.get(name, 0) <= now:
+                        thread = threading.Thread(target=self._serve, args=(name,), name=f"outbox-{name}", daemon=True)
+                        self._workers[name] = thread
+                        thread.start()
+                if until is not None and until():
+                    return
+                wait = min([self.poll] + [max(when - now, 0.01) for when in due.values() if when > now])
+                self._wake.wait(wait)
+                self._wake.clear()
+        finally:
+            self.stop.set()
+            for thread in list(self._workers.values()):
+                thread.join()
+            self._unsubscribe()
+
+    def _housekeeping(self) -> None:
+        try:
+            delete_expired(self.outbox.journal, self.outbox.spool, self.settings.retention_hours)
+        except sqlite3.OperationalError as exc:
+            log.warning("outbox housekeeping skipped: the journal cannot be written (%s)", exc)
+
+    # -- one destination --------------------------------------------------
+
+    def _serve(self, name: str) -> None:
+        try:
+            spec = self.outbox.journal.destination_spec(name) or {}
+            try:
+                destination = destination_from_spec(name, spec, self.config)
+            except (DeliveryError, TypeError, KeyError) as exc:
+                self._fail_all(name, f"destination {name!r} cannot be used: {exc}")
+                return
+            # This process holds the delivery lock and no other thread serves this
+            # destination: anything "sending" is left over from a failed attempt.
+            self.outbox.journal.recover_destination(name)
+            while not self.stop.is_set():
+                jobs = self.outbox.claim(name, self.settings.batch_size)
+                if jobs:
+                    self._deliver(destination, jobs)
+                    continue
+                awaiting = self.outbox.journal.due_commitments(name, self.settings.batch_size)
+                if awaiting and destination.supports_commitment:
+                    self._commit(destination, awaiting)
+                    continue
+                if awaiting:
+                    self.outbox.apply(Update(j.id, FAILED, None, f"{name} cannot confirm storage commitment") for j in awaiting)
+                return
+        except sqlite3.OperationalError as exc:
+            # e.g. "database or disk is full": the jobs stay as they are; tried again at the next poll.
+            log.warning("outbox: the journal cannot be written (%s); delivery to %s waits", exc, name)
+            self._paused[name] = time.time() + PAUSE_AFTER_ERROR
+            self._recover_destination(name)
+        except Exception:  # noqa: BLE001 - a bug must not kill the service; jobs stay in the journal
+            log.exception("outbox worker for %s failed; it restarts in %g s", name, PAUSE_AFTER_ERROR)
+            self._paused[name] = time.time() + PAUSE_AFTER_ERROR
+            self._recover_destination(name)
+        finally:
+            self._wake.set()
+
+    def _recover_destination(self, name: str) -> None:
+        try:
+            self.outbox.journal.recover_destination(name)
+        except sqlite3.OperationalError:
+            pass  # left "sending": re-queued by the next start's recovery
+
+    def _fail_all(self, name: str, reason: str) -> None:
+        while jobs := self.outbox.claim(name, 1000):
+            self.outbox.apply(Update(job.id, FAILED, reason=reason) for job in jobs)
+
+    def _retry_later(self, job: Job, reason: str, status: int | None = None) -> Update:
+        """The update for a transient failure: retry with backoff, or give up after retry_count."""
+        if self.stop.is_set():
+            return Update(job.id, QUEUED, status, reason)  # interrupted by shutdown: not an attempt
+        attempts = job.attempts + 1
+        if attempts > self.settings.retry_count:
+            return Update(job.id, FAILED, status, f"{reason} (gave up after {attempts} attempts)", attempts=attempts)
+        delay = self.settings.backoff(attempts)
+        return Update(job.id, RETRYING, status, f"{reason}; retry {attempts} of {self.settings.retry_count} in {delay:g} s",
+                      next_attempt=time.time() + delay, attempts=attempts)
+
+    def _deliver(self, destination: Destination, jobs: list[Job]) -> None:
+        updates: list[Update] = []
+        ready: list[Job] = []
+        for job in jobs:
+            problem = self.outbox.spool.verify(job.entry)
+            if problem:
+                updates.append(Update(job.id, FAILED, None, f"{problem}; this image cannot be sent, capture or import it again"))
+            else:
+                ready.append(job)
+        self.outbox.apply(updates)
+        if not ready:
+            return
+        items = [Item(self.outbox.spool.path(j.spool_name), j.sop_class_uid, j.sop_instance_uid, j.size) for j in ready]
+        total_bytes = sum(item.size for item in items)
+        name = destination.name
+
+        def progress(done: int, done_bytes: int) -> None:
+            self.outbox.events.publish(ev.Progress(name, done, len(items), done_bytes, total_bytes))
+
+        log.info("outbox: sending %d instance(s) to %s", len(items), name)
+        try:
+            outcomes = destination.send(items, progress, self.stop)
+        except DeliveryError as exc:
+            self.outbox.events.publish(ev.DestinationStatus(name, False, exc.message))
+            log.warning("outbox: %s: %s", name, exc.message)
+            if exc.partial is not None:
+                # Keep what was delivered; the rest is retried (or failed) as the error says.
+                self.outbox.apply(self._after_send(job, outcome, destination, exc)
+                                  for job, outcome in zip(ready, exc.partial))
+            elif exc.transient:
+                self.outbox.apply(self._retry_later(job, exc.message) for job in ready)
+            else:
+                self.outbox.apply(Update(job.id, FAILED, None, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+                                  for job in ready)
+            return
+        self.outbox.events.publish(ev.DestinationStatus(name, True))
+        updates = [self._after_send(job, outcome, destination) for job, outcome in zip(ready, outcomes)]
+        self.outbox.apply(updates)
+        counts = {state: sum(u.state == state for u in updates) for state in (SENT, RETRYING, FAILED)}
+        log.info("outbox: %s: %s", name, ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+
+    def _after_send(self, job: Job, outcome: Outcome, destination: Destination,
+                    error: DeliveryError | None = None) -> Update:
+        code_known = outcome.status is None or f"{outcome.status:04X}" in outcome.message
+        status_text = "" if code_known else f" (status 0x{outcome.status:04X})"
+        if error is not None and outcome.outcome == "transient" and not error.transient:
+            return Update(job.id, FAILED, None, f"{error.message}; fix the cause, then 'kiosk outbox retry {job.id}'")
+        if outcome.outcome in ("success", "warning"):
+            reason = f"accepted with warning{status_text}: {outcome.message}" if outcome.outcome == "warning" else ""
+            if job.commitment and destination.supports_commitment:
+                return Update(job.id, SENT, outcome.status, reason or AWAITING, attempts=0)
+            return Update(job.id, SENT, outcome.status, reason, attempts=0)
+        message = outcome.message or "refused by the destination"
+        if outcome.outcome == "transient":
+            return self._retry_later(job, f"{message}{status_text}", outcome.status)
+        return Update(job.id, FAILED, outcome.status, f"{message}{status_text}; fix the cause, then 'kiosk outbox retry {job.id}'")
+
+    def _commit(self, destination: Destination, jobs: list[Job]) -> None:
+        by_uid: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_uid.setdefault(job.sop_instance_uid, []).append(job)
+        pairs = list({(j.sop_class_uid, j.sop_instance_uid) for j in jobs})
+        try:
+            result = destination.commit(pairs, self.settings.commitment_timeout)
+        except DeliveryError as exc:
+            self.outbox.events.publish(ev.DestinationStatus(destination.name, False, exc.message))
+            if exc.transient:
+                self.outbox.apply(self._commit_later(job, exc.message) for job in jobs)
+            else:
+                self.outbox.apply(Update(job.id, FAILED, None, f"storage commitment failed: {exc.message}") for job in jobs)
+            return
+        updates = []
+        for uid, group in by_uid.items():
+            for job in group:
+                if uid in result.committed:
+                    updates.append(Update(job.id, COMMITTED, None, "", attempts=0))
+                elif uid in result.failed:
+                    code = result.failed[uid]
+                    updates.append(Update(job.id, FAILED, code,
+                                          f"storage commitment refused by {destination.name} (failure reason 0x{code:04X}); "
+                                          f"'kiosk outbox retry {job.id}' sends it again"))
+                else:
+                    updates.append(self._commit_later(job, "storage commitment not confirmed in time"))
+        self.outbox.apply(updates)
+
+    def _commit_later(self, job: Job, reason: str) -> Update:
+        attempts = job.attempts + 1
+        if attempts > self.settings.retry_count:
+            return Update(job.id, FAILED, None, f"{reason} (gave up after {attempts} requests); "
+                          f"'kiosk outbox retry {job.id}' sends it again", attempts=attempts)
+        delay = self.settings.backoff(attempts)
+        return Update(job.id, SENT, None, f"{AWAITING}: {reason}; asking again in {delay:g} s",
+                      next_attempt=time.time() + delay, attempts=attempts)
+
+
+def wait_for(outbox: Outbox, job_ids: Sequence[int]) -> Callable[[], bool]:
+    """An ``until`` for ``Delivery.run``: true once every job is delivered or failed."""
+    ids = list(job_ids)
+
+    def done() -> bool:
+        return all(job.done for job in outbox.journal.jobs_by_id(ids))
+
+    return done
+
+
+def idle(outbox: Outbox) -> bool:
+    """Nothing left to do: no job queued, sending, retrying or awaiting commitment."""
+    return not outbox.journal.destinations_due(float("inf"))

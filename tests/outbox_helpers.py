@@ -1,0 +1,87 @@
+"""Helpers for the outbox tests: configuration, running delivery with a deadline, a scripted SCP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from peers import HOST, free_port
+
+from kiosk.config import Config, parse_config
+from kiosk.outbox import Outbox
+from kiosk.outbox.destinations import parse_destination
+from kiosk.outbox.worker import Delivery, wait_for
+
+
+def outbox_config(tmp_path: Path, destinations: dict | None = None, **outbox: object) -> Config:
+    """A configuration with a private spool and short retry times."""
+    values = {"spool_dir": str(tmp_path / "spool"), "min_free_mb": 0, "retry_interval": 0.2,
+              "retry_max_interval": 1.0, "retry_count": 5, "commitment_timeout": 10.0}
+    values.update(outbox)
+    return parse_config({"local": {"ae_title": "KIOSK"}, "destinations": destinations or {}, "outbox": values})
+
+
+def queue(outbox: Outbox, config: Config, files: list[Path], to: str, commit: bool = False) -> list[int]:
+    name, spec = parse_destination(config, to)
+    return outbox.accept_files(files, {name: spec}, {name} if commit else set())[name]
+
+
+def deliver(outbox: Outbox, config: Config, until: Callable[[], bool] | list[int], timeout: float = 30.0) -> None:
+    """Run delivery in this thread until ``until`` (or the jobs are done); fail after ``timeout`` s."""
+    if not callable(until):
+        until = wait_for(outbox, until)
+    delivery = Delivery(outbox, config, poll=0.1)
+    timer = threading.Timer(timeout, delivery.shutdown)
+    timer.start()
+    started = time.monotonic()
+    try:
+        delivery.run(until=until)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < timeout, f"delivery did not finish within {timeout} s"
+
+
+class ScriptedSCP:
+    """A pynetdicom Storage SCP answering statuses from a script (then success), optionally aborting.
+
+    ``statuses``: C-STORE statuses to answer, one per request, before 0x0000.
+    ``abort_at``: abort the association when receiving the n-th request (1-based), once.
+    """
+
+    def __init__(self, aet: str = "SCRIPTED", statuses: list[int] | None = None, abort_at: int | None = None) -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        self.aet = aet
+        self.port = free_port()
+        self.statuses = list(statuses or [])
+        self.abort_at = abort_at
+        self.received: list[str] = []
+        self.requests = 0
+        self._lock = threading.Lock()
+        ae = AE(ae_title=aet)
+        ae.supported_contexts = AllStoragePresentationContexts
+        # Storage commitment requests are acknowledged, but no report ever comes.
+        ae.add_supported_context("1.2.840.10008.1.20.1", scu_role=True, scp_role=True)
+        self._server = ae.start_server((HOST, self.port), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, self._on_store), (evt.EVT_N_ACTION, lambda event: (0x0000, None))])
+
+    @property
+    def url(self) -> str:
+        return f"{self.aet}@{HOST}:{self.port}"
+
+    def _on_store(self, event) -> int:  # noqa: ANN001 - pynetdicom Event
+        with self._lock:
+            self.requests += 1
+            if self.abort_at is not None and self.requests == self.abort_at:
+                self.abort_at = None
+                event.assoc.abort()
+                return 0xA700
+            status = self.statuses.pop(0) if self.statuses else 0x0000
+            if status in (0x0000, 0xB000, 0xB006, 0xB007):
+                self.received.append(str(event.request.AffectedSOPInstanceUID))
+            return status
+
+    def stop(self) -> None:
+        self._server.shutdown()

@@ -1,0 +1,144 @@
+"""Delivery to real DICOM peers with real faults: outage, A700, A900/C000, abort mid-batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from outbox_data import make_instances, received_uids
+from outbox_helpers import ScriptedSCP, deliver, outbox_config, queue
+from peers import free_port, start_storescp
+
+from kiosk.outbox import Outbox
+from kiosk.outbox.events import DestinationStatus
+
+
+@pytest.fixture
+def scripted():
+    started = []
+
+    def factory(**kwargs) -> ScriptedSCP:
+        scp = ScriptedSCP(**kwargs)
+        started.append(scp)
+        return scp
+
+    yield factory
+    for scp in started:
+        scp.stop()
+
+
+def test_pacs_down_when_sending_starts_is_delivered_when_it_comes_up(tmp_path, storescp_factory):
+    from conftest import _need_isolation
+
+    _need_isolation()
+    config = outbox_config(tmp_path, retry_count=30)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 5)
+    port = free_port()
+    events: list = []
+    outbox.events.subscribe(events.append)
+    jobs = queue(outbox, config, list(made.values()), f"STORESCP@127.0.0.1:{port}")
+    peer = {}
+    timer = threading.Timer(1.5, lambda: peer.setdefault("p", start_storescp(tmp_path / "late", port=port)))
+    timer.start()
+    try:
+        deliver(outbox, config, jobs, timeout=30)
+    finally:
+        timer.join()
+        peer["p"].stop()
+    states = outbox.journal.jobs_by_id(jobs)
+    assert [j.state for j in states] == ["sent"] * 5
+    assert sorted(received_uids(peer["p"].extra["received"])) == sorted(made)
+    reach = [e.reachable for e in events if isinstance(e, DestinationStatus)]
+    assert reach[0] is False and reach[-1] is True
+    outbox.close()
+
+
+def test_a700_is_retried_automatically(tmp_path, scripted):
+    scp = scripted(statuses=[0xA700])
+    config = outbox_config(tmp_path)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 3)
+    jobs = queue(outbox, config, list(made.values()), scp.url)
+    seen = []
+    outbox.events.subscribe(lambda e: seen.append(getattr(e, "new", None)))
+    deliver(outbox, config, jobs)
+    assert [j.state for j in outbox.journal.jobs_by_id(jobs)] == ["sent"] * 3
+    assert "retrying" in seen
+    assert sorted(scp.received) == sorted(made)
+    outbox.close()
+
+
+@pytest.mark.parametrize("code", [0xA900, 0xC000])
+def test_permanent_failure_waits_for_a_person_then_manual_retry_delivers(tmp_path, scripted, code):
+    scp = scripted(statuses=[code])
+    config = outbox_config(tmp_path)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 3)
+    jobs = queue(outbox, config, list(made.values()), scp.url)
+    deliver(outbox, config, jobs)
+    first, *rest = outbox.journal.jobs_by_id(jobs)
+    assert first.state == "failed" and first.status == code
+    assert f"{code:04X}" in first.reason and "kiosk outbox retry" in first.reason
+    assert [j.state for j in rest] == ["sent", "sent"]
+    time.sleep(0.5)  # no automatic retry of a permanent failure
+    deliver(outbox, config, lambda: True)
+    assert outbox.journal.get(first.id).state == "failed"
+    assert outbox.retry_failed() == 1
+    deliver(outbox, config, jobs)
+    assert [j.state for j in outbox.journal.jobs_by_id(jobs)] == ["sent"] * 3
+    assert sorted(scp.received) == sorted(made)
+    outbox.close()
+
+
+def test_association_aborted_mid_batch_delivers_the_rest_next_time(tmp_path, scripted):
+    scp = scripted(abort_at=3)
+    config = outbox_config(tmp_path)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 6)
+    jobs = queue(outbox, config, list(made.values()), scp.url)
+    deliver(outbox, config, jobs)
+    final = outbox.journal.jobs_by_id(jobs)
+    assert [j.state for j in final] == ["sent"] * 6
+    # The two stored before the abort were not sent again; the rest came in a later association.
+    assert [j.attempts for j in final[:2]] == [0, 0]
+    counts = Counter(scp.received)
+    assert set(counts) == set(made) and max(counts.values()) == 1
+    assert scp.requests == 7
+    outbox.close()
+
+
+def test_two_destinations_in_parallel_one_association_each(tmp_path, storescp_factory, scripted):
+    slow = scripted(statuses=[0xA700] * 1)
+    fast = storescp_factory()
+    config = outbox_config(tmp_path, batch_size=4)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 10)
+    from kiosk.outbox.destinations import parse_destination
+
+    dests = dict(parse_destination(config, url) for url in (slow.url, fast.url))
+    jobs = outbox.accept_files(list(made.values()), dests)
+    deliver(outbox, config, [i for ids in jobs.values() for i in ids])
+    assert sorted(received_uids(fast.extra["received"])) == sorted(made)
+    assert sorted(slow.received) == sorted(made)
+    summary = outbox.summary()
+    assert all(counts["sent"] == 10 for counts in summary.values())
+    outbox.close()
+
+
+def test_unconfirmed_storage_commitment_is_asked_again_then_fails_visibly(tmp_path, scripted):
+    scp = scripted()
+    config = outbox_config(tmp_path, commitment_timeout=0.3, retry_count=2, retry_interval=0.1)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 2)
+    jobs = queue(outbox, config, list(made.values()), scp.url, commit=True)
+    reasons = []
+    outbox.events.subscribe(lambda e: reasons.append(getattr(e, "reason", "")))
+    deliver(outbox, config, jobs)
+    final = outbox.journal.jobs_by_id(jobs)
+    assert [j.state for j in final] == ["failed", "failed"]
+    assert all("not confirmed" in j.reason and "gave up after 3 requests" in j.reason for j in final)
+    assert sorted(scp.received) == sorted(made)  # stored all right, just never confirmed
+    outbox.close()

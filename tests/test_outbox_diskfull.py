@@ -1,0 +1,75 @@
+"""Disk full: a 2 MB tmpfs as spool. New images are refused with the message; nothing accepted is lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Runs in a private mount namespace so the tmpfs is seen by nobody else and vanishes with it.
+SCRIPT = r"""
+import json, os, subprocess, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+spool, data, usb, mode = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
+spool.mkdir(parents=True, exist_ok=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(spool)], check=True)
+from outbox_data import make_instances
+from outbox_helpers import deliver, outbox_config, queue
+from kiosk.outbox import Outbox, OutboxFullError
+config = outbox_config(spool.parent, min_free_mb=1 if mode == "threshold" else 0)
+outbox = Outbox.from_config(config)
+files = list(make_instances(data, 40, size=100_000).values())
+accepted, refusals, filler = [], [], spool / "filler"
+for index, path in enumerate(files):
+    if mode == "filled" and index == 5:
+        # Another program fills the disk to the last byte.
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"x" * 4096)
+        except OSError:
+            os.close(fd)
+    try:
+        accepted += queue(outbox, config, [path], f"folder:{usb}")
+    except OutboxFullError as exc:
+        refusals.append(str(exc))
+        if len(refusals) == 2:
+            break
+problems = [outbox.spool.verify(j.entry) for j in outbox.journal.jobs_by_id(accepted)]
+usb.mkdir()
+if mode == "filled":
+    # Delivery on a disk with no byte free must not lose or damage anything either.
+    deliver(outbox, config, lambda: time.sleep(1.0) or True, timeout=30)
+    problems += [outbox.spool.verify(j.entry) for j in outbox.journal.jobs_by_id(accepted)]
+    filler.unlink()
+deliver(outbox, config, accepted)
+states = [j.state for j in outbox.journal.jobs_by_id(accepted)]
+print(json.dumps({"accepted": len(accepted), "refusals": refusals,
+                  "problems": [p for p in problems if p], "states": states}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["threshold", "filled"])
+def test_disk_full_refuses_new_images_and_keeps_accepted_ones(tmp_path, mode):
+    if not shutil.which("unshare"):
+        pytest.skip("unshare is not installed")
+    tests = Path(__file__).parent
+    argv = ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", SCRIPT, str(tests),
+            str(tmp_path / "spool"), str(tmp_path / "data"), str(tmp_path / "usb"), mode]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tests.parent)
+    if result.returncode != 0 and ("unshare failed" in result.stderr or "mount" in result.stderr.lower()
+                                   and "permission denied" in result.stderr.lower()):
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()[-200:]}")
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 5 <= outcome["accepted"] < 40
+    assert len(outcome["refusals"]) == 2
+    for message in outcome["refusals"]:
+        assert "outbox disk is full" in message and "nothing already accepted is lost" in message
+    assert outcome["problems"] == []
+    assert outcome["states"] == ["sent"] * outcome["accepted"]
