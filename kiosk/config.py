@@ -129,7 +129,12 @@ DESTINATION_FIELDS: dict[str, Field] = NODE_FIELDS | {
     "transfer_syntax": Field(str, "auto", check_transfer_syntax, "what we send: auto keeps each file's own"),
 }
 
+MAX_RESULTS_FIELD = Field(int, 500, check_non_negative, "C-CANCEL a query after this many matches, 0 for no limit")
+
+QUERY_FIELDS: dict[str, Field] = NODE_FIELDS | {"max_results": MAX_RESULTS_FIELD}
+
 WORKLIST_FIELDS: dict[str, Field] = NODE_FIELDS | {
+    "max_results": MAX_RESULTS_FIELD,
     "station_ae_title": Field(str, "", lambda v: v and check_ae_title(v), "default Scheduled Station AE filter"),
 }
 
@@ -159,10 +164,12 @@ class NodeConfig:
     storage_commitment: bool = False
     transfer_syntax: str = "auto"
     station_ae_title: str = ""
+    max_results: int = 500
     tls: TLSConfig | None = None
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+        address = f"{self.ae_title}@{self.host}:{self.port}"
+        return address if self.name == address else f"{self.name} ({address})"
 
 
 @dataclass(frozen=True)
@@ -188,9 +195,64 @@ class Config:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+OUTBOX_FIELDS: dict[str, Field] = {
+    "spool_dir": Field(str, "", None, "where accepted images wait; empty: <user data dir>/outbox"),
+    "retry_count": Field(int, 10, check_non_negative, "automatic retries of a transient failure, 0 for none"),
+    "retry_interval": Field((int, float), 30.0, check_positive, "seconds before the first retry; doubles each time"),
+    "retry_max_interval": Field((int, float), 3600.0, check_positive, "longest wait between two retries, seconds"),
+    "batch_size": Field(int, 100, check_positive, "instances sent in one association at most"),
+    "retention_hours": Field((int, float), 168.0, check_non_negative, "keep sent files this long; unsent files are never deleted"),
+    "min_free_mb": Field(int, 500, check_non_negative, "refuse new images when the spool disk has less free space (MB)"),
+    "commitment_timeout": Field((int, float), 60.0, check_positive, "seconds to wait for a storage commitment report"),
+}
+
+def check_pin(value: str) -> str | None:
+    if value and not (value.isdigit() and 4 <= len(value) <= 12):
+        return "must be 4 to 12 digits (or empty to lock settings out of the touch screen)"
+    return None
+
+
+def check_keyboard(value: str) -> str | None:
+    return None if value in ("dock", "system") else f"is {value!r}; use \"dock\" (on-screen keyboard) or \"system\""
+
+
+UI_FIELDS: dict[str, Field] = {
+    "admin_pin": Field(str, "", check_pin, "PIN for Settings and removing outbox jobs; empty: locked"),
+    "idle_timeout": Field(int, 300, check_non_negative, "seconds without a touch before the session ends, 0 never"),
+    "kiosk_mode": Field(bool, False, None, "fullscreen borderless window for a dedicated touch screen"),
+    "keyboard": Field(str, "dock", check_keyboard, "dock: on-screen keyboard plus physical keys; system: physical only"),
+    "worklist_refresh": Field(int, 60, check_non_negative, "seconds between worklist refreshes, 0 for manual only"),
+    "sessions_dir": Field(str, "", None, "where captures wait until sent; empty: <user data dir>/sessions"),
+    "series_presets": Field(str, "Scanned documents;Consent form;Referral letter;Outside films;Photos", None,
+                            "series description choices, separated by ';'"),
+}
+
 # Sections of the features beyond networking (outbox, ui, presets ...): each
 # declares its fields here and reads them from ``Config.extra[section]``.
-EXTRA_SECTIONS: dict[str, dict[str, Field]] = {}
+def check_preset(value: dict) -> str | None:
+    from drivers.base import check_preset as check  # lazy: drivers pull in numpy
+
+    return check(value)
+
+
+# [presets.Document] / [presets.Film] / [presets.Photo]: overrides of the
+# built-in scan presets (drivers/base.py BUILTIN_PRESETS); see docs/drivers.md.
+PRESET_FIELDS: dict[str, Field] = {
+    name: Field(dict, {}, check_preset, f"the {name} preset: mode, depth, dpi, source, film")
+    for name in ("Document", "Film", "Photo")
+}
+
+ACQUISITION_FIELDS: dict[str, Field] = {
+    "max_clip_seconds": Field((int, float), 10.0, check_positive, "longest video clip recorded, seconds (frames are kept in memory)"),
+    "stall_timeout": Field((int, float), 1.5, check_positive, "seconds without a frame before a video source counts as stalled"),
+}
+
+EXTRA_SECTIONS: dict[str, dict[str, Field]] = {
+    "outbox": OUTBOX_FIELDS,
+    "ui": UI_FIELDS,
+    "presets": PRESET_FIELDS,
+    "acquisition": ACQUISITION_FIELDS,
+}
 
 
 def default_config_path() -> Path:
@@ -326,7 +388,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     if "worklist" in data:
         worklist = _node("worklist", data["worklist"], WORKLIST_FIELDS, "worklist.", problems)
     if "query" in data:
-        query = _node("query", data["query"], NODE_FIELDS, "query.", problems)
+        query = _node("query", data["query"], QUERY_FIELDS, "query.", problems)
     extra = {
         name: _section(data.get(name, {}), fields, f"{name}.", problems)
         for name, fields in EXTRA_SECTIONS.items()
@@ -376,6 +438,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, dict):  # e.g. [presets] Document = { dpi = 200 }
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
@@ -398,7 +462,7 @@ def to_toml(config: Config) -> str:
     if config.worklist:
         nodes.append(("worklist", config.worklist, WORKLIST_FIELDS))
     if config.query:
-        nodes.append(("query", config.query, NODE_FIELDS))
+        nodes.append(("query", config.query, QUERY_FIELDS))
     for header, node, fields in nodes:
         _toml_table(header, _node_values(node, fields), lines)
         if node.tls:

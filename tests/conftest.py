@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from peers import dciodvfy as run_dciodvfy  # noqa: E402
 from peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
+from ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/test_ui_*.py)
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -131,3 +132,51 @@ def orthanc(tmp_path_factory):
 def dciodvfy():
     """``dciodvfy(path)`` fails the test on any error line and returns the output."""
     return run_dciodvfy
+
+
+@pytest.fixture(scope="session")
+def sane_test_backend(tmp_path_factory):
+    """SANE's ``test`` backend only, through a private SANE_CONFIG_DIR (devices test:0 and test:1).
+
+    Set before the first ``sane.init()`` of the process; CLI subprocesses inherit it.
+    """
+    pytest.importorskip("sane", reason="python-sane is not installed (pip install kiosk[scanner])")
+    from sources import write_sane_config
+
+    os.environ["SANE_CONFIG_DIR"] = str(write_sane_config(tmp_path_factory.mktemp("sane")))
+    return os.environ["SANE_CONFIG_DIR"]
+
+
+@pytest.fixture
+def sane_device(sane_test_backend):
+    """``sane_device("test:0")`` opens a test-backend scanner (fresh handle); options are reset afterwards."""
+    from drivers.base import open_device
+    from sources import SANE_TEST_DEFAULTS
+
+    opened = []
+
+    def factory(name: str = "test:0"):
+        device = open_device(f"sane:{name}")
+        opened.append(device)
+        return device
+
+    yield factory
+    for device in opened:
+        device.close()
+    for uri in {device.info.uri for device in opened}:
+        with open_device(uri) as device:
+            for option, value in SANE_TEST_DEFAULTS.items():
+                device.set_option(option, value)
+
+
+@pytest.fixture
+def mjpeg_stream():
+    """A live, paced ffmpeg testsrc2 1080p30 MJPEG stream on a free TCP port (``.url``), stopped by PID."""
+    from peers import free_port
+    from sources import Stream
+
+    stream = Stream(free_port()).start()
+    yield stream
+    if stream.proc is not None and stream.proc.poll() is None:
+        stream.resume()
+    stream.kill()

@@ -100,10 +100,10 @@ def start(name: str, aet: str, port: int, argv: list[str], workdir: Path, env: d
     return peer
 
 
-def start_storescp(workdir: Path, aet: str = "STORESCP", options: Iterable[str] = ()) -> Peer:
-    """DCMTK storescp writing received files to ``workdir/received``."""
+def start_storescp(workdir: Path, aet: str = "STORESCP", options: Iterable[str] = (), port: int | None = None) -> Peer:
+    """DCMTK storescp writing received files to ``workdir/received`` (on ``port``, or a free one)."""
     binary = require_binary("storescp")
-    port = free_port()
+    port = port or free_port()
     received = workdir / "received"
     received.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-aet", aet, "-od", str(received), *options, str(port)]

@@ -17,7 +17,7 @@ from kiosk import __version__
 from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ["config"]
+SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "outbox", "convert", "demo"]
 
 log = logging.getLogger("kiosk")
 
@@ -54,8 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_file = setup_logging(debug=args.debug, verbose=args.verbose)
     try:
         if args.command is None:
-            parser.print_help()
-            return 0
+            from kiosk.config import load_config
+            from kiosk.ui.launch import run_ui
+
+            return run_ui(load_config(args.config))
         config = None
         if getattr(args, "needs_config", True):
             from kiosk.config import load_config

@@ -1,0 +1,256 @@
+"""Embedded demo peers for ``kiosk demo``: a PACS and a worklist server on loopback.
+
+Both run in-process on pynetdicom, bound to 127.0.0.1 only, on free ports:
+
+* ``DEMOPACS``: Storage SCP for every storage SOP class and transfer syntax,
+  writing what it receives to a folder, with C-ECHO and Storage Commitment
+  (the N-EVENT-REPORT comes on a new association to the kiosk's listener,
+  as real archives do);
+* ``DEMOWL``: Modality Worklist SCP serving a handful of items scheduled for
+  today, names in several scripts, with the usual matching keys.
+
+``DemoPeers.config()`` returns a ``Config`` that points the kiosk at them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import logging
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiosk.config import EXTRA_SECTIONS, Config, LocalConfig, NodeConfig
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+PACS_AET, WORKLIST_AET, KIOSK_AET = "DEMOPACS", "DEMOWL", "KIOSK"
+DEMO_PIN = "1234"
+
+# (name, id, birth date, sex, accession, procedure, modality): fictitious patients.
+DEMO_PATIENTS = [
+    ("MÜLLER^JÜRGEN", "DEMO001", "19580312", "M", "A1001", "Referral letter", "DOC"),
+    ("ŠIMKOVÁ^ANNA", "DEMO002", "19901124", "F", "A1002", "Outside films", "OT"),
+    ("ΠΑΠΑΔΟΠΟΥΛΟΣ^ΝΙΚΟΣ", "DEMO003", "19731005", "M", "A1003", "Consent form", "DOC"),
+    ("O'NEILL^MARY", "DEMO004", "20010217", "F", "A1004", "Wound photo", "XC"),
+    ("Yamada^Tarou=山田^太郎", "DEMO005", "19660730", "M", "A1005", "Endoscopy video", "ES"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def demo_worklist(station_aet: str = KIOSK_AET, today: dt.date | None = None) -> list[Any]:
+    """The demo worklist items (pydicom Datasets, UTF-8), scheduled for ``today``."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    day = (today or dt.date.today()).strftime("%Y%m%d")
+    items = []
+    for hour, (name, pid, birth, sex, accession, procedure, modality) in enumerate(DEMO_PATIENTS, start=8):
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = name, pid, "DEMO"
+        ds.PatientBirthDate, ds.PatientSex = birth, sex
+        ds.AccessionNumber = accession
+        ds.ReferringPhysicianName = "WELBY^MARCUS"
+        ds.StudyInstanceUID = generate_uid()
+        ds.RequestedProcedureID = f"RP{accession}"
+        ds.RequestedProcedureDescription = procedure
+        step = Dataset()
+        step.ScheduledStationAETitle = station_aet
+        step.ScheduledProcedureStepStartDate = day
+        step.ScheduledProcedureStepStartTime = f"{hour:02d}0000"
+        step.Modality = modality
+        step.ScheduledPerformingPhysicianName = ""
+        step.ScheduledProcedureStepDescription = procedure
+        step.ScheduledProcedureStepID = f"SPS{accession}"
+        ds.ScheduledProcedureStepSequence = [step]
+        items.append(ds)
+    return items
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """DICOM C-FIND matching, enough for a demo: empty = any, * and ? wildcards, date ranges."""
+    wanted = "" if wanted is None else str(wanted)
+    if wanted in ("", "*"):
+        return True
+    value = "" if value is None else str(value)
+    if "-" in wanted and wanted.replace("-", "").isdigit():
+        low, _, high = wanted.partition("-")
+        return (not low or value >= low) and (not high or value <= high)
+    if "*" in wanted or "?" in wanted:
+        return fnmatch.fnmatchcase(value.upper(), wanted.upper())
+    return value == wanted
+
+
+def _item_matches(item: Any, query: Any) -> bool:
+    for keyword in ("PatientName", "PatientID", "AccessionNumber"):
+        if keyword in query and not _matches(item.get(keyword), query.get(keyword)):
+            return False
+    steps = query.get("ScheduledProcedureStepSequence")
+    if steps:
+        wanted, have = steps[0], item.ScheduledProcedureStepSequence[0]
+        for keyword in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality"):
+            if keyword in wanted and not _matches(have.get(keyword), wanted.get(keyword)):
+                return False
+    return True
+
+
+def _response(item: Any, query: Any) -> Any:
+    """The item reduced to the keys asked for (plus the character set)."""
+    from pydicom.dataset import Dataset
+
+    out = Dataset()
+    out.SpecificCharacterSet = item.SpecificCharacterSet
+    for element in query:
+        if element.keyword == "ScheduledProcedureStepSequence":
+            out.ScheduledProcedureStepSequence = item.ScheduledProcedureStepSequence
+        elif element.keyword and element.keyword != "SpecificCharacterSet":
+            empty = [] if element.VR == "SQ" else ""
+            setattr(out, element.keyword, item.get(element.keyword, empty))
+    return out
+
+
+@dataclass
+class DemoPeers:
+    """The running demo PACS and worklist; ``stop()`` ends them."""
+
+    received: Path
+    pacs_port: int
+    worklist_port: int
+    kiosk_port: int
+    items: list[Any] = field(default_factory=list)
+    stored: dict[str, Path] = field(default_factory=dict)
+    _servers: list[Any] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def pacs_url(self) -> str:
+        return f"{PACS_AET}@{HOST}:{self.pacs_port}"
+
+    @property
+    def worklist_url(self) -> str:
+        return f"{WORKLIST_AET}@{HOST}:{self.worklist_port}"
+
+    def config(self, base: Config | None = None) -> Config:
+        """A configuration for the kiosk pointing at the demo peers (keeps ``base``'s extra sections)."""
+        extra = {name: {k: f.default for k, f in fields.items()} for name, fields in EXTRA_SECTIONS.items()}
+        if base:
+            extra.update(base.extra)
+        if "ui" in extra:
+            extra["ui"] = {**extra["ui"], "admin_pin": extra["ui"].get("admin_pin") or DEMO_PIN}
+        pacs = NodeConfig("demo-pacs", PACS_AET, HOST, self.pacs_port, storage_commitment=True,
+                          connect_timeout=5.0, acse_timeout=10.0, dimse_timeout=30.0, network_timeout=30.0)
+        worklist = NodeConfig("worklist", WORKLIST_AET, HOST, self.worklist_port, station_ae_title=KIOSK_AET,
+                              connect_timeout=5.0, acse_timeout=10.0, dimse_timeout=30.0, network_timeout=30.0)
+        local = LocalConfig(ae_title=KIOSK_AET, port=self.kiosk_port, station_name="DEMO", institution_name="Demo Clinic")
+        return Config(local, {"demo-pacs": pacs}, worklist, None, None, extra)
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+        self._servers.clear()
+
+    # -- handlers --------------------------------------------------------
+    def _on_store(self, event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        uid = ds.SOPInstanceUID
+        path = self.received / f"{uid}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        with self._lock:
+            self.stored[uid] = path
+        log.info("demo PACS stored %s", uid)
+        return 0x0000
+
+    def _on_find(self, event: Any):
+        query = event.identifier
+        for item in self.items:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            if _item_matches(item, query):
+                yield 0xFF00, _response(item, query)
+
+    def _on_commit(self, event: Any):
+        request = event.action_information
+        caller = event.assoc.requestor.ae_title
+        host = event.assoc.requestor.address
+        transaction = request.TransactionUID
+        references = list(request.get("ReferencedSOPSequence", []))
+        # Like real archives: answer now, report later on a new association.
+        threading.Thread(target=self._report, args=(caller, host, transaction, references), daemon=True).start()
+        return 0x0000, None
+
+    def _report(self, caller: str, host: str, transaction: str, references: list[Any]) -> None:
+        from pydicom.dataset import Dataset
+        from pynetdicom import AE
+        from pynetdicom.sop_class import StorageCommitmentPushModel
+
+        time.sleep(0.2)
+        report = Dataset()
+        report.TransactionUID = transaction
+        done, failed = [], []
+        with self._lock:
+            for ref in references:
+                entry = Dataset()
+                entry.ReferencedSOPClassUID = ref.ReferencedSOPClassUID
+                entry.ReferencedSOPInstanceUID = ref.ReferencedSOPInstanceUID
+                if ref.ReferencedSOPInstanceUID in self.stored:
+                    done.append(entry)
+                else:
+                    entry.FailureReason = 0x0112  # no such object instance
+                    failed.append(entry)
+        if done:
+            report.ReferencedSOPSequence = done
+        if failed:
+            report.FailedSOPSequence = failed
+        ae = AE(ae_title=PACS_AET)
+        ae.add_requested_context(StorageCommitmentPushModel)
+        assoc = ae.associate(host, self.kiosk_port, ae_title=caller)
+        if not assoc.is_established:
+            log.warning("demo PACS could not deliver the storage commitment report to %s@%s:%s",
+                        caller, host, self.kiosk_port)
+            return
+        try:
+            assoc.send_n_event_report(report, 2 if failed else 1, StorageCommitmentPushModel,
+                                      "1.2.840.10008.1.20.1.1")
+        finally:
+            assoc.release()
+
+
+def start_demo_peers(folder: Path | None = None, kiosk_port: int | None = None) -> DemoPeers:
+    """Start the demo PACS and worklist on loopback; received objects go to ``folder`` (temp by default)."""
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+    from pynetdicom.sop_class import ModalityWorklistInformationFind, StorageCommitmentPushModel, Verification
+
+    received = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="kiosk-demo-pacs-"))
+    received.mkdir(parents=True, exist_ok=True)
+    peers = DemoPeers(received, free_port(), free_port(), kiosk_port or free_port(), demo_worklist())
+
+    pacs = AE(ae_title=PACS_AET)
+    for context in AllStoragePresentationContexts:
+        pacs.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    pacs.add_supported_context(Verification)
+    pacs.add_supported_context(StorageCommitmentPushModel)
+    pacs.maximum_pdu_size = 0
+    peers._servers.append(pacs.start_server(
+        (HOST, peers.pacs_port), block=False,
+        evt_handlers=[(evt.EVT_C_STORE, peers._on_store), (evt.EVT_N_ACTION, peers._on_commit)]))
+
+    worklist = AE(ae_title=WORKLIST_AET)
+    worklist.add_supported_context(ModalityWorklistInformationFind)
+    worklist.add_supported_context(Verification)
+    peers._servers.append(worklist.start_server(
+        (HOST, peers.worklist_port), block=False, evt_handlers=[(evt.EVT_C_FIND, peers._on_find)]))
+    return peers

@@ -1,0 +1,299 @@
+"""One patient's capture session: the state the touch UI and the CLI share.
+
+A session holds the patient/study context picked by the user and the captures
+in their review order. Every capture is written to disk (and fsync'ed) the
+moment it is added, and the manifest is replaced atomically after every
+change, so a crash or power loss loses nothing. A session ends in one of two
+ways:
+
+* ``finish()`` once its objects are in the outbox: the folder is removed;
+* ``abandon()`` (idle timeout, "Finish" without sending): the folder is kept,
+  marked abandoned, and can be resumed or discarded later (Outbox screen).
+
+Layout on disk: ``<sessions dir>/<session id>/session.json`` plus one
+``<capture id>.npy`` (pixels) and/or ``<capture id>.bin`` (encoded original)
+per capture.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kiosk.capture import Capture, EncodedFormat, SourceKind
+from kiosk.errors import KioskError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "session.json"
+OPEN, ABANDONED = "open", "abandoned"
+
+# The patient/order fields the UI shows and the dicomizer needs. Values are
+# strings; ``extra`` in the context may hold anything JSON can carry.
+PATIENT_FIELDS = ("patient_name", "patient_id", "birth_date", "sex", "accession",
+                  "procedure", "study_uid", "issuer", "referring_physician", "modality")
+
+
+def default_sessions_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("kiosk", appauthor=False)) / "sessions"
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Keep the metadata entries JSON can carry; drop the rest (device handles ...)."""
+    out = {}
+    for key, value in metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
+@dataclass
+class Item:
+    """A capture in a session with its on-disk id."""
+
+    id: str
+    capture: Capture
+
+
+@dataclass
+class Session:
+    """One patient's captures in review order, persisted in ``folder``."""
+
+    folder: Path
+    context: dict[str, Any]
+    items: list[Item] = field(default_factory=list)
+    state: str = OPEN
+    created: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
+    series_description: str = ""
+    multiframe: bool = False
+    on_change: Callable[["Session"], None] | None = field(default=None, repr=False, compare=False)
+
+    # -- queries ---------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    @property
+    def captures(self) -> list[Capture]:
+        return [item.capture for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def label(self) -> str:
+        """A short description without the patient's name (safe for logs): ID, accession, count."""
+        return (f"session {self.id} (patient ID {self.context.get('patient_id', '?')}, "
+                f"accession {self.context.get('accession', '') or '-'}, {len(self.items)} item(s))")
+
+    # -- changes: each one is on disk before it returns --------------------
+    def add(self, capture: Capture) -> Item:
+        """Append a capture and persist it at once."""
+        item = Item(uuid.uuid4().hex[:12], capture)
+        self._write_capture(item)
+        self.items.append(item)
+        self._save()
+        return item
+
+    def replace(self, index: int, capture: Capture) -> None:
+        """Put an edited capture (rotated, cropped ...) in place of the one at ``index``."""
+        old = self.items[index]
+        new = Item(uuid.uuid4().hex[:12], capture)
+        self._write_capture(new)
+        self.items[index] = new
+        self._save()
+        self._remove_files(old.id)
+
+    def delete(self, index: int) -> None:
+        item = self.items.pop(index)
+        self._save()
+        self._remove_files(item.id)
+
+    def move(self, index: int, new_index: int) -> None:
+        """Reorder: move the item at ``index`` to ``new_index`` (clamped to the ends)."""
+        item = self.items.pop(index)
+        new_index = max(0, min(new_index, len(self.items)))
+        self.items.insert(new_index, item)
+        self._save()
+
+    def set_options(self, series_description: str | None = None, multiframe: bool | None = None) -> None:
+        if series_description is not None:
+            self.series_description = series_description
+        if multiframe is not None:
+            self.multiframe = multiframe
+        self._save()
+
+    def abandon(self) -> None:
+        """End without sending: keep everything for resume or discard (empty sessions vanish)."""
+        if not self.items:
+            self.discard()
+            return
+        self.state = ABANDONED
+        self._save()
+        log.info("abandoned %s", self.label())
+
+    def resume(self) -> None:
+        self.state = OPEN
+        self._save()
+
+    def finish(self) -> None:
+        """The captures are safely elsewhere (the outbox): remove the session folder."""
+        log.info("finished %s", self.label())
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.items = []
+
+    def discard(self) -> None:
+        """Throw the session away, captures included."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.items = []
+
+    # -- disk ------------------------------------------------------------
+    def _write_capture(self, item: Item) -> None:
+        capture = item.capture
+        if capture.pixels is not None:
+            tmp = self.folder / f"{item.id}.npy.tmp"
+            with open(tmp, "wb") as out:
+                np.save(out, capture.pixels, allow_pickle=False)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.folder / f"{item.id}.npy")
+        if capture.encoded is not None:
+            _fsync_write(self.folder / f"{item.id}.bin", capture.encoded)
+
+    def _remove_files(self, item_id: str) -> None:
+        for suffix in (".npy", ".bin"):
+            (self.folder / f"{item_id}{suffix}").unlink(missing_ok=True)
+
+    def _manifest(self) -> dict[str, Any]:
+        def describe(item: Item) -> dict[str, Any]:
+            c = item.capture
+            return {
+                "id": item.id, "kind": c.kind.value, "bits_stored": c.bits_stored,
+                "encoded_format": c.encoded_format.value if c.encoded_format else None,
+                "has_pixels": c.pixels is not None, "dpi": c.dpi, "index": c.index,
+                "acquired_at": c.acquired_at.isoformat(), "source": c.source,
+                "frame_rate": c.frame_rate, "metadata": _jsonable(c.metadata),
+            }
+
+        return {"version": 1, "state": self.state, "created": self.created, "context": self.context,
+                "series_description": self.series_description, "multiframe": self.multiframe,
+                "items": [describe(i) for i in self.items]}
+
+    def _save(self) -> None:
+        _fsync_write(self.folder / MANIFEST, json.dumps(self._manifest(), ensure_ascii=False, indent=1).encode())
+        if self.on_change:
+            self.on_change(self)
+
+
+def _load_item(folder: Path, entry: dict[str, Any]) -> Item:
+    pixels = np.load(folder / f"{entry['id']}.npy", allow_pickle=False) if entry["has_pixels"] else None
+    encoded = (folder / f"{entry['id']}.bin").read_bytes() if entry["encoded_format"] else None
+    capture = Capture(
+        kind=SourceKind(entry["kind"]), pixels=pixels, bits_stored=entry["bits_stored"], encoded=encoded,
+        encoded_format=EncodedFormat(entry["encoded_format"]) if entry["encoded_format"] else None,
+        dpi=entry["dpi"], index=entry["index"], acquired_at=dt.datetime.fromisoformat(entry["acquired_at"]),
+        source=entry["source"], frame_rate=entry["frame_rate"], metadata=entry["metadata"],
+    )
+    return Item(entry["id"], capture)
+
+
+class SessionStore:
+    """The folder holding sessions: start new ones, list and reopen kept ones."""
+
+    def __init__(self, base: Path | None = None) -> None:
+        self.base = Path(base) if base else default_sessions_dir()
+
+    def start(self, context: dict[str, Any]) -> Session:
+        """A new, empty session for the patient/study ``context`` (a dict of ``PATIENT_FIELDS`` ...)."""
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            folder = self.base / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            folder.mkdir()
+        except OSError as exc:
+            raise KioskError(f"cannot create a session folder in {self.base} ({exc.strerror})",
+                             "check that the disk is not full and the folder is writable") from None
+        session = Session(folder, dict(context))
+        session._save()
+        _fsync_dir(self.base)
+        return session
+
+    def load(self, folder: Path) -> Session:
+        """Reopen a kept session from disk."""
+        try:
+            data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            items = [_load_item(folder, entry) for entry in data["items"]]
+        except (OSError, ValueError, KeyError) as exc:
+            raise KioskError(f"the kept session {folder.name} is damaged ({exc})",
+                             "discard it from the Outbox screen; its files stay in " + str(folder)) from None
+        return Session(folder, data["context"], items, data["state"], data["created"],
+                       data.get("series_description", ""), data.get("multiframe", False))
+
+    def kept(self) -> list[Path]:
+        """Folders of sessions that were not finished (abandoned, or open when the kiosk stopped)."""
+        if not self.base.is_dir():
+            return []
+        return sorted(p for p in self.base.iterdir() if (p / MANIFEST).is_file())
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """For listing kept sessions without loading pixels: folder, state, context, count."""
+        out = []
+        for folder in self.kept():
+            try:
+                data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {"state": "damaged", "context": {}, "items": [], "created": ""}
+            out.append({"folder": folder, "state": data["state"], "context": data["context"],
+                        "count": len(data["items"]), "created": data["created"]})
+        return out
+
+
+def context_to_dict(context: Any) -> dict[str, Any]:
+    """A StudyContext (or a plain dict) as JSON-ready data for the session manifest."""
+    if isinstance(context, dict):
+        return dict(context)
+    import dataclasses
+
+    data = dataclasses.asdict(context)
+    data["study_context"] = True
+    return data
+
+
+def context_from_dict(data: dict[str, Any]) -> Any:
+    """Back to a StudyContext when the manifest holds one (see ``context_to_dict``)."""
+    from kiosk.study import ReferencedStudy, StudyContext
+
+    values = {k: v for k, v in data.items() if k != "study_context"}
+    values["referenced_studies"] = tuple(ReferencedStudy(**r) for r in values.get("referenced_studies", ()))
+    if isinstance(values.get("charset"), list):
+        values["charset"] = tuple(values["charset"])
+    return StudyContext(**values)

@@ -1,0 +1,284 @@
+"""The touch kiosk: a Kivy App with one ScreenManager and a patient banner.
+
+The app owns the current ``Session`` and the idle timer; screens ask it to run
+slow work (``run_async``) and get results back on the UI thread through
+``Clock.schedule_once``. Results of work started for a session that has since
+ended are dropped, so no data of a previous patient reaches the screen.
+Layouts live in the .kv files next to each screen; all sentences in
+``strings.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.lang import Builder
+from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
+from kivy.uix.screenmanager import NoTransition
+
+from kiosk.config import Config
+from kiosk.errors import KioskError
+from kiosk.session import Session, SessionStore
+from kiosk.ui import text
+from kiosk.ui.strings import T
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+SCREENS = ("patient", "acquire", "review", "send", "outbox", "settings")
+
+
+def ui_settings(config: Config) -> dict[str, Any]:
+    """The [ui] section (defaults when the config came from elsewhere)."""
+    from kiosk.config import UI_FIELDS
+
+    return {k: f.default for k, f in UI_FIELDS.items()} | config.extra.get("ui", {})
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux), or None."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - started
+
+
+class KioskApp(App):
+    """The capture station UI. ``kiosk_config`` is the loaded TOML configuration."""
+
+    session: Session | None = ObjectProperty(None, allownone=True)
+    banner_markup = StringProperty("")
+    has_session = BooleanProperty(False)
+    message = StringProperty("")
+
+    def __init__(self, kiosk_config: Config, store: SessionStore | None = None,
+                 demo: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.title = T["title"]
+        self.kiosk_config = kiosk_config
+        self.ui = ui_settings(kiosk_config)
+        self.store = store or SessionStore(Path(self.ui["sessions_dir"]).expanduser() if self.ui["sessions_dir"] else None)
+        self.demo = demo
+        self.last_activity = time.monotonic()
+        self._generation = 0
+        self._events: list[Any] = []
+        self.services: Any = None
+
+    # -- strings -----------------------------------------------------------
+    @staticmethod
+    def t(key: str, **values: Any) -> str:
+        return T[key].format(**values) if values else T[key]
+
+    markup = staticmethod(text.markup)
+
+    # -- build -------------------------------------------------------------
+    def build(self):
+        from kiosk.ui.services import Services
+
+        self.services = Services(self.kiosk_config, demo=self.demo)
+        for kv in [HERE / "theme.kv", *sorted((HERE / "widgets").glob("*.kv"))]:
+            Builder.unload_file(str(kv))
+            Builder.load_file(str(kv))
+        import importlib
+
+        from kivy.uix.screenmanager import ScreenManager
+
+        manager = ScreenManager(transition=NoTransition())
+        for name in SCREENS:
+            module = importlib.import_module(f"kiosk.ui.screens.{name}")
+            Builder.unload_file(str(HERE / "screens" / f"{name}.kv"))
+            Builder.load_file(str(HERE / "screens" / f"{name}.kv"))
+            manager.add_widget(module.SCREEN(name=name))
+        self.manager = manager
+        root = Builder.load_string("RootLayout:")
+        root.ids.holder.add_widget(manager)
+        Window.bind(on_touch_down=self._touched, on_key_down=self._key, on_textinput=self._text)
+        self._events.append(Clock.schedule_interval(self._check_idle, 1.0))
+        # The callback runs after the first frame is drawn: the start-up time support asks for.
+        self._events.append(Clock.schedule_once(self._first_frame, 0))
+        return root
+
+    def _first_frame(self, _dt: float) -> None:
+        age = process_age()
+        if age is not None:
+            log.info("first frame drawn %.2f s after the process started", age)
+
+    def on_stop(self) -> None:
+        # Tests create many apps in one process: leave no timers or bindings behind.
+        for event in self._events:
+            event.cancel()
+        self._events.clear()
+        Window.unbind(on_touch_down=self._touched, on_key_down=self._key, on_textinput=self._text)
+        for screen in self.manager.screens if hasattr(self, "manager") else ():
+            screen.on_app_stop()
+        if self.services:
+            self.services.close()
+        if self.session is not None and len(self.session):
+            self.session.abandon()
+
+    def schedule(self, callback: Callable[[float], None], interval: float) -> Any:
+        """A repeating timer cancelled when the app stops."""
+        event = Clock.schedule_interval(callback, interval)
+        self._events.append(event)
+        return event
+
+    def apply_config(self, config: Config) -> None:
+        """Settings were saved: use the new values (network changes reach new connections)."""
+        from kiosk.ui.services import Services
+
+        self.kiosk_config = config
+        self.ui = ui_settings(config)
+        old, self.services = self.services, Services(config, demo=self.demo)
+        old.close()
+
+    # -- navigation ----------------------------------------------------------
+    def go(self, name: str) -> None:
+        self.manager.current = name
+
+    def _key(self, _window: Any, key: int, *_args: Any) -> bool:
+        """Keyboard / foot pedal: the current screen may take a key (e.g. Capture)."""
+        self._touched()
+        if self._modal_open():
+            return False
+        screen = self.manager.current_screen
+        return bool(getattr(screen, "on_key", lambda _k: False)(key))
+
+    def _text(self, _window: Any, text: str) -> bool:
+        """Typed text with no field focused (a barcode wedge): the current screen may take it."""
+        self._touched()
+        if self._modal_open():
+            return False
+        screen = self.manager.current_screen
+        return bool(getattr(screen, "on_typed", lambda _t: False)(text))
+
+    @staticmethod
+    def _modal_open() -> bool:
+        from kivy.uix.modalview import ModalView
+
+        return any(isinstance(child, ModalView) for child in Window.children)
+
+    # -- background work -----------------------------------------------------
+    def run_async(self, work: Callable[[], Any], done: Callable[[Any], None] | None = None,
+                  failed: Callable[[KioskError], None] | None = None, session_bound: bool = True) -> None:
+        """Run ``work`` on a thread; deliver its result (or error) on the UI thread.
+
+        With ``session_bound`` the result is dropped if the session changed meanwhile.
+        """
+        generation = self._generation
+
+        def deliver(callback: Callable[[Any], None] | None, value: Any) -> None:
+            def on_ui(_dt: float) -> None:
+                if session_bound and generation != self._generation:
+                    return
+                if callback:
+                    callback(value)
+                elif isinstance(value, KioskError):
+                    self.show_error(value)
+            Clock.schedule_once(on_ui)
+
+        def thread() -> None:
+            try:
+                result = work()
+            except KioskError as error:
+                deliver(failed, error)
+            except Exception as error:  # noqa: BLE001 - shown as a sentence, logged with traceback
+                log.exception("background task failed")
+                deliver(failed, KioskError(T["internal_error"].format(error=f"{type(error).__name__}: {error}")))
+            else:
+                deliver(done, result)
+
+        threading.Thread(target=thread, daemon=True, name="kiosk-ui-work").start()
+
+    def show_error(self, error: KioskError | str) -> None:
+        from kiosk.ui.widgets.dialogs import MessageCard
+
+        if isinstance(error, KioskError):
+            body = error.message + (f"\n\n{error.hint}" if error.hint else "")
+        else:
+            body = error
+        MessageCard(title=T["error_title"], body=body).open()
+
+    def show_message(self, body: str) -> None:
+        from kiosk.ui.widgets.dialogs import MessageCard
+
+        MessageCard(title="", body=body).open()
+
+    # -- the session -------------------------------------------------------
+    def start_session(self, context: Any) -> None:
+        """Begin capturing for a confirmed patient (a StudyContext or a context dict)."""
+        from kiosk.session import context_to_dict
+
+        if self.session is not None:
+            self.end_session()
+        self.session = self.store.start(context_to_dict(context))
+        self._session_changed()
+        self.go("acquire")
+
+    def resume_session(self, folder: Path) -> None:
+        if self.session is not None:
+            self.end_session()
+        self.session = self.store.load(folder)
+        self.session.resume()
+        self._session_changed()
+        self.go("review")
+
+    def end_session(self, reason: str = "") -> None:
+        """Finish/idle: keep unsent captures in the store, clear every screen, back to Patient."""
+        session, self.session = self.session, None
+        if session is not None:
+            if len(session):
+                session.abandon()
+            else:
+                session.discard()
+        self._session_changed()
+        self.go("patient")
+        if reason:
+            self.show_message(reason)
+
+    def _session_changed(self) -> None:
+        self._generation += 1
+        self.has_session = self.session is not None
+        if self.session is None:
+            self.banner_markup = ""
+        else:
+            c = self.session.context
+            self.banner_markup = text.markup(T["banner"].format(
+                name=text.person_name(c.get("patient_name", "")), patient_id=c.get("patient_id", ""),
+                birth_date=text.date(c.get("birth_date", "")) or "?"))
+        for screen in self.manager.screens:
+            screen.on_session(self.session)
+
+    # -- idle timeout ----------------------------------------------------------
+    def _touched(self, *_args: Any) -> None:
+        self.last_activity = time.monotonic()
+
+    def _check_idle(self, _dt: float) -> None:
+        timeout = self.ui["idle_timeout"]
+        if not timeout or self.session is None:
+            return
+        if time.monotonic() - self.last_activity >= timeout:
+            log.info("idle timeout after %s s: %s", timeout, self.session.label())
+            self.end_session(T["idle_ended"].format(duration=f"{round(timeout / 60)} min" if timeout >= 60
+                                                    else f"{timeout} s"))
+
+    # -- admin PIN -----------------------------------------------------------
+    def require_pin(self, then: Callable[[], None]) -> None:
+        """Run ``then`` after the admin PIN was typed; refuse when no PIN is configured."""
+        from kiosk.ui.widgets.dialogs import PinPad
+
+        pin = self.ui["admin_pin"]
+        if not pin:
+            self.show_message(T["pin_locked"])
+            return
+        PinPad(expected=pin, then=then).open()

@@ -1,0 +1,318 @@
+"""Acquire screen: a tile per source, presets, scans page by page, live camera preview.
+
+Devices are opened, scanned and read on worker threads; pages are written to
+the session (disk) there too, and the screen hears about them through
+``Clock.schedule_once``. The live preview runs a reader thread that keeps only
+the newest frame; a 30 Hz UI timer uploads it to a texture when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from kivy.clock import Clock
+from kivy.factory import Factory
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.modalview import ModalView
+
+from kiosk.errors import KioskError
+from kiosk.session import Session
+from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.text import markup
+from kiosk.ui.strings import T
+from kiosk.ui.widgets.thumbs import texture_from
+
+log = logging.getLogger(__name__)
+
+
+def fit(pixels: Any, size: tuple[int, int]) -> Any:
+    """Scale a frame down to the preview's size on the reader thread: smaller uploads, less to draw."""
+    height, width = pixels.shape[:2]
+    scale = min(size[0] / width, size[1] / height)
+    if scale >= 1 or scale <= 0:
+        return pixels
+    try:
+        import cv2
+    except ImportError:  # without OpenCV the GPU scales the full frame
+        return pixels
+    return cv2.resize(pixels, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
+
+
+class ImportCard(ModalView):
+    """A file chooser for images and PDFs (USB stick or folder)."""
+
+    path = StringProperty("")
+
+    def __init__(self, on_chosen: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_chosen = on_chosen
+
+    def choose(self) -> None:
+        chosen = list(self.ids.chooser.selection)
+        self.dismiss()
+        self.on_chosen(chosen)
+
+
+class AcquireScreen(KioskScreen):
+    """Pick a source, then Scan (scanners) or Capture (cameras)."""
+
+    status = StringProperty("")
+    busy = BooleanProperty(False)
+    live = BooleanProperty(False)
+    selected_kind = StringProperty("")
+    progress = NumericProperty(0)
+    count = NumericProperty(0)
+    preset = StringProperty("")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.devices: list[Any] = []
+        self.selected: Any = None
+        self.device: Any = None  # the open device (live sources stay open while shown)
+        self._frame: Any = None
+        self._frame_seq = 0
+        self._shown_seq = 0
+        self._preview_stop = threading.Event()
+        self._preview_event: Any = None
+        self._texture: Any = None
+        self.frames_shown = 0
+
+    # -- life cycle ------------------------------------------------------------
+    def on_enter(self) -> None:
+        self.count = len(self.app.session) if self.app.session is not None else 0
+        if not self.devices:
+            self.discover()
+
+    def on_leave(self) -> None:
+        self.stop_preview()
+
+    def on_session(self, session: Session | None) -> None:
+        self.stop_preview()
+        self.cancel()
+        self.ids.preview.texture = None
+        self._texture = None
+        self.count = len(session) if session is not None else 0
+        self.status = ""
+        self.progress = 0
+
+    def on_app_stop(self) -> None:
+        self.stop_preview()
+        self.cancel()
+
+    # -- devices ---------------------------------------------------------------
+    def discover(self) -> None:
+        self.status = T["busy"]
+        self.app.run_async(self.app.services.devices, self._discovered, self._failed, session_bound=False)
+
+    def _discovered(self, devices: list[Any]) -> None:
+        self.devices = devices
+        tiles = self.ids.tiles
+        tiles.clear_widgets()
+        for info in devices:
+            tile = Factory.SourceTile(text=f"{markup(info.name)}\n[size=16sp]{info.kind} · {markup(info.uri)}[/size]")
+            tile.uri = info.uri
+            tile.bind(on_release=lambda _t, i=info: self.select(i))
+            tiles.add_widget(tile)
+        self.status = "" if devices else T["acquire_no_devices"]
+        if devices and self.selected is None:
+            self.select(devices[0])
+
+    def select(self, info: Any) -> None:
+        self.stop_preview()
+        self.selected = info
+        self.selected_kind = info.kind
+        for tile in self.ids.tiles.children:
+            tile.active = tile.uri == info.uri
+        presets = self.app.services.presets() if info.kind == "scanner" else []
+        self.ids.presets.values = presets
+        if presets and self.preset not in presets:
+            self.preset = presets[0]
+        if info.kind == "camera":
+            self.start_preview()
+
+    def _failed(self, error: KioskError) -> None:
+        self.busy = False
+        self.progress = 0
+        self.status = error.message + (f" {error.hint}" if error.hint else "")
+
+    # -- scanning --------------------------------------------------------------
+    def scan(self) -> None:
+        session = self.app.session
+        if self.selected is None or session is None or self.busy:
+            return
+        self.busy = True
+        self.status = T["scanning"].format(page=1)
+        self.progress = 0
+        uri, preset = self.selected.uri, self.preset
+        state = {"pages": 0}
+
+        def work() -> int:
+            with self.app.services.open(uri) as device:
+                self.device = device
+                try:
+                    self.app.services.configure(device, preset)
+                    for capture in device.batch(lambda p: Clock.schedule_once(lambda _dt: self._progress(p))):
+                        session.add(capture)
+                        state["pages"] += 1
+                        preview = self._preview_of(capture)
+                        Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
+                finally:
+                    self.device = None
+            return state["pages"]
+
+        def failed(error: KioskError) -> None:
+            self._failed(error)
+            if state["pages"]:
+                self.status = f"{T['scanned'].format(count=state['pages'])} {self.status}"
+
+        self.app.run_async(work, self._scanned, failed)
+
+    def start(self) -> None:
+        """The big button: Scan, Capture or Import, by the kind of source."""
+        kind = self.selected_kind
+        if kind == "camera":
+            self.capture()
+        elif kind == "files":
+            self.choose_files()
+        else:
+            self.scan()
+
+    # -- files ---------------------------------------------------------------------
+    def choose_files(self) -> None:
+        ImportCard(path=self.app.services.import_start(), on_chosen=self.import_files).open()
+
+    def import_files(self, paths: list[str]) -> None:
+        """Add every page of the chosen image/PDF files, in the order chosen."""
+        session = self.app.session
+        if session is None or not paths or self.busy:
+            return
+        self.busy = True
+        state = {"pages": 0}
+
+        def work() -> int:
+            for path in paths:
+                with self.app.services.open(f"file:{path}") as device:
+                    for capture in device.batch():
+                        session.add(capture)
+                        state["pages"] += 1
+                        preview = self._preview_of(capture)
+                        Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
+            return state["pages"]
+
+        self.app.run_async(work, self._scanned, self._failed)
+
+    def _progress(self, progress: Any) -> None:
+        if self.app is None:
+            return
+        self.progress = progress.fraction
+        self.status = T["scanning"].format(page=progress.page + 1)
+
+    @staticmethod
+    def _preview_of(capture: Any) -> Any:
+        """The page as shown on screen, computed on the worker thread (a 300 dpi page takes a while)."""
+        from kiosk.processing import thumbnail
+
+        try:
+            return thumbnail(capture, 1024)
+        except KioskError:  # a PDF: nothing to show
+            return None
+
+    def _page_added(self, preview: Any) -> None:
+        if self.app is None or self.app.session is None:
+            return
+        self.count = len(self.app.session)
+        if preview is not None:
+            self.ids.preview.texture = texture_from(preview)
+
+    def _scanned(self, pages: int) -> None:
+        self.busy = False
+        self.progress = 0
+        self.status = T["scanned"].format(count=pages)
+
+    def cancel(self) -> None:
+        device = self.device
+        if device is not None:
+            device.cancel()
+
+    # -- live sources ------------------------------------------------------------
+    def start_preview(self) -> None:
+        uri = self.selected.uri
+        self._preview_stop = stop = threading.Event()
+        self.status = T["busy"]
+
+        def reader() -> None:
+            try:
+                device = self.app.services.open(uri)
+            except KioskError as error:
+                Clock.schedule_once(lambda _dt: self._failed(error))
+                return
+            self.device = device
+            try:
+                for frame in device.frames():
+                    if stop.is_set():
+                        break
+                    self._frame, self._frame_seq = fit(frame.pixels, self._preview_size), frame.seq
+            except KioskError as error:
+                if not stop.is_set():
+                    Clock.schedule_once(lambda _dt: self._preview_lost(error))
+            finally:
+                self.device = None
+                device.close()
+
+        self._preview_size = tuple(int(v) for v in self.ids.preview.size)
+        threading.Thread(target=reader, daemon=True, name="kiosk-preview").start()
+        self._preview_event = self.app.schedule(self._show_frame, 1 / 30)
+        self.live = True
+
+    def _show_frame(self, _dt: float) -> None:
+        if self._frame_seq == self._shown_seq or self._frame is None:
+            return
+        self._shown_seq = self._frame_seq
+        self._texture = texture_from(self._frame, self._texture)
+        self.ids.preview.texture = self._texture
+        self.ids.preview.canvas.ask_update()
+        self.frames_shown += 1
+        if self.status == T["busy"]:
+            self.status = ""
+
+    def _preview_lost(self, error: KioskError) -> None:
+        self.live = False
+        self._failed(error)
+
+    def stop_preview(self) -> None:
+        self._preview_stop.set()
+        if self._preview_event is not None:
+            self._preview_event.cancel()
+            self._preview_event = None
+        self.live = False
+        self._frame, self._frame_seq, self._shown_seq = None, 0, 0
+
+    def capture(self) -> None:
+        """Keep the next live frame (button, space/enter key or a foot pedal)."""
+        session, device = self.app.session, self.device
+        if session is None or device is None or not self.live or self.busy:
+            return
+        self.busy = True
+
+        def work() -> Any:
+            capture = device.acquire()
+            session.add(capture)
+            return capture
+
+        def done(capture: Any) -> None:
+            self.busy = False
+            self.count = len(self.app.session)
+            self.status = T["scanned"].format(count=1)
+
+        self.app.run_async(work, done, self._failed)
+
+    def on_key(self, key: int) -> bool:
+        if self.manager.current == self.name and self.live and key in (32, 13, 271):
+            self.capture()
+            return True
+        return False
+
+
+SCREEN = AcquireScreen

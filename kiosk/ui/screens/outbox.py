@@ -1,0 +1,100 @@
+"""Outbox screen: jobs by state (retry open to all, remove behind the PIN) and unsent sessions.
+
+Unsent sessions are those ended by Finish or the idle timeout before Send;
+they can be resumed (back under their patient) or discarded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kivy.factory import Factory
+from kivy.properties import StringProperty
+
+from kiosk.errors import KioskError
+from kiosk.session import Session
+from kiosk.ui import text
+from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.strings import T
+from kiosk.ui.widgets.dialogs import ConfirmCard
+
+PROBLEM_STATES = ("failed", "retrying")
+
+
+class OutboxScreen(KioskScreen):
+    """What waits to be delivered, and the sessions kept unsent."""
+
+    status = StringProperty("")
+    summary = StringProperty("")
+
+    def on_enter(self) -> None:
+        self.reload()
+
+    def on_session(self, session: Session | None) -> None:
+        self.ids.jobs.clear_widgets()
+        self.ids.kept.clear_widgets()
+
+    def reload(self) -> None:
+        self.status = T["busy"]
+
+        def work() -> tuple[list[Any], list[dict[str, Any]], str]:
+            problem = ""
+            try:
+                jobs = self.app.services.outbox_jobs()
+            except KioskError as error:
+                jobs, problem = [], T["outbox_unavailable"].format(reason=error.message)
+            return jobs, self.app.store.summaries(), problem
+
+        self.app.run_async(work, self._show, session_bound=False)
+
+    def _show(self, result: tuple[list[Any], list[dict[str, Any]], str]) -> None:
+        jobs, kept, problem = result
+        box = self.ids.jobs
+        box.clear_widgets()
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job.state] = counts.get(job.state, 0) + 1
+        for job in [j for j in jobs if j.state in PROBLEM_STATES + ("queued", "sending")][:50]:
+            when = dt.datetime.fromtimestamp(job.created).strftime("%d.%m. %H:%M")
+            box.add_widget(Factory.Body(text=text.markup(f"{when}  {job.destination}  {job.state}  {job.reason}"),
+                                        font_size="18sp"))
+        self.summary = "   ".join(f"{state}: {n}" for state, n in sorted(counts.items())) or T["outbox_empty"]
+        self.problems = [j.id for j in jobs if j.state in PROBLEM_STATES]
+        self.status = problem
+        rows = self.ids.kept
+        rows.clear_widgets()
+        for entry in kept:
+            if self.app.session is not None and entry["folder"] == self.app.session.folder:
+                continue
+            context = entry["context"]
+            row = Factory.KeptRow()
+            row.text = text.markup(T["kept_line"].format(
+                name=text.person_name(context.get("patient_name", "")), patient_id=context.get("patient_id", ""),
+                count=entry["count"], created=entry["created"].replace("T", " ")))
+            row.ids.resume.bind(on_release=lambda _b, f=entry["folder"]: self.app.resume_session(f))
+            row.ids.discard.bind(on_release=lambda _b, e=entry: self.discard(e))
+            rows.add_widget(row)
+
+    def retry(self) -> None:
+        ids = list(getattr(self, "problems", []))
+        if ids:
+            self.app.run_async(lambda: self.app.services.retry(ids), lambda _n: self.reload(), session_bound=False)
+
+    def remove(self) -> None:
+        ids = list(getattr(self, "problems", []))
+        if ids:
+            self.app.require_pin(lambda: self.app.run_async(
+                lambda: self.app.services.remove(ids), lambda _n: self.reload(), session_bound=False))
+
+    def discard(self, entry: dict[str, Any]) -> None:
+        def really() -> None:
+            self.app.run_async(lambda: self.app.store.load(entry["folder"]).discard(), lambda _r: self.reload(),
+                               session_bound=False)
+
+        self.app.require_pin(lambda: ConfirmCard(
+            title=T["discard"], rows=[("", T["confirm_discard"].format(count=entry["count"]))],
+            yes_text=T["discard"], no_text=T["cancel"], action=really).open())
+
+
+SCREEN = OutboxScreen

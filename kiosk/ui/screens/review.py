@@ -1,0 +1,196 @@
+"""Review screen: thumbnails in order; select, enlarge, rotate, crop, invert, delete, reorder.
+
+Edits run ``kiosk.processing`` on a worker thread and replace the capture in
+the session (on disk) before the screen shows the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.widget import Widget
+
+from kiosk import processing
+from kiosk.session import Session
+from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.strings import T
+from kiosk.ui.widgets.thumbs import Thumb, texture_from
+
+
+class CropArea(Widget):
+    """Drag across the large image to mark the part to keep (fractions of the shown image)."""
+
+    box = None  # (left, top, right, bottom) fractions, top-left origin
+    active = BooleanProperty(False)
+    rect = (0.0, 0.0, 0.0, 0.0)
+    image_rect = (0.0, 0.0, 1.0, 1.0)  # where the picture is drawn inside the Image widget
+
+    def on_touch_down(self, touch: Any) -> bool:
+        if self.active and self.collide_point(*touch.pos):
+            touch.grab(self)
+            self._start = touch.pos
+            self._update(touch.pos)
+            return True
+        return super().on_touch_down(touch)
+
+    def on_touch_move(self, touch: Any) -> bool:
+        if touch.grab_current is self:
+            self._update(touch.pos)
+            return True
+        return super().on_touch_move(touch)
+
+    def on_touch_up(self, touch: Any) -> bool:
+        if touch.grab_current is self:
+            touch.ungrab(self)
+            self._update(touch.pos)
+            return True
+        return super().on_touch_up(touch)
+
+    def _update(self, pos: tuple[float, float]) -> None:
+        ix, iy, iw, ih = self.image_rect
+        x0, x1 = sorted((self._start[0], pos[0]))
+        y0, y1 = sorted((self._start[1], pos[1]))
+        x0, x1 = max(x0, ix), min(x1, ix + iw)
+        y0, y1 = max(y0, iy), min(y1, iy + ih)
+        self.rect = (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
+        self.box = ((x0 - ix) / iw, 1 - (y1 - iy) / ih, (x1 - ix) / iw, 1 - (y0 - iy) / ih)
+        self.property("active").dispatch(self)
+
+
+class ReviewScreen(KioskScreen):
+    """Check, fix and order the session's images, then Send."""
+
+    selected = NumericProperty(0)
+    count = NumericProperty(0)
+    busy = BooleanProperty(False)
+    cropping = BooleanProperty(False)
+    status = StringProperty("")
+    series = StringProperty("")
+    multiframe = BooleanProperty(False)
+
+    def on_enter(self) -> None:
+        session = self.app.session
+        self.ids.series.values = [p.strip() for p in self.app.ui["series_presets"].split(";") if p.strip()]
+        if session is not None:
+            self.series = session.series_description or (self.ids.series.values or [""])[0]
+            self.multiframe = session.multiframe
+        self.reload()
+
+    def on_session(self, session: Session | None) -> None:
+        self.ids.thumbs.clear_widgets()
+        self.ids.large.texture = None
+        self.selected, self.count, self.cropping, self.status = 0, 0, False, ""
+
+    # -- display -----------------------------------------------------------------
+    def reload(self) -> None:
+        """Rebuild thumbnails (computed off the UI thread) and the large view."""
+        session = self.app.session
+        if session is None:
+            return
+        captures = session.captures
+        self.count = len(captures)
+        self.selected = min(self.selected, max(0, self.count - 1))
+        if not captures:
+            self.ids.thumbs.clear_widgets()
+            self.ids.large.texture = None
+            self.status = T["review_empty"]
+            return
+        self.status = T["item_of"].format(index=self.selected + 1, count=self.count)
+        selected = self.selected
+
+        def work() -> tuple[list[Any], Any]:
+            return [self._thumb(c, 160) for c in captures], self._thumb(captures[selected], 1400)
+
+        self.app.run_async(work, self._show)
+
+    @staticmethod
+    def _thumb(capture: Any, size: int) -> Any:
+        try:
+            return processing.thumbnail(capture, size)
+        except Exception:  # noqa: BLE001 - a PDF has no pixels: shown as an empty tile
+            return None
+
+    def _show(self, result: tuple[list[Any], Any]) -> None:
+        thumbs, large = result
+        box = self.ids.thumbs
+        box.clear_widgets()
+        for index, pixels in enumerate(thumbs):
+            thumb = Thumb(index=index, selected=index == self.selected)
+            if pixels is not None:
+                thumb.texture = texture_from(pixels)
+            thumb.bind(on_release=lambda t: self.select(t.index))
+            box.add_widget(thumb)
+        self.ids.large.texture = texture_from(large) if large is not None else None
+
+    def select(self, index: int) -> None:
+        self.cropping = False
+        self.selected = index
+        self.reload()
+
+    # -- edits -------------------------------------------------------------------
+    def _edit(self, change: Callable[[Session, int], None], select: int | None = None) -> None:
+        session = self.app.session
+        if session is None or self.busy or not len(session):
+            return
+        self.busy = True
+        index = self.selected
+
+        def work() -> None:
+            change(session, index)
+
+        def done(_result: Any) -> None:
+            self.busy = False
+            if select is not None:
+                self.selected = max(0, min(select, len(session) - 1))
+            self.reload()
+
+        def failed(error: Any) -> None:
+            self.busy = False
+            self.app.show_error(error)
+
+        self.app.run_async(work, done, failed)
+
+    def rotate(self) -> None:
+        self._edit(lambda s, i: s.replace(i, processing.rotate(s.captures[i])))
+
+    def invert(self) -> None:
+        self._edit(lambda s, i: s.replace(i, processing.invert(s.captures[i])))
+
+    def delete(self) -> None:
+        self._edit(lambda s, i: s.delete(i), select=self.selected)
+
+    def move(self, step: int) -> None:
+        target = self.selected + step
+        if 0 <= target < self.count:
+            self._edit(lambda s, i: s.move(i, target), select=target)
+
+    def toggle_crop(self) -> None:
+        area = self.ids.crop
+        if not self.cropping:
+            self.cropping = True
+            area.box, area.rect = None, (0, 0, 0, 0)
+            area.image_rect = self._image_rect()
+            self.status = T["crop_hint"]
+            return
+        self.cropping = False
+        box = area.box
+        if box:
+            self._edit(lambda s, i: s.replace(i, processing.crop(s.captures[i], *box)))
+
+    def _image_rect(self) -> tuple[float, float, float, float]:
+        large = self.ids.large
+        width, height = large.norm_image_size
+        return (large.center_x - width / 2, large.center_y - height / 2, width, height)
+
+    # -- options ---------------------------------------------------------------
+    def on_series(self, *_args: Any) -> None:
+        if self.app and self.app.session is not None and self.series != self.app.session.series_description:
+            self.app.session.set_options(series_description=self.series)
+
+    def on_multiframe(self, *_args: Any) -> None:
+        if self.app and self.app.session is not None and self.multiframe != self.app.session.multiframe:
+            self.app.session.set_options(multiframe=self.multiframe)
+
+
+SCREEN = ReviewScreen

@@ -1,0 +1,151 @@
+"""Send screen: destinations preselected, progress per image and overall, an honest result.
+
+Pressing Send builds the objects and queues them durably in the outbox (after
+which the session's own copies are removed); the outbox's delivery loop sends
+them. The screen follows the outbox jobs and says "N of N stored" only when
+the archive accepted every object (and confirmed them, with storage
+commitment). Failures say why; the images stay in the outbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kivy.clock import Clock
+from kivy.factory import Factory
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+
+from kiosk.errors import KioskError
+from kiosk.session import Session
+from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.strings import T
+
+STORED = ("sent", "committed")
+
+
+def describe(name: str, jobs: list[Any]) -> tuple[str, bool]:
+    """(sentence, finished?) for one destination's jobs of this send."""
+    total = len(jobs)
+    committed = [j for j in jobs if j.state == "committed"]
+    sent = [j for j in jobs if j.state == "sent"]
+    failed = [j for j in jobs if j.state in ("failed", "retrying")]
+    waiting = [j for j in jobs if j.state in ("queued", "sending")]
+    commitment = any(j.commitment for j in jobs)
+    stored = len(committed) + len(sent)
+    if waiting:
+        return T["sending"].format(done=stored + len(failed) + 1 if stored + len(failed) < total else total,
+                                   total=total), False
+    if failed:
+        reason = failed[0].reason or "no reason given"
+        if stored:
+            return T["send_result_partial"].format(done=stored, total=total, destination=name, reason=reason), True
+        return T["send_result_failed"].format(destination=name, reason=reason), True
+    if commitment:
+        if len(committed) == total:
+            return T["send_result_commit"].format(done=total, total=total, destination=name), True
+        return T["send_result_ok"].format(done=stored, total=total, destination=name) + ". " + T["commit_waiting"], False
+    return T["send_result_ok"].format(done=stored, total=total, destination=name), True
+
+
+class SendScreen(KioskScreen):
+    """Choose destinations and send; follow the outbox until every object is settled."""
+
+    sending = BooleanProperty(False)
+    finished = BooleanProperty(False)
+    overall = NumericProperty(0)
+    current = NumericProperty(0)
+    result = StringProperty("")
+    available = StringProperty("")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job: Any = None
+        self._poll: Any = None
+        self._unsubscribe: Any = None
+
+    def on_enter(self) -> None:
+        if self.job is not None:
+            return
+        box = self.ids.destinations
+        box.clear_widgets()
+        self.checks: dict[str, Any] = {}
+        for name, node in self.app.kiosk_config.destinations.items():
+            row = Factory.DestinationRow()
+            row.text = f"{name}  ({node.ae_title}@{node.host}:{node.port})"
+            self.checks[name] = row
+            box.add_widget(row)
+        self.available = "" if self.checks else T["send_no_destinations"]
+        self.result = ""
+
+    def on_session(self, session: Session | None) -> None:
+        self._stop_following()
+        self.job, self.sending, self.finished = None, False, False
+        self.overall = self.current = 0
+        self.result = ""
+
+    def on_app_stop(self) -> None:
+        self._stop_following()
+
+    def send(self) -> None:
+        session = self.app.session
+        names = [name for name, row in self.checks.items() if row.active]
+        if session is None or not names or self.sending:
+            return
+        self.sending = True
+        self.result = T["busy"]
+        def work() -> Any:
+            job = self.app.services.send(session, names)
+            session.finish()  # the objects are in the outbox: the session's own copies can go
+            return job
+
+        self.app.run_async(work, self._queued, self._failed)
+
+    def _failed(self, error: KioskError) -> None:
+        self.sending = False
+        self.result = error.message + (f"\n{error.hint}" if error.hint else "")
+
+    def _queued(self, job: Any) -> None:
+        self.job = job
+        self._unsubscribe = self.app.services.subscribe(self._on_event)
+        self._poll = self.app.schedule(lambda _dt: self._refresh(), 0.3)
+        self._refresh()
+
+    def _on_event(self, event: Any) -> None:
+        # Called on the delivery thread: hand over to the UI thread.
+        if getattr(event, "bytes_total", 0):
+            fraction = event.bytes_done / event.bytes_total
+            Clock.schedule_once(lambda _dt: setattr(self, "current", fraction))
+
+    def _refresh(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        self.app.run_async(lambda: self.app.services.job_states(job), self._show)
+
+    def _show(self, states: dict[str, list[Any]]) -> None:
+        if self.job is None:
+            return
+        lines, finished, settled, total = [], True, 0, 0
+        for name, jobs in states.items():
+            line, done = describe(name, jobs)
+            lines.append(line)
+            finished = finished and done
+            settled += sum(1 for j in jobs if j.state not in ("queued", "sending"))
+            total += len(jobs)
+        self.overall = settled / total if total else 1
+        self.result = "\n".join(lines)
+        if finished:
+            self.finished, self.sending = True, False
+            self.current = 1
+            self._stop_following()
+
+    def _stop_following(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+
+SCREEN = SendScreen

@@ -1,0 +1,146 @@
+"""Settings (behind the admin PIN): this station, destinations with Echo, worklist with Test, kiosk options.
+
+Saving re-validates the whole configuration with ``kiosk.config.parse_config``
+and writes the same TOML file atomically; nothing is saved while any value is
+wrong. Network settings apply after a restart of the kiosk.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from kivy.factory import Factory
+from kivy.properties import StringProperty
+
+from kiosk.config import ConfigError, parse_config, to_toml
+from kiosk.errors import KioskError
+from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.strings import T
+
+INT_KEYS = {"port", "idle_timeout"}
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *path, key = dotted.split(".")
+    for part in path:
+        data = data.setdefault(part, {})
+    data[key] = value
+
+
+def updated_config_data(config: Any, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The config as TOML data with ``values`` ({"local.port": "104", ...}) applied; and typing problems."""
+    data = tomllib.loads(to_toml(config))
+    problems = []
+    for dotted, value in values.items():
+        key = dotted.rsplit(".", 1)[-1]
+        if key in INT_KEYS and not isinstance(value, bool):
+            try:
+                value = int(str(value).strip())
+            except ValueError:
+                problems.append(f"{dotted}: {value!r} is not a whole number")
+                continue
+        _set(data, dotted, value)
+    return data, problems
+
+
+def save_config(config: Any, values: dict[str, Any]) -> Any:
+    """Validate and write; returns the new Config or raises ConfigError listing every problem."""
+    if config.path is None:
+        raise KioskError(T["settings_no_file"])
+    data, problems = updated_config_data(config, values)
+    try:
+        new = parse_config(data, Path(config.path))
+    except ConfigError as error:
+        problems += [p.removeprefix(f"{config.path}: ") for p in error.problems]
+    if problems:
+        raise ConfigError(problems)
+    tmp = Path(f"{config.path}.tmp")
+    tmp.write_text(to_toml(new), encoding="utf-8")
+    os.replace(tmp, config.path)
+    return new
+
+
+class SettingsScreen(KioskScreen):
+    """Edit and save the configuration."""
+
+    status = StringProperty("")
+
+    def on_enter(self) -> None:
+        self.status = ""
+        self.fields: dict[str, Any] = {}
+        config = self.app.kiosk_config
+        box = self.ids.form
+        box.clear_widgets()
+        self._section(T["station"], [("local.ae_title", T["local_ae"], config.local.ae_title),
+                                     ("local.port", T["local_port"], config.local.port),
+                                     ("local.station_name", T["station"], config.local.station_name),
+                                     ("local.institution_name", T["institution"], config.local.institution_name)])
+        for name, node in config.destinations.items():
+            self._section(T["destination"].format(name=name), [
+                (f"destinations.{name}.ae_title", "AE", node.ae_title),
+                (f"destinations.{name}.host", "Host", node.host),
+                (f"destinations.{name}.port", "Port", node.port)], node=node, button=T["echo"])
+        if config.worklist is not None:
+            node = config.worklist
+            self._section(T["worklist"], [("worklist.ae_title", "AE", node.ae_title),
+                                          ("worklist.host", "Host", node.host),
+                                          ("worklist.port", "Port", node.port)], node=node, button=T["test"])
+        ui = self.app.ui
+        self._section(T["settings"], [("ui.idle_timeout", T["idle_timeout"], ui["idle_timeout"])])
+        row = Factory.SettingsCheck()
+        row.text, row.ids.check.active = T["kiosk_mode"], ui["kiosk_mode"]
+        self.fields["ui.kiosk_mode"] = row
+        box.add_widget(row)
+
+    def _section(self, title: str, rows: list[tuple[str, str, Any]], node: Any = None, button: str = "") -> None:
+        box = self.ids.form
+        header = Factory.SettingsHeader(text=title)
+        box.add_widget(header)
+        for dotted, label, value in rows:
+            row = Factory.SettingsRow()
+            row.label, row.ids.input.text = label, str(value)
+            self.fields[dotted] = row
+            box.add_widget(row)
+        if node is not None:
+            test = Factory.SettingsTest()
+            test.button = button
+            test.ids.go.bind(on_release=lambda _b: self.echo(node, test))
+            box.add_widget(test)
+
+    def echo(self, node: Any, row: Any) -> None:
+        row.result = T["busy"]
+
+        def done(seconds: float) -> None:
+            row.result = T["echo_ok"].format(ms=round(seconds * 1000))
+
+        def failed(error: KioskError) -> None:
+            row.result = error.message
+
+        self.app.run_async(lambda: self.app.services.echo(node), done, failed, session_bound=False)
+
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for dotted, row in self.fields.items():
+            out[dotted] = row.active if dotted == "ui.kiosk_mode" else row.ids.input.text
+        return out
+
+    def save(self) -> None:
+        try:
+            new = save_config(self.app.kiosk_config, self.values())
+        except ConfigError as error:
+            self.status = T["settings_not_saved"].format(problems="\n".join(error.problems))
+            return
+        except KioskError as error:
+            self.status = error.message
+            return
+        except OSError as error:
+            self.status = T["settings_not_saved"].format(problems=f"{error.strerror}: {error.filename}")
+            return
+        self.app.apply_config(new)
+        self.status = T["settings_saved"].format(path=new.path)
+
+
+SCREEN = SettingsScreen

@@ -1,0 +1,214 @@
+"""The UI's one seam to the rest of the kiosk: worklist, query, devices, send, outbox.
+
+Every method here may block (network, devices, disk) and is called from a
+worker thread, except the cheap ``*_configured``/``*_available`` checks. The
+UI adds no DICOM or device logic: this module only calls ``kiosk.net``,
+``drivers``, ``kiosk.dicomize`` and ``kiosk.outbox`` and translates their
+results for the screens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kiosk.config import Config, NodeConfig
+from kiosk.errors import KioskError
+
+log = logging.getLogger(__name__)
+
+FEEDER = " (feeder)"
+FILES = "files:"  # the import tile; each chosen file is then opened as file:PATH
+
+
+class Unavailable(KioskError):
+    """A part of the kiosk this screen needs is not installed or not built yet."""
+
+
+def _module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise Unavailable(f"{name} is not available ({exc})", "update the kiosk installation") from None
+
+
+@dataclass
+class SendJob:
+    """One Send press: the outbox job ids per destination and what became of them."""
+
+    jobs: dict[str, list[int]]
+    total: int
+    instances: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Services:
+    """Thin adapters over the kiosk modules, built from one ``Config``."""
+
+    def __init__(self, config: Config, demo: Any = None) -> None:
+        self.config = config
+        self.demo = demo
+        self._outbox: Any = None
+        self._delivery: Any = None
+        self._delivery_thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self._lock = threading.Lock()
+
+    # -- worklist and query -------------------------------------------------------
+    def worklist_configured(self) -> bool:
+        return self.config.worklist is not None
+
+    def query_available(self) -> bool:
+        return self.config.query is not None and _has("kiosk.net.query")
+
+    def worklist(self) -> list[Any]:
+        """Today's scheduled items for this station as StudyContexts."""
+        worklist = _module("kiosk.net.worklist")
+        from kiosk.study import StudyContext
+
+        node = self.config.worklist
+        items = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date="today"),
+                                       limit=getattr(node, "max_results", 0))
+        return [StudyContext.from_worklist(ds, node.ae_title) for ds in items]
+
+    def find_studies(self, text: str) -> list[Any]:
+        """Studies on the PACS for a patient ID or accession number (or a name, as a prefix)."""
+        query = _module("kiosk.net.query")
+        from kiosk.study import StudyContext
+
+        text = text.strip()
+        if not text:
+            raise KioskError("type or scan a patient ID, accession number or name first",
+                             "then tap Find in PACS again")
+        node = self.config.query
+        for keys in ({"patient_id": text}, {"accession": text}, {"patient_name": f"{text.upper()}*"}):
+            results = list(query.find_studies(node, self.config.local, query.StudyQuery(**keys), limit=200))
+            if results:
+                return [StudyContext.from_pacs_study(ds, node.ae_title) for ds in results]
+        return []
+
+    def echo(self, node: NodeConfig) -> float:
+        """Seconds a C-ECHO took; raises the network error otherwise."""
+        from kiosk.net.echo import echo
+
+        result = echo(node, self.config.local)
+        return result.total
+
+    # -- devices -----------------------------------------------------------------
+    def devices(self) -> list[Any]:
+        """Attached devices (demo devices included) as ``drivers.base.DeviceInfo``."""
+        base = _module("drivers.base")
+        found = base.discover_all()
+        for scheme, problem in found.unavailable.items():
+            log.info("source %s unavailable: %s", scheme, problem)
+        files = base.DeviceInfo(uri=FILES, name="Files (USB stick or folder)", kind="files")
+        return [d for d in found.devices if d.kind in ("scanner", "camera")] + [files]
+
+    def import_start(self) -> str:
+        """Where the file chooser opens: removable media when mounted, else the home folder."""
+        for media in (Path("/media"), Path("/run/media")):
+            mounted = [p for p in media.glob("*/*") if p.is_dir()] if media.is_dir() else []
+            if mounted:
+                return str(mounted[0])
+        return str(Path.home())
+
+    def presets(self) -> list[str]:
+        """Preset names; flatbed presets also come as a document-feeder variant."""
+        base = _module("drivers.base")
+        names = []
+        for name, settings in base.presets(self.config.extra.get("presets")).items():
+            names.append(name)
+            if settings.source in (None, "flatbed"):
+                names.append(name + FEEDER)
+        return names
+
+    def open(self, uri: str) -> Any:
+        return _module("drivers.base").open_device(uri)
+
+    def configure(self, device: Any, preset_name: str) -> Any:
+        base = _module("drivers.base")
+        feeder = preset_name.endswith(FEEDER)
+        settings = base.preset(preset_name.removesuffix(FEEDER), self.config.extra.get("presets"))
+        return device.configure(settings.merged(source="adf") if feeder else settings)
+
+    # -- sending -------------------------------------------------------------------
+    def outbox(self) -> Any:
+        """The outbox, opened on first use, with its delivery loop running in this process."""
+        with self._lock:
+            if self._outbox is None:
+                core = _module("kiosk.outbox")
+                self._outbox = core.Outbox(core.OutboxSettings.from_config(self.config))
+                self._start_delivery()
+            return self._outbox
+
+    def _start_delivery(self) -> None:
+        worker = _module("kiosk.outbox.worker")
+        fd = self._outbox.try_lock_delivery()
+        if fd is None:
+            log.info("another process delivers this outbox; the kiosk only queues")
+            return
+        self._lock_fd = fd
+        self._delivery = worker.Delivery(self._outbox, self.config, poll=1.0)
+        self._delivery_thread = threading.Thread(target=self._delivery.run, name="kiosk-delivery", daemon=True)
+        self._delivery_thread.start()
+
+    def send(self, session: Any, destinations: list[str]) -> SendJob:
+        """Build the session's objects and queue them durably in the outbox for each destination."""
+        from kiosk.dicomize import BuildOptions, build_datasets
+        from kiosk.outbox.destinations import DicomDestination
+        from kiosk.session import context_from_dict
+
+        study = context_from_dict(session.context)
+        options = BuildOptions.from_config(self.config, series_description=session.series_description or None,
+                                           multiframe=session.multiframe)
+        datasets = build_datasets(session.captures, study, options)
+        nodes = {name: self.config.destinations[name] for name in destinations}
+        specs = {name: DicomDestination.spec_of(node) for name, node in nodes.items()}
+        commitment = [name for name, node in nodes.items() if node.storage_commitment]
+        outbox = self.outbox()
+        jobs: dict[str, list[int]] = {name: [] for name in nodes}
+        for ds in datasets:
+            for name, ids in outbox.accept_dataset(ds, specs, commitment).items():
+                jobs[name].extend(ids)
+        log.info("queued %d object(s) of %s for %s", len(datasets), session.label(), ", ".join(nodes))
+        return SendJob(jobs, len(datasets), [(str(d.SOPClassUID), str(d.SOPInstanceUID)) for d in datasets])
+
+    def job_states(self, job: SendJob) -> dict[str, list[Any]]:
+        """The current outbox jobs of a send, per destination."""
+        outbox = self.outbox()
+        return {name: outbox.journal.jobs_by_id(ids) for name, ids in job.jobs.items()}
+
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        return self.outbox().events.subscribe(callback)
+
+    # -- outbox screen -----------------------------------------------------------
+    def outbox_jobs(self, limit: int = 200) -> list[Any]:
+        return self.outbox().journal.jobs(limit=limit)
+
+    def retry(self, job_ids: list[int]) -> int:
+        return self.outbox().retry(job_ids)
+
+    def remove(self, job_ids: list[int]) -> int:
+        return self.outbox().remove(job_ids, force=True)
+
+    def close(self) -> None:
+        if self._delivery is not None:
+            self._delivery.shutdown()
+            if self._delivery_thread is not None:
+                self._delivery_thread.join(timeout=10)
+        if self._outbox is not None:
+            if self._lock_fd is not None:
+                self._outbox.unlock_delivery(self._lock_fd)
+            self._outbox.close()
+        self._outbox = self._delivery = None
+
+
+def _has(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True

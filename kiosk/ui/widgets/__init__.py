@@ -1,0 +1,1 @@
+"""Reusable widgets: dialogs, the PIN pad, capture thumbnails."""

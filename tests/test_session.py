@@ -1,0 +1,92 @@
+"""kiosk.session: persistence on every change, reopen after a crash, finish/abandon/discard."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kiosk.capture import Capture, EncodedFormat, SourceKind
+from kiosk.errors import KioskError
+from kiosk.session import ABANDONED, OPEN, SessionStore
+
+CONTEXT = {"patient_name": "MÜLLER^JÜRGEN", "patient_id": "PID100", "accession": "ACC100"}
+
+
+def page(value: int, shape=(40, 30)) -> Capture:
+    return Capture(SourceKind.SCANNED_DOCUMENT, pixels=np.full(shape, value, np.uint8), dpi=300.0, source="demo:scanner")
+
+
+def test_every_change_is_on_disk_and_reopens(tmp_path):
+    store = SessionStore(tmp_path)
+    session = store.start(CONTEXT)
+    session.add(page(1))
+    session.add(page(2))
+    jpeg = Capture(SourceKind.VIDEO_FRAME, encoded=b"\xff\xd8fake\xff\xd9", encoded_format=EncodedFormat.JPEG,
+                   metadata={"fps": 30, "handle": object()})
+    session.add(jpeg)
+    session.move(2, 0)
+    session.replace(1, page(9, (30, 40)))
+    session.set_options(series_description="Consent", multiframe=True)
+    # A "crash": nothing is closed; a new store reads the folder back.
+    again = SessionStore(tmp_path).load(session.folder)
+    assert again.context == CONTEXT
+    assert [c.kind for c in again.captures] == [SourceKind.VIDEO_FRAME, SourceKind.SCANNED_DOCUMENT,
+                                                 SourceKind.SCANNED_DOCUMENT]
+    assert again.captures[0].encoded == jpeg.encoded and again.captures[0].metadata == {"fps": 30}
+    assert again.captures[1].pixels.shape == (30, 40) and again.captures[1].pixels[0, 0] == 9
+    assert again.captures[2].pixels[0, 0] == 2 and again.captures[2].dpi == 300.0
+    assert again.series_description == "Consent" and again.multiframe
+    assert again.state == OPEN
+    # Replaced and moved items leave no stray files behind.
+    files = {p.name for p in session.folder.iterdir()}
+    assert files == {"session.json"} | {f"{i.id}.npy" for i in again.items if i.capture.pixels is not None} \
+        | {f"{again.items[0].id}.bin"}
+
+
+def test_delete_removes_files(tmp_path):
+    session = SessionStore(tmp_path).start(CONTEXT)
+    first = session.add(page(1))
+    session.add(page(2))
+    session.delete(0)
+    assert not (session.folder / f"{first.id}.npy").exists()
+    assert len(SessionStore(tmp_path).load(session.folder)) == 1
+
+
+def test_abandon_keeps_and_finish_removes(tmp_path):
+    store = SessionStore(tmp_path)
+    kept = store.start(CONTEXT)
+    kept.add(page(1))
+    kept.abandon()
+    empty = store.start(CONTEXT)
+    empty.abandon()  # nothing to keep
+    done = store.start(CONTEXT)
+    done.add(page(3))
+    done.finish()
+    summaries = store.summaries()
+    assert [s["folder"] for s in summaries] == [kept.folder]
+    assert summaries[0]["state"] == ABANDONED and summaries[0]["count"] == 1
+    resumed = store.load(kept.folder)
+    resumed.resume()
+    assert store.summaries()[0]["state"] == OPEN
+
+
+def test_damaged_session_is_a_people_error(tmp_path):
+    session = SessionStore(tmp_path).start(CONTEXT)
+    (session.folder / "session.json").write_text("{broken")
+    with pytest.raises(KioskError, match="damaged"):
+        SessionStore(tmp_path).load(session.folder)
+
+
+def test_manifest_keeps_unicode_and_no_temp_files(tmp_path):
+    session = SessionStore(tmp_path).start(CONTEXT)
+    session.add(page(1))
+    data = json.loads((session.folder / "session.json").read_text(encoding="utf-8"))
+    assert data["context"]["patient_name"] == "MÜLLER^JÜRGEN"
+    assert not list(session.folder.glob("*.tmp"))
+
+
+def test_label_has_no_patient_name(tmp_path):
+    session = SessionStore(tmp_path).start(CONTEXT)
+    assert "MÜLLER" not in session.label() and "PID100" in session.label()
