@@ -110,13 +110,7 @@ class StudyContext:
         )
         procedure = _text(ds, "RequestedProcedureDescription")
         return cls(
-            patient_name=_text(ds, "PatientName"),
-            patient_id=_text(ds, "PatientID"),
-            issuer=_text(ds, "IssuerOfPatientID"),
-            birth_date=_text(ds, "PatientBirthDate"),
-            sex=_text(ds, "PatientSex"),
-            accession=_text(ds, "AccessionNumber"),
-            referring_physician=_text(ds, "ReferringPhysicianName"),
+            **_patient_and_order(ds),
             study_description=procedure,
             study_uid=_text(ds, "StudyInstanceUID"),
             study_id=_text(ds, "StudyID") or _text(ds, "RequestedProcedureID")[:16],
@@ -125,7 +119,6 @@ class StudyContext:
             scheduled_step_id=_text(step, "ScheduledProcedureStepID") if step else "",
             scheduled_step_description=_text(step, "ScheduledProcedureStepDescription") if step else "",
             referenced_studies=refs,
-            charset=_charset(ds),
             origin=WORKLIST,
             source_ae=source_ae,
         ).normalized()
@@ -134,19 +127,12 @@ class StudyContext:
     def from_pacs_study(cls, ds: Any, source_ae: str = "") -> "StudyContext":
         """A context from a Study Root C-FIND result: new images join that study."""
         return cls(
-            patient_name=_text(ds, "PatientName"),
-            patient_id=_text(ds, "PatientID"),
-            issuer=_text(ds, "IssuerOfPatientID"),
-            birth_date=_text(ds, "PatientBirthDate"),
-            sex=_text(ds, "PatientSex"),
-            accession=_text(ds, "AccessionNumber"),
-            referring_physician=_text(ds, "ReferringPhysicianName"),
+            **_patient_and_order(ds),
             study_description=_text(ds, "StudyDescription"),
             study_uid=_text(ds, "StudyInstanceUID"),
             study_id=_text(ds, "StudyID"),
             study_date=_text(ds, "StudyDate"),
             study_time=_text(ds, "StudyTime"),
-            charset=_charset(ds),
             origin=PACS,
             source_ae=source_ae,
         ).normalized()
@@ -282,6 +268,14 @@ def _check_date(label: str, value: str, not_after: dt.date | None = None) -> lis
 def _first(ds: Any, keyword: str) -> Any:
     seq = ds.get(keyword, None)
     return seq[0] if seq else None
+
+
+def _patient_and_order(ds: Any) -> dict[str, Any]:
+    """The fields a worklist item and a PACS study both carry, in the dataset's character set."""
+    keywords = {"patient_name": "PatientName", "patient_id": "PatientID", "issuer": "IssuerOfPatientID",
+                "birth_date": "PatientBirthDate", "sex": "PatientSex", "accession": "AccessionNumber",
+                "referring_physician": "ReferringPhysicianName"}
+    return {field: _text(ds, keyword) for field, keyword in keywords.items()} | {"charset": _charset(ds)}
 
 
 def _text(ds: Any, keyword: str) -> str:

@@ -22,7 +22,8 @@ from pydicom.valuerep import format_number_as_ds
 
 from kiosk.capture import Capture
 from kiosk.dicomize import modules
-from kiosk.dicomize.image import PixelPlan, add_general_image, add_image_pixel, plan_pixels, store_pixels
+from kiosk.dicomize.image import PixelPlan, plan_pixels, store_pixels
+from kiosk.dicomize.sc import image_dataset
 
 if TYPE_CHECKING:
     from kiosk.dicomize.builder import Batch
@@ -44,13 +45,7 @@ def build_multiframe(batch: "Batch", captures: list[Capture], instance_number: i
     # Multi-frame SC IODs allow MONOCHROME2 only (PS3.3 A.8.3-A.8.4): monochrome1 does not apply.
     plan, ts_name = plan_pixels(captures, options.transfer_syntax, monochrome1=False, single_bit=True)
     first = captures[0]
-    ds = Dataset()
-    modules.add_patient_and_study(ds, batch)
-    modules.add_series(ds, batch, batch.image_series_uid, batch.image_series_number, batch.image_modality)
-    modules.add_equipment(ds, batch, first)
-    add_general_image(ds, first, instance_number, batch.burned_in(first))
-    modules.add_capture_times(ds, first)
-    add_image_pixel(ds, plan)
+    ds = image_dataset(batch, first, instance_number, plan)
     ds.NumberOfFrames = len(captures)
     if first.frame_rate:
         ds.FrameTime = format_number_as_ds(1000.0 / first.frame_rate)
