@@ -40,6 +40,8 @@ from drivers.base import (
     Progress,
     ProgressCallback,
     Settings,
+    area_matches,
+    format_area,
     scan_kind,
 )
 from kiosk.capture import Capture
@@ -243,7 +245,10 @@ class SaneDevice(Device):
             if not (isinstance(bx, tuple) and isinstance(by, tuple)):
                 return
             area = (0.0, 0.0, float(bx[1]), float(by[1]))
-        for name, value in zip(("tl_x", "tl_y", "br_x", "br_y"), area):
+        # Top-left to 0 first: a backend may refuse or swap a corner past the current opposite one.
+        self._set("tl_x", 0.0)
+        self._set("tl_y", 0.0)
+        for name, value in zip(("br_x", "br_y", "tl_x", "tl_y"), (*area[2:], *area[:2])):
             self._set(name, float(value))
 
     def _read_back(self, requested: Settings) -> Settings:
@@ -263,6 +268,9 @@ class SaneDevice(Device):
             want, got = getattr(requested, key), getattr(effective, key)
             if want is not None and want != got and not (key == "source" and want == "transparency"):
                 log.info("%s: %s %r requested, the scanner uses %r", self.info.uri, key, want, got)
+        if requested.area_mm and effective.area_mm and not area_matches(requested.area_mm, effective.area_mm):
+            log.info("%s: scan area %s requested, the scanner uses %s", self.info.uri,
+                     format_area(requested.area_mm), format_area(effective.area_mm))
         return effective
 
     def cancel(self) -> None:

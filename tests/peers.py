@@ -100,14 +100,20 @@ def start(name: str, aet: str, port: int, argv: list[str], workdir: Path, env: d
     return peer
 
 
-def start_storescp(workdir: Path, aet: str = "STORESCP", options: Iterable[str] = (), port: int | None = None) -> Peer:
-    """DCMTK storescp writing received files to ``workdir/received`` (on ``port``, or a free one)."""
+def start_storescp(workdir: Path, aet: str = "STORESCP", options: Iterable[str] = (), port: int | None = None,
+                   nodelay: bool = True) -> Peer:
+    """DCMTK storescp writing received files to ``workdir/received`` (on ``port``, or a free one).
+
+    ``nodelay``: DCMTK's ``TCP_NODELAY=1`` switch, so the peer answers at once
+    (tests run faster); our own sockets set TCP_NODELAY either way.
+    """
     binary = require_binary("storescp")
     port = port or free_port()
     received = workdir / "received"
     received.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-aet", aet, "-od", str(received), *options, str(port)]
-    return start("storescp", aet, port, argv, workdir, received=received)
+    env = {"TCP_NODELAY": "1"} if nodelay else {}
+    return start("storescp", aet, port, argv, workdir, env=env, received=received)
 
 
 def start_wlmscpfs(workdir: Path, items: Iterable[Any], aet: str = "WLM") -> Peer:

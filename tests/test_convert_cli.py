@@ -117,15 +117,24 @@ def test_worklist_item_edited_on_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize("content,problem", [
     ("[]", "holds 0 worklist items"),
     ("{not json", "is not JSON"),
-    ('{"PatientName": "Doe^Jane"}', "is not valid DICOM JSON"),
+    ("", "is not JSON"),
+    ("{}", "is an empty JSON object, not a worklist item"),
+    ('"Doe^Jane"', "is not a DICOM JSON object (it holds a JSON string)"),
+    ('{"PatientName": "Doe^Jane"}', 'is not valid DICOM JSON: key "PatientName" is not a tag'),
+    ('{"00100010": "Doe^Jane"}', 'is not valid DICOM JSON: the value of 00100010 is not an object with a "vr"'),
+    ('{"00080060": {"vr": "CS", "Value": ["OT"]}}', "is DICOM JSON but no worklist item"),
 ])
 def test_bad_worklist_json(tmp_path, capsys, content, problem):
+    """One error line naming the file and what is wrong with it (not "patient ID and name empty")."""
     path = tmp_path / "item.json"
     path.write_text(content)
     Image.fromarray(gradient()).save(tmp_path / "a.png")
     code, _, err = run(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--worklist-item", path)
     assert code == 1
-    assert any(str(path) in line and problem in line for line in err), err
+    errors = [line for line in err if line.startswith("kiosk: error:")]
+    assert len(errors) == 1 and str(path) in errors[0] and problem in errors[0], err
+    assert "kiosk worklist --json" in err[-1]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_multiframe_and_transfer_syntax(tmp_path, capsys, dciodvfy):

@@ -35,11 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--ts", default="auto", choices=TS_CHOICES,
                         help="transfer syntax (default auto: as kiosk convert chooses)")
     scan = parser.add_argument_group("scanner settings (the device reports what it actually used)")
-    scan.add_argument("--preset", metavar="NAME", help="Document, Film or Photo (see [presets] in the config)")
+    scan.add_argument("--preset", metavar="NAME",
+                      help="Document, Film, Photo or a preset of your own ([presets.NAME] in the config)")
     scan.add_argument("--adf", action="store_true", help="scan every page in the document feeder")
     scan.add_argument("--mode", choices=("color", "gray"))
     scan.add_argument("--depth", type=int, choices=(8, 16))
     scan.add_argument("--dpi", type=float, metavar="N")
+    scan.add_argument("--area", metavar="SIZE|X,Y,W,H",
+                      help="scan area: A4, A5, A6, B5, LETTER, LEGAL, or X,Y,W,H in mm from the top-left corner "
+                      "(default: the whole bed); the scanner may clamp it, the area used is shown")
     video = parser.add_argument_group("video settings")
     video.add_argument("--frames", type=int, metavar="N", help="take N snapshots (default 1)")
     video.add_argument("--clip", type=float, metavar="SECONDS", help="record a clip (one multi-frame object)")
@@ -49,11 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace, config: Config, scanner: bool) -> Any:
     """The named preset (Document by default for scanners), then the explicit options on top."""
-    from drivers.base import Settings, preset
+    from drivers.base import Settings, parse_area, preset
 
     name = args.preset or ("Document" if scanner else None)
     base = preset(name, config.extra.get("presets")) if name else Settings()
-    return base.merged(mode=args.mode, depth=args.depth, dpi=args.dpi, source="adf" if args.adf else None)
+    area = parse_area(args.area) if args.area else None
+    return base.merged(mode=args.mode, depth=args.depth, dpi=args.dpi, source="adf" if args.adf else None, area_mm=area)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -61,17 +66,21 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise UsageError("say where the images go", "add -o DIR, --send NODE, or both")
     if args.frames is not None and args.frames < 1 or args.clip is not None and args.clip <= 0:
         raise UsageError("--frames and --clip need a positive number")
-    if args.preset:
-        settings_from_args(args, config, scanner=True)  # an unknown preset fails before the device opens
+    if args.preset or args.area:
+        settings_from_args(args, config, scanner=True)  # an unknown preset or bad area fails before the device opens
     from drivers.base import LiveDevice, open_device
     from kiosk.dicomize import Batch
 
     study = study_from_args(args, config)
     with open_device(args.source, config.extra.get("acquisition")) as device:
         live = isinstance(device, LiveDevice)
+        if args.area and device.info.kind != "scanner":
+            raise UsageError(f"--area applies to scanners; {device.info.name} is a {device.info.kind}")
         settings = settings_from_args(args, config, scanner=device.info.kind == "scanner")
         effective = device.configure(settings)
         _note(f"{device.info.name}: {_describe(effective)}")
+        if settings.area_mm:
+            _note_area(device.info.name, settings.area_mm, effective.area_mm)
         batch = Batch(study, options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip)))
         out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="kiosk-acquire-"))
         try:
@@ -132,9 +141,23 @@ def _send(args: argparse.Namespace, config: Config, files: list[Path]) -> int:
                                        wait=args.wait), config)
 
 
+def _note_area(name: str, wanted: tuple[float, ...], used: tuple[float, ...] | None) -> None:
+    """Say when the scanner did not take the requested area as it was (SANE clamps silently)."""
+    from drivers.base import area_matches, format_area
+
+    if used is None:
+        _note(f"{name}: this scanner has no adjustable scan area; --area was not applied")
+    elif not area_matches(wanted, used):
+        _note(f"{name}: the scanner limits the scan area to {format_area(used)} "
+              f"({format_area(wanted)} was asked for)")
+
+
 def _describe(settings: Any) -> str:
+    from drivers.base import format_area
+
     parts = [settings.mode, f"{settings.depth}-bit" if settings.depth else None,
              f"{settings.dpi:g} dpi" if settings.dpi else None, settings.source,
+             f"area {format_area(settings.area_mm)}" if settings.area_mm else None,
              f"{settings.width}x{settings.height}" if settings.width else None,
              f"{settings.fps:g} fps" if settings.fps else None, settings.fourcc]
     return ", ".join(p for p in parts if p) or "default settings"

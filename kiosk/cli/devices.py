@@ -11,22 +11,25 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "devices", help="list scanners, cameras and capture cards (and drivers that cannot be used)",
-        description="With no URI: list attached devices and unavailable drivers. "
+        description="With no URI: list attached devices, unavailable drivers and the scan presets "
+        "(built-in and [presets.NAME] from the config). "
         "With a URI (e.g. sane:test:0): open that device and show its capabilities.")
     parser.add_argument("uri", nargs="?", help="a device to open and describe, e.g. sane:test:0 or video:/dev/video0")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(run=run, needs_config=False)
+    parser.set_defaults(run=run, needs_config=True)
 
 
-def run(args: argparse.Namespace, _config: Any) -> int:
+def run(args: argparse.Namespace, config: Any) -> int:
     if args.uri:
         return _describe(args.uri, args.json)
-    from drivers.base import discover_all
+    from drivers.base import discover_all, presets
 
     found = discover_all()
+    table = presets(config.extra.get("presets"))
     if args.json:
         print(json.dumps({"devices": [dataclasses.asdict(d) for d in found.devices],
-                          "unavailable": found.unavailable}, indent=2))
+                          "unavailable": found.unavailable,
+                          "presets": {name: _preset_dict(s) for name, s in table.items()}}, indent=2))
         return 0
     width = max((len(d.uri) for d in found.devices), default=0)
     for device in found.devices:
@@ -36,7 +39,18 @@ def run(args: argparse.Namespace, _config: Any) -> int:
         print("no devices found")
     for scheme, why in found.unavailable.items():
         print(f"unavailable: {scheme}: {why}")
+    print("presets:")
+    for name, settings in table.items():
+        values = _preset_dict(settings)
+        print(f"  {name}: {values['mode']}, {values['depth']}-bit, {values['dpi']:g} dpi, {values['source']}"
+              + (", film" if values["film"] else ""))
     return 0
+
+
+def _preset_dict(settings: Any) -> dict[str, Any]:
+    from drivers.base import PRESET_KEYS
+
+    return {key: getattr(settings, key) for key in PRESET_KEYS}
 
 
 def _describe(uri: str, as_json: bool) -> int:

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     remove.add_argument("--force", action="store_true", help="also remove jobs not yet delivered")
     remove.set_defaults(run=run_remove, needs_config=True)
 
-    service = actions.add_parser("run", help="deliver in the foreground until stopped (the systemd service)")
+    service = actions.add_parser("run", help="deliver in the foreground until stopped (the systemd service); "
+                                 "listens on [local] port for C-ECHO and storage commitment reports")
     service.add_argument("--exit-when-idle", action="store_true",
                          help="exit once nothing is queued, sending, retrying or awaiting commitment")
     service.add_argument("--poll", type=float, default=1.0, metavar="S",
@@ -132,6 +133,7 @@ def run_remove(args: argparse.Namespace, config: Config) -> int:
 
 def run_service(args: argparse.Namespace, config: Config) -> int:
     from kiosk.errors import KioskError
+    from kiosk.net.listener import Listener
     from kiosk.outbox.worker import Delivery, idle
 
     outbox = _open(config)
@@ -143,9 +145,12 @@ def run_service(args: argparse.Namespace, config: Config) -> int:
         outbox.close()
         raise KioskError(f"another process is already delivering from {outbox.settings.spool_dir}",
                          "only one 'kiosk outbox run' per spool; stop the other one (systemctl stop kiosk-outbox)")
-    log.info("outbox: delivering from %s", outbox.settings.spool_dir)
     try:
-        delivery.run(until=(lambda: idle(outbox)) if args.exit_when_idle else None)
+        # Our listener for the service's whole life: C-ECHO from the PACS, and the storage
+        # commitment reports for this process's requests (they share it via Listener.running).
+        with Listener.from_config(config):
+            log.info("outbox: delivering from %s", outbox.settings.spool_dir)
+            delivery.run(until=(lambda: idle(outbox)) if args.exit_when_idle else None)
     finally:
         outbox.unlock_delivery(lock)
         outbox.close()

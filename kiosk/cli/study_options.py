@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,25 +74,65 @@ def options_from_args(args: argparse.Namespace, config: Any = None, **changes: A
     )
 
 
+class WorklistItemError(StudyError):
+    """A ``--worklist-item`` file that cannot be used: one line naming the file and the problem."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__([problem], path)
+        self.hint = "save one worklist item as DICOM JSON, e.g. from 'kiosk worklist --json'"
+
+
+# A worklist item that carries none of these has nothing to take patient and order from.
+_ITEM_KEYWORDS = ("PatientID", "PatientName", "AccessionNumber", "StudyInstanceUID",
+                  "ScheduledProcedureStepSequence", "RequestedProcedureID")
+_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+
+
+def _not_dicom_json(data: dict) -> str | None:
+    """Why ``data`` is not a DICOM JSON dataset (PS3.18 F.2: 8-hex-digit tags -> objects with a "vr"), or None."""
+    for key, value in data.items():
+        if not _TAG.match(str(key)):
+            return f'key "{key}" is not a tag such as "00100020"'
+        if not isinstance(value, dict) or "vr" not in value:
+            return f'the value of {key} is not an object with a "vr"'
+    return None
+
+
 def read_worklist_item(path: str) -> Any:
-    """A pydicom Dataset from a DICOM JSON object (PS3.18 F.2) or a one-element array of them."""
+    """A pydicom Dataset from a DICOM JSON object (PS3.18 F.2) or a one-element array of them.
+
+    Raises ``WorklistItemError`` for anything else: missing, not JSON, not DICOM
+    JSON, or an item with no patient or order attributes at all.
+    """
     from pydicom.dataset import Dataset
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StudyError(["does not exist"], path) from None
+        raise WorklistItemError(path, "does not exist") from None
+    except IsADirectoryError:
+        raise WorklistItemError(path, "is a folder, not a JSON file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise StudyError([f"cannot be read ({exc})"], path) from None
+        raise WorklistItemError(path, f"cannot be read ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise StudyError([f"is not JSON ({exc.msg} at line {exc.lineno})"], path) from None
+        raise WorklistItemError(path, f"is not JSON ({exc.msg} at line {exc.lineno})") from None
     if isinstance(data, list):
         if len(data) != 1:
-            raise StudyError([f"holds {len(data)} worklist items; save exactly one"], path)
+            raise WorklistItemError(path, f"holds {len(data)} worklist items; save exactly one")
         data = data[0]
     if not isinstance(data, dict):
-        raise StudyError(["is not a DICOM JSON object"], path)
+        kind = {str: "string", int: "number", float: "number", bool: "true/false"}.get(type(data), "null")
+        raise WorklistItemError(path, f"is not a DICOM JSON object (it holds a JSON {kind})")
+    if not data:
+        raise WorklistItemError(path, "is an empty JSON object, not a worklist item")
+    problem = _not_dicom_json(data)
+    if problem:
+        raise WorklistItemError(path, f"is not valid DICOM JSON: {problem}")
     try:
-        return Dataset.from_json(data)
+        ds = Dataset.from_json(data)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StudyError([f"is not valid DICOM JSON ({exc})"], path) from None
+        raise WorklistItemError(path, f"is not valid DICOM JSON ({exc})") from None
+    if not any(ds.get(keyword) for keyword in _ITEM_KEYWORDS):
+        raise WorklistItemError(path, "is DICOM JSON but no worklist item: it has no Patient ID, Patient's Name, "
+                                      "Accession Number or Scheduled Procedure Step")
+    return ds

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from kiosk.config import Config, LocalConfig, NodeConfig
 from kiosk.net import errors
-from kiosk.net.listener import STORAGE_COMMITMENT, Listener, Reports
+from kiosk.net.listener import STORAGE_COMMITMENT, Listener, Reports, configured_nodes
 from kiosk.net.nodes import associate, release
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def commit_with_listener(node: NodeConfig, config: Config, instances: Sequence[t
     one started for the duration."""
     running = Listener.running(config.local.port)
     if running is not None:
+        running.allow(node)  # an AET@host:port destination may not be among the configured nodes
         return request_commitment(node, config.local, instances, listener=running, timeout=timeout)
-    allowed = [*config.destinations.values(), node]
-    with Listener(config.local, allowed) as listener:
+    with Listener(config.local, [*configured_nodes(config), node]) as listener:
         return request_commitment(node, config.local, instances, listener=listener, timeout=timeout)

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from kiosk.config import LocalConfig, NodeConfig
+from kiosk.config import Config, LocalConfig, NodeConfig
 from kiosk.net import errors
 from kiosk.net.nodes import make_ae, tune_socket
 
@@ -102,6 +102,11 @@ def _addresses(host: str) -> set[str]:
         return set()
 
 
+def configured_nodes(config: Config) -> list[NodeConfig]:
+    """Destinations, worklist and query server: the nodes allowed to associate with us."""
+    return [*config.destinations.values(), *(n for n in (config.worklist, config.query) if n is not None)]
+
+
 class Listener:
     """The kiosk's SCP. Use as a context manager or ``start()``/``stop()``.
 
@@ -128,8 +133,24 @@ class Listener:
             self._allowed.setdefault(node.ae_title, set()).update(_addresses(node.host))
         self._server = None
 
+    @classmethod
+    def from_config(cls, config: Config, *, port: int | None = None) -> "Listener":
+        """A listener on ``[local] port`` (or ``port``) accepting every configured node (not started)."""
+        return cls(config.local, configured_nodes(config), port=port)
+
     def allows(self, calling_aet: str, address: str) -> bool:
         return address in self._allowed.get(calling_aet.strip(), set())
+
+    def allow(self, node: NodeConfig) -> None:
+        """Also accept ``node`` (e.g. an ``AET@host:port`` destination that will send a commitment report)."""
+        addresses = _addresses(node.host)
+        with Listener._running_lock:
+            self._allowed = {**self._allowed, node.ae_title: self._allowed.get(node.ae_title, set()) | addresses}
+
+    @property
+    def allowed_titles(self) -> list[str]:
+        """The calling AE titles accepted (each from its node's host only)."""
+        return sorted(self._allowed)
 
     def start(self) -> "Listener":
         from pynetdicom import evt

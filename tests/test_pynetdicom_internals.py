@@ -1,0 +1,97 @@
+"""The pynetdicom internals kiosk.net patches are still there (an upgrade breaks this test, not a hospital).
+
+kiosk/net/nodes.py (tuned sockets, the reactor race workaround), pdata.py (the
+fast C-STORE data phase), store.py (sending files unchanged) and listener.py
+(the per-host allow-list) reach into pynetdicom 3.0. pyproject.toml pins
+``pynetdicom>=3.0.4,<3.1``; before widening that, make this test pass on the
+new version and run tests/test_net_*.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+import pytest
+
+
+def _params(func) -> list[str]:  # noqa: ANN001
+    return list(inspect.signature(func).parameters)
+
+
+def _source(obj) -> str:  # noqa: ANN001
+    return inspect.getsource(obj)
+
+
+def missing_internals() -> list[str]:
+    """What kiosk.net relies on and this pynetdicom lacks, one line each."""
+    from pynetdicom import _config, ae, dsutils, transport
+    from pynetdicom.acse import ACSE
+    from pynetdicom.association import Association
+    from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dul import DULServiceProvider
+
+    checks = [
+        ("_config.STORE_SEND_CHUNKED_DATASET (store.py sends files unchanged)",
+         lambda: hasattr(_config, "STORE_SEND_CHUNKED_DATASET")),
+        ("Association.send_c_store sets request._dataset_path (pdata.py streams from the file)",
+         lambda: "_dataset_path" in _source(Association.send_c_store)),
+        ("ApplicationEntity._create_socket(assoc, address, tls_args) (nodes.py make_ae)",
+         lambda: _params(ae.ApplicationEntity._create_socket)[1:] == ["assoc", "address", "tls_args"]),
+        ("ApplicationEntity._require_calling_aet behind require_calling_aet (listener.py allow-list)",
+         lambda: "_require_calling_aet" in _source(ae.ApplicationEntity.require_calling_aet.fget)),
+        ("ACSE checks ae.require_calling_aet (listener.py allow-list)",
+         lambda: "require_calling_aet" in _source(ACSE)),
+        ("AssociationSocket._create_socket(address) (nodes.py TunedSocket)",
+         lambda: _params(transport.AssociationSocket._create_socket)[1:] == ["address"]),
+        ("AssociationSocket.connect(primitive) with _is_connected, _ready, provider_queue (nodes.py TunedSocket)",
+         lambda: _params(transport.AssociationSocket.connect)[1:] == ["primitive"]
+         and all(name in _source(transport.AssociationSocket.connect) for name in ("_is_connected", "_ready", "provider_queue"))),
+        ("AssociationSocket.send(bytestream), event_queue, _shutdown_socket (nodes.py TunedSocket)",
+         lambda: _params(transport.AssociationSocket.send)[1:] == ["bytestream"]
+         and hasattr(transport.AssociationSocket, "event_queue") and hasattr(transport.AssociationSocket, "_shutdown_socket")),
+        ("AddressInformation.from_tuple / as_tuple (nodes.py TunedSocket.connect)",
+         lambda: hasattr(transport.AddressInformation, "from_tuple") and hasattr(transport.AddressInformation, "as_tuple")),
+        ("DULServiceProvider._run_loop_delay (nodes.py, pdata.py polling)",
+         lambda: "_run_loop_delay" in _source(DULServiceProvider)),
+        ("DIMSEServiceProvider.get_msg(block), peek_msg, send_msg(primitive, context_id), maximum_pdu_size",
+         lambda: _params(DIMSEServiceProvider.get_msg)[1:] == ["block"] and hasattr(DIMSEServiceProvider, "peek_msg")
+         and _params(DIMSEServiceProvider.send_msg)[1:] == ["primitive", "context_id"]
+         and hasattr(DIMSEServiceProvider, "maximum_pdu_size")),
+        ("the association reactor polls dimse.get_msg(block=False) (nodes.py race workaround)",
+         lambda: "self.dimse.get_msg(block=False)" in _source(Association._run_reactor)),
+        ("C_STORE_RQ.primitive_to_message, .command_set and dsutils.encode(ds, implicit, little) (pdata.py)",
+         lambda: hasattr(C_STORE_RQ, "primitive_to_message")
+         and _params(dsutils.encode)[:3] == ["ds", "is_implicit_vr", "is_little_endian"]),
+        ("C_STORE.MessageIDBeingRespondedTo (pdata.py tells requests from responses)",
+         lambda: hasattr(C_STORE, "MessageIDBeingRespondedTo")),
+    ]
+    problems = []
+    for what, check in checks:
+        try:
+            ok = check()
+        except (AttributeError, TypeError, OSError, ValueError) as exc:
+            ok, what = False, f"{what} [{type(exc).__name__}: {exc}]"
+        if not ok:
+            problems.append(what)
+    return problems
+
+
+def test_pynetdicom_internals_kiosk_patches_are_present():
+    problems = missing_internals()
+    if problems:
+        pytest.fail(f"pynetdicom {version('pynetdicom')} no longer has internals kiosk.net patches:\n  - "
+                    + "\n  - ".join(problems)
+                    + "\nadapt kiosk/net/nodes.py, pdata.py, store.py, listener.py to it, or keep the pin "
+                      "pynetdicom>=3.0.4,<3.1 in pyproject.toml", pytrace=False)
+
+
+def test_the_installed_pynetdicom_is_within_the_pin():
+    from packaging.version import Version
+
+    installed = Version(version("pynetdicom"))
+    assert Version("3.0.4") <= installed < Version("3.1"), (
+        f"pynetdicom {installed} is outside the tested range >=3.0.4,<3.1 (pyproject.toml); "
+        "install a version in range, or check tests/test_pynetdicom_internals.py passes and widen the pin")
