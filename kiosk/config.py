@@ -212,6 +212,12 @@ def check_pin(value: str) -> str | None:
     return None
 
 
+def check_id_prefix(value: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9-]{0,16}", value):
+        return "use at most 16 letters, digits or '-'"
+    return None
+
+
 def check_keyboard(value: str) -> str | None:
     return None if value in ("dock", "system") else f"is {value!r}; use \"dock\" (on-screen keyboard) or \"system\""
 
@@ -225,6 +231,8 @@ UI_FIELDS: dict[str, Field] = {
     "sessions_dir": Field(str, "", None, "where captures wait until sent; empty: <user data dir>/sessions"),
     "series_presets": Field(str, "Scanned documents;Consent form;Referral letter;Outside films;Photos", None,
                             "series description choices, separated by ';'"),
+    "generate_patient_id": Field(bool, False, None, "the new-patient form proposes an ID (prefix + date + random)"),
+    "patient_id_prefix": Field(str, "K", check_id_prefix, "prefix of generated patient IDs (letters, digits, '-')"),
 }
 
 # Sections of the features beyond networking (outbox, ui, presets ...): each
@@ -236,10 +244,25 @@ def check_preset(value: dict) -> str | None:
 
 
 # [presets.Document] / [presets.Film] / [presets.Photo]: overrides of the
-# built-in scan presets (drivers/base.py BUILTIN_PRESETS); see docs/drivers.md.
+# built-in scan presets (drivers/base.py BUILTIN_PRESETS); other names are
+# presets of one's own (OPEN_SECTIONS below); see docs/drivers.md.
 PRESET_FIELDS: dict[str, Field] = {
     name: Field(dict, {}, check_preset, f"the {name} preset: mode, depth, dpi, source, film")
     for name in ("Document", "Film", "Photo")
+}
+
+
+def check_preset_name(name: str) -> str | None:
+    from drivers.base import check_preset_name as check  # lazy: drivers pull in numpy
+
+    return check(name)
+
+
+# Sections that also take tables under names of the user's choosing, each
+# name checked and each table validated by the Field: [presets.NAME] adds a
+# preset of one's own (same keys as the built-in ones).
+OPEN_SECTIONS: dict[str, tuple[Callable[[str], str | None], Field]] = {
+    "presets": (check_preset_name, Field(dict, {}, check_preset, "a preset of your own: mode, depth, dpi, source, film")),
 }
 
 ACQUISITION_FIELDS: dict[str, Field] = {
@@ -320,16 +343,24 @@ def _unknown(key: str, where: str, known: list[str]) -> str:
     return f"{where}{key}: unknown key; {hint}"
 
 
-def _section(data: Any, fields: dict[str, Field], where: str, problems: list[str]) -> dict[str, Any]:
-    """Validate one table against its fields; return values with defaults filled in."""
+def _section(data: Any, fields: dict[str, Field], where: str, problems: list[str],
+             other: tuple[Callable[[str], str | None], Field] | None = None) -> dict[str, Any]:
+    """Validate one table against its fields; return values with defaults filled in.
+
+    ``other`` (name check, field) accepts further keys, as ``OPEN_SECTIONS`` do.
+    """
     if not isinstance(data, dict):
         problems.append(f"{where.rstrip('.')}: must be a table ([{where.rstrip('.')}])")
         return {k: f.default for k, f in fields.items()}
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            problems.append(_unknown(key, where, list(fields)))
-    for key, spec in fields.items():
+            if other is None:
+                problems.append(_unknown(key, where, list(fields)))
+            elif problem := other[0](key):
+                problems.append(f"{where}{key}: {problem}")
+    further = [(key, other[1]) for key in data if key not in fields] if other else []
+    for key, spec in [*fields.items(), *further]:
         if key not in data:
             if spec.default is None:
                 problems.append(f"{where}{key}: missing; add {key} = ... ({spec.doc})")
@@ -390,7 +421,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     if "query" in data:
         query = _node("query", data["query"], QUERY_FIELDS, "query.", problems)
     extra = {
-        name: _section(data.get(name, {}), fields, f"{name}.", problems)
+        name: _section(data.get(name, {}), fields, f"{name}.", problems, OPEN_SECTIONS.get(name))
         for name, fields in EXTRA_SECTIONS.items()
     }
     if problems:
@@ -433,20 +464,25 @@ def resolve_node(config: Config, text: str, role: str = "destination") -> NodeCo
     )
 
 
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted key (a preset named "ID card")."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, dict):  # e.g. [presets] Document = { dpi = 200 }
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
 
 def _toml_table(header: str, values: dict[str, Any], lines: list[str]) -> None:
     lines.append(f"[{header}]")
-    lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None)
+    lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items() if v is not None)
     lines.append("")
 
 
@@ -458,7 +494,7 @@ def to_toml(config: Config) -> str:
     """Render a configuration as TOML that ``load_config`` reads back unchanged."""
     lines: list[str] = []
     _toml_table("local", {k: getattr(config.local, k) for k in LOCAL_FIELDS}, lines)
-    nodes = [(f"destinations.{n.name}", n, DESTINATION_FIELDS) for n in config.destinations.values()]
+    nodes = [(f"destinations.{_toml_key(n.name)}", n, DESTINATION_FIELDS) for n in config.destinations.values()]
     if config.worklist:
         nodes.append(("worklist", config.worklist, WORKLIST_FIELDS))
     if config.query:

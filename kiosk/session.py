@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import uuid
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -84,6 +85,7 @@ class Item:
 
     id: str
     capture: Capture
+    clip: list[Capture] | None = None  # a video clip: every frame (``capture`` is the first, shown)
 
 
 @dataclass
@@ -125,9 +127,21 @@ class Session:
         self._save()
         return item
 
+    def add_clip(self, frames: list[Capture]) -> Item:
+        """Append a video clip (sent as one multi-frame object) and persist it at once."""
+        if not frames:
+            raise ValueError("a clip needs frames")
+        item = Item(uuid.uuid4().hex[:12], frames[0], list(frames))
+        self._write_capture(item)
+        self.items.append(item)
+        self._save()
+        return item
+
     def replace(self, index: int, capture: Capture) -> None:
         """Put an edited capture (rotated, cropped ...) in place of the one at ``index``."""
         old = self.items[index]
+        if old.clip is not None:
+            raise ValueError("clips cannot be edited frame by frame")
         new = Item(uuid.uuid4().hex[:12], capture)
         self._write_capture(new)
         self.items[index] = new
@@ -180,6 +194,14 @@ class Session:
     # -- disk ------------------------------------------------------------
     def _write_capture(self, item: Item) -> None:
         capture = item.capture
+        if item.clip is not None:  # one array for all frames: one write, one fsync
+            tmp = self.folder / f"{item.id}.npy.tmp"
+            with open(tmp, "wb") as out:
+                np.save(out, np.stack([f.pixels for f in item.clip]), allow_pickle=False)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.folder / f"{item.id}.npy")
+            return
         if capture.pixels is not None:
             tmp = self.folder / f"{item.id}.npy.tmp"
             with open(tmp, "wb") as out:
@@ -203,6 +225,7 @@ class Session:
                 "has_pixels": c.pixels is not None, "dpi": c.dpi, "index": c.index,
                 "acquired_at": c.acquired_at.isoformat(), "source": c.source,
                 "frame_rate": c.frame_rate, "metadata": _jsonable(c.metadata),
+                "clip_frames": len(item.clip) if item.clip is not None else 0,
             }
 
         return {"version": 1, "state": self.state, "created": self.created, "context": self.context,
@@ -217,14 +240,21 @@ class Session:
 
 def _load_item(folder: Path, entry: dict[str, Any]) -> Item:
     pixels = np.load(folder / f"{entry['id']}.npy", allow_pickle=False) if entry["has_pixels"] else None
+    frames = entry.get("clip_frames", 0)
+    if frames:
+        first = _capture_of(entry, pixels[0], None)
+        return Item(entry["id"], first, [dataclasses.replace(first, pixels=p, index=i) for i, p in enumerate(pixels)])
     encoded = (folder / f"{entry['id']}.bin").read_bytes() if entry["encoded_format"] else None
-    capture = Capture(
+    return Item(entry["id"], _capture_of(entry, pixels, encoded))
+
+
+def _capture_of(entry: dict[str, Any], pixels: Any, encoded: bytes | None) -> Capture:
+    return Capture(
         kind=SourceKind(entry["kind"]), pixels=pixels, bits_stored=entry["bits_stored"], encoded=encoded,
         encoded_format=EncodedFormat(entry["encoded_format"]) if entry["encoded_format"] else None,
         dpi=entry["dpi"], index=entry["index"], acquired_at=dt.datetime.fromisoformat(entry["acquired_at"]),
         source=entry["source"], frame_rate=entry["frame_rate"], metadata=entry["metadata"],
     )
-    return Item(entry["id"], capture)
 
 
 class SessionStore:

@@ -83,12 +83,13 @@ def storescp(tmp_path):
 
 @pytest.fixture
 def storescp_factory(tmp_path):
-    """Start storescp with chosen options, e.g. ``storescp_factory(options=['+xa'])``."""
+    """Start storescp with chosen options, e.g. ``storescp_factory(options=['+xa'])``; ``nodelay=False``
+    for DCMTK's default socket behaviour."""
     _need_isolation()
     started = []
 
-    def factory(aet: str = "STORESCP", options=()):
-        peer = start_storescp(tmp_path / f"storescp{len(started)}", aet, options)
+    def factory(aet: str = "STORESCP", options=(), nodelay: bool = True):
+        peer = start_storescp(tmp_path / f"storescp{len(started)}", aet, options, nodelay=nodelay)
         started.append(peer)
         return peer
 

@@ -178,5 +178,5 @@ def test_failed_send_says_why_and_keeps_images_in_outbox(kiosk_ui, demo):
     assert [j.state for j in jobs] == ["retrying"]
     ui.tap(ui.app.root.ids.banner.ids.outbox)
     outbox = ui.screen("outbox")
-    ui.wait(lambda: "retrying: 1" in outbox.summary, what="the outbox summary")
+    ui.wait(lambda: f"{T['state_retrying']}: 1" in outbox.summary, what="the outbox summary")
     ui.screenshot("outbox")

@@ -33,6 +33,7 @@ from kiosk.ui.strings import T
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
+BG = (0.07, 0.08, 0.10, 1)  # theme.kv's BG
 SCREENS = ("patient", "acquire", "review", "send", "outbox", "settings")
 
 
@@ -54,6 +55,19 @@ def process_age() -> float | None:
     return uptime - started
 
 
+def background_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux: per-thread nice 10).
+
+    Without a GPU the UI thread draws every frame with the CPU; scanning, encoding and sending
+    then compete with it for the same cores. Niced workers still use every idle cycle but yield
+    to drawing, so the screen stays responsive while they run.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
+
+
 class KioskApp(App):
     """The capture station UI. ``kiosk_config`` is the loaded TOML configuration."""
 
@@ -72,6 +86,7 @@ class KioskApp(App):
         self.demo = demo
         self.last_activity = time.monotonic()
         self._generation = 0
+        self._stopped = False
         self._events: list[Any] = []
         self.services: Any = None
 
@@ -85,8 +100,10 @@ class KioskApp(App):
     # -- build -------------------------------------------------------------
     def build(self):
         from kiosk.ui.services import Services
+        from kiosk.ui.widgets import check, clip, pull  # noqa: F401 - widgets the .kv rules use
 
         self.services = Services(self.kiosk_config, demo=self.demo)
+        self.run_async(self.services.start_listener, lambda _r: None, session_bound=False)
         for kv in [HERE / "theme.kv", *sorted((HERE / "widgets").glob("*.kv"))]:
             Builder.unload_file(str(kv))
             Builder.load_file(str(kv))
@@ -103,6 +120,7 @@ class KioskApp(App):
         self.manager = manager
         root = Builder.load_string("RootLayout:")
         root.ids.holder.add_widget(manager)
+        Window.clearcolor = BG  # the background, drawn by the frame's clear instead of a rectangle
         Window.bind(on_touch_down=self._touched, on_key_down=self._key, on_textinput=self._text)
         self._events.append(Clock.schedule_interval(self._check_idle, 1.0))
         # The callback runs after the first frame is drawn: the start-up time support asks for.
@@ -116,6 +134,7 @@ class KioskApp(App):
 
     def on_stop(self) -> None:
         # Tests create many apps in one process: leave no timers or bindings behind.
+        self._stopped = True  # results of work still running are dropped
         for event in self._events:
             event.cancel()
         self._events.clear()
@@ -140,7 +159,8 @@ class KioskApp(App):
         self.kiosk_config = config
         self.ui = ui_settings(config)
         old, self.services = self.services, Services(config, demo=self.demo)
-        old.close()
+        old.close()  # frees the port before the new listener takes it
+        self.run_async(self.services.start_listener, lambda _r: None, session_bound=False)
 
     # -- navigation ----------------------------------------------------------
     def go(self, name: str) -> None:
@@ -179,7 +199,7 @@ class KioskApp(App):
 
         def deliver(callback: Callable[[Any], None] | None, value: Any) -> None:
             def on_ui(_dt: float) -> None:
-                if session_bound and generation != self._generation:
+                if self._stopped or (session_bound and generation != self._generation):
                     return
                 if callback:
                     callback(value)
@@ -188,6 +208,7 @@ class KioskApp(App):
             Clock.schedule_once(on_ui)
 
         def thread() -> None:
+            background_priority()
             try:
                 result = work()
             except KioskError as error:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from kiosk.config import Config, NodeConfig
 from kiosk.errors import KioskError
+from kiosk.ui.strings import T
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class Services:
         self._delivery_thread: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._lock = threading.Lock()
+        self.listener: Any = None
+        self.listener_problem = ""
+        self._closed = False
 
     # -- worklist and query -------------------------------------------------------
     def worklist_configured(self) -> bool:
@@ -64,13 +68,14 @@ class Services:
     def query_available(self) -> bool:
         return self.config.query is not None and _has("kiosk.net.query")
 
-    def worklist(self) -> list[Any]:
-        """Today's scheduled items for this station as StudyContexts."""
+    def worklist(self, date: str = "today", modality: str = "") -> list[Any]:
+        """Scheduled items for this station as StudyContexts: ``date`` is today, YYYYMMDD, a range
+        YYYYMMDD-YYYYMMDD or '' (any); ``modality`` '' for any."""
         worklist = _module("kiosk.net.worklist")
         from kiosk.study import StudyContext
 
         node = self.config.worklist
-        items = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date="today"),
+        items = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date=date, modality=modality),
                                        limit=getattr(node, "max_results", 0))
         return [StudyContext.from_worklist(ds, node.ae_title) for ds in items]
 
@@ -81,8 +86,7 @@ class Services:
 
         text = text.strip()
         if not text:
-            raise KioskError("type or scan a patient ID, accession number or name first",
-                             "then tap Find in PACS again")
+            raise KioskError(T["find_needs_text"], T["find_needs_text_hint"])
         node = self.config.query
         for keys in ({"patient_id": text}, {"accession": text}, {"patient_name": f"{text.upper()}*"}):
             results = list(query.find_studies(node, self.config.local, query.StudyQuery(**keys), limit=200))
@@ -97,6 +101,25 @@ class Services:
         result = echo(node, self.config.local)
         return result.total
 
+    # -- our DICOM listener ----------------------------------------------------------
+    def start_listener(self) -> None:
+        """Run our SCP on ``[local] port`` while the UI runs: C-ECHO to the kiosk works, and storage
+        commitment reports reach the delivery thread, whose requests share it (``Listener.running``).
+        A busy port is reported in ``listener_problem`` (shown in Settings), not raised."""
+        try:
+            from kiosk.net.listener import Listener
+
+            with self._lock:
+                if self._closed or Listener.running(self.config.local.port) is not None:
+                    return
+                self.listener = Listener.from_config(self.config).start()
+            self.listener_problem = ""
+        except ImportError as exc:
+            self.listener_problem = f"kiosk.net is not available ({exc})"
+        except KioskError as error:
+            self.listener_problem = error.message
+            log.warning("no DICOM listener: %s", error.message)
+
     # -- devices -----------------------------------------------------------------
     def devices(self) -> list[Any]:
         """Attached devices (demo devices included) as ``drivers.base.DeviceInfo``."""
@@ -104,7 +127,7 @@ class Services:
         found = base.discover_all()
         for scheme, problem in found.unavailable.items():
             log.info("source %s unavailable: %s", scheme, problem)
-        files = base.DeviceInfo(uri=FILES, name="Files (USB stick or folder)", kind="files")
+        files = base.DeviceInfo(uri=FILES, name=T["files_source"], kind="files")
         return [d for d in found.devices if d.kind in ("scanner", "camera")] + [files]
 
     def import_start(self) -> str:
@@ -126,7 +149,14 @@ class Services:
         return names
 
     def open(self, uri: str) -> Any:
-        return _module("drivers.base").open_device(uri)
+        """Open a source with the [acquisition] settings (clip length, stall timeout)."""
+        return _module("drivers.base").open_device(uri, self.config.extra.get("acquisition"))
+
+    def max_clip_seconds(self) -> float:
+        from kiosk.config import ACQUISITION_FIELDS
+
+        return float(self.config.extra.get("acquisition", {}).get(
+            "max_clip_seconds", ACQUISITION_FIELDS["max_clip_seconds"].default))
 
     def configure(self, device: Any, preset_name: str) -> Any:
         base = _module("drivers.base")
@@ -152,19 +182,27 @@ class Services:
             return
         self._lock_fd = fd
         self._delivery = worker.Delivery(self._outbox, self.config, poll=1.0)
-        self._delivery_thread = threading.Thread(target=self._delivery.run, name="kiosk-delivery", daemon=True)
+        delivery = self._delivery
+
+        def run() -> None:
+            from kiosk.ui.app import background_priority
+
+            background_priority()  # delivery threads it starts inherit the lower priority
+            delivery.run()
+
+        self._delivery_thread = threading.Thread(target=run, name="kiosk-delivery", daemon=True)
         self._delivery_thread.start()
 
     def send(self, session: Any, destinations: list[str]) -> SendJob:
         """Build the session's objects and queue them durably in the outbox for each destination."""
-        from kiosk.dicomize import BuildOptions, build_datasets
+        from kiosk.dicomize import BuildOptions
         from kiosk.outbox.destinations import DicomDestination
         from kiosk.session import context_from_dict
 
         study = context_from_dict(session.context)
         options = BuildOptions.from_config(self.config, series_description=session.series_description or None,
                                            multiframe=session.multiframe)
-        datasets = build_datasets(session.captures, study, options)
+        datasets = build_session(session, study, options)
         nodes = {name: self.config.destinations[name] for name in destinations}
         specs = {name: DicomDestination.spec_of(node) for name, node in nodes.items()}
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
@@ -195,6 +233,11 @@ class Services:
         return self.outbox().remove(job_ids, force=True)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.stop()
         if self._delivery is not None:
             self._delivery.shutdown()
             if self._delivery_thread is not None:
@@ -204,6 +247,29 @@ class Services:
                 self._outbox.unlock_delivery(self._lock_fd)
             self._outbox.close()
         self._outbox = self._delivery = None
+
+
+def build_session(session: Any, study: Any, options: Any) -> list[Any]:
+    """The session's datasets in review order: each clip is one multi-frame object; the other
+    captures follow ``options.multiframe`` (one object per page, or one per run of same-sized pages).
+    One Batch, so every object shares the study and series."""
+    from dataclasses import replace
+
+    from kiosk.dicomize import Batch
+
+    batch = Batch(study, options)
+    out: list[Any] = []
+    pending: list[Any] = []
+    for item in session.items:
+        if item.clip is None:
+            pending.append(item.capture)
+            continue
+        out += batch.build(pending)
+        pending = []
+        batch.options = replace(options, multiframe=True)
+        out += batch.build(item.clip)
+        batch.options = options
+    return out + batch.build(pending)
 
 
 def _has(name: str) -> bool:

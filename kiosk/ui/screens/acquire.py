@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from kivy.clock import Clock
@@ -20,6 +21,7 @@ from kivy.uix.modalview import ModalView
 from kiosk.errors import KioskError
 from kiosk.session import Session
 from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.services import FEEDER
 from kiosk.ui.text import markup
 from kiosk.ui.strings import T
 from kiosk.ui.widgets.thumbs import texture_from
@@ -58,6 +60,8 @@ class ImportCard(ModalView):
 class AcquireScreen(KioskScreen):
     """Pick a source, then Scan (scanners) or Capture (cameras)."""
 
+    PAGE_LIMITS = [1, 2, 3, 5, 10]
+
     status = StringProperty("")
     busy = BooleanProperty(False)
     live = BooleanProperty(False)
@@ -65,6 +69,11 @@ class AcquireScreen(KioskScreen):
     progress = NumericProperty(0)
     count = NumericProperty(0)
     preset = StringProperty("")
+    page_limit = StringProperty("")  # feeder batches: "" (all pages) or a number chosen by the user
+    stopping = BooleanProperty(False)  # "Stop after this page" was tapped
+    recording = BooleanProperty(False)
+    clip_time = StringProperty("")
+    feeder = BooleanProperty(False)  # a document-feeder preset is chosen: the page limit applies
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -78,6 +87,9 @@ class AcquireScreen(KioskScreen):
         self._preview_event: Any = None
         self._texture: Any = None
         self.frames_shown = 0
+        self._stop_after = threading.Event()
+        self._clip_stop = threading.Event()
+        self._clip_event: Any = None
 
     # -- life cycle ------------------------------------------------------------
     def on_enter(self) -> None:
@@ -86,9 +98,11 @@ class AcquireScreen(KioskScreen):
             self.discover()
 
     def on_leave(self) -> None:
+        self.stop_recording()
         self.stop_preview()
 
     def on_session(self, session: Session | None) -> None:
+        self.stop_recording()
         self.stop_preview()
         self.cancel()
         self.ids.preview.texture = None
@@ -98,6 +112,7 @@ class AcquireScreen(KioskScreen):
         self.progress = 0
 
     def on_app_stop(self) -> None:
+        self.stop_recording()
         self.stop_preview()
         self.cancel()
 
@@ -111,7 +126,8 @@ class AcquireScreen(KioskScreen):
         tiles = self.ids.tiles
         tiles.clear_widgets()
         for info in devices:
-            tile = Factory.SourceTile(text=f"{markup(info.name)}\n[size=16sp]{info.kind} · {markup(info.uri)}[/size]")
+            tile = Factory.SourceTile(text=T["source_tile"].format(
+                name=markup(info.name), kind=T.get(f"kind_{info.kind}", info.kind), uri=markup(info.uri)))
             tile.uri = info.uri
             tile.bind(on_release=lambda _t, i=info: self.select(i))
             tiles.add_widget(tile)
@@ -120,6 +136,7 @@ class AcquireScreen(KioskScreen):
             self.select(devices[0])
 
     def select(self, info: Any) -> None:
+        self.stop_recording()
         self.stop_preview()
         self.selected = info
         self.selected_kind = info.kind
@@ -134,6 +151,7 @@ class AcquireScreen(KioskScreen):
 
     def _failed(self, error: KioskError) -> None:
         self.busy = False
+        self.stopping = False
         self.progress = 0
         self.status = error.message + (f" {error.hint}" if error.hint else "")
 
@@ -146,6 +164,9 @@ class AcquireScreen(KioskScreen):
         self.status = T["scanning"].format(page=1)
         self.progress = 0
         uri, preset = self.selected.uri, self.preset
+        limit = int(self.page_limit) if self.feeder and self.page_limit.isdigit() else 0
+        self._stop_after = stop_after = threading.Event()
+        self.stopping = False
         state = {"pages": 0}
 
         def work() -> int:
@@ -158,6 +179,8 @@ class AcquireScreen(KioskScreen):
                         state["pages"] += 1
                         preview = self._preview_of(capture)
                         Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
+                        if stop_after.is_set() or state["pages"] == limit:
+                            break  # ends the batch: the driver stops the feeder
                 finally:
                     self.device = None
             return state["pages"]
@@ -168,6 +191,17 @@ class AcquireScreen(KioskScreen):
                 self.status = f"{T['scanned'].format(count=state['pages'])} {self.status}"
 
         self.app.run_async(work, self._scanned, failed)
+
+    def on_preset(self, *_args: Any) -> None:
+        self.feeder = self.selected_kind == "scanner" and self.preset.endswith(FEEDER)
+
+    on_selected_kind = on_preset
+
+    def stop_after_page(self) -> None:
+        """Let the page being scanned finish, then end the batch (the rest stays in the feeder)."""
+        if self.busy:
+            self._stop_after.set()
+            self.stopping = True
 
     def start(self) -> None:
         """The big button: Scan, Capture or Import, by the kind of source."""
@@ -228,6 +262,7 @@ class AcquireScreen(KioskScreen):
 
     def _scanned(self, pages: int) -> None:
         self.busy = False
+        self.stopping = False
         self.progress = 0
         self.status = T["scanned"].format(count=pages)
 
@@ -246,7 +281,7 @@ class AcquireScreen(KioskScreen):
             try:
                 device = self.app.services.open(uri)
             except KioskError as error:
-                Clock.schedule_once(lambda _dt: self._failed(error))
+                Clock.schedule_once(lambda _dt, e=error: self._failed(e))
                 return
             self.device = device
             try:
@@ -256,19 +291,22 @@ class AcquireScreen(KioskScreen):
                     self._frame, self._frame_seq = fit(frame.pixels, self._preview_size), frame.seq
             except KioskError as error:
                 if not stop.is_set():
-                    Clock.schedule_once(lambda _dt: self._preview_lost(error))
+                    Clock.schedule_once(lambda _dt, e=error: self._preview_lost(e))
             finally:
                 self.device = None
                 device.close()
 
-        self._preview_size = tuple(int(v) for v in self.ids.preview.size)
+        self._preview_size = self.ids.preview.size
         threading.Thread(target=reader, daemon=True, name="kiosk-preview").start()
-        self._preview_event = self.app.schedule(self._show_frame, 1 / 30)
+        # Checked every frame (a cheap comparison), uploaded only when the reader has a new one:
+        # polling at the source's own rate would alias and drop up to half the frames.
+        self._preview_event = self.app.schedule(self._show_frame, 0)
         self.live = True
 
     def _show_frame(self, _dt: float) -> None:
         if self._frame_seq == self._shown_seq or self._frame is None:
             return
+        self._preview_size = self.ids.preview.size  # the reader scales the next frames to it
         self._shown_seq = self._frame_seq
         self._texture = texture_from(self._frame, self._texture)
         self.ids.preview.texture = self._texture
@@ -308,11 +346,61 @@ class AcquireScreen(KioskScreen):
 
         self.app.run_async(work, done, self._failed)
 
+    # -- clips -------------------------------------------------------------------
+    def toggle_recording(self) -> None:
+        """Record button: start a clip, or stop it (it also stops at [acquisition] max_clip_seconds)."""
+        if self.recording:
+            self._clip_stop.set()
+            return
+        session, device = self.app.session, self.device
+        if session is None or device is None or not self.live or self.busy:
+            return
+        limit = self.app.services.max_clip_seconds()
+        self._clip_stop = stop = threading.Event()
+        self.busy = self.recording = True
+        started = time.monotonic()
+
+        def tick(_dt: float) -> None:
+            elapsed = min(time.monotonic() - started, limit)
+            self.clip_time = T["clip_timer"].format(elapsed=_clock(elapsed), limit=_clock(limit))
+
+        tick(0)
+        self._clip_event = self.app.schedule(tick, 0.2)
+
+        def work() -> int:
+            frames = device.record(limit, stop=stop)
+            session.add_clip(frames)
+            return len(frames)
+
+        def done(frames: int) -> None:
+            self.stop_recording()
+            self.count = len(self.app.session)
+            self.status = T["clip_added"].format(frames=frames)
+
+        def failed(error: KioskError) -> None:
+            self.stop_recording()
+            self._failed(error)
+
+        self.app.run_async(work, done, failed)
+
+    def stop_recording(self) -> None:
+        self._clip_stop.set()
+        if self._clip_event is not None:
+            self._clip_event.cancel()
+            self._clip_event = None
+        if self.recording:
+            self.recording = self.busy = False
+        self.clip_time = ""
+
     def on_key(self, key: int) -> bool:
         if self.manager.current == self.name and self.live and key in (32, 13, 271):
             self.capture()
             return True
         return False
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 SCREEN = AcquireScreen

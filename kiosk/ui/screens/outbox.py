@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from kivy.factory import Factory
-from kivy.properties import StringProperty
+from kivy.properties import ListProperty, StringProperty
 
 from kiosk.errors import KioskError
 from kiosk.session import Session
@@ -27,6 +27,8 @@ class OutboxScreen(KioskScreen):
 
     status = StringProperty("")
     summary = StringProperty("")
+    selected_jobs = ListProperty([])  # job ids tapped in the list; none selected: the buttons act on all failed
+    problems = ListProperty([])
 
     def on_enter(self) -> None:
         self.reload()
@@ -55,11 +57,19 @@ class OutboxScreen(KioskScreen):
         counts: dict[str, int] = {}
         for job in jobs:
             counts[job.state] = counts.get(job.state, 0) + 1
-        for job in [j for j in jobs if j.state in PROBLEM_STATES + ("queued", "sending")][:50]:
+        shown = [j for j in jobs if j.state in PROBLEM_STATES + ("queued", "sending")][:50]
+        self.selected_jobs = [i for i in self.selected_jobs if i in {j.id for j in shown}]
+        for job in shown:
             when = dt.datetime.fromtimestamp(job.created).strftime("%d.%m. %H:%M")
-            box.add_widget(Factory.Body(text=text.markup(f"{when}  {job.destination}  {job.state}  {job.reason}"),
-                                        font_size="18sp"))
-        self.summary = "   ".join(f"{state}: {n}" for state, n in sorted(counts.items())) or T["outbox_empty"]
+            row = Factory.JobRow(text=text.markup(T["job_line"].format(
+                when=when, destination=job.destination, state=T.get(f"state_{job.state}", job.state),
+                reason=job.reason or "")))
+            row.job_id = job.id
+            row.selected = job.id in self.selected_jobs
+            row.bind(on_release=self.toggle)
+            box.add_widget(row)
+        self.summary = "   ".join(f"{T.get(f'state_{state}', state)}: {n}" for state, n in sorted(counts.items())) \
+            or T["outbox_empty"]
         self.problems = [j.id for j in jobs if j.state in PROBLEM_STATES]
         self.status = problem
         rows = self.ids.kept
@@ -76,13 +86,24 @@ class OutboxScreen(KioskScreen):
             row.ids.discard.bind(on_release=lambda _b, e=entry: self.discard(e))
             rows.add_widget(row)
 
+    def toggle(self, row: Any) -> None:
+        """Tap a job to select it (again to unselect); Retry and Remove then act on the selection."""
+        row.selected = not row.selected
+        self.selected_jobs = [j for j in self.selected_jobs if j != row.job_id] + ([row.job_id] if row.selected else [])
+
+    def _targets(self) -> list[int]:
+        return list(self.selected_jobs) or list(self.problems)
+
     def retry(self) -> None:
-        ids = list(getattr(self, "problems", []))
+        """Open to everyone: send the selected (or all failed) jobs again now."""
+        ids = self._targets()
         if ids:
+            self.selected_jobs = []
             self.app.run_async(lambda: self.app.services.retry(ids), lambda _n: self.reload(), session_bound=False)
 
     def remove(self) -> None:
-        ids = list(getattr(self, "problems", []))
+        """Behind the admin PIN: delete the selected (or all failed) jobs for good."""
+        ids = self._targets()
         if ids:
             self.app.require_pin(lambda: self.app.run_async(
                 lambda: self.app.services.remove(ids), lambda _n: self.reload(), session_bound=False))

@@ -7,6 +7,8 @@ ID, birth date, sex, accession and procedure.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import secrets
 from typing import Any
 
 from kivy.factory import Factory
@@ -30,6 +32,38 @@ def procedure_of(context: Any) -> str:
         or _get(context, "procedure")
 
 
+def date_range(choice: str, custom: str, today: dt.date | None = None) -> str:
+    """The worklist date filter (YYYYMMDD, a range or '' for any) for a date choice, or for a typed
+    date or range ("2026-11-20", "2026-11-20 to 2026-11-23") when ``custom`` is not empty."""
+    today = today or dt.date.today()
+    if custom.strip():
+        found = re.findall(r"\d{4}-?\d{2}-?\d{2}", custom)
+        if not 1 <= len(found) <= 2:
+            raise KioskError(T["date_not_understood"].format(text=custom.strip()), T["date_hint"])
+        days = [d.replace("-", "") for d in found]
+        for day in days:
+            try:
+                dt.datetime.strptime(day, "%Y%m%d")
+            except ValueError:
+                raise KioskError(T["date_not_understood"].format(text=day), T["date_hint"]) from None
+        return "-".join(sorted(days)) if len(days) == 2 else days[0]
+    offsets = {"date_today": (0, 0), "date_yesterday": (-1, -1), "date_tomorrow": (1, 1), "date_week": (-6, 0)}
+    if choice not in offsets:
+        return ""
+    start, end = (today + dt.timedelta(days=d) for d in offsets[choice])
+    return start.strftime("%Y%m%d") if start == end else f"{start:%Y%m%d}-{end:%Y%m%d}"
+
+
+DATE_CHOICES = ["date_today", "date_yesterday", "date_tomorrow", "date_week", "date_any"]
+MODALITIES = ["", "OT", "DOC", "XC", "SM", "CR", "DX", "US", "ES", "OP"]
+
+
+def generated_patient_id(prefix: str, now: dt.datetime | None = None) -> str:
+    """A new patient ID: prefix, date and time, and 3 random hex digits (unique enough for one site)."""
+    now = now or dt.datetime.now()
+    return f"{prefix}{now:%y%m%d%H%M}{secrets.token_hex(2)[:3].upper()}"
+
+
 def matches(context: Any, words: str) -> bool:
     """Every typed word appears in the name, ID, accession, procedure or modality."""
     haystack = " ".join(_get(context, k) for k in ("patient_name", "patient_id", "accession", "modality"))
@@ -44,6 +78,10 @@ class PatientScreen(KioskScreen):
     status = StringProperty("")
     loading = BooleanProperty(False)
     query_available = BooleanProperty(False)
+    DATE_CHOICES = DATE_CHOICES
+    MODALITIES = MODALITIES
+    date_choice = StringProperty("date_today")
+    modality = StringProperty("")
     _refresh_event: Any = None
     _updated = ""
 
@@ -71,10 +109,31 @@ class PatientScreen(KioskScreen):
             return
         if self.loading:
             return
+        try:
+            dates = date_range(self.date_choice, self.ids.dates.text)
+        except KioskError as error:
+            self._failed(error)
+            return
         self.loading = True
         if not quiet:
             self.status = T["worklist_loading"]
-        self.app.run_async(services.worklist, self._loaded, self._failed, session_bound=False)
+        modality = self.modality
+        self.app.run_async(lambda: services.worklist(dates, modality), self._loaded, self._failed,
+                           session_bound=False)
+
+    def choose_date(self, label: str) -> None:
+        """The date spinner: a named choice; the typed date box is cleared."""
+        key = next((k for k in DATE_CHOICES if T[k] == label), "date_today")
+        if key != self.date_choice:
+            self.date_choice = key
+            self.ids.dates.text = ""
+            self.refresh()
+
+    def choose_modality(self, label: str) -> None:
+        modality = "" if label == T["modality_any"] else label
+        if modality != self.modality:
+            self.modality = modality
+            self.refresh()
 
     def _loaded(self, contexts: list[Any]) -> None:
         self.loading = False
@@ -105,7 +164,8 @@ class PatientScreen(KioskScreen):
         elif words:
             self.status = T["worklist_filtered"].format(shown=len(shown), count=len(self.contexts))
         else:
-            self.status = T["worklist_count"].format(count=len(self.contexts), time=self._updated)
+            self.status = T["worklist_count"].format(count=len(self.contexts), time=self._updated,
+                                                     when=self.ids.dates.text.strip() or T[self.date_choice])
 
     @staticmethod
     def row_markup(context: Any) -> str:
@@ -177,7 +237,10 @@ class PatientScreen(KioskScreen):
         self.card = card
 
     def new_patient(self) -> None:
-        NewPatientCard(on_done=self.confirm).open()
+        card = NewPatientCard(on_done=self.confirm)
+        if self.app.ui["generate_patient_id"]:
+            card.ids.pid.text = generated_patient_id(self.app.ui["patient_id_prefix"])
+        card.open()
 
 
 class NewPatientCard(ModalView):

@@ -68,6 +68,7 @@ class ReviewScreen(KioskScreen):
     status = StringProperty("")
     series = StringProperty("")
     multiframe = BooleanProperty(False)
+    selected_clip = BooleanProperty(False)  # clips are sent whole: no rotate/crop/invert
 
     def on_enter(self) -> None:
         session = self.app.session
@@ -96,8 +97,13 @@ class ReviewScreen(KioskScreen):
             self.ids.large.texture = None
             self.status = T["review_empty"]
             return
-        self.status = T["item_of"].format(index=self.selected + 1, count=self.count)
         selected = self.selected
+        clip = session.items[selected].clip
+        self.selected_clip = clip is not None
+        self.status = T["item_of"].format(index=selected + 1, count=self.count)
+        if clip is not None:
+            rate = clip[0].frame_rate or 0
+            self.status += "   " + T["clip_item"].format(frames=len(clip), seconds=f"{len(clip) / rate:.1f}" if rate else "?")
 
         def work() -> tuple[list[Any], Any]:
             return [self._thumb(c, 160) for c in captures], self._thumb(captures[selected], 1400)

@@ -71,7 +71,7 @@ class SendScreen(KioskScreen):
         self.checks: dict[str, Any] = {}
         for name, node in self.app.kiosk_config.destinations.items():
             row = Factory.DestinationRow()
-            row.text = f"{name}  ({node.ae_title}@{node.host}:{node.port})"
+            row.text = T["destination_line"].format(name=name, ae_title=node.ae_title, host=node.host, port=node.port)
             self.checks[name] = row
             box.add_widget(row)
         self.available = "" if self.checks else T["send_no_destinations"]

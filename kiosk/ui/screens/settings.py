@@ -20,7 +20,9 @@ from kiosk.errors import KioskError
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.strings import T
 
-INT_KEYS = {"port", "idle_timeout"}
+INT_KEYS = {"port", "idle_timeout", "depth", "dpi"}
+PRESET_NAMES = ("Document", "Film", "Photo")
+PRESET_FIELDS = ("mode", "depth", "dpi", "source")
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -63,6 +65,13 @@ def save_config(config: Any, values: dict[str, Any]) -> Any:
     return new
 
 
+def _preset_value(value: Any) -> str:
+    """A preset value as typed in the form: 300.0 dpi shows as 300."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
 class SettingsScreen(KioskScreen):
     """Edit and save the configuration."""
 
@@ -78,22 +87,39 @@ class SettingsScreen(KioskScreen):
                                      ("local.port", T["local_port"], config.local.port),
                                      ("local.station_name", T["station"], config.local.station_name),
                                      ("local.institution_name", T["institution"], config.local.institution_name)])
+        problem = self.app.services.listener_problem if self.app.services else ""
+        if problem:
+            box.add_widget(Factory.SettingsHeader(text=T["listener_problem"].format(problem=problem)))
         for name, node in config.destinations.items():
-            self._section(T["destination"].format(name=name), [
-                (f"destinations.{name}.ae_title", "AE", node.ae_title),
-                (f"destinations.{name}.host", "Host", node.host),
-                (f"destinations.{name}.port", "Port", node.port)], node=node, button=T["echo"])
+            self._section(T["destination"].format(name=name), self._node_rows(f"destinations.{name}", node),
+                          node=node, button=T["echo"])
         if config.worklist is not None:
             node = config.worklist
-            self._section(T["worklist"], [("worklist.ae_title", "AE", node.ae_title),
-                                          ("worklist.host", "Host", node.host),
-                                          ("worklist.port", "Port", node.port)], node=node, button=T["test"])
+            self._section(T["worklist"], self._node_rows("worklist", node), node=node, button=T["test"])
+        for name, settings in self._presets().items():
+            self._section(T["preset_title"].format(name=name), [
+                (f"presets.{name}.{key}", T[f"preset_{key}"], _preset_value(getattr(settings, key)))
+                for key in PRESET_FIELDS])
         ui = self.app.ui
         self._section(T["settings"], [("ui.idle_timeout", T["idle_timeout"], ui["idle_timeout"])])
         row = Factory.SettingsCheck()
         row.text, row.ids.check.active = T["kiosk_mode"], ui["kiosk_mode"]
         self.fields["ui.kiosk_mode"] = row
         box.add_widget(row)
+
+    @staticmethod
+    def _node_rows(prefix: str, node: Any) -> list[tuple[str, str, Any]]:
+        return [(f"{prefix}.ae_title", T["field_ae"], node.ae_title), (f"{prefix}.host", T["field_host"], node.host),
+                (f"{prefix}.port", T["field_port"], node.port)]
+
+    def _presets(self) -> dict[str, Any]:
+        """The scan presets in effect (built-in values with the [presets] overrides)."""
+        try:
+            from drivers.base import presets
+        except ImportError:
+            return {}
+        table = presets(self.app.kiosk_config.extra.get("presets"))
+        return {name: table[name] for name in PRESET_NAMES if name in table}
 
     def _section(self, title: str, rows: list[tuple[str, str, Any]], node: Any = None, button: str = "") -> None:
         box = self.ids.form
