@@ -22,44 +22,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run, needs_config=True)
 
 
-STUDY_COLUMNS = [("Patient name", 28), ("ID", 12), ("Date", 8), ("Accession", 12), ("Mods", 8),
-                 ("Description", 30), ("Study Instance UID", 0)]
-SERIES_COLUMNS = [("Mod", 4), ("No", 5), ("Date", 8), ("Images", 6), ("Description", 30), ("Series Instance UID", 0)]
-
-
 def run(args: argparse.Namespace, config: Config) -> int:
-    import json
-
-    from kiosk.cli.worklist import pad, server_node, text
-    from kiosk.net.find import to_json
+    from kiosk.cli.results import field, print_matches, server_node
     from kiosk.net.query import StudyQuery, find_studies
 
     node = server_node(config, args.server, "query")
     query = StudyQuery(args.level.upper(), args.patient_name, args.patient_id, args.accession, args.date,
                        args.modality, args.study_uid)
     limit = node.max_results if args.max is None else args.max
-    columns = STUDY_COLUMNS if args.level == "study" else SERIES_COLUMNS
-
-    def row(values: list[str]) -> None:
-        print("  ".join(pad(v, w) for v, (_, w) in zip(values, columns)).rstrip())
-
-    results = []
-    for match in find_studies(node, config.local, query, limit=limit):
-        results.append(to_json(match) if args.json else None)
-        if args.json:
-            continue
-        if len(results) == 1:
-            row([name for name, _ in columns])
-        if args.level == "study":
-            row([text(match, "PatientName"), text(match, "PatientID"), text(match, "StudyDate"),
-                 text(match, "AccessionNumber"), text(match, "ModalitiesInStudy"), text(match, "StudyDescription"),
-                 text(match, "StudyInstanceUID")])
-        else:
-            row([text(match, "Modality"), text(match, "SeriesNumber"), text(match, "SeriesDate"),
-                 text(match, "NumberOfSeriesRelatedInstances"), text(match, "SeriesDescription"),
-                 text(match, "SeriesInstanceUID")])
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False, indent=1))
-    elif not results:
-        print(f"no matching {'studies' if args.level == 'study' else 'series'}")
+    if args.level == "study":
+        columns = [("Patient name", 28, field("PatientName")), ("ID", 12, field("PatientID")),
+                   ("Date", 8, field("StudyDate")), ("Accession", 12, field("AccessionNumber")),
+                   ("Mods", 8, field("ModalitiesInStudy")), ("Description", 30, field("StudyDescription")),
+                   ("Study Instance UID", 0, field("StudyInstanceUID"))]
+    else:
+        columns = [("Mod", 4, field("Modality")), ("No", 5, field("SeriesNumber")), ("Date", 8, field("SeriesDate")),
+                   ("Images", 6, field("NumberOfSeriesRelatedInstances")),
+                   ("Description", 30, field("SeriesDescription")), ("Series Instance UID", 0, field("SeriesInstanceUID"))]
+    nothing = f"no matching {'studies' if args.level == 'study' else 'series'}"
+    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing)
     return 0

@@ -22,65 +22,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run, needs_config=True)
 
 
-def server_node(config: Config, name: str | None, section: str):
-    """The node given, or the configured [worklist]/[query] section."""
-    from kiosk.config import resolve_node
-    from kiosk.errors import UsageError
+def _step(key: str):
+    """A cell from the item's first Scheduled Procedure Step."""
+    from kiosk.cli.results import text
 
-    if name:
-        return resolve_node(config, name, role="node")
-    node = getattr(config, section)
-    if node is None:
-        raise UsageError(f"no [{section}] node is configured", f"add a [{section}] section, or pass --server AET@host:port")
-    return node
-
-
-# Results stream in, so columns have fixed widths (long values are not cut).
-COLUMNS = [("Patient name", 28), ("ID", 12), ("Birth", 8), ("Sex", 3), ("Accession", 12), ("Date", 8),
-           ("Time", 6), ("Mod", 4), ("Procedure", 0)]
-
-
-def pad(value: object, width: int) -> str:
-    """Left-justify for a terminal: East Asian wide characters take two columns."""
-    import unicodedata
-
-    text = str(value)
-    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * max(0, width - used)
-
-
-def print_row(values: list[str]) -> None:
-    print("  ".join(pad(v, w) for v, (_, w) in zip(values, COLUMNS)).rstrip())
-
-
-def text(ds, key: str) -> str:  # noqa: ANN001 - a pydicom Dataset or None
-    return "" if ds is None else str(ds.get(key, "") or "")
+    return lambda item: text((item.get("ScheduledProcedureStepSequence") or [None])[0], key)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    import json
-
-    from kiosk.net.find import to_json
+    from kiosk.cli.results import field, print_matches, server_node
     from kiosk.net.worklist import WorklistQuery, find_worklist
 
     node = server_node(config, args.server, "worklist")
     query = WorklistQuery(args.patient_name, args.patient_id, args.accession, args.date, args.modality,
                           args.station_aet if args.station_aet is not None else node.station_ae_title)
     limit = node.max_results if args.max is None else args.max
-    items = []
-    for item in find_worklist(node, config.local, query, limit=limit):
-        items.append(to_json(item) if args.json else None)
-        if args.json:
-            continue
-        if len(items) == 1:
-            print_row([name for name, _ in COLUMNS])
-        step = (item.get("ScheduledProcedureStepSequence") or [None])[0]
-        print_row([text(item, "PatientName"), text(item, "PatientID"), text(item, "PatientBirthDate"),
-                   text(item, "PatientSex"), text(item, "AccessionNumber"),
-                   text(step, "ScheduledProcedureStepStartDate"), text(step, "ScheduledProcedureStepStartTime"),
-                   text(step, "Modality"), text(item, "RequestedProcedureDescription")])
-    if args.json:
-        print(json.dumps(items, ensure_ascii=False, indent=1))
-    elif not items:
-        print("no matching worklist items")
+    columns = [("Patient name", 28, field("PatientName")), ("ID", 12, field("PatientID")),
+               ("Birth", 8, field("PatientBirthDate")), ("Sex", 3, field("PatientSex")),
+               ("Accession", 12, field("AccessionNumber")), ("Date", 8, _step("ScheduledProcedureStepStartDate")),
+               ("Time", 6, _step("ScheduledProcedureStepStartTime")), ("Mod", 4, _step("Modality")),
+               ("Procedure", 0, field("RequestedProcedureDescription"))]
+    print_matches(find_worklist(node, config.local, query, limit=limit), columns, args.json,
+                  "no matching worklist items")
     return 0
