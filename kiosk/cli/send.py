@@ -113,9 +113,7 @@ class ProgressLine:
     def show(self) -> None:
         if not self.tty:
             return
-        counts: dict[str, int] = {}
-        for job in self.outbox.journal.jobs_by_id(self.job_ids):
-            counts[job.state] = counts.get(job.state, 0) + 1
+        counts = self.outbox.journal.state_counts(self.job_ids)
         text = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         print(f"\r{text} of {len(self.job_ids)} job(s)\033[K", end="", file=sys.stderr, flush=True)
 

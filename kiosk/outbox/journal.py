@@ -279,6 +279,27 @@ class Journal:
                 f"WHERE j.id IN ({marks}) ORDER BY j.id", chunk)]
         return result
 
+    def unfinished(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` not yet done (see ``Job.done``): an id-only query, cheap enough to poll."""
+        result: list[int] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            result += [row[0] for row in self._read(
+                f"SELECT id FROM jobs WHERE id IN ({marks}) AND (state IN (?, ?, ?) OR (state = ? AND commitment = 1)) "
+                "ORDER BY id", (*chunk, *PENDING, SENT))]
+        return result
+
+    def state_counts(self, ids: Sequence[int]) -> dict[str, int]:
+        """How many of ``ids`` are in each state (only states present)."""
+        counts: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for state, count in self._read(f"SELECT state, COUNT(*) FROM jobs WHERE id IN ({marks}) GROUP BY state", chunk):
+                counts[state] = counts.get(state, 0) + count
+        return counts
+
     def get(self, job_id: int) -> Job | None:
         found = self.jobs_by_id([job_id])
         return found[0] if found else None

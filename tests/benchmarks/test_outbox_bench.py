@@ -37,14 +37,18 @@ KIOSK = [sys.executable, "-m", "kiosk"]
 
 
 def copies(folder: Path, count: int) -> None:
-    """``count`` ~50 KB files that differ only in their SOP Instance UID (same length, patched in place)."""
+    """``count`` ~50 KB files that differ only in their SOP Instance UID (same length, patched in place).
+
+    The numbers start with 1 (``10...0 + index``): a zero-padded component would
+    be an invalid UID, and every layer reading it would log a warning per file.
+    """
     template = make_instances(folder / "template", 1, size=50_000).popitem()
     uid, data = template[0], template[1].read_bytes()
     stem = "1.2.826.0.1.3680043.10.543.7."
     width = len(uid) - len(stem)
     assert width >= 6 and data.count(uid.encode()) == 2
     for index in range(count):
-        new = f"{stem}{index + 1:0{width}d}".encode()
+        new = f"{stem}{10 ** (width - 1) + index}".encode()
         (folder / f"im{index:05d}.dcm").write_bytes(data.replace(uid.encode(), new))
     (folder / "template" / next(iter(os.listdir(folder / "template")))).unlink()
     (folder / "template").rmdir()
