@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 
 from kiosk.ui.strings import T
-from test_ui_flow import demo, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
+from test_ui_flow import demo, scan_one_page, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
 
 
 def press_pin(ui, pad, digits):
@@ -88,13 +88,7 @@ def test_camera_preview_and_capture_key(kiosk_ui, demo):
 def test_abandoned_session_resumes_from_outbox(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1001")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo scanner")
-    ui.tap(acquire.ids.scan)
-    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
+    acquire = scan_one_page(ui, "A1001")
     ui.tap(ui.app.root.ids.banner.ids.finish)
     ui.wait(lambda: ui.app.session is None, what="the session to end")
     from kiosk.ui.widgets.dialogs import MessageCard
@@ -138,13 +132,7 @@ def test_crop_by_dragging_on_the_review_screen(kiosk_ui, demo):
 
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1005")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo scanner")
-    ui.tap(acquire.ids.scan)
-    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
+    acquire = scan_one_page(ui, "A1005")
     ui.tap(acquire.ids.review)
     review = ui.screen("review")
     ui.wait(lambda: review.ids.large.texture is not None, what="the large view")
@@ -199,13 +187,7 @@ def test_discarding_an_unsent_session_needs_the_pin(kiosk_ui, demo):
 
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1002")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo scanner")
-    ui.tap(acquire.ids.scan)
-    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
+    acquire = scan_one_page(ui, "A1002")
     ui.app.end_session()
     ui.app.go("outbox")
     outbox = ui.screen("outbox")

@@ -103,6 +103,18 @@ def start_session_by_barcode(ui, code, rows=5):
     return card
 
 
+def scan_one_page(ui, code):
+    """Start a session for ``code``, scan one page from the demo scanner; returns the Acquire screen."""
+    card = start_session_by_barcode(ui, code)
+    ui.tap(card.ids.yes)
+    acquire = ui.screen("acquire")
+    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
+    tap_text(ui, acquire.ids.tiles, "Demo scanner")
+    ui.tap(acquire.ids.scan)
+    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
+    return acquire
+
+
 def test_barcode_selects_the_matching_item(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
@@ -122,13 +134,7 @@ def test_idle_timeout_clears_the_patient(kiosk_ui, demo):
     peers, config = demo
     config = replace(config, extra={**config.extra, "ui": {**config.extra["ui"], "idle_timeout": 2}})
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1001")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo scanner")
-    ui.tap(acquire.ids.scan)
-    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
+    acquire = scan_one_page(ui, "A1001")
     folder = ui.app.session.folder
     ui.wait(lambda: ui.app.session is None, timeout=10, what="the idle timeout")
     assert ui.app.manager.current == "patient"
@@ -158,13 +164,7 @@ def patient_rows(ui):
 def test_failed_send_says_why_and_keeps_images_in_outbox(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1002")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo scanner")
-    ui.tap(acquire.ids.scan)
-    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
+    acquire = scan_one_page(ui, "A1002")
     peers.stop()  # the PACS goes down
     ui.tap(acquire.ids.review)
     ui.tap(ui.screen("review").ids.send)
