@@ -51,6 +51,23 @@ def test_called_ae_title_not_recognised(orthanc):
     assert not error.transient and "WRONGAET" in error.hint
 
 
+def test_reject_read_when_peer_hangs_up_first(orthanc, monkeypatch):
+    """Orthanc rejects and closes at once; on a busy machine that happens before
+    pynetdicom's requesting thread looks, and it used to call that an abort."""
+    import time
+
+    from pynetdicom.acse import ACSE
+
+    send_request = ACSE.send_request
+
+    def slow_requestor(self):  # noqa: ANN001
+        send_request(self)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(ACSE, "send_request", slow_requestor)
+    test_called_ae_title_not_recognised(orthanc)
+
+
 def _silent_server(behaviour: str):
     """A TCP server that accepts and then says nothing, or closes at once."""
     server = socket.socket()

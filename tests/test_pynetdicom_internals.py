@@ -54,6 +54,8 @@ def missing_internals() -> list[str]:
          and hasattr(transport.AssociationSocket, "event_queue") and hasattr(transport.AssociationSocket, "_shutdown_socket")),
         ("AddressInformation.from_tuple / as_tuple (nodes.py TunedSocket.connect)",
          lambda: hasattr(transport.AddressInformation, "from_tuple") and hasattr(transport.AddressInformation, "as_tuple")),
+        ("DULServiceProvider.peek_next_pdu() (nodes.py reads a reject pynetdicom left unread)",
+         lambda: _params(DULServiceProvider.peek_next_pdu)[1:] == []),
         ("DULServiceProvider._run_loop_delay (nodes.py, pdata.py polling)",
          lambda: "_run_loop_delay" in _source(DULServiceProvider)),
         ("DIMSEServiceProvider.get_msg(block), peek_msg, send_msg(primitive, context_id), maximum_pdu_size",

@@ -199,10 +199,9 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
     sock = ae.last_socket
     if sock is not None and sock.connect_error is not None:
         raise errors.connection_error(node, sock.connect_error)
-    if assoc.is_rejected:
-        rsp = assoc.acceptor.primitive
-        raise errors.reject_error(node, local.ae_title, rsp.result, rsp.result_source, rsp.diagnostic)
-    answer = getattr(assoc.acceptor, "primitive", None)
+    answer = _peer_answer(assoc)
+    if answer is not None and answer.result in (0x01, 0x02):
+        raise errors.reject_error(node, local.ae_title, answer.result, answer.result_source, answer.diagnostic)
     if answer is not None and answer.result == 0x00:
         # Accepted, but with every presentation context refused: pynetdicom aborts at once.
         raise errors.no_context_error(node, what or "this service")
@@ -215,6 +214,20 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
             "the peer may require a client certificate (tls.cert, tls.key) from a CA it trusts, or refuse ours; see its log",
             node=node, transient=False)
     raise errors.abort_error(node, "association set-up")
+
+
+def _peer_answer(assoc: "Association") -> Any:
+    """The peer's A-ASSOCIATE answer (accept or reject), or None if it sent none.
+
+    pynetdicom gives up without reading the answer when the peer has already
+    closed the connection by the time the requesting thread looks (a peer
+    that rejects and hangs up at once, on a busy machine); the answer is then
+    still waiting in the DUL's queue.
+    """
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
+
+    answer = getattr(assoc.acceptor, "primitive", None) or assoc.dul.peek_next_pdu()
+    return answer if isinstance(answer, A_ASSOCIATE) else None
 
 
 def release(assoc: "Association") -> None:
