@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kiosk.ui.strings import T
@@ -129,13 +131,17 @@ def test_barcode_selects_the_matching_item(kiosk_ui, demo):
 
 
 def test_idle_timeout_clears_the_patient(kiosk_ui, demo):
-    from dataclasses import replace
-
     peers, config = demo
-    config = replace(config, extra={**config.extra, "ui": {**config.extra["ui"], "idle_timeout": 2}})
     ui = kiosk_ui(config, demo=peers)
     acquire = scan_one_page(ui, "A1001")
     folder = ui.app.session.folder
+    ui.app.ui["idle_timeout"] = 1
+    # A scan still running is not idleness, however long it takes.
+    acquire.busy = True
+    until = time.monotonic() + 2.5
+    ui.wait(lambda: ui.app.session is None or time.monotonic() >= until, what="2.5 s")
+    assert ui.app.session is not None
+    acquire.busy = False
     ui.wait(lambda: ui.app.session is None, timeout=10, what="the idle timeout")
     assert ui.app.manager.current == "patient"
     assert ui.app.root.ids.banner.ids.patient.text == T["no_patient"]

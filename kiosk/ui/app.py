@@ -288,6 +288,10 @@ class KioskApp(App):
         timeout = self.ui["idle_timeout"]
         if not timeout or self.session is None:
             return
+        if any(getattr(screen, "busy", False) for screen in self.manager.screens):
+            # A scan, recording or save in progress is not idleness: the countdown starts when it ends.
+            self.last_activity = time.monotonic()
+            return
         if time.monotonic() - self.last_activity >= timeout:
             log.info("idle timeout after %s s: %s", timeout, self.session.label())
             self.end_session(T["idle_ended"].format(duration=f"{round(timeout / 60)} min" if timeout >= 60
