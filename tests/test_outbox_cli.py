@@ -79,7 +79,7 @@ def test_non_dicom_input_is_refused_and_nothing_is_queued(tmp_path, kiosk):
     make_instances(tmp_path / "in", 2)
     (tmp_path / "in" / "notes.txt").write_text("not an image")
     result = kiosk("send", str(tmp_path / "in"), "--to", "PACS@127.0.0.1:9", check=1)
-    assert "notes.txt is not a DICOM Part 10 file" in result.stderr
+    assert "notes.txt: not a DICOM Part 10 file" in result.stderr
     assert "the outbox is empty" in kiosk("outbox", "list").stdout
 
 

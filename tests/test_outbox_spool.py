@@ -242,3 +242,25 @@ def test_accept_dataset_spools_the_object_as_given(setup):
     ds.save_as(expected, enforce_file_format=True)
     assert outbox.spool.path(job.spool_name).read_bytes() == expected.getvalue()
     assert (job.sop_instance_uid, job.state, job.commitment) == (ds.SOPInstanceUID, "queued", True)
+
+
+def test_transfer_syntax_is_journaled_and_an_older_journal_gains_the_column(tmp_path, storescp):
+    import sqlite3
+
+    config = outbox_config(tmp_path)
+    made = make_instances(tmp_path / "in", 2)
+    outbox = Outbox.from_config(config)
+    jobs = queue(outbox, config, list(made.values()), storescp.url)
+    assert {job.transfer_syntax for job in outbox.journal.jobs_by_id(jobs)} == {"1.2.840.10008.1.2.1"}
+    outbox.close()
+    # The journal as an earlier version wrote it: no transfer_syntax column.
+    with sqlite3.connect(tmp_path / "spool" / "journal.sqlite") as db:
+        db.execute("ALTER TABLE instances DROP COLUMN transfer_syntax")
+    outbox = Outbox.from_config(config)
+    try:
+        assert {job.transfer_syntax for job in outbox.journal.jobs_by_id(jobs)} == {None}
+        deliver(outbox, config, jobs)  # read from the spooled files instead
+        assert {job.state for job in outbox.journal.jobs_by_id(jobs)} == {"sent"}
+        assert sorted(received_uids(storescp.extra["received"])) == sorted(made)
+    finally:
+        outbox.close()

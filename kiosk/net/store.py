@@ -21,12 +21,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping, Sequence
 
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
 from kiosk.net import errors
 from kiosk.net.nodes import associate, release
+from kiosk.part10 import FileMeta
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -140,20 +141,18 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _read_instance(path: Path) -> _Instance | str:
-    """SOP class, instance and transfer syntax from the file meta; a message if it is no Part 10 file."""
-    from pydicom.errors import InvalidDicomError
-    from pydicom.filereader import read_file_meta_info
+def _read_instance(path: Path, meta: FileMeta | None = None) -> _Instance | str:
+    """The file with what its meta information says (``meta`` if already known); a message if it is no Part 10 file."""
+    from kiosk.part10 import NotPart10Error, read_meta
 
     try:
-        meta = read_file_meta_info(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        return f"not a DICOM Part 10 file ({exc})"
-    missing = [k for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID") if k not in meta]
-    if missing:
-        return f"the file meta information lacks {', '.join(missing)}"
-    return _Instance(path, str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
-                     str(meta.TransferSyntaxUID), path.stat().st_size)
+        meta = meta or read_meta(path)
+        size = path.stat().st_size
+    except NotPart10Error as exc:
+        return exc.message
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror or exc})"
+    return _Instance(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax, size)
 
 
 def build_contexts(instances: Sequence[_Instance], preferred: str | None = None) -> list:
@@ -240,9 +239,12 @@ def _what_to_send(inst: _Instance, accepted: list[str], preferred: str | None) -
 
 def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 progress: Callable[[StoreProgress], None] | None = None,
-                cancel: threading.Event | None = None) -> StoreResult:
+                cancel: threading.Event | None = None,
+                known: Mapping[Path, FileMeta] | None = None) -> StoreResult:
     """C-STORE ``paths`` (Part 10 files) to ``node`` over one association.
 
+    ``known``: file meta already read for some paths (the outbox keeps it
+    from when it accepted the file), so those files are not read twice.
     Returns a result per file. Association-level failures (refused, rejected,
     aborted, timeout, no context) raise ``NetworkError``; its ``partial``
     attribute then holds the results so far, with unsent files "transient".
@@ -250,7 +252,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     result = StoreResult()
     slots: list[InstanceResult | _Instance] = []
     for path in map(Path, paths):
-        read = _read_instance(path)
+        read = _read_instance(path, known.get(path) if known else None)
         slots.append(InstanceResult(path, "", "", None, "failed", read) if isinstance(read, str) else read)
     instances = [s for s in slots if isinstance(s, _Instance)]
     if not instances:

@@ -21,6 +21,7 @@ from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, Accepted, Job, Journal, Update
 from kiosk.outbox.spool import MB, OutboxFullError, Spool, SpoolError
+from kiosk.part10 import FileMeta, NotPart10Error, read_meta
 
 JOURNAL_NAME = "journal.sqlite"
 ACCEPT_CHUNK = 200  # files per journal transaction in accept_files
@@ -92,7 +93,7 @@ class Outbox:
         If the disk fills up, the chunks before stay queued and the error says so.
         """
         paths = [Path(p) for p in paths]
-        headers = [read_header(p) for p in paths]
+        metas = [read_header(p) for p in paths]
         commitment = set(commitment)
         jobs: dict[str, list[int]] = {name: [] for name in destinations}
         for start in range(0, len(paths), ACCEPT_CHUNK):
@@ -100,7 +101,8 @@ class Outbox:
             try:
                 self.check_capacity(sum(p.stat().st_size for p in chunk))
                 entries = self.spool.put_files(chunk)
-                accepted = [Accepted(entry, uid, cls) for entry, (cls, uid) in zip(entries, headers[start:])]
+                accepted = [Accepted(entry, meta.sop_instance_uid, meta.sop_class_uid, meta.transfer_syntax)
+                            for entry, meta in zip(entries, metas[start:])]
                 try:
                     added = self._journal(accepted, destinations, commitment)
                 except BaseException:
@@ -126,7 +128,9 @@ class Outbox:
         self.check_capacity(len(data))
         entry = self.spool.put_bytes(data)
         try:
-            return self._journal([Accepted(entry, str(dataset.SOPInstanceUID), str(dataset.SOPClassUID))],
+            syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+            return self._journal([Accepted(entry, str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
+                                           str(syntax) if syntax else None)],
                                  destinations, set(commitment))
         except BaseException:
             self.spool.remove(entry.name)
@@ -219,17 +223,9 @@ class Outbox:
         return False
 
 
-def read_header(path: Path) -> tuple[str, str]:
-    """(SOP Class UID, SOP Instance UID) from a file's meta information, or a ``KioskError`` naming it."""
-    from pydicom.errors import InvalidDicomError
-    from pydicom.filereader import read_file_meta_info
-
+def read_header(path: Path) -> FileMeta:
+    """What a file's meta information says, or a ``KioskError`` naming the file."""
     try:
-        meta = read_file_meta_info(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise KioskError(f"{path} is not a DICOM Part 10 file ({exc})", "send DICOM files only") from None
-    missing = [k for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID") if k not in meta]
-    if missing:
-        raise KioskError(f"{path}: the file meta information lacks {', '.join(missing)}",
-                         "send complete DICOM Part 10 files")
-    return str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID)
+        return read_meta(path)
+    except NotPart10Error as exc:
+        raise KioskError(f"{path}: {exc.message}", "send complete DICOM Part 10 files only") from None

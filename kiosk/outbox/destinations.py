@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 from kiosk.config import Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
+from kiosk.part10 import FileMeta
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Item:
     sop_class_uid: str
     sop_instance_uid: str
     size: int
+    transfer_syntax: str | None = None  # from the journal; None: read from the file when needed
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,11 @@ class DicomDestination:
         def on_progress(p: Any) -> None:  # kiosk.net.store.StoreProgress
             progress(p.instances_done, p.bytes_done)
 
+        known = {item.path: FileMeta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax)
+                 for item in items if item.transfer_syntax}
         try:
-            result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress, cancel=cancel)
+            result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress,
+                                 cancel=cancel, known=known)
         except NetworkError as exc:
             partial = getattr(exc, "partial", None)
             raise DeliveryError(exc.message, exc.hint, transient=exc.transient,

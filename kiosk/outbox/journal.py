@@ -1,4 +1,4 @@
-"""The journal: every job's state in SQLite (WAL, synchronous=FULL).
+"""The journal: every job's state in SQLite (WAL; accepting commits with synchronous=FULL).
 
 A job is one instance for one destination. States:
 
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS instances (
     spool_name TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     size INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    transfer_syntax TEXT
 );
 CREATE TABLE IF NOT EXISTS destinations (
     name TEXT PRIMARY KEY,
@@ -71,7 +72,7 @@ _EXPIRED = """EXISTS (SELECT 1 FROM jobs j WHERE j.instance_id = i.id) AND NOT E
     AND NOT ((j.state = ? OR (j.state = ? AND j.commitment = 0)) AND j.updated < ?))"""
 
 _JOB_COLUMNS = """j.id, j.destination, j.commitment, j.state, j.attempts, j.next_attempt, j.status, j.reason,
-    j.created, j.updated, i.id, i.sop_instance_uid, i.sop_class_uid, i.spool_name, i.sha256, i.size"""
+    j.created, j.updated, i.id, i.sop_instance_uid, i.sop_class_uid, i.spool_name, i.sha256, i.size, i.transfer_syntax"""
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Job:
     spool_name: str
     sha256: str
     size: int
+    transfer_syntax: str | None  # None for jobs journaled before it was recorded
 
     @property
     def entry(self) -> SpoolEntry:
@@ -131,6 +133,7 @@ class Accepted:
     entry: SpoolEntry
     sop_instance_uid: str
     sop_class_uid: str
+    transfer_syntax: str | None = None
 
 
 class Journal:
@@ -150,6 +153,9 @@ class Journal:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
+            if "transfer_syntax" not in columns:  # a journal from before the column existed
+                db.execute("ALTER TABLE instances ADD COLUMN transfer_syntax TEXT")
         # The WAL holds job rows too; the spool folder is 0700 already, the files follow suit.
         for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
             if path.exists():
@@ -160,15 +166,30 @@ class Journal:
             self._db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable=False`` skips the fsync at commit.
+
+        Only for changes whose loss on power failure is harmless: they are
+        redone (a job whose "sending" or "sent" mark is lost is queued again
+        and re-sent under the same UID), while the fsync of each commit would
+        also flush everything else written to the disk since the last one.
+        A later durable commit makes the earlier ones durable too (the WAL is
+        written in order).
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
@@ -189,9 +210,10 @@ class Journal:
                 db.execute("INSERT INTO destinations (name, spec) VALUES (?, ?) "
                            "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec", (name, json.dumps(spec)))
             instance_ids = [db.execute(
-                "INSERT INTO instances (sop_instance_uid, sop_class_uid, spool_name, sha256, size, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (item.sop_instance_uid, item.sop_class_uid, item.entry.name, item.entry.sha256, item.entry.size, now),
+                "INSERT INTO instances (sop_instance_uid, sop_class_uid, spool_name, sha256, size, created, transfer_syntax) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (item.sop_instance_uid, item.sop_class_uid, item.entry.name, item.entry.sha256, item.entry.size, now,
+                 item.transfer_syntax),
             ).lastrowid for item in accepted]
             # Destination by destination, so each one's job numbers are consecutive.
             for name in destinations:
@@ -207,7 +229,7 @@ class Journal:
     def claim(self, destination: str, limit: int, now: float | None = None) -> tuple[list[Job], dict[int, str]]:
         """Mark up to ``limit`` due jobs of ``destination`` as sending; returns them and their previous states."""
         now = time.time() if now is None else now
-        with self._write() as db:
+        with self._write(durable=False) as db:
             previous = dict(db.execute(
                 "SELECT id, state FROM jobs WHERE destination = ? AND (state = ? OR (state = ? AND next_attempt <= ?)) "
                 "ORDER BY id LIMIT ?", (destination, QUEUED, RETRYING, now, limit)).fetchall())
@@ -234,7 +256,7 @@ class Journal:
             return []
         before = {job.id: job for job in self.jobs_by_id([u.job_id for u in updates])}
         now = time.time()
-        with self._write() as db:
+        with self._write(durable=False) as db:
             db.executemany(
                 "UPDATE jobs SET state = ?, status = ?, reason = ?, next_attempt = ?, "
                 "attempts = COALESCE(?, attempts), updated = ? WHERE id = ?",

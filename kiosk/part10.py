@@ -1,0 +1,102 @@
+"""The file meta information of DICOM Part 10 files, read fast.
+
+Sending and queueing need three values per file (SOP class, SOP instance,
+transfer syntax). pydicom's ``read_file_meta_info`` builds full data elements
+for them, ~0.3 ms per file, a tenth of the cost of sending a small instance;
+the meta group of a well-formed file (always Explicit VR Little Endian,
+PS3.10 7.1) is parsed here directly. Anything unusual goes to pydicom, which
+also words the errors.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiosk.errors import KioskError
+
+PREAMBLE = 128
+# VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+WANTED = {0x0002: "sop_class_uid", 0x0003: "sop_instance_uid", 0x0010: "transfer_syntax"}
+NAMES = {"sop_class_uid": "MediaStorageSOPClassUID", "sop_instance_uid": "MediaStorageSOPInstanceUID",
+         "transfer_syntax": "TransferSyntaxUID"}
+MAX_META = 64 * 1024  # a meta group longer than this is not worth the fast path
+
+
+class NotPart10Error(KioskError):
+    """The file is not a complete DICOM Part 10 file; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    """What the file meta information says about the instance in a file."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+
+
+def read_meta(path: Path) -> FileMeta:
+    """The file's SOP class, SOP instance and transfer syntax; ``NotPart10Error`` if it has none."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(PREAMBLE + 4 + 12)
+            values = _group_length(head)
+            if values is not None:
+                values = _parse(head[PREAMBLE + 4 + 12:] + handle.read(values))
+    except OSError as exc:
+        raise NotPart10Error(f"not a DICOM Part 10 file ({exc.strerror or exc})") from None
+    if values is None or len(values) < len(WANTED):
+        values = _read_with_pydicom(path)
+    missing = [NAMES[key] for key in NAMES if not values.get(key)]
+    if missing:
+        raise NotPart10Error(f"the file meta information lacks {', '.join(missing)}")
+    return FileMeta(values["sop_class_uid"], values["sop_instance_uid"], values["transfer_syntax"])
+
+
+def _group_length(head: bytes) -> int | None:
+    """The length of the meta group after (0002,0000), or None if the file does not start as expected."""
+    if len(head) < PREAMBLE + 16 or head[PREAMBLE:PREAMBLE + 4] != b"DICM":
+        return None
+    group, element, vr, length = struct.unpack_from("<HH2sH", head, PREAMBLE + 4)
+    if (group, element, vr, length) != (0x0002, 0x0000, b"UL", 4):
+        return None
+    value = struct.unpack_from("<I", head, PREAMBLE + 12)[0]
+    return value if value <= MAX_META else None
+
+
+def _parse(data: bytes) -> dict[str, str] | None:
+    """The wanted values of a meta group (after its group length), or None if it is malformed."""
+    values: dict[str, str] = {}
+    offset = 0
+    while offset + 8 <= len(data):
+        group, element, vr = struct.unpack_from("<HH2s", data, offset)
+        if group != 0x0002:
+            return None
+        if vr in LONG_VRS:
+            if offset + 12 > len(data):
+                return None
+            length = struct.unpack_from("<I", data, offset + 8)[0]
+            offset += 12
+        else:
+            length = struct.unpack_from("<H", data, offset + 6)[0]
+            offset += 8
+        if offset + length > len(data):
+            return None
+        if element in WANTED:
+            values[WANTED[element]] = data[offset:offset + length].decode("ascii", "replace").rstrip("\0 ")
+        offset += length
+    return values if offset == len(data) else None
+
+
+def _read_with_pydicom(path: Path) -> dict[str, str]:
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError, struct.error) as exc:
+        raise NotPart10Error(f"not a DICOM Part 10 file ({exc})") from None
+    return {key: str(meta.get(keyword, "") or "") for key, keyword in NAMES.items()}
