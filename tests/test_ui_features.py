@@ -172,6 +172,50 @@ def test_generated_patient_id_where_the_site_allows_it(kiosk_ui, demo):
     assert card.ids.pid.text == ""
 
 
+def test_a_new_patient_id_already_in_use_is_refused(kiosk_ui, demo, monkeypatch):
+    from kiosk.ui.screens import patient as patient_screen
+    from kiosk.ui.screens.patient import NewPatientCard
+    from kiosk.ui.widgets.dialogs import ConfirmCard
+
+    peers, config = demo
+    proposals = iter(["DEMO002", "KX-FREE1"])
+    monkeypatch.setattr(patient_screen, "generated_patient_id", lambda prefix: next(proposals))
+    ui = kiosk_ui(with_extra(config, "ui", generate_patient_id=True), demo=peers)
+
+    def open_form():
+        ui.tap(ui.screen("patient").ids.new)
+        card = ui.wait(lambda: ui.modal(NewPatientCard), what="the new-patient form")
+        card.ids.family.text, card.ids.birth.text, card.ids.sex.text = "NEWMAN", "1970-01-01", "F"
+        return card
+
+    card = open_form()
+    assert card.ids.pid.text == "DEMO002"
+    # A typed ID that the worklist has for someone else is refused, naming them.
+    card.ids.pid.text = "DEMO001"
+    ui.tap(card.ids.ok)
+    ui.wait(lambda: not card.checking and card.error != T["new_id_checking"], what="the ID check")
+    assert "DEMO001 already belongs to MÜLLER" in card.error and ui.modal() is card and ui.app.session is None
+    # A proposed ID that turns out to be taken is replaced by a new proposal.
+    card.ids.pid.text = "DEMO002"
+    ui.tap(card.ids.ok)
+    confirm = ui.wait(lambda: ui.modal(ConfirmCard), what="the confirmation card")
+    assert card.ids.pid.text == "KX-FREE1"
+    assert "KX-FREE1" in " ".join(c.text for c in confirm.ids.rows.children)
+    ui.tap(confirm.ids.no)
+    ui.wait(lambda: ui.modal() is None, what="the card to close")
+
+    # Without the worklist server the ID cannot be checked: said so, and a second tap goes on.
+    monkeypatch.setattr(patient_screen, "generated_patient_id", lambda prefix: "KX-FREE2")
+    peers.stop()
+    card = open_form()
+    ui.tap(card.ids.ok)
+    ui.wait(lambda: card.error.startswith("Could not check"), what="the failed check")
+    assert ui.modal() is card
+    ui.tap(card.ids.ok)
+    confirm = ui.wait(lambda: ui.modal(ConfirmCard), what="the confirmation card")
+    assert "KX-FREE2" in " ".join(c.text for c in confirm.ids.rows.children)
+
+
 def test_outbox_retry_and_remove_one_selected_job(kiosk_ui, demo):
     from kiosk.ui.widgets.dialogs import PinPad
 

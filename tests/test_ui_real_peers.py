@@ -82,3 +82,19 @@ def test_worklist_sane_adf_rotate_send_to_orthanc(kiosk_ui, tmp_path, wlmscpfs, 
     ui.tap(patient.ids.find)
     ui.wait(lambda: len(patient.ids.rows.children) == 1 and "ACC100" in patient.ids.rows.children[0].text,
             what="the PACS study")
+
+
+def test_new_patient_id_lookup_on_orthanc_and_wlmscpfs(tmp_path, wlmscpfs, worklist_items, orthanc):
+    from outbox_data import make_instances
+
+    from kiosk.net.store import store_files
+    from kiosk.ui.services import Services
+
+    orthanc.clear()
+    config = real_config(tmp_path, wlmscpfs, orthanc)
+    made = make_instances(tmp_path / "pacs", 1, patient_id="PACS42")
+    assert store_files(config.destinations["orthanc"], config.local, list(made.values())).ok
+    services = Services(config)
+    assert services.patient_id_holders("PACS42") == ["Outbox^Test"]  # on the PACS only
+    assert services.patient_id_holders("PID100") == ["MÜLLER^JÜRGEN"]  # on the worklist, any date and station
+    assert services.patient_id_holders("NOBODY1") == []

@@ -94,6 +94,25 @@ class Services:
                 return [StudyContext.from_pacs_study(ds, node.ae_title) for ds in results]
         return []
 
+    def patient_id_holders(self, patient_id: str) -> list[str]:
+        """Names already filed under ``patient_id`` on the PACS and in the worklist (any date, any station).
+
+        A new patient must not get an ID that belongs to someone else: the
+        images would join that person's record.
+        """
+        names: set[str] = set()
+        if self.query_available():
+            query = _module("kiosk.net.query")
+            for ds in query.find_studies(self.config.query, self.config.local, query.StudyQuery(patient_id=patient_id),
+                                         limit=20):
+                names.add(str(ds.get("PatientName", "")))
+        if self.worklist_configured():
+            worklist = _module("kiosk.net.worklist")
+            wanted = worklist.WorklistQuery(patient_id=patient_id, date="", station_aet="*")
+            for ds in worklist.find_worklist(self.config.worklist, self.config.local, wanted, limit=20):
+                names.add(str(ds.get("PatientName", "")))
+        return sorted(names)
+
     def echo(self, node: NodeConfig) -> float:
         """Seconds a C-ECHO took; raises the network error otherwise."""
         from kiosk.net.echo import echo

@@ -63,6 +63,11 @@ T: dict[str, str] = {
     "new_birth": "Birth date (YYYY-MM-DD)",
     "new_sex": "Sex (F, M, O)",
     "new_ok": "Continue",
+    "new_id_checking": "Checking that this patient ID is not already in use…",
+    "new_id_taken": "Patient ID {patient_id} already belongs to {names}. If that is this patient, go back and pick them "
+                    "from the list or with Find in PACS; otherwise use another ID.",
+    "new_id_unchecked": "Could not check whether this patient ID is already in use ({reason}). "
+                        "Tap Continue again to use it anyway, or fix the ID.",
     # acquire
     "acquire_title": "Add images",
     "acquire_no_drivers": "No image sources are available: the drivers package is not installed. Ask the administrator.",

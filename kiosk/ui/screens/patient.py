@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from typing import Any
+from typing import Any, Callable
 
+from kivy.app import App
 from kivy.factory import Factory
 from kivy.properties import BooleanProperty, ListProperty, StringProperty
 from kivy.uix.modalview import ModalView
@@ -55,6 +56,7 @@ def date_range(choice: str, custom: str, today: dt.date | None = None) -> str:
 
 
 DATE_CHOICES = ["date_today", "date_yesterday", "date_tomorrow", "date_week", "date_any"]
+MAX_PROPOSALS = 5  # new IDs tried when a proposed one is already taken
 MODALITIES = ["", "OT", "DOC", "XC", "SM", "CR", "DX", "US", "ES", "OP"]
 
 
@@ -237,20 +239,31 @@ class PatientScreen(KioskScreen):
         self.card = card
 
     def new_patient(self) -> None:
-        card = NewPatientCard(on_done=self.confirm)
-        if self.app.ui["generate_patient_id"]:
-            card.ids.pid.text = generated_patient_id(self.app.ui["patient_id_prefix"])
-        card.open()
+        prefix = self.app.ui["patient_id_prefix"]
+        propose = (lambda: generated_patient_id(prefix)) if self.app.ui["generate_patient_id"] else None
+        NewPatientCard(on_done=self.confirm, propose=propose).open()
 
 
 class NewPatientCard(ModalView):
-    """The new-patient form; validation comes from the study module."""
+    """The new-patient form; validation comes from the study module.
+
+    Before the form closes, the ID is looked up on the PACS and in the
+    worklist: an ID already filed for someone is refused (a proposed one is
+    replaced by another). If the lookup fails, the message says so and a
+    second tap uses the ID unchecked.
+    """
 
     error = StringProperty("")
+    checking = BooleanProperty(False)
 
-    def __init__(self, on_done: Any, **kwargs: Any) -> None:
+    def __init__(self, on_done: Any, propose: Callable[[], str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.on_done = on_done
+        self.propose = propose
+        self.proposed = propose() if propose else ""
+        self.ids.pid.text = self.proposed
+        self.unchecked = ""  # an ID the user chose to use although the lookup failed
+        self.tries = 0
 
     def submit(self) -> None:
         ids = self.ids
@@ -259,6 +272,37 @@ class NewPatientCard(ModalView):
         except KioskError as error:
             self.error = error.message
             return
+        app = App.get_running_app()
+        services = app.services
+        if context.patient_id == self.unchecked or not (services.worklist_configured() or services.query_available()):
+            self.finish(context)
+            return
+        self.checking = True
+        self.error = T["new_id_checking"]
+        app.run_async(lambda: services.patient_id_holders(context.patient_id),
+                      lambda names: self.checked(context, names), lambda error: self.check_failed(context, error),
+                      session_bound=False)
+
+    def checked(self, context: Any, names: list[str]) -> None:
+        self.checking = False
+        if not names:
+            self.finish(context)
+            return
+        if self.propose and context.patient_id == self.proposed and self.tries < MAX_PROPOSALS:
+            self.tries += 1
+            self.proposed = self.ids.pid.text = self.propose()
+            self.submit()
+            return
+        self.error = T["new_id_taken"].format(patient_id=context.patient_id,
+                                              names="; ".join(text.person_name(n) for n in names))
+
+    def check_failed(self, context: Any, error: KioskError) -> None:
+        self.checking = False
+        self.unchecked = context.patient_id
+        self.error = T["new_id_unchecked"].format(reason=error.message)
+
+    def finish(self, context: Any) -> None:
+        self.error = ""
         self.dismiss()
         self.on_done(context)
 
