@@ -93,12 +93,25 @@ class UI:
         if isinstance(parent, ScrollView):
             parent.scroll_to(widget, padding=0, animate=False)
             self.pump(2)
+        self.settle(widget)
         x, y = widget.to_window(*widget.center)
         touch = UnitTestTouch(x, y)
         touch.touch_down()
         self.pump(1)
         touch.touch_up()
         self.pump(2)
+
+    def settle(self, widget: Any, timeout: float = 5.0) -> None:
+        """Pump frames until ``widget`` stops moving: a tap on a widget that is still being laid
+        out (or sliding in with its screen) would land on whatever is there now."""
+        where = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump(1)
+            now = (tuple(widget.to_window(*widget.pos)), tuple(widget.size))
+            if now == where:
+                return
+            where = now
 
     def type(self, text: str, enter: bool = False) -> None:
         from kivy.core.window import Window
