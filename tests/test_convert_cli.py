@@ -41,6 +41,7 @@ def test_converts_a_folder(tmp_path, capsys, dciodvfy):
     assert len(out) == 5 and all("<-" in line for line in out)
     for name in written:
         dciodvfy(tmp_path / "out" / name)
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o600  # patient data: owner only
     photo = pydicom.dcmread(tmp_path / "out" / "photo.dcm")
     original = (tmp_path / "in" / "photo.jpg").read_bytes()
     [frame] = generate_frames(photo.PixelData, number_of_frames=1)
