@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 
 from kiosk.ui.strings import T
-from test_ui_flow import demo, scan_one_page, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
+from test_ui_flow import demo, open_source, scan_one_page  # noqa: F401 (fixture)
 
 
 def press_pin(ui, pad, digits):
@@ -69,11 +69,7 @@ def test_no_pin_configured_means_locked(kiosk_ui, demo):
 def test_camera_preview_and_capture_key(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1004")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo camera")
+    acquire = open_source(ui, "A1004", "Demo camera")
     ui.wait(lambda: acquire.live and acquire.frames_shown > 5, what="live preview frames")
     ui.screenshot("camera")
     ui.tap(acquire.ids.scan)  # the Capture button
@@ -163,11 +159,7 @@ def test_import_files_from_a_folder(kiosk_ui, demo, tmp_path):
         Image.new("RGB", (64, 48), colour).save(folder / f"photo{index}.png")
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    card = start_session_by_barcode(ui, "A1004")
-    ui.tap(card.ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Files")
+    acquire = open_source(ui, "A1004", "Files")
     ui.tap(acquire.ids.scan)  # "Choose files"
     chooser_card = ui.wait(lambda: ui.modal(ImportCard), what="the file chooser")
     chooser = chooser_card.ids.chooser

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kiosk.ui.strings import T
 from test_ui_admin import press_pin
-from test_ui_flow import demo, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
+from test_ui_flow import demo, open_source, start_session_by_barcode  # noqa: F401 (fixture)
 
 UI_DIR = Path(__file__).parent.parent / "kiosk" / "ui"
 
@@ -25,10 +25,7 @@ def test_camera_clip_with_timer_becomes_one_multiframe_object(kiosk_ui, demo, dc
 
     peers, config = demo
     ui = kiosk_ui(with_extra(config, "acquisition", max_clip_seconds=1.0), demo=peers)
-    ui.tap(start_session_by_barcode(ui, "A1005").ids.yes)
-    acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo camera")
+    acquire = open_source(ui, "A1005", "Demo camera")
     ui.wait(lambda: acquire.live and acquire.frames_shown > 3, what="live preview")
     ui.tap(acquire.ids.record)
     ui.wait(lambda: acquire.recording and "/ 0:01" in acquire.ids.record.text, what="the clip timer")

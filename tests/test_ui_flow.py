@@ -105,13 +105,18 @@ def start_session_by_barcode(ui, code, rows=5):
     return card
 
 
-def scan_one_page(ui, code):
-    """Start a session for ``code``, scan one page from the demo scanner; returns the Acquire screen."""
-    card = start_session_by_barcode(ui, code)
-    ui.tap(card.ids.yes)
+def open_source(ui, code, source):
+    """Start a session for ``code`` and pick the source tile named ``source``; returns the Acquire screen."""
+    ui.tap(start_session_by_barcode(ui, code).ids.yes)
     acquire = ui.screen("acquire")
     ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
-    tap_text(ui, acquire.ids.tiles, "Demo scanner")
+    tap_text(ui, acquire.ids.tiles, source)
+    return acquire
+
+
+def scan_one_page(ui, code):
+    """Start a session for ``code``, scan one page from the demo scanner; returns the Acquire screen."""
+    acquire = open_source(ui, code, "Demo scanner")
     ui.tap(acquire.ids.scan)
     ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a scanned page")
     return acquire
