@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from kiosk.errors import KioskError
 
@@ -54,6 +55,22 @@ def read_meta(path: Path) -> FileMeta:
     if missing:
         raise NotPart10Error(f"the file meta information lacks {', '.join(missing)}")
     return FileMeta(values["sop_class_uid"], values["sop_instance_uid"], values["transfer_syntax"])
+
+
+def dataset_offset(handle: BinaryIO) -> int | None:
+    """Where the data set starts in an open Part 10 file (after the meta group); None if unsure.
+
+    Checked, not trusted: the meta group must parse to its stated length and
+    the next element must not belong to it.
+    """
+    head = handle.read(PREAMBLE + 4 + 12)
+    length = _group_length(head)
+    if length is None:
+        return None
+    rest = handle.read(length + 2)
+    if len(rest) < length or _parse(rest[:length]) is None or rest[length:length + 2] == b"\x02\x00":
+        return None
+    return PREAMBLE + 4 + 12 + length
 
 
 def _group_length(head: bytes) -> int | None:

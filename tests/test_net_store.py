@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from io import BytesIO
 
 import pydicom
 import pytest
@@ -218,3 +219,44 @@ def test_lossy_destination_choice_leaves_files_as_they_are(storescp_factory, tmp
     assert store_files(node, LOCAL, [path]).ok
     assert received(peer)[pydicom.dcmread(path).SOPInstanceUID].file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert "applies when objects are made" in caplog.text
+
+
+def test_store_command_is_what_pynetdicom_would_encode():
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    from kiosk.net.pdata import store_command
+
+    for sop_class, sop_instance, message_id in [(SecondaryCaptureImageStorage, "1.2.3.4", 1),
+                                                ("1.2.840.10008.5.1.4.1.1.104.1", "1.2.826.0.1.3680043.10.543.77", 65535)]:
+        primitive = C_STORE()
+        primitive.MessageID = message_id
+        primitive.AffectedSOPClassUID = sop_class
+        primitive.AffectedSOPInstanceUID = sop_instance
+        primitive.Priority = 0
+        primitive.DataSet = BytesIO(b"data")
+        message = C_STORE_RQ()
+        message.primitive_to_message(primitive)
+        assert store_command(sop_class, sop_instance, message_id) == encode(message.command_set, True, True)
+
+
+def test_files_the_fast_path_cannot_place_go_through_pynetdicom(tmp_path):
+    """A meta group without its group length: sent by pynetdicom's own path, between files sent fast."""
+    got = {}
+
+    def handle(event):
+        got[event.request.AffectedSOPInstanceUID] = event.dataset.PixelData
+        return 0x0000
+
+    files = [make_sc(tmp_path / f"f{n}.dcm", 40, 30, seed=n) for n in range(3)]
+    data = files[1].read_bytes()
+    assert data[132:136] == b"\x02\x00\x00\x00"  # (0002,0000) File Meta Information Group Length
+    files[1].write_bytes(data[:132] + data[144:])
+    with ScriptedSCP(contexts=[SecondaryCaptureImageStorage], handlers=[(evt.EVT_C_STORE, handle)],
+                     transfer_syntaxes=[ExplicitVRLittleEndian]) as scp:
+        result = store_files(parse_node_url(scp.url), LOCAL, files)
+    assert [r.outcome for r in result.results] == ["success"] * 3
+    for path in files:
+        sent = pydicom.dcmread(path)
+        assert got[sent.SOPInstanceUID] == sent.PixelData

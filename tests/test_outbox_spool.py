@@ -264,3 +264,59 @@ def test_transfer_syntax_is_journaled_and_an_older_journal_gains_the_column(tmp_
         assert sorted(received_uids(storescp.extra["received"])) == sorted(made)
     finally:
         outbox.close()
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs-per-batch", "fsync-per-file"])
+def test_accepted_files_are_made_durable_before_they_are_acknowledged(setup, monkeypatch, syncfs):
+    """Linux: one syncfs per batch, after every file is written; elsewhere: an fsync per file."""
+    from kiosk.outbox import spool as spool_module
+
+    config, outbox, tmp = setup
+    made = make_instances(tmp / "in", 5)
+    calls: list[str] = []
+    real_fsync, real_sync = os.fsync, spool_module._sync_filesystem
+
+    def fsync(fd):
+        calls.append("fsync")
+        real_fsync(fd)
+
+    def sync_filesystem(fd):
+        calls.append(f"syncfs after {len(list((tmp / 'spool' / 'tmp').iterdir()))} parts")
+        real_sync(fd)
+
+    if not syncfs:
+        monkeypatch.setattr(spool_module, "_syncfs", None)
+    elif spool_module._syncfs is None:
+        pytest.skip("this system has no syncfs")
+    monkeypatch.setattr(spool_module.os, "fsync", fsync)
+    monkeypatch.setattr(spool_module, "_sync_filesystem", sync_filesystem)
+    jobs = queue(outbox, config, list(made.values()), "folder:" + str(tmp / "usb"))
+    assert len(jobs) == 5
+    # The folder's fsync (for the renames) comes last in both cases.
+    assert calls == (["syncfs after 5 parts", "fsync"] if syncfs else ["fsync"] * 6)
+    for job in outbox.journal.jobs_by_id(jobs):
+        assert outbox.spool.path(job.spool_name).read_bytes() == made[job.sop_instance_uid].read_bytes()
+
+
+def test_a_failed_sync_accepts_nothing(setup, monkeypatch):
+    import ctypes
+    import errno
+
+    from kiosk.outbox import spool as spool_module
+    from kiosk.outbox.spool import SpoolError
+
+    if spool_module._syncfs is None:
+        pytest.skip("this system has no syncfs")
+
+    def failing_syncfs(fd):
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    config, outbox, tmp = setup
+    made = make_instances(tmp / "in", 3)
+    monkeypatch.setattr(spool_module, "_syncfs", failing_syncfs)
+    with pytest.raises(SpoolError) as caught:
+        queue(outbox, config, list(made.values()), "folder:" + str(tmp / "usb"))
+    assert "Input/output error" in caught.value.message
+    assert outbox.journal.jobs() == []
+    assert list((tmp / "spool" / "tmp").iterdir()) == list((tmp / "spool" / "files").iterdir()) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.part10 import FileMeta, NotPart10Error, _read_with_pydicom, read_meta
+from kiosk.part10 import FileMeta, NotPart10Error, _read_with_pydicom, dataset_offset, read_meta
 
 
 def pydicom_test_files() -> list[Path]:
@@ -90,3 +90,31 @@ def test_unreadable_file(tmp_path):
     with pytest.raises(NotPart10Error) as caught:
         read_meta(tmp_path / "missing.dcm")
     assert "No such file" in caught.value.message
+
+
+def test_dataset_offset_agrees_with_pynetdicom():
+    from pynetdicom.dsutils import split_dataset
+
+    checked = 0
+    for path in pydicom_test_files():
+        try:
+            _, expected = split_dataset(path)
+        except Exception:  # noqa: BLE001 - files pynetdicom cannot split are not sent this way either
+            continue
+        with open(path, "rb") as handle:
+            offset = dataset_offset(handle)
+        if offset is not None:
+            assert offset == expected, path
+            checked += 1
+    assert checked > 50
+
+
+@pytest.mark.parametrize("group_length", [10, 200])
+def test_dataset_offset_does_not_trust_a_wrong_group_length(tmp_path, group_length):
+    data = bytearray(meta_group([(0x0002, b"UI", b"1.2.3\0"), (0x0003, b"UI", b"1.2.3.4\0"),
+                                 (0x0010, b"UI", b"1.2.840.10008.1.2.1\0")]) + b"\x08\x00\x16\x00UI\x06\x001.2.3\0")
+    struct.pack_into("<I", data, 140, group_length)
+    path = tmp_path / "lying.dcm"
+    path.write_bytes(bytes(data))
+    with open(path, "rb") as handle:
+        assert dataset_offset(handle) is None

@@ -1,8 +1,9 @@
 """The pynetdicom internals kiosk.net patches are still there (an upgrade breaks this test, not a hospital).
 
-kiosk/net/nodes.py (tuned sockets, the reactor race workaround), pdata.py (the
-fast C-STORE data phase), store.py (sending files unchanged) and listener.py
-(the per-host allow-list) reach into pynetdicom 3.0. pyproject.toml pins
+kiosk/net/nodes.py (tuned sockets, the reactor race workaround), reactor.py (the
+event-driven DUL reactor), pdata.py (the fast C-STORE of files), store.py
+(sending files unchanged) and listener.py (the per-host allow-list) reach into
+pynetdicom 3.0. pyproject.toml pins
 ``pynetdicom>=3.0.4,<3.1``; before widening that, make this test pass on the
 new version and run tests/test_net_*.py.
 """
@@ -25,19 +26,23 @@ def _source(obj) -> str:  # noqa: ANN001
 
 def missing_internals() -> list[str]:
     """What kiosk.net relies on and this pynetdicom lacks, one line each."""
-    from pynetdicom import _config, ae, dsutils, transport
+    from pynetdicom import _config, ae, transport
     from pynetdicom.acse import ACSE
     from pynetdicom.association import Association
     from pynetdicom.dimse import DIMSEServiceProvider
-    from pynetdicom.dimse_messages import C_STORE_RQ
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dul import DULServiceProvider
 
     checks = [
         ("_config.STORE_SEND_CHUNKED_DATASET (store.py sends files unchanged)",
          lambda: hasattr(_config, "STORE_SEND_CHUNKED_DATASET")),
-        ("Association.send_c_store sets request._dataset_path (pdata.py streams from the file)",
+        ("Association.send_c_store sets request._dataset_path (TLS associations send files unchanged)",
          lambda: "_dataset_path" in _source(Association.send_c_store)),
+        ("Association._reactor_checkpoint / _is_paused pause protocol (pdata.py FileSender)",
+         lambda: all(name in _source(Association.send_c_store) for name in ("_reactor_checkpoint.clear()", "_is_paused"))),
+        ("Association._get_valid_context, _check_received_status, _handle_no_response (pdata.py FileSender)",
+         lambda: _params(Association._get_valid_context)[1:5] == ["ab_syntax", "tr_syntax", "role", "context_id"]
+         and hasattr(Association, "_check_received_status") and hasattr(Association, "_handle_no_response")),
         ("ApplicationEntity._create_socket(assoc, address, tls_args) (nodes.py make_ae)",
          lambda: _params(ae.ApplicationEntity._create_socket)[1:] == ["assoc", "address", "tls_args"]),
         ("ApplicationEntity._require_calling_aet behind require_calling_aet (listener.py allow-list)",
@@ -56,18 +61,19 @@ def missing_internals() -> list[str]:
          lambda: hasattr(transport.AddressInformation, "from_tuple") and hasattr(transport.AddressInformation, "as_tuple")),
         ("DULServiceProvider.peek_next_pdu() (nodes.py reads a reject pynetdicom left unread)",
          lambda: _params(DULServiceProvider.peek_next_pdu)[1:] == []),
-        ("DULServiceProvider._run_loop_delay (nodes.py, pdata.py polling)",
-         lambda: "_run_loop_delay" in _source(DULServiceProvider)),
+        ("DULServiceProvider reactor steps: _process_recv_primitive, _is_transport_event, state_machine, "
+         "artim_timer, _idle_timer, event_queue, to_provider_queue, _kill_thread (reactor.py)",
+         lambda: all(name in _source(DULServiceProvider) for name in (
+             "def _process_recv_primitive", "def _is_transport_event", "self.state_machine.do_action(event)",
+             "self.artim_timer", "self._idle_timer", "self.event_queue", "self.to_provider_queue",
+             "self._kill_thread = True", "make_target(self.run_reactor)"))),
         ("DIMSEServiceProvider.get_msg(block), peek_msg, send_msg(primitive, context_id), maximum_pdu_size",
          lambda: _params(DIMSEServiceProvider.get_msg)[1:] == ["block"] and hasattr(DIMSEServiceProvider, "peek_msg")
          and _params(DIMSEServiceProvider.send_msg)[1:] == ["primitive", "context_id"]
          and hasattr(DIMSEServiceProvider, "maximum_pdu_size")),
         ("the association reactor polls dimse.get_msg(block=False) (nodes.py race workaround)",
          lambda: "self.dimse.get_msg(block=False)" in _source(Association._run_reactor)),
-        ("C_STORE_RQ.primitive_to_message, .command_set and dsutils.encode(ds, implicit, little) (pdata.py)",
-         lambda: hasattr(C_STORE_RQ, "primitive_to_message")
-         and _params(dsutils.encode)[:3] == ["ds", "is_implicit_vr", "is_little_endian"]),
-        ("C_STORE.MessageIDBeingRespondedTo (pdata.py tells requests from responses)",
+        ("C_STORE.MessageIDBeingRespondedTo (nodes.py tells requests from responses)",
          lambda: hasattr(C_STORE, "MessageIDBeingRespondedTo")),
     ]
     problems = []

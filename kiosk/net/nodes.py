@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from kiosk.config import LocalConfig, NodeConfig
-from kiosk.net import errors
+from kiosk.net import errors, reactor
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 # Kernel socket buffers for big C-STOREs: large enough to keep a 26 MB image
 # streaming without the sender stalling on every PDU.
 SOCKET_BUFFER = 4 * 1024 * 1024
-DUL_LOOP_DELAY = 0.0001
 QUICKACK = getattr(socket, "TCP_QUICKACK", 12)  # Linux only; elsewhere setsockopt fails harmlessly
 
 
@@ -150,9 +149,7 @@ def make_ae(local: LocalConfig, node: NodeConfig | None = None) -> Any:
         last_socket = None
 
         def _create_socket(self, assoc, address, tls_args):  # noqa: ANN001
-            # pynetdicom's DUL thread sleeps 1 ms whenever idle, adding up to 2 ms per exchange;
-            # our associations are short, so poll faster while they last.
-            assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+            reactor.install(assoc)
             _keep_responses_from_reactor(assoc)
             sock = socket_class(assoc, address=address)
             sock.tls_args = tls_args

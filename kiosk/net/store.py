@@ -280,7 +280,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     preferred = preferred_syntax(node)
     contexts = build_contexts(instances, preferred)
     assoc = associate(node, local, contexts, what="the objects to send (Storage)")
-    pdata.install(assoc, progress=report if progress else None)
+    sender = pdata.FileSender.for_association(assoc, progress=report if progress else None)
     accepted = _accepted(assoc)
     stop_reason = ""
     failure_to_raise: errors.NetworkError | None = None
@@ -311,7 +311,11 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             started_bytes = state["bytes"]
             sent_at = time.monotonic()
             try:
-                status = assoc.send_c_store(payload, msg_id=index + 1)
+                status = None
+                if sender is not None and isinstance(payload, Path):
+                    status = sender.send(payload, inst.sop_class_uid, inst.sop_instance_uid, inst.transfer_syntax, index + 1)
+                if status is None:
+                    status = assoc.send_c_store(payload, msg_id=index + 1)
             except OSError as exc:
                 status = None
                 log.debug("sending %s failed: %s", inst.path, exc)
@@ -341,6 +345,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             state["bytes"] = started_bytes + inst.size
             report()
     finally:
+        if sender is not None:
+            sender.close()
         release(assoc)
     if failure_to_raise is not None:
         raise failure_to_raise

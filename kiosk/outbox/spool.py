@@ -1,8 +1,8 @@
 """The spool: accepted instances as files, written atomically, readable only by us.
 
-Each file is written to ``tmp/<random>.part``, fsynced, renamed to
-``files/<random>.dcm`` and the directory fsynced, so a file under ``files/``
-is always complete. Every accepted instance gets a file of its own (shared by
+Each file is written to ``tmp/<random>.part``, made durable (fsync, or one
+``syncfs`` for a batch), renamed to ``files/<random>.dcm`` and the directory
+fsynced, so a file under ``files/`` is always complete. Every accepted instance gets a file of its own (shared by
 its destinations), so deleting one never touches another. Leftover ``.part`` files are the
 half-written files of a crash: the journal never refers to them, so they are
 never sent, and recovery deletes them. The SHA-256 kept in the journal lets
@@ -11,11 +11,13 @@ the worker detect a file damaged after it was accepted.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +54,23 @@ class SpoolEntry:
     name: str
     sha256: str
     size: int
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs() if sys.platform.startswith("linux") else None
+
+
+def _sync_filesystem(fd: int) -> None:
+    """Write everything cached for the file system holding ``fd`` to disk (Linux ``syncfs``)."""
+    if _syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -107,9 +126,32 @@ class Spool:
     def put_files(self, sources: Sequence[Path]) -> list[SpoolEntry]:
         """Copy files into the spool durably, all or none; returns their entries in order.
 
-        Files are written and fsynced in parallel (the file system then
-        commits many fsyncs at once), renamed, and the folder fsynced once.
+        Where the system has ``syncfs`` (Linux), the files are written and then
+        made durable together with one file-system sync: one journal commit for
+        the batch instead of one per file (which took ~0.8 ms of kernel time per
+        file, more than sending it). Elsewhere each file is fsynced, several in
+        parallel. Then they are renamed and the folder fsynced once.
         """
+        if _syncfs is None:
+            return self._publish(self._copy_parallel(sources))
+        parts: list[tuple[Path, str, int]] = []
+        try:
+            folder = self._guard(lambda: os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY))
+            try:
+                # Opened before writing: syncfs then reports write-back errors of these files.
+                for source in sources:
+                    parts.append(self._guard(lambda s=source: self._copy_part(s, durable=False)))
+                self._guard(lambda: _sync_filesystem(folder))
+            finally:
+                os.close(folder)
+        except BaseException:
+            for part, _digest, _size in parts:
+                part.unlink(missing_ok=True)
+            raise
+        return self._publish(parts)
+
+    def _copy_parallel(self, sources: Sequence[Path]) -> list[tuple[Path, str, int]]:
+        """Copy and fsync in parallel (the file system then commits many fsyncs at once)."""
         with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, max(len(sources), 1))) as pool:
             futures = [pool.submit(self._guard, lambda s=source: self._copy_part(s)) for source in sources]
         parts, errors = [], []
@@ -122,18 +164,18 @@ class Spool:
             for part, _digest, _size in parts:
                 part.unlink(missing_ok=True)
             raise next((e for e in errors if isinstance(e, OutboxFullError)), errors[0])
-        return self._publish(parts)
+        return parts
 
-    def _copy_part(self, source: Path) -> tuple[Path, str, int]:
+    def _copy_part(self, source: Path, durable: bool = True) -> tuple[Path, str, int]:
         try:
             handle = open(source, "rb")
         except OSError as exc:
             raise SpoolError(f"cannot read {source}: {exc.strerror}", "check that the file exists and is readable") from None
         with handle:
-            return self._write_part(_chunks(handle))
+            return self._write_part(_chunks(handle), durable)
 
-    def _write_part(self, chunks: Iterable[bytes]) -> tuple[Path, str, int]:
-        """Write and fsync ``tmp/<random>.part``; returns (part, sha256, size)."""
+    def _write_part(self, chunks: Iterable[bytes], durable: bool = True) -> tuple[Path, str, int]:
+        """Write ``tmp/<random>.part``, fsynced if ``durable``; returns (part, sha256, size)."""
         part = self.tmp / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
         size = 0
@@ -146,7 +188,8 @@ class Spool:
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except BaseException:
