@@ -59,13 +59,21 @@ class ScriptedSCP:
         self.abort_at = abort_at
         self.received: list[str] = []
         self.requests = 0
+        self.associations = 0  # accepted so far
+        self.releases = 0  # released by us (the kiosk), not aborted
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
         ae.supported_contexts = AllStoragePresentationContexts
         # Storage commitment requests are acknowledged, but no report ever comes.
         ae.add_supported_context("1.2.840.10008.1.20.1", scu_role=True, scp_role=True)
         self._server = ae.start_server((HOST, self.port), block=False, evt_handlers=[
-            (evt.EVT_C_STORE, self._on_store), (evt.EVT_N_ACTION, lambda event: (0x0000, None))])
+            (evt.EVT_C_STORE, self._on_store), (evt.EVT_N_ACTION, lambda event: (0x0000, None)),
+            (evt.EVT_ACCEPTED, lambda event: self._count("associations")),
+            (evt.EVT_RELEASED, lambda event: self._count("releases"))])
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
 
     @property
     def url(self) -> str:

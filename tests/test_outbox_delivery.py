@@ -110,6 +110,23 @@ def test_association_aborted_mid_batch_delivers_the_rest_next_time(tmp_path, scr
     outbox.close()
 
 
+def test_batches_that_follow_each_other_share_one_association_released_at_the_end(tmp_path, scripted):
+    scp = scripted()
+    config = outbox_config(tmp_path, batch_size=4)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 10)
+    jobs = queue(outbox, config, list(made.values()), scp.url)
+    deliver(outbox, config, jobs)
+    assert [j.state for j in outbox.journal.jobs_by_id(jobs)] == ["sent"] * 10
+    assert sorted(scp.received) == sorted(made)
+    deadline = time.monotonic() + 5
+    while scp.releases < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Three batches of at most 4, one association, released (not left open) once the work ran out.
+    assert (scp.associations, scp.releases) == (1, 1)
+    outbox.close()
+
+
 def test_two_destinations_in_parallel_one_association_each(tmp_path, storescp_factory, scripted):
     slow = scripted(statuses=[0xA700] * 1)
     fast = storescp_factory()

@@ -86,6 +86,9 @@ class Destination(Protocol):
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
         """Ask for storage commitment of (SOP Class UID, SOP Instance UID) pairs."""
 
+    def close(self) -> None:
+        """Release whatever ``send`` kept open for the next batch."""
+
 
 _LISTENER_PORT = threading.Lock()
 
@@ -110,9 +113,12 @@ class DicomDestination:
     supports_commitment = True
 
     def __init__(self, name: str, node: NodeConfig, config: Config) -> None:
+        from kiosk.net.store import KeptAssociation
+
         self.name = name
         self.node = node
         self.config = config
+        self.kept = KeptAssociation()  # batches that follow one another share an association
 
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "DicomDestination":
@@ -140,12 +146,15 @@ class DicomDestination:
                  for item in items if item.transfer_syntax}
         try:
             result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress,
-                                 cancel=cancel, known=known)
+                                 cancel=cancel, known=known, keep=self.kept)
         except NetworkError as exc:
             partial = getattr(exc, "partial", None)
             raise DeliveryError(exc.message, exc.hint, transient=exc.transient,
                                 partial=_outcomes(items, partial.results) if partial else None) from None
         return _outcomes(items, result.results)
+
+    def close(self) -> None:
+        self.kept.close()
 
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
         from kiosk.net.commitment import commit_with_listener
@@ -223,6 +232,9 @@ class FolderDestination:
 
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
         raise DeliveryError("a folder cannot confirm storage commitment", transient=False)
+
+    def close(self) -> None:
+        pass  # nothing is kept open between batches
 
 
 KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, FolderDestination)}

@@ -123,18 +123,10 @@ class Delivery:
             # This process holds the delivery lock and no other thread serves this
             # destination: anything "sending" is left over from a failed attempt.
             self.outbox.journal.recover_destination(name)
-            while not self.stop.is_set():
-                jobs = self.outbox.claim(name, self.settings.batch_size)
-                if jobs:
-                    self._deliver(destination, jobs)
-                    continue
-                awaiting = self.outbox.journal.due_commitments(name, self.settings.batch_size)
-                if awaiting and destination.supports_commitment:
-                    self._commit(destination, awaiting)
-                    continue
-                if awaiting:
-                    self.outbox.apply(Update(j.id, FAILED, None, f"{name} cannot confirm storage commitment") for j in awaiting)
-                return
+            try:
+                self._serve_until_done(destination)
+            finally:
+                destination.close()
         except sqlite3.OperationalError as exc:
             # e.g. "database or disk is full": the jobs stay as they are; tried again at the next poll.
             log.warning("outbox: the journal cannot be written (%s); delivery to %s waits", exc, name)
@@ -146,6 +138,23 @@ class Delivery:
             self._recover_destination(name)
         finally:
             self._wake.set()
+
+    def _serve_until_done(self, destination: Destination) -> None:
+        """Send batch after batch (one association while they follow each other), then ask for commitment."""
+        name = destination.name
+        while not self.stop.is_set():
+            jobs = self.outbox.claim(name, self.settings.batch_size)
+            if jobs:
+                self._deliver(destination, jobs)
+                continue
+            awaiting = self.outbox.journal.due_commitments(name, self.settings.batch_size)
+            if awaiting and destination.supports_commitment:
+                destination.close()  # one association at a time per destination
+                self._commit(destination, awaiting)
+                continue
+            if awaiting:
+                self.outbox.apply(Update(j.id, FAILED, None, f"{name} cannot confirm storage commitment") for j in awaiting)
+            return
 
     def _recover_destination(self, name: str) -> None:
         try:
