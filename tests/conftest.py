@@ -18,6 +18,15 @@ os.environ.setdefault("KIVY_WINDOW", "sdl2")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# SDL loads libdbus when the first window is made, hundreds of tests into the run. The
+# constructors of its dependencies (libgpg-error) call bindtextdomain, which takes glibc's
+# locale lock for writing; a clean-clone CI run hung there for good (the lock was held, by no
+# live thread). Loaded now, while this process has a single thread, they run no constructor later.
+try:
+    ctypes.CDLL("libdbus-1.so.3")
+except OSError:
+    pass  # no libdbus: SDL will not load it either
+
 from peers import dciodvfy as run_dciodvfy  # noqa: E402
 from peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
 from ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/test_ui_*.py)
