@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # SDL loads libdbus when the first window is made, hundreds of tests into the run. The
 # constructors of its dependencies (libgpg-error) call bindtextdomain, which takes glibc's
-# locale lock for writing; a clean-clone CI run hung there for good (the lock was held, by no
-# live thread). Loaded now, while this process has a single thread, they run no constructor later.
+# locale lock for writing. Two clean-clone CI runs hung on such locks, each left with one
+# reader by no live thread (as if a thread inside strerror/gettext had been cancelled: SANE's
+# test backend uses pthread_cancel). Loaded now, while this process has one thread, libdbus
+# runs no constructor later; kiosk/net/reactor.py no longer calls strerror in a busy loop.
 try:
     ctypes.CDLL("libdbus-1.so.3")
 except OSError:

@@ -32,33 +32,42 @@ MAX_WAIT = 0.1
 
 
 class _Waker:
-    """A pipe whose read end becomes readable when ``wake`` is called."""
+    """A pipe whose read end becomes readable when ``wake`` is called.
+
+    At most one byte is pending, and the pipe is read only when ``select``
+    says it is readable: reading an empty non-blocking pipe raises, and every
+    OSError calls glibc's strerror (gettext, under its locale locks), which
+    this thread would otherwise do thousands of times a second.
+    """
 
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
+        self._signalled = False
+        # Closed with the waker, which the queues share: no one can write to a reused descriptor.
+        weakref.finalize(self, _close_fds, self.read_fd, self.write_fd)
 
     def wake(self) -> None:
-        try:
-            os.write(self.write_fd, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already signalled (pipe full) or closed at the end of the association
+        if self._signalled:
+            return
+        self._signalled = True
+        os.write(self.write_fd, b"\0")
 
     def drain(self) -> None:
-        try:
-            while os.read(self.read_fd, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        """Consume the signal; only after ``select`` reported ``read_fd`` readable."""
+        os.read(self.read_fd, 4096)
+        # Cleared after the read: a wake in between is not lost, as the reactor
+        # looks at its queues right after draining.
+        self._signalled = False
 
-    @staticmethod
-    def close_fds(read_fd: int, write_fd: int) -> None:
-        for fd in (read_fd, write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class _WakingQueue(queue.Queue):
@@ -86,7 +95,6 @@ def install(assoc: "Association") -> None:
     dul.__class__ = _event_driven_class()
     # Thread.__init__ bound the original reactor as the thread's target.
     dul._target = make_target(dul.run_reactor)
-    weakref.finalize(dul, _Waker.close_fds, waker.read_fd, waker.write_fd)
 
 
 @functools.cache
@@ -122,10 +130,11 @@ def _wait(dul: Any) -> None:
         if sock.fileno() >= 0:
             waiting.append(sock)
     try:
-        select.select(waiting, [], [], timeout)
+        readable, _, _ = select.select(waiting, [], [], timeout)
     except (OSError, ValueError):
-        pass  # socket closed under us: the next round of checks reports it
-    dul._waker.drain()
+        return  # socket closed under us: the next round of checks reports it
+    if dul._waker.read_fd in readable:
+        dul._waker.drain()
 
 
 def _run_reactor(self: Any) -> None:
