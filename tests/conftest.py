@@ -63,6 +63,18 @@ def _isolate_network() -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the UI tests first: their window is made while glibc's locale locks are still sound.
+
+    Making the window takes those locks for writing (SDL's X11 set-up calls
+    setlocale). Three clean-clone CI runs hung there, hundreds of tests in, on
+    a read lock left by no live thread; which earlier test leaves it is not
+    known (SANE's test backend, in this process, cancels threads). No later
+    test needs the locks for writing.
+    """
+    items.sort(key=lambda item: 0 if item.path.name.startswith("test_ui_") else 1)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global NETNS_PROBLEM
     NETNS_PROBLEM = _isolate_network()
