@@ -84,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
                      ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("KIVY_HOME", "kivy")):
         os.environ[var] = str(base / sub)
+        (base / sub).mkdir(parents=True, exist_ok=True)  # Kivy expects KIVY_HOME to exist
     os.environ.pop("KIOSK_CONFIG", None)
 
 
