@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
@@ -247,27 +247,27 @@ class KeptAssociation:
     """
 
     def __init__(self) -> None:
-        self._held: tuple[Any, Any, frozenset, dict[str, list[str]]] | None = None
+        self._held: tuple[Any, Any, frozenset] | None = None  # association, its FileSender, contexts proposed
 
-    def take(self, contexts: Sequence[Any]) -> tuple[Any, Any, frozenset, dict[str, list[str]]] | None:
-        """(association, sender, proposed, accepted) if the held one serves ``contexts``; else releases it.
+    def take(self, contexts: Sequence[Any]) -> tuple[Any, Any, frozenset] | None:
+        """(association, sender, proposed) if the held one serves ``contexts``; else releases it.
 
         One instance serves one node: its owner (an outbox destination) never changes it.
         """
         held, self._held = self._held, None
         if held is None:
             return None
-        assoc, sender, proposed, accepted = held
+        assoc, sender, proposed = held
         if assoc.is_established and _context_keys(contexts) <= proposed:
             return held
         _end(assoc, sender)
         return None
 
-    def hold(self, assoc: Any, sender: Any, proposed: frozenset, accepted: dict[str, list[str]]) -> None:
+    def hold(self, assoc: Any, sender: Any, proposed: frozenset) -> None:
         self.close()
         if sender is not None:
             sender.close()  # the reactor runs while it waits, so a peer's release or abort is noticed
-        self._held = (assoc, sender, proposed, accepted)
+        self._held = (assoc, sender, proposed)
 
     def close(self) -> None:
         held, self._held = self._held, None
@@ -333,9 +333,10 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     if reused is None:
         assoc = associate(node, local, contexts, what="the objects to send (Storage)")
         sender = pdata.FileSender.for_association(assoc)
-        proposed, accepted = _context_keys(contexts), _accepted(assoc)
+        proposed = _context_keys(contexts)
     else:
-        assoc, sender, proposed, accepted = reused
+        assoc, sender, proposed = reused
+    accepted = _accepted(assoc)
     if sender is not None:
         sender.progress = report if progress else None
     stop_reason = ""
@@ -403,7 +404,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     finally:
         cancelled = cancel is not None and cancel.is_set()
         if keep is not None and failure_to_raise is None and not stop_reason and not cancelled and assoc.is_established:
-            keep.hold(assoc, sender, proposed, accepted)
+            keep.hold(assoc, sender, proposed)
         else:
             _end(assoc, sender)
     if failure_to_raise is not None:

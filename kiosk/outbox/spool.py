@@ -2,11 +2,12 @@
 
 Each file is written to ``tmp/<random>.part``, made durable (fsync, or one
 ``syncfs`` for a batch), renamed to ``files/<random>.dcm`` and the directory
-fsynced, so a file under ``files/`` is always complete. Every accepted instance gets a file of its own (shared by
-its destinations), so deleting one never touches another. Leftover ``.part`` files are the
-half-written files of a crash: the journal never refers to them, so they are
-never sent, and recovery deletes them. The SHA-256 kept in the journal lets
-the worker detect a file damaged after it was accepted.
+fsynced, so a file under ``files/`` is always complete. Every accepted
+instance gets a file of its own (shared by its destinations), so deleting one
+never touches another. Leftover ``.part`` files are the half-written files
+of a crash: the journal never refers to them, so they are never sent, and
+recovery deletes them. The SHA-256 kept in the journal lets the worker detect
+a file damaged after it was accepted.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def _sync_filesystem(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+def _discard(parts: Iterable[tuple[Path, str, int]]) -> None:
+    """Delete written parts that will not be published."""
+    for part, _digest, _size in parts:
+        part.unlink(missing_ok=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -128,9 +135,9 @@ class Spool:
 
         Where the system has ``syncfs`` (Linux), the files are written and then
         made durable together with one file-system sync: one journal commit for
-        the batch instead of one per file (which took ~0.8 ms of kernel time per
-        file, more than sending it). Elsewhere each file is fsynced, several in
-        parallel. Then they are renamed and the folder fsynced once.
+        the batch instead of one per file (accepting 10,000 small files took
+        1.4 s of kernel time instead of 3.6 s). Elsewhere each file is fsynced,
+        several in parallel. Then they are renamed and the folder fsynced once.
         """
         if _syncfs is None:
             return self._publish(self._copy_parallel(sources))
@@ -145,8 +152,7 @@ class Spool:
             finally:
                 os.close(folder)
         except BaseException:
-            for part, _digest, _size in parts:
-                part.unlink(missing_ok=True)
+            _discard(parts)
             raise
         return self._publish(parts)
 
@@ -161,8 +167,7 @@ class Spool:
             except KioskError as exc:
                 errors.append(exc)
         if errors:
-            for part, _digest, _size in parts:
-                part.unlink(missing_ok=True)
+            _discard(parts)
             raise next((e for e in errors if isinstance(e, OutboxFullError)), errors[0])
         return parts
 
@@ -207,8 +212,7 @@ class Spool:
                 entries.append(SpoolEntry(name, digest, size))
             self._guard(lambda: _fsync_dir(self.files))
         except BaseException:
-            for part, _digest, _size in parts:
-                part.unlink(missing_ok=True)
+            _discard(parts)
             for entry in entries:
                 self.remove(entry.name)
             raise
