@@ -200,7 +200,7 @@ OUTBOX_FIELDS: dict[str, Field] = {
     "retry_count": Field(int, 10, check_non_negative, "automatic retries of a transient failure, 0 for none"),
     "retry_interval": Field((int, float), 30.0, check_positive, "seconds before the first retry; doubles each time"),
     "retry_max_interval": Field((int, float), 3600.0, check_positive, "longest wait between two retries, seconds"),
-    "batch_size": Field(int, 100, check_positive, "instances sent in one association at most"),
+    "batch_size": Field(int, 100, check_positive, "jobs taken (marked sending) at a time; batches that follow one another share an association"),
     "retention_hours": Field((int, float), 168.0, check_non_negative, "keep sent files this long; unsent files are never deleted"),
     "min_free_mb": Field(int, 500, check_non_negative, "refuse new images when the spool disk has less free space (MB)"),
     "commitment_timeout": Field((int, float), 60.0, check_positive, "seconds to wait for a storage commitment report"),
