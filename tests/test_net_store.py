@@ -212,6 +212,26 @@ def test_destination_transfer_syntax_is_applied_losslessly(storescp_factory, tmp
     assert (arrived.pixel_array == original.pixel_array).all()
 
 
+@pytest.mark.parametrize("transfer_syntax", ["auto", "implicit"])  # sent as it is / transcoded by pynetdicom's path
+def test_files_that_no_longer_have_their_checksum_are_not_sent(storescp, tmp_path, transfer_syntax):
+    from kiosk.checksum import WHOLE_READ, file_sha256
+
+    small = [make_sc(tmp_path / f"s{n}.dcm", seed=n) for n in range(3)]
+    big = [make_sc(tmp_path / f"b{n}.dcm", 1200, 1200, seed=n) for n in range(2)]
+    assert big[0].stat().st_size > WHOLE_READ  # hashed before sending, not in memory
+    files = [small[0], big[0], small[1], big[1], small[2]]
+    checksums = {path: file_sha256(path) for path in files}
+    for damaged in (small[1], big[1]):
+        data = bytearray(damaged.read_bytes())
+        data[-1] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+    node = dataclasses.replace(parse_node_url(storescp.url), transfer_syntax=transfer_syntax)
+    result = store_files(node, LOCAL, files, checksums=checksums)
+    assert [r.outcome for r in result.results] == ["success", "success", "damaged", "damaged", "success"]
+    assert "changed after it was accepted" in result.results[2].message
+    assert set(received(storescp)) == {pydicom.dcmread(p).SOPInstanceUID for p in (small[0], big[0], small[2])}
+
+
 def test_lossy_destination_choice_leaves_files_as_they_are(storescp_factory, tmp_path, caplog):
     peer = storescp_factory(options=["+xa"])
     node = dataclasses.replace(parse_node_url(peer.url), transfer_syntax="jpeg")

@@ -159,3 +159,22 @@ def test_unconfirmed_storage_commitment_is_asked_again_then_fails_visibly(tmp_pa
     assert all("not confirmed" in j.reason and "gave up after 3 requests" in j.reason for j in final)
     assert sorted(scp.received) == sorted(made)  # stored all right, just never confirmed
     outbox.close()
+
+
+def test_a_damaged_spool_file_fails_its_job_and_the_batch_goes_on(tmp_path, storescp):
+    config = outbox_config(tmp_path)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 4)
+    jobs = queue(outbox, config, list(made.values()), storescp.url)
+    victim = outbox.journal.get(jobs[1])
+    path = outbox.spool.path(victim.spool_name)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the checksum on the bytes being sent can tell
+    path.write_bytes(bytes(data))
+    deliver(outbox, config, jobs)
+    states = [job.state for job in outbox.journal.jobs_by_id(jobs)]
+    assert states == ["sent", "failed", "sent", "sent"]
+    assert "spool file is damaged" in outbox.journal.get(jobs[1]).reason
+    assert "capture or import it again" in outbox.journal.get(jobs[1]).reason
+    assert sorted(received_uids(storescp.extra["received"])) == sorted(set(made) - {victim.sop_instance_uid})
+    outbox.close()

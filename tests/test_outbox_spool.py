@@ -99,6 +99,25 @@ def test_jobs_left_sending_by_a_dead_process_are_queued_again(setup):
     other.close()
 
 
+def test_claim_takes_due_jobs_lowest_first_whatever_their_history(setup):
+    config, outbox, tmp = setup
+    to = "folder:" + str(tmp / "usb")
+    jobs = queue(outbox, config, list(make_instances(tmp / "in", 6).values()), to)
+    name = outbox.journal.jobs_by_id(jobs)[0].destination
+    now = time.time()
+    outbox.apply([Update(jobs[0], "sent"), Update(jobs[1], "retrying", next_attempt=now - 1),
+                  Update(jobs[2], "retrying", next_attempt=now + 3600)])
+    # A retrying job claimed by a worker that then died keeps its time when recovery queues it again.
+    outbox.apply([Update(jobs[3], "retrying", next_attempt=now - 1)])
+    assert [j.id for j in outbox.claim(name, 1)] == [jobs[1]]
+    outbox.journal.recover()
+    assert [j.id for j in outbox.claim(name, 1)] == [jobs[1]]
+    outbox.journal.recover()
+    assert outbox.journal.get(jobs[1]).next_attempt is not None and outbox.journal.get(jobs[1]).state == "queued"
+    assert [j.id for j in outbox.claim(name, 10)] == [jobs[1], jobs[3], jobs[4], jobs[5]]
+    assert outbox.claim(name, 10) == []
+
+
 def test_free_disk_threshold_refuses_new_images_and_keeps_accepted_ones(tmp_path):
     config = outbox_config(tmp_path)
     outbox = Outbox.from_config(config)

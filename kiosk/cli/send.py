@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+import threading
 
 from kiosk.config import Config
+
+POLL = 0.25  # seconds between looks at the journal while waiting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,8 +65,6 @@ class _Background:
     """A delivery loop in a thread of this process, holding the spool's delivery lock."""
 
     def __init__(self, outbox, config: Config, lock: int) -> None:  # noqa: ANN001 - Outbox
-        import threading
-
         from kiosk.outbox.worker import Delivery
 
         self.outbox, self.lock = outbox, lock
@@ -86,18 +86,27 @@ def _start_delivery(outbox, config: Config) -> _Background | None:  # noqa: ANN0
 
 def wait(outbox, job_ids: list[int]) -> int:  # noqa: ANN001 - Outbox
     """Wait until every job is delivered or failed, showing progress; 0 if all were delivered."""
+    from kiosk.outbox.events import StateChanged
+    from kiosk.outbox.journal import SENDING
     from kiosk.outbox.worker import wait_for
 
     line = ProgressLine(outbox, job_ids)
     done = wait_for(outbox, job_ids)
+    # A delivery in this process says when jobs finish; a service in another one is polled.
+    finished = threading.Event()
+    unsubscribe = outbox.events.subscribe(
+        lambda event: finished.set() if isinstance(event, StateChanged) and event.new != SENDING else None)
     try:
         while not done():
             line.show()
-            time.sleep(0.25)
+            finished.wait(POLL)
+            finished.clear()
     except KeyboardInterrupt:
         line.close()
         print("interrupted: the jobs stay in the outbox ('kiosk outbox list')", file=sys.stderr)
         return 130
+    finally:
+        unsubscribe()
     line.close()
     return report(outbox, job_ids)
 
@@ -123,12 +132,12 @@ class ProgressLine:
 
 
 def report(outbox, job_ids: list[int]) -> int:  # noqa: ANN001 - Outbox
-    jobs = outbox.journal.jobs_by_id(job_ids)
-    failed = [job for job in jobs if job.state == "failed"]
-    delivered = sum(job.state in ("sent", "committed") for job in jobs)
+    counts = outbox.journal.state_counts(job_ids)
+    failed = outbox.journal.jobs_by_id(job_ids, state="failed") if counts.get("failed") else []
     for job in failed:
         print(f"FAILED job {job.id} ({job.destination}, {job.sop_instance_uid}): {job.reason}")
-    committed = sum(job.state == "committed" for job in jobs)
-    print(f"{delivered} of {len(jobs)} job(s) delivered" + (f", {committed} committed" if committed else "")
+    committed = counts.get("committed", 0)
+    delivered = counts.get("sent", 0) + committed
+    print(f"{delivered} of {sum(counts.values())} job(s) delivered" + (f", {committed} committed" if committed else "")
           + (f", {len(failed)} failed (see 'kiosk outbox list --state failed')" if failed else ""))
     return 1 if failed else 0

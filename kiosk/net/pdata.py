@@ -4,8 +4,9 @@ pynetdicom turns every PDU into a primitive, queues it to its DUL thread, runs
 it through the state machine and sends it with its own copy; at the 16 KB PDUs
 most peers ask for, that is ~1600 round trips through Python per 26 MB image
 and caps throughput near 200 MB/s. Here the PDU headers are packed into one
-large buffer around data read (``readinto``) directly from the file, and the
-buffer goes out in one ``sendall``. For small images the fixed cost per
+large buffer around data read (``readinto``) directly from the open file (or
+from memory, where the caller read a small file whole), and the buffer goes
+out in one ``sendall``. For small images the fixed cost per
 request dominates instead; ``FileSender`` cuts it (see there). The DUL thread
 keeps reading the socket, so the C-STORE response and any A-ABORT are handled
 by pynetdicom as usual.
@@ -20,8 +21,7 @@ import ssl
 import struct
 import time
 from io import BytesIO
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from kiosk.net.nodes import quick_ack
 from kiosk.part10 import dataset_offset
@@ -121,24 +121,23 @@ class FileSender:
             return None
         return cls(assoc, progress)
 
-    def send(self, path: Path, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
+    def send(self, source: BinaryIO, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
              message_id: int) -> "Dataset | None":
-        """Send one file; the response status as pynetdicom's ``send_c_store`` returns it.
+        """Send one Part 10 file (``source``, open at its start); the response status as ``send_c_store`` returns it.
 
         None when this file needs pynetdicom's own path (an unusual meta group).
         Raises ``OSError`` when the file cannot be read or the connection fails.
         """
-        with open(path, "rb", buffering=0) as handle:
-            offset = dataset_offset(handle)
-            if offset is None:
-                return None
-            length = handle.seek(0, 2) - offset
-            handle.seek(offset)
-            context_id = self._context(sop_class_uid, transfer_syntax)
-            command = store_command(sop_class_uid, sop_instance_uid, message_id)
-            self._pause()
-            _send_pdus(self.sock, context_id, BytesIO(command), len(command), self.fragment, COMMAND_LAST, 0x01, None)
-            _send_pdus(self.sock, context_id, handle, length, self.fragment, DATA_LAST, DATA, self.progress)
+        offset = dataset_offset(source)
+        if offset is None:
+            return None
+        length = source.seek(0, 2) - offset
+        source.seek(offset)
+        context_id = self._context(sop_class_uid, transfer_syntax)
+        command = store_command(sop_class_uid, sop_instance_uid, message_id)
+        self._pause()
+        _send_pdus(self.sock, context_id, BytesIO(command), len(command), self.fragment, COMMAND_LAST, 0x01, None)
+        _send_pdus(self.sock, context_id, source, length, self.fragment, DATA_LAST, DATA, self.progress)
         quick_ack(self.sock)
         _, response = self.assoc.dimse.get_msg(block=True)
         if response is None:
@@ -167,3 +166,4 @@ class FileSender:
             checkpoint.clear()
             while not self.assoc._is_paused:
                 time.sleep(0.0001)
+

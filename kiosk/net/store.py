@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
+from kiosk.checksum import FileChanged, check_file, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
 from kiosk.net import errors
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["success", "warning", "transient", "failed"]
+#: "damaged": the file no longer has the SHA-256 it was given with (``checksums``); it was not sent.
+Outcome = Literal["success", "warning", "transient", "failed", "damaged"]
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -288,11 +290,14 @@ def _end(assoc: Any, sender: Any) -> None:
 def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 progress: Callable[[StoreProgress], None] | None = None,
                 cancel: threading.Event | None = None,
-                known: Mapping[Path, FileMeta] | None = None, keep: KeptAssociation | None = None) -> StoreResult:
+                known: Mapping[Path, FileMeta] | None = None, checksums: Mapping[Path, str] | None = None,
+                keep: KeptAssociation | None = None) -> StoreResult:
     """C-STORE ``paths`` (Part 10 files) to ``node`` over one association.
 
     ``known``: file meta already read for some paths (the outbox keeps it
     from when it accepted the file), so those files are not read twice.
+    ``checksums``: the SHA-256 some files must still have (the outbox's
+    record); a file that does not is not sent and its result is "damaged".
     ``keep``: reuse the association it holds, and leave this one there
     after a run without failure (the caller closes it).
     Returns a result per file. Association-level failures (refused, rejected,
@@ -366,11 +371,27 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                                                      f"cannot convert to a transfer syntax {node} accepts: {exc}"))
                 continue
             started_bytes = state["bytes"]
+            expected = checksums.get(inst.path) if checksums else None
+            try:
+                # Opened (and checked against its checksum) before anything of it is sent.
+                source = open_checked(inst.path, expected) if sender is not None and isinstance(payload, Path) else None
+                if source is None and expected is not None:
+                    check_file(inst.path, expected)
+            except FileChanged as exc:
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "damaged",
+                                                     str(exc)))
+                continue
+            except OSError as exc:
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
+                                                     f"cannot read the file ({exc.strerror or exc})"))
+                continue
             sent_at = time.monotonic()
             try:
                 status = None
-                if sender is not None and isinstance(payload, Path):
-                    status = sender.send(payload, inst.sop_class_uid, inst.sop_instance_uid, inst.transfer_syntax, index + 1)
+                if source is not None:
+                    with source:
+                        status = sender.send(source, inst.sop_class_uid, inst.sop_instance_uid, inst.transfer_syntax,
+                                             index + 1)
                 if status is None:
                     status = assoc.send_c_store(payload, msg_id=index + 1)
             except OSError as exc:

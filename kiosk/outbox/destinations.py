@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
+from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
 from kiosk.part10 import FileMeta
@@ -40,11 +41,15 @@ class Item:
     sop_instance_uid: str
     size: int
     transfer_syntax: str | None = None  # from the journal; None: read from the file when needed
+    sha256: str | None = None  # what the file must still hold; checked on the bytes delivered
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one item: ``success``, ``warning``, ``transient`` or ``failed``."""
+    """What became of one item: ``success``, ``warning``, ``transient``, ``failed`` or ``damaged``.
+
+    ``damaged``: the file no longer has the item's SHA-256; it was not delivered.
+    """
 
     outcome: str
     status: int | None = None
@@ -144,9 +149,10 @@ class DicomDestination:
 
         known = {item.path: FileMeta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax)
                  for item in items if item.transfer_syntax}
+        checksums = {item.path: item.sha256 for item in items if item.sha256}
         try:
             result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress,
-                                 cancel=cancel, known=known, keep=self.kept)
+                                 cancel=cancel, known=known, checksums=checksums, keep=self.kept)
         except NetworkError as exc:
             partial = getattr(exc, "partial", None)
             raise DeliveryError(exc.message, exc.hint, transient=exc.transient,
@@ -214,8 +220,13 @@ class FolderDestination:
                 outcomes += [Outcome("transient", None, "cancelled")] * (len(items) - index)
                 return outcomes
             try:
-                fileset.add(dcmread(item.path))
+                with open_checked(item.path, item.sha256) as handle:
+                    fileset.add(dcmread(handle))
                 outcomes.append(Outcome("success"))
+            except FileChanged as exc:
+                outcomes.append(Outcome("damaged", None, str(exc)))
+            except OSError as exc:
+                outcomes.append(Outcome("failed", None, f"cannot read {item.path}: {exc.strerror or exc}"))
             except (AttributeError, KeyError, ValueError, InvalidDicomError) as exc:
                 # e.g. no Patient ID: a DICOMDIR needs it for the directory records.
                 outcomes.append(Outcome("failed", None, f"cannot be put in a DICOMDIR: {exc}"))
@@ -238,6 +249,14 @@ class FolderDestination:
 
 
 KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, FolderDestination)}
+
+
+def preload() -> None:
+    """Import the network code (pydicom, pynetdicom: ~0.3 s) now, so that the first association does not wait for it."""
+    import pynetdicom  # noqa: F401
+
+    import kiosk.net.pdata  # noqa: F401
+    import kiosk.net.store  # noqa: F401
 
 
 def destination_from_spec(name: str, spec: dict[str, Any], config: Config) -> Destination:

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 from kiosk.config import Config
 from kiosk.outbox import events as ev
 from kiosk.outbox.core import Outbox
-from kiosk.outbox.destinations import DeliveryError, Destination, Item, Outcome, destination_from_spec
+from kiosk.outbox.destinations import DeliveryError, Destination, Item, Outcome, destination_from_spec, preload
 from kiosk.outbox.housekeeping import delete_expired
 from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
 
@@ -39,6 +39,7 @@ HOUSEKEEPING_EVERY = 300.0
 PAUSE_AFTER_ERROR = 5.0
 WAIT_GROUP = 500  # job ids per question in wait_for
 AWAITING = "awaiting storage commitment"
+CANNOT_SEND = "this image cannot be sent, capture or import it again"
 
 
 class Delivery:
@@ -78,6 +79,7 @@ class Delivery:
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """The service loop; the caller holds the delivery lock."""
+        preload()
         self.recover()
         next_housekeeping = 0.0
         try:
@@ -181,16 +183,16 @@ class Delivery:
         updates: list[Update] = []
         ready: list[Job] = []
         for job in jobs:
-            problem = self.outbox.spool.verify(job.entry)
+            problem = self.outbox.spool.verify(job.entry, content=False)
             if problem:
-                updates.append(Update(job.id, FAILED, None, f"{problem}; this image cannot be sent, capture or import it again"))
+                updates.append(Update(job.id, FAILED, None, f"{problem}; {CANNOT_SEND}"))
             else:
                 ready.append(job)
         self.outbox.apply(updates)
         if not ready:
             return
-        items = [Item(self.outbox.spool.path(j.spool_name), j.sop_class_uid, j.sop_instance_uid, j.size, j.transfer_syntax)
-                 for j in ready]
+        items = [Item(self.outbox.spool.path(j.spool_name), j.sop_class_uid, j.sop_instance_uid, j.size, j.transfer_syntax,
+                      j.entry.sha256) for j in ready]
         total_bytes = sum(item.size for item in items)
         name = destination.name
 
@@ -230,6 +232,8 @@ class Delivery:
             if job.commitment and destination.supports_commitment:
                 return Update(job.id, SENT, outcome.status, reason or AWAITING, attempts=0)
             return Update(job.id, SENT, outcome.status, reason, attempts=0)
+        if outcome.outcome == "damaged":
+            return Update(job.id, FAILED, None, f"the spool file is damaged: {outcome.message}; {CANNOT_SEND}")
         message = outcome.message or "refused by the destination"
         if outcome.outcome == "transient":
             return self._retry_later(job, f"{message}{status_text}", outcome.status)

@@ -1,0 +1,75 @@
+"""SHA-256 of files: recorded when the outbox accepts a file, checked when it is delivered.
+
+The check happens on the bytes a destination reads to deliver the file
+(one read, not two): a file up to ``WHOLE_READ`` bytes is read at once and
+checked before anything leaves; a bigger one is hashed first, then read
+again as it is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from io import BytesIO
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+WHOLE_READ = 4 << 20  # files up to this size are checked in memory
+
+
+class FileChanged(Exception):
+    """The file's content is not what was recorded; ``str()`` says which file."""
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, as hex."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        return _sha256(handle)
+    finally:
+        os.close(handle)
+
+
+def open_checked(path: Path, sha256: str | None = None) -> BinaryIO:
+    """``path`` opened for reading at its start (the caller closes it); checked to have ``sha256`` if given.
+
+    A file up to ``WHOLE_READ`` bytes comes back read into memory (one read).
+    Raises ``FileChanged`` when the check fails, ``OSError`` when the file cannot be read.
+    """
+    # Descriptor calls, not a buffered file: four system calls for a small file,
+    # each a chance for another thread to take the GIL while sending.
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(handle).st_size
+        if size <= WHOLE_READ:
+            data = os.read(handle, size + 1)  # one more byte shows a file that grew
+        elif sha256 is None or _sha256(handle) == sha256:
+            os.lseek(handle, 0, os.SEEK_SET)
+            return open(handle, "rb", buffering=0)  # owns the descriptor from here
+        else:
+            data = None
+    except BaseException:
+        os.close(handle)
+        raise
+    os.close(handle)
+    if sha256 is not None and (data is None or hashlib.sha256(data).hexdigest() != sha256):
+        raise FileChanged(_changed(path))
+    return BytesIO(data)
+
+
+def check_file(path: Path, sha256: str) -> None:
+    """Raise ``FileChanged`` unless the file at ``path`` has this SHA-256 (``OSError`` if it cannot be read)."""
+    if file_sha256(path) != sha256:
+        raise FileChanged(_changed(path))
+
+
+def _sha256(handle: int) -> str:
+    digest = hashlib.sha256()
+    while chunk := os.read(handle, CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _changed(path: Path) -> str:
+    return f"{path} changed after it was accepted (its SHA-256 differs)"
