@@ -22,24 +22,16 @@ class FileChanged(Exception):
     """The file's content is not what was recorded; ``str()`` says which file."""
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, as hex."""
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        return _sha256(handle)
-    finally:
-        os.close(handle)
-
-
 def open_checked(path: Path, sha256: str | None = None) -> BinaryIO:
     """``path`` opened for reading at its start (the caller closes it); checked to have ``sha256`` if given.
 
     A file up to ``WHOLE_READ`` bytes comes back read into memory (one read).
-    Raises ``FileChanged`` when the check fails, ``OSError`` when the file cannot be read.
+    Raises ``FileChanged`` when the check fails (a missing file fails it too),
+    ``OSError`` when the file cannot be read.
     """
     # Descriptor calls, not a buffered file: four system calls for a small file,
     # each a chance for another thread to take the GIL while sending.
-    handle = os.open(path, os.O_RDONLY)
+    handle = _open(path, sha256)
     try:
         size = os.fstat(handle).st_size
         if size <= WHOLE_READ:
@@ -58,10 +50,13 @@ def open_checked(path: Path, sha256: str | None = None) -> BinaryIO:
     return BytesIO(data)
 
 
-def check_file(path: Path, sha256: str) -> None:
-    """Raise ``FileChanged`` unless the file at ``path`` has this SHA-256 (``OSError`` if it cannot be read)."""
-    if file_sha256(path) != sha256:
-        raise FileChanged(_changed(path))
+def _open(path: Path, sha256: str | None) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        if sha256 is None:
+            raise
+        raise FileChanged(f"{path} is missing") from None
 
 
 def _sha256(handle: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from io import BytesIO
 
@@ -214,21 +215,25 @@ def test_destination_transfer_syntax_is_applied_losslessly(storescp_factory, tmp
 
 @pytest.mark.parametrize("transfer_syntax", ["auto", "implicit"])  # sent as it is / transcoded by pynetdicom's path
 def test_files_that_no_longer_have_their_checksum_are_not_sent(storescp, tmp_path, transfer_syntax):
-    from kiosk.checksum import WHOLE_READ, file_sha256
+    from kiosk.checksum import WHOLE_READ
+    from kiosk.net.store import KnownFile
+    from kiosk.part10 import read_meta
 
-    small = [make_sc(tmp_path / f"s{n}.dcm", seed=n) for n in range(3)]
+    small = [make_sc(tmp_path / f"s{n}.dcm", seed=n) for n in range(4)]
     big = [make_sc(tmp_path / f"b{n}.dcm", 1200, 1200, seed=n) for n in range(2)]
     assert big[0].stat().st_size > WHOLE_READ  # hashed before sending, not in memory
-    files = [small[0], big[0], small[1], big[1], small[2]]
-    checksums = {path: file_sha256(path) for path in files}
+    files = [small[0], big[0], small[1], big[1], small[2], small[3]]
+    known = {path: KnownFile(path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest(), read_meta(path)) for path in files}  # as the outbox
     for damaged in (small[1], big[1]):
         data = bytearray(damaged.read_bytes())
         data[-1] ^= 0xFF
         damaged.write_bytes(bytes(data))
+    small[3].unlink()
     node = dataclasses.replace(parse_node_url(storescp.url), transfer_syntax=transfer_syntax)
-    result = store_files(node, LOCAL, files, checksums=checksums)
-    assert [r.outcome for r in result.results] == ["success", "success", "damaged", "damaged", "success"]
+    result = store_files(node, LOCAL, files, known=known)
+    assert [r.outcome for r in result.results] == ["success", "success", "damaged", "damaged", "success", "damaged"]
     assert "changed after it was accepted" in result.results[2].message
+    assert result.results[5].message == f"{small[3]} is missing"
     assert set(received(storescp)) == {pydicom.dcmread(p).SOPInstanceUID for p in (small[0], big[0], small[2])}
 
 

@@ -45,6 +45,27 @@ def test_send_wait_delivers_and_list_show_report_it(tmp_path, kiosk, storescp):
     assert "4 sent" in kiosk("outbox", "list").stdout
 
 
+def test_many_files_are_accepted_by_a_helper_process_while_this_one_delivers(tmp_path, kiosk, storescp):
+    from kiosk.cli.send import HELPER_MIN
+
+    made = make_instances(tmp_path / "in", HELPER_MIN + 20)
+    result = kiosk("send", str(tmp_path / "in"), "--to", storescp.url, "--wait", timeout=120)
+    assert f"queued {len(made)} instance(s)" in result.stdout
+    assert f"{len(made)} of {len(made)} job(s) delivered" in result.stdout
+    assert sorted(received_uids(storescp.extra["received"])) == sorted(made)
+
+
+def test_a_stray_file_among_many_queues_nothing_and_says_which(tmp_path, kiosk, storescp):
+    from kiosk.cli.send import HELPER_MIN
+
+    make_instances(tmp_path / "in", HELPER_MIN + 5)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    result = kiosk("send", str(tmp_path / "in"), "--to", storescp.url, "--wait", check=1)
+    assert "notes.txt" in result.stderr and "Part 10" in result.stderr
+    assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []
+    assert list(storescp.extra["received"].iterdir()) == []
+
+
 def test_failed_job_is_visible_then_retried_and_removed(tmp_path, kiosk):
     scp = ScriptedSCP(statuses=[0xA900])
     try:

@@ -82,7 +82,8 @@ def test_damaged_or_missing_spool_file_fails_its_job_with_the_reason(setup, dama
     deliver(outbox, config, jobs)
     failed, sent = outbox.journal.jobs_by_id(jobs)
     assert failed.state == "failed"
-    assert ("missing" if damage == "delete" else "damaged") in failed.reason
+    assert ("is missing" if damage == "delete" else "changed after it was accepted") in failed.reason
+    assert "capture or import it again" in failed.reason
     assert sent.state == "sent"
     assert received_uids(tmp / "usb") == [sent.sop_instance_uid]
 

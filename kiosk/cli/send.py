@@ -9,6 +9,8 @@ import threading
 from kiosk.config import Config
 
 POLL = 0.25  # seconds between looks at the journal while waiting
+HELPER_MIN = 200  # files; fewer are accepted here (a helper process takes ~0.2 s to start)
+HELPER_POLL = 0.1  # seconds between pointing the delivery at the journal while the helper accepts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +46,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     # With --wait and no delivery service, deliver here, starting while files are still being accepted.
     delivery = _start_delivery(outbox, config) if args.wait else None
     try:
-        jobs = outbox.accept_files(files, destinations, commitment)
+        if delivery is not None and len(files) >= HELPER_MIN:
+            jobs = _accept_in_helper(outbox, delivery, files, destinations, commitment)
+        else:
+            jobs = outbox.accept_files(files, destinations, commitment)
         for name, ids in jobs.items():
             extra = ", with storage commitment" if name in commitment else ""
             numbers = f"job {ids[0]}" if len(ids) == 1 else f"jobs {ids[0]}-{ids[-1]}"
@@ -77,6 +82,39 @@ class _Background:
         self.delivery.shutdown()
         self.thread.join()
         self.outbox.unlock_delivery(self.lock)
+
+
+def _accept_in_helper(outbox, delivery: _Background, files: list, destinations: dict,  # noqa: ANN001 - Outbox
+                      commitment: set[str]) -> dict[str, list[int]]:
+    """``accept_files`` in a helper process while this one delivers.
+
+    In one process, copying and sending thousands of small files take turns
+    at Python's interpreter lock: on two cores, 10,000 files of 50 KB were
+    delivered ~0.7 s (5 %) sooner with the copying in a process of its own.
+    The helper ignores Ctrl-C: files it has begun to queue end up queued.
+    """
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor, wait as until_done
+
+    context = multiprocessing.get_context("spawn")  # this process has threads: no fork
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=signal.signal,
+                             initargs=(signal.SIGINT, signal.SIG_IGN)) as helper:
+        future = helper.submit(_accept_files, outbox.settings, files, destinations, commitment)
+        # The helper's events do not reach this process: point the delivery at the journal meanwhile.
+        while until_done([future], timeout=HELPER_POLL).not_done:
+            delivery.delivery.wake()
+        return future.result()
+
+
+def _accept_files(settings, files: list, destinations: dict, commitment: set[str]) -> dict[str, list[int]]:  # noqa: ANN001
+    from kiosk.outbox import Outbox
+
+    outbox = Outbox(settings)
+    try:
+        return outbox.accept_files(files, destinations, commitment)
+    finally:
+        outbox.close()
 
 
 def _start_delivery(outbox, config: Config) -> _Background | None:  # noqa: ANN001 - Outbox

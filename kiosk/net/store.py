@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
-from kiosk.checksum import FileChanged, check_file, open_checked
+from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
 from kiosk.net import errors
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: "damaged": the file no longer has the SHA-256 it was given with (``checksums``); it was not sent.
+#: "damaged": the file no longer holds what its ``KnownFile.sha256`` says; it was not sent.
 Outcome = Literal["success", "warning", "transient", "failed", "damaged"]
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -95,6 +95,19 @@ class StoreProgress:
 
 
 @dataclass(frozen=True)
+class KnownFile:
+    """What a caller already knows of a file (the outbox, from accepting it): not read again, and checked.
+
+    ``sha256``: what the file must still hold; one that does not (or is gone)
+    is not sent and its result is "damaged". ``meta`` None: read from the file.
+    """
+
+    size: int
+    sha256: str | None = None
+    meta: FileMeta | None = None
+
+
+@dataclass(frozen=True)
 class _Instance:
     path: Path
     sop_class_uid: str
@@ -143,13 +156,13 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _read_instance(path: Path, meta: FileMeta | None = None) -> _Instance | str:
-    """The file with what its meta information says (``meta`` if already known); a message if it is no Part 10 file."""
+def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | str:
+    """The file with what its meta information says (or what is ``known``); a message if it is no Part 10 file."""
     from kiosk.part10 import NotPart10Error, read_meta
 
     try:
-        meta = meta or read_meta(path)
-        size = path.stat().st_size
+        meta = (known and known.meta) or read_meta(path)
+        size = known.size if known else path.stat().st_size
     except NotPart10Error as exc:
         return exc.message
     except OSError as exc:
@@ -290,14 +303,10 @@ def _end(assoc: Any, sender: Any) -> None:
 def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 progress: Callable[[StoreProgress], None] | None = None,
                 cancel: threading.Event | None = None,
-                known: Mapping[Path, FileMeta] | None = None, checksums: Mapping[Path, str] | None = None,
-                keep: KeptAssociation | None = None) -> StoreResult:
+                known: Mapping[Path, KnownFile] | None = None, keep: KeptAssociation | None = None) -> StoreResult:
     """C-STORE ``paths`` (Part 10 files) to ``node`` over one association.
 
-    ``known``: file meta already read for some paths (the outbox keeps it
-    from when it accepted the file), so those files are not read twice.
-    ``checksums``: the SHA-256 some files must still have (the outbox's
-    record); a file that does not is not sent and its result is "damaged".
+    ``known``: what is known of some files already (see ``KnownFile``).
     ``keep``: reuse the association it holds, and leave this one there
     after a run without failure (the caller closes it).
     Returns a result per file. Association-level failures (refused, rejected,
@@ -363,20 +372,10 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
                                                      f"{node} does not accept {name} (no presentation context)"))
                 continue
+            expected = known[inst.path].sha256 if known and inst.path in known else None
             try:
-                payload = _what_to_send(inst, syntaxes, preferred)
-            except (ValueError, NotImplementedError, RuntimeError) as exc:
-                # pydicom cannot decode or encode this pixel data
-                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
-                                                     f"cannot convert to a transfer syntax {node} accepts: {exc}"))
-                continue
-            started_bytes = state["bytes"]
-            expected = checksums.get(inst.path) if checksums else None
-            try:
-                # Opened (and checked against its checksum) before anything of it is sent.
-                source = open_checked(inst.path, expected) if sender is not None and isinstance(payload, Path) else None
-                if source is None and expected is not None:
-                    check_file(inst.path, expected)
+                # Opened, and checked against its checksum, before anything of it is used.
+                source = open_checked(inst.path, expected)
             except FileChanged as exc:
                 result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "damaged",
                                                      str(exc)))
@@ -385,18 +384,26 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
                                                      f"cannot read the file ({exc.strerror or exc})"))
                 continue
-            sent_at = time.monotonic()
-            try:
-                status = None
-                if source is not None:
-                    with source:
+            with source:
+                try:
+                    payload = _what_to_send(inst, syntaxes, preferred)
+                except (ValueError, NotImplementedError, RuntimeError) as exc:
+                    # pydicom cannot decode or encode this pixel data
+                    result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
+                                                         f"cannot convert to a transfer syntax {node} accepts: {exc}"))
+                    continue
+                started_bytes = state["bytes"]
+                sent_at = time.monotonic()
+                try:
+                    status = None
+                    if sender is not None and isinstance(payload, Path):
                         status = sender.send(source, inst.sop_class_uid, inst.sop_instance_uid, inst.transfer_syntax,
                                              index + 1)
-                if status is None:
-                    status = assoc.send_c_store(payload, msg_id=index + 1)
-            except OSError as exc:
-                status = None
-                log.debug("sending %s failed: %s", inst.path, exc)
+                    if status is None:
+                        status = assoc.send_c_store(payload, msg_id=index + 1)
+                except OSError as exc:
+                    status = None
+                    log.debug("sending %s failed: %s", inst.path, exc)
             if status is None or "Status" not in status:
                 timed_out = status is not None and time.monotonic() - sent_at >= node.dimse_timeout - 0.05
                 failure = (errors.timeout_error(node, f"sending {inst.path.name}", node.dimse_timeout) if timed_out

@@ -142,17 +142,17 @@ class DicomDestination:
 
     def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
         from kiosk.net.errors import NetworkError
-        from kiosk.net.store import store_files
+        from kiosk.net.store import KnownFile, store_files
 
         def on_progress(p: Any) -> None:  # kiosk.net.store.StoreProgress
             progress(p.instances_done, p.bytes_done)
 
-        known = {item.path: FileMeta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax)
-                 for item in items if item.transfer_syntax}
-        checksums = {item.path: item.sha256 for item in items if item.sha256}
+        known = {item.path: KnownFile(item.size, item.sha256, FileMeta(item.sop_class_uid, item.sop_instance_uid,
+                                                                      item.transfer_syntax) if item.transfer_syntax else None)
+                 for item in items}
         try:
             result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress,
-                                 cancel=cancel, known=known, checksums=checksums, keep=self.kept)
+                                 cancel=cancel, known=known, keep=self.kept)
         except NetworkError as exc:
             partial = getattr(exc, "partial", None)
             raise DeliveryError(exc.message, exc.hint, transient=exc.transient,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from kiosk.checksum import CHUNK, FileChanged, check_file
+from kiosk.checksum import CHUNK
 from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
@@ -246,31 +246,6 @@ class Spool:
                 ) from None
             raise SpoolError(f"cannot write to the outbox {self.root}: {exc.strerror}",
                              "check the disk and the folder's permissions") from None
-
-    def verify(self, entry: SpoolEntry, content: bool = True) -> str | None:
-        """A problem with the stored file (missing, wrong size, damaged), or None.
-
-        ``content=False`` looks only at its size: delivery checks the content
-        on the bytes it sends (``Item.sha256``) instead of reading every file twice.
-        """
-        path = self.path(entry.name)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return f"the spool file {path} is missing"
-        except OSError as exc:
-            return f"the spool file {path} cannot be read: {exc.strerror}"
-        if size != entry.size:
-            return f"the spool file {path} is damaged ({size} bytes, {entry.size} were accepted)"
-        if not content:
-            return None
-        try:
-            check_file(path, entry.sha256)
-        except FileChanged as exc:
-            return f"the spool file is damaged: {exc}"
-        except OSError as exc:
-            return f"the spool file {path} cannot be read: {exc.strerror}"
-        return None
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)

@@ -60,6 +60,10 @@ class Delivery:
         if isinstance(event, (ev.JobsAdded, ev.StateChanged)) and getattr(event, "new", QUEUED) == QUEUED:
             self._wake.set()
 
+    def wake(self) -> None:
+        """Look at the journal now (for jobs another process queued)."""
+        self._wake.set()
+
     def shutdown(self) -> None:
         """Stop soon (safe from a signal handler): the current association is cancelled, its jobs re-queued."""
         self.stop.set()
@@ -180,19 +184,9 @@ class Delivery:
                       next_attempt=time.time() + delay, attempts=attempts)
 
     def _deliver(self, destination: Destination, jobs: list[Job]) -> None:
-        updates: list[Update] = []
-        ready: list[Job] = []
-        for job in jobs:
-            problem = self.outbox.spool.verify(job.entry, content=False)
-            if problem:
-                updates.append(Update(job.id, FAILED, None, f"{problem}; {CANNOT_SEND}"))
-            else:
-                ready.append(job)
-        self.outbox.apply(updates)
-        if not ready:
-            return
+        # Each file is checked against its SHA-256 by the destination, on the bytes it delivers.
         items = [Item(self.outbox.spool.path(j.spool_name), j.sop_class_uid, j.sop_instance_uid, j.size, j.transfer_syntax,
-                      j.entry.sha256) for j in ready]
+                      j.entry.sha256) for j in jobs]
         total_bytes = sum(item.size for item in items)
         name = destination.name
 
@@ -208,15 +202,15 @@ class Delivery:
             if exc.partial is not None:
                 # Keep what was delivered; the rest is retried (or failed) as the error says.
                 self.outbox.apply(self._after_send(job, outcome, destination, exc)
-                                  for job, outcome in zip(ready, exc.partial))
+                                  for job, outcome in zip(jobs, exc.partial))
             elif exc.transient:
-                self.outbox.apply(self._retry_later(job, exc.message) for job in ready)
+                self.outbox.apply(self._retry_later(job, exc.message) for job in jobs)
             else:
                 self.outbox.apply(Update(job.id, FAILED, None, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
-                                  for job in ready)
+                                  for job in jobs)
             return
         self.outbox.events.publish(ev.DestinationStatus(name, True))
-        updates = [self._after_send(job, outcome, destination) for job, outcome in zip(ready, outcomes)]
+        updates = [self._after_send(job, outcome, destination) for job, outcome in zip(jobs, outcomes)]
         self.outbox.apply(updates)
         counts = {state: sum(u.state == state for u in updates) for state in (SENT, RETRYING, FAILED)}
         log.info("outbox: %s: %s", name, ", ".join(f"{n} {state}" for state, n in counts.items() if n))
@@ -233,7 +227,7 @@ class Delivery:
                 return Update(job.id, SENT, outcome.status, reason or AWAITING, attempts=0)
             return Update(job.id, SENT, outcome.status, reason, attempts=0)
         if outcome.outcome == "damaged":
-            return Update(job.id, FAILED, None, f"the spool file is damaged: {outcome.message}; {CANNOT_SEND}")
+            return Update(job.id, FAILED, None, f"the spool file {outcome.message}; {CANNOT_SEND}")
         message = outcome.message or "refused by the destination"
         if outcome.outcome == "transient":
             return self._retry_later(job, f"{message}{status_text}", outcome.status)
