@@ -13,12 +13,21 @@ python-sane quirks handled here (see docs/drivers.md):
 - Handles are not thread-safe: every call on a handle runs on the device's
   own worker thread; only ``sane_cancel`` (async-safe by the SANE standard)
   is called from the cancelling thread.
+- Backends built on ``sanei_thread`` (the test backend among them) read in a
+  thread of our process and end it with an *asynchronous* ``pthread_cancel``
+  at the end of each page and on ``sane_cancel``. Cancelled inside ``malloc``
+  or gettext (when it starts or exits), it leaves a glibc lock taken for good,
+  and the process later hangs wherever that lock is next needed (seen: a new
+  window's ``setlocale``, the next reader's exit). ``_settle`` lets such a
+  thread get past those moments first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
@@ -142,6 +151,7 @@ class SaneDevice(Device):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sane")
         self._closed = False
         self._scanning = threading.Event()
+        self._threads_before: set[int] = set()  # this process's threads when the last scan started
 
     # plumbing ---------------------------------------------------------------
     def _call(self, fn: Callable[[], T]) -> T:
@@ -276,6 +286,7 @@ class SaneDevice(Device):
     def cancel(self) -> None:
         super().cancel()
         if self._scanning.is_set():
+            _settle(self._threads_before)
             try:
                 self._handle.cancel()
             except Exception:  # noqa: BLE001 - a cancel that races the end of a scan is harmless
@@ -310,6 +321,7 @@ class SaneDevice(Device):
 
     def _end_scan(self) -> None:
         if not self._closed:
+            _settle(self._threads_before)
             try:
                 self._call(self._handle.cancel)  # ends the batch / resets the backend
             except Exception:  # noqa: BLE001
@@ -324,6 +336,8 @@ class SaneDevice(Device):
         def on_progress(done: int, total: int) -> None:
             # Called from C inside sane_read: an exception here would segfault.
             nonlocal failed
+            if done >= total > 0:
+                _settle(self._threads_before)  # the backend ends its reader on the next read
             if progress is None or failed or total <= 0:
                 return
             try:
@@ -333,6 +347,7 @@ class SaneDevice(Device):
                 log.warning("progress callback failed", exc_info=True)
 
         self._scanning.set()
+        self._threads_before = _native_threads()
         try:
             dev.start()
             expected = dev.get_parameters()
@@ -374,3 +389,37 @@ class SaneDevice(Device):
             log.debug("closing %s failed", self.info.uri, exc_info=True)
         self._closed = True
         self._worker.shutdown(wait=False)
+
+
+SETTLE_TIMEOUT = 1.0  # seconds; a reader that takes longer is cancelled anyway
+
+
+def _native_threads() -> set[int]:
+    """This process's thread ids (Linux); empty where /proc is not there."""
+    try:
+        return {int(tid) for tid in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def _settle(before: set[int]) -> None:
+    """Wait until threads started since ``before`` by a backend (not by Python) are gone or blocked in the kernel.
+
+    Blocked (in ``write`` to its pipe, say) a reader holds no lock and can be
+    cancelled safely; running, it may be inside ``malloc``.
+    """
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    ours = {thread.native_id for thread in threading.enumerate()}
+    while time.monotonic() < deadline:
+        if all(_blocked_or_gone(tid) for tid in _native_threads() - before - ours):
+            return
+        time.sleep(0.001)
+
+
+def _blocked_or_gone(tid: int) -> bool:
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in (b"S", b"D")

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 # SDL loads libdbus when the first window is made, hundreds of tests into the run. The
 # constructors of its dependencies (libgpg-error) call bindtextdomain, which takes glibc's
 # locale lock for writing. Two clean-clone CI runs hung on such locks, each left with one
-# reader by no live thread (as if a thread inside strerror/gettext had been cancelled: SANE's
-# test backend uses pthread_cancel). Loaded now, while this process has one thread, libdbus
-# runs no constructor later; kiosk/net/reactor.py no longer calls strerror in a busy loop.
+# reader by no live thread: SANE's test backend cancels its reader threads asynchronously
+# (see drivers/sane.py). Loaded now, while this process has one thread, libdbus runs no
+# constructor later.
 try:
     ctypes.CDLL("libdbus-1.so.3")
 except OSError:
@@ -68,8 +68,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     Making the window takes those locks for writing (SDL's X11 set-up calls
     setlocale). Three clean-clone CI runs hung there, hundreds of tests in, on
-    a read lock left by no live thread; which earlier test leaves it is not
-    known (SANE's test backend, in this process, cancels threads). No later
+    a read lock left by no live thread: a SANE reader thread cancelled
+    asynchronously inside gettext (see drivers/sane.py ``_settle``). No later
     test needs the locks for writing.
     """
     items.sort(key=lambda item: 0 if item.path.name.startswith("test_ui_") else 1)
