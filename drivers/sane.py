@@ -18,8 +18,8 @@ python-sane quirks handled here (see docs/drivers.md):
   at the end of each page and on ``sane_cancel``. Cancelled inside ``malloc``
   or gettext (when it starts or exits), it leaves a glibc lock taken for good,
   and the process later hangs wherever that lock is next needed (seen: a new
-  window's ``setlocale``, the next reader's exit). ``_settle`` lets such a
-  thread get past those moments first.
+  window's ``setlocale``, the next reader's start). ``_settle`` waits until
+  such a thread is blocked in I/O or gone first.
 """
 
 from __future__ import annotations
@@ -403,23 +403,26 @@ def _native_threads() -> set[int]:
 
 
 def _settle(before: set[int]) -> None:
-    """Wait until threads started since ``before`` by a backend (not by Python) are gone or blocked in the kernel.
+    """Wait until threads started since ``before`` by a backend (not by Python) are gone or blocked in I/O.
 
-    Blocked (in ``write`` to its pipe, say) a reader holds no lock and can be
-    cancelled safely; running, it may be inside ``malloc``.
+    Blocked in ``write`` to its pipe, say, a reader holds no lock and can be
+    cancelled safely; running, or waiting on a futex, it may be inside
+    ``malloc`` (seen: killed on its way out while holding malloc's free-list lock).
     """
     deadline = time.monotonic() + SETTLE_TIMEOUT
     ours = {thread.native_id for thread in threading.enumerate()}
     while time.monotonic() < deadline:
-        if all(_blocked_or_gone(tid) for tid in _native_threads() - before - ours):
+        if all(_blocked_in_io_or_gone(tid) for tid in _native_threads() - before - ours):
             return
         time.sleep(0.001)
 
 
-def _blocked_or_gone(tid: int) -> bool:
+def _blocked_in_io_or_gone(tid: int) -> bool:
     try:
         with open(f"/proc/self/task/{tid}/stat", "rb") as stat:
             state = stat.read().rsplit(b")", 1)[1].split()[0]
+        with open(f"/proc/self/task/{tid}/wchan", "rb") as wchan:
+            waiting_in = wchan.read()
     except (OSError, IndexError):
         return True
-    return state in (b"S", b"D")
+    return state in (b"S", b"D") and b"futex" not in waiting_in

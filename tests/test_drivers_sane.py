@@ -130,15 +130,15 @@ def test_a_failing_progress_callback_cannot_crash_the_scan(sane_device):
     assert scanner.acquire(broken).pixels.shape == (147, 147)
 
 
-def test_a_backend_thread_counts_as_settled_when_blocked_or_gone_not_while_running():
+def test_a_backend_thread_counts_as_settled_when_blocked_in_io_or_gone_not_while_running():
     import ctypes
 
-    from drivers.sane import _blocked_or_gone, _native_threads, _settle
+    from drivers.sane import _blocked_in_io_or_gone, _native_threads, _settle
 
     if not _native_threads():
         pytest.skip("no /proc/self/task on this system")
-    assert not _blocked_or_gone(threading.get_native_id())  # this thread is running
-    assert _blocked_or_gone(2**22 + 12345)  # no such thread
+    assert not _blocked_in_io_or_gone(threading.get_native_id())  # this thread is running
+    assert _blocked_in_io_or_gone(2**22 + 12345)  # no such thread
     libc = ctypes.CDLL(None)
     before = _native_threads()
     sleeper = ctypes.c_ulong()
@@ -148,11 +148,11 @@ def test_a_backend_thread_counts_as_settled_when_blocked_or_gone_not_while_runni
     try:
         (new,) = _native_threads() - before
         deadline = time.monotonic() + 1
-        while not _blocked_or_gone(new) and time.monotonic() < deadline:
+        while not _blocked_in_io_or_gone(new) and time.monotonic() < deadline:
             time.sleep(0.001)
         started = time.monotonic()
         _settle(before)
         assert time.monotonic() - started < 0.5  # blocked in the kernel: no need to wait
     finally:
         libc.pthread_join(sleeper, None)
-    assert _blocked_or_gone(new)
+    assert _blocked_in_io_or_gone(new)
