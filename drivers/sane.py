@@ -337,7 +337,10 @@ class SaneDevice(Device):
             # Called from C inside sane_read: an exception here would segfault.
             nonlocal failed
             if done >= total > 0:
-                _settle(self._threads_before)  # the backend ends its reader on the next read
+                try:
+                    _settle(self._threads_before)  # the backend ends its reader on the next read
+                except Exception:  # noqa: BLE001
+                    log.debug("waiting for the backend's reader failed", exc_info=True)
             if progress is None or failed or total <= 0:
                 return
             try:
