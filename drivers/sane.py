@@ -286,7 +286,8 @@ class SaneDevice(Device):
     def cancel(self) -> None:
         super().cancel()
         if self._scanning.is_set():
-            _settle(self._threads_before)
+            # No _settle here: this may be the UI thread, and mid-page the reader is
+            # writing to its pipe, not starting or ending.
             try:
                 self._handle.cancel()
             except Exception:  # noqa: BLE001 - a cancel that races the end of a scan is harmless

@@ -12,7 +12,7 @@ import hashlib
 import os
 from io import BytesIO
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
 WHOLE_READ = 4 << 20  # files up to this size are checked in memory
@@ -59,9 +59,15 @@ def _open(path: Path, sha256: str | None) -> int:
         raise FileChanged(f"{path} is missing") from None
 
 
+def chunks(handle: int) -> Iterator[bytes]:
+    """The rest of the file open as descriptor ``handle``, ``CHUNK`` bytes at a time."""
+    while chunk := os.read(handle, CHUNK):
+        yield chunk
+
+
 def _sha256(handle: int) -> str:
     digest = hashlib.sha256()
-    while chunk := os.read(handle, CHUNK):
+    for chunk in chunks(handle):
         digest.update(chunk)
     return digest.hexdigest()
 

@@ -19,6 +19,7 @@ from typing import BinaryIO
 from kiosk.errors import KioskError
 
 PREAMBLE = 128
+HEAD = PREAMBLE + 4 + 12  # preamble, "DICM", the group length element (0002,0000)
 # VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 WANTED = {0x0002: "sop_class_uid", 0x0003: "sop_instance_uid", 0x0010: "transfer_syntax"}
@@ -45,10 +46,10 @@ def read_meta(path: Path) -> FileMeta:
     try:
         handle = os.open(path, os.O_RDONLY)  # unbuffered: two small reads, no 8 KB buffer per file
         try:
-            head = os.read(handle, PREAMBLE + 4 + 12)
+            head = os.read(handle, HEAD)
             values = _group_length(head)
             if values is not None:
-                values = _parse(head[PREAMBLE + 4 + 12:] + os.read(handle, values))
+                values = _parse(head[HEAD:] + os.read(handle, values))
         finally:
             os.close(handle)
     except OSError as exc:
@@ -67,19 +68,19 @@ def dataset_offset(handle: BinaryIO) -> int | None:
     Checked, not trusted: the meta group must parse to its stated length and
     the next element must not belong to it.
     """
-    head = handle.read(PREAMBLE + 4 + 12)
+    head = handle.read(HEAD)
     length = _group_length(head)
     if length is None:
         return None
     rest = handle.read(length + 2)
     if len(rest) < length or _parse(rest[:length]) is None or rest[length:length + 2] == b"\x02\x00":
         return None
-    return PREAMBLE + 4 + 12 + length
+    return HEAD + length
 
 
 def _group_length(head: bytes) -> int | None:
     """The length of the meta group after (0002,0000), or None if the file does not start as expected."""
-    if len(head) < PREAMBLE + 16 or head[PREAMBLE:PREAMBLE + 4] != b"DICM":
+    if len(head) < HEAD or head[PREAMBLE:PREAMBLE + 4] != b"DICM":
         return None
     group, element, vr, length = struct.unpack_from("<HH2sH", head, PREAMBLE + 4)
     if (group, element, vr, length) != (0x0002, 0x0000, b"UL", 4):

@@ -107,19 +107,19 @@ class FileSender:
     The response is still decoded and checked by pynetdicom.
     """
 
-    def __init__(self, assoc: "Association", progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, assoc: "Association") -> None:
         self.assoc = assoc
-        self.progress = progress
+        self.progress: Callable[[int], None] | None = None  # called with the bytes put on the wire
         self.sock = assoc.dul.socket.socket
         self.fragment = _fragment_size(assoc.dimse.maximum_pdu_size)
         self.contexts: dict[tuple[str, str], int] = {}
 
     @classmethod
-    def for_association(cls, assoc: "Association", progress: Callable[[int], None] | None = None) -> "FileSender | None":
+    def for_association(cls, assoc: "Association") -> "FileSender | None":
         """A sender for ``assoc``; None under TLS (an ``SSLSocket`` must not be written while another thread reads it)."""
         if isinstance(assoc.dul.socket.socket, ssl.SSLSocket):
             return None
-        return cls(assoc, progress)
+        return cls(assoc)
 
     def send(self, source: BinaryIO, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
              message_id: int) -> "Dataset | None":
@@ -166,4 +166,3 @@ class FileSender:
             checkpoint.clear()
             while not self.assoc._is_paused:
                 time.sleep(0.0001)
-

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from kiosk.checksum import CHUNK
+from kiosk.checksum import chunks
 from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot read {source}: {exc.strerror}", "check that the file exists and is readable") from None
         try:
-            return self._write_part(_reads(handle), durable)
+            return self._write_part(chunks(handle), durable)
         finally:
             os.close(handle)
 
@@ -270,11 +270,6 @@ class Spool:
         if partial or orphans:
             log.warning("outbox recovery: deleted %d half-written and %d unreferenced spool file(s)", partial, orphans)
         return partial, orphans
-
-
-def _reads(handle: int) -> Iterable[bytes]:
-    while chunk := os.read(handle, CHUNK):
-        yield chunk
 
 
 def _older(path: Path, cutoff: float) -> bool:
