@@ -323,6 +323,8 @@ class LiveDevice(Device):
 
     kind = SourceKind.VIDEO_FRAME
     ends: bool = False  # files end; streams and devices reconnect
+    # [ratio, method] steps the source's own coding put every frame through (none: raw pixels).
+    lossy_history: list[list] = []
 
     def __init__(self, info: DeviceInfo, stall_timeout: float = 1.5, max_clip_seconds: float = 10.0,
                  reconnect_interval: float = 1.0) -> None:
@@ -482,7 +484,10 @@ class LiveDevice(Device):
 
     def _capture(self, frame: Frame, index: int = 0, **metadata: Any) -> Capture:
         return Capture(kind=self.kind, pixels=frame.pixels, index=index, source=self.info.uri,
-                       frame_rate=self.frame_rate, metadata={"seq": frame.seq, **metadata})
+                       frame_rate=self.frame_rate, metadata={"seq": frame.seq, **self._lossy(), **metadata})
+
+    def _lossy(self) -> dict[str, Any]:
+        return {"lossy_history": [list(step) for step in self.lossy_history]} if self.lossy_history else {}
 
     def acquire(self, progress: ProgressCallback | None = None) -> Capture:
         """A snapshot: the next frame grabbed after this call."""
@@ -542,7 +547,7 @@ class LiveDevice(Device):
             raise TimedOutError(f"{self.info.name}: the clip has no frames", "check that the source is running")
         rate = self.frame_rate or (len(kept) - 1) / max(1e-3, kept[-1].grabbed_at - kept[0].grabbed_at)
         return [Capture(kind=self.kind, pixels=f.pixels, index=i, source=self.info.uri, frame_rate=rate,
-                        metadata={"seq": f.seq, "clip": True}) for i, f in enumerate(kept)]
+                        metadata={"seq": f.seq, "clip": True, **self._lossy()}) for i, f in enumerate(kept)]
 
 
 # --------------------------------------------------------------------------- drivers

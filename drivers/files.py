@@ -17,13 +17,16 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 DEFAULT_MAX_PIXELS = 100_000_000  # an A4 page at 1200 dpi is ~140 M: scan those directly, not as files
 SUPPORTED = "JPEG, PNG, BMP, GIF, TIFF or PDF"
@@ -142,7 +145,8 @@ def _load_pillow(path: Path, data: bytes, fmt: str, max_pixels: int, base: dict)
                     image.load()
                     page = ImageOps.exif_transpose(image)
                     pixels, bits = _to_array(path, page)
-                    captures.append(Capture(pixels=pixels, bits_stored=bits, dpi=_dpi(image), index=index, **base))
+                    captures.append(Capture(pixels=pixels, bits_stored=bits, dpi=_dpi(image), index=index,
+                                            metadata=_lossy_tiff(image), **base))
     except FileLoadError:
         raise
     except Image.DecompressionBombError:
@@ -150,6 +154,13 @@ def _load_pillow(path: Path, data: bytes, fmt: str, max_pixels: int, base: dict)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise FileLoadError(path, f"is a truncated or corrupt {fmt} file ({exc})") from None
     return captures
+
+
+def _lossy_tiff(image: Image.Image) -> dict:
+    """A TIFF page stored with JPEG compression went through JPEG's loss (its ratio is not kept)."""
+    if image.info.get("compression") in ("jpeg", "tiff_jpeg"):
+        return {"lossy_history": [[None, "ISO_10918_1"]]}
+    return {}
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:

@@ -33,6 +33,16 @@ from drivers.base import (
 SYS_V4L = Path("/sys/class/video4linux")
 BY_ID = Path("/dev/v4l/by-id")
 
+# Sources that deliver every pixel as it was: V4L2 raw pixel formats and lossless codecs.
+LOSSLESS_FOURCCS = {"YUYV", "YUY2", "UYVY", "YVYU", "NV12", "NV21", "NV16", "YU12", "YV12", "I420", "IYUV",
+                    "RGB3", "BGR3", "RGB4", "BGR4", "RGB", "BGR", "GREY", "Y8", "Y16", "Y10", "Y12",
+                    "FFV1", "HFYU", "FFVH", "UTVIDEO", "ULRG", "ULRA", "ULY0", "ULY2", "ULY4"}
+# Lossy codecs with a DICOM defined term for Lossy Image Compression Method (PS3.3 C.7.6.1.1.5).
+LOSSY_METHODS = {"MJPG": "ISO_10918_1", "JPEG": "ISO_10918_1", "MJPEG": "ISO_10918_1",
+                 "H264": "ISO_14496_10", "AVC1": "ISO_14496_10", "X264": "ISO_14496_10",
+                 "HEVC": "ISO_23008_2", "H265": "ISO_23008_2", "HVC1": "ISO_23008_2", "HEV1": "ISO_23008_2",
+                 "MPG2": "ISO_13818_2", "MPEG": "ISO_13818_2", "MP2V": "ISO_13818_2"}
+
 
 def _cv2() -> Any:
     """OpenCV, imported on first use, its own warnings kept off the user's terminal."""
@@ -45,6 +55,24 @@ def _cv2() -> Any:
 def fourcc_text(code: float) -> str:
     value = int(code)
     return "".join(chr((value >> 8 * i) & 0xFF) for i in range(4)).strip("\x00") if value > 0 else ""
+
+
+def lossy_history(fourcc: str, bitrate_kbps: float = 0.0, width: int = 0, height: int = 0,
+                  fps: float | None = None) -> list[list]:
+    """The lossy step a source's codec put its frames through, as [ratio, method] (either may be None).
+
+    A codec not known to be lossless counts as lossy: saying so of lossless
+    frames harms nobody, calling lossy frames lossless misleads a reader.
+    The ratio (RGB size over coded size) is estimated from the bit rate when
+    the source reports one.
+    """
+    code = fourcc.strip().upper()
+    if code in LOSSLESS_FOURCCS:
+        return []
+    ratio = None
+    if bitrate_kbps > 0 and width and height and fps:
+        ratio = round(width * height * 3 * 8 * fps / (bitrate_kbps * 1000), 2)
+    return [[ratio, LOSSY_METHODS.get(code)]]
 
 
 def v4l2_devices(sys_dir: Path = SYS_V4L, by_id: Path = BY_ID) -> list[DeviceInfo]:
@@ -131,6 +159,16 @@ class VideoDevice(LiveDevice):
         self.frame_rate = fps if 1 <= fps <= 240 else None
         self._cap = cap
         self._next = time.monotonic()
+        self._note_codec()
+
+    def _note_codec(self) -> None:
+        """Record the lossy step of what the source delivers now (its codec or pixel format)."""
+        cv2 = _cv2()
+
+        cap = self._cap
+        self.lossy_history = lossy_history(
+            fourcc_text(cap.get(cv2.CAP_PROP_FOURCC)), cap.get(cv2.CAP_PROP_BITRATE),
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), self.frame_rate)
 
     def _close_source(self) -> None:
         if self._cap is not None:
@@ -190,4 +228,5 @@ class VideoDevice(LiveDevice):
         self.settings = self._current()
         if self.settings.fps:
             self.frame_rate = self.settings.fps
+        self._note_codec()
         return self.settings

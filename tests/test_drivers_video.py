@@ -159,3 +159,45 @@ def test_v4l2_discovery_reads_sysfs_and_by_id(tmp_path):
     assert found[0].uri == f"video:{by_id}/usb-MACROSILICON_USB3_Capture-video-index0"
     assert found[1].uri == "video:/dev/video2" and found[0].kind == "camera"
     assert v4l2_devices(tmp_path / "nothing", by_id) == []
+
+
+@pytest.mark.parametrize("codec, method", [("libx264", "ISO_14496_10"), ("mjpeg", "ISO_10918_1"),
+                                           ("mpeg4", None), ("ffv1", "lossless")])
+def test_objects_from_coded_video_say_how_it_was_compressed(tmp_path, dciodvfy, codec, method):
+    """Frames decoded from a lossy codec give Lossy Image Compression 01 (method, ratio from the bit rate);
+    a lossless codec gives 00. MPEG-4 part 2 has no DICOM term: 01 without a method. The default
+    transfer syntax is lossless, so the source's step is the only one."""
+    import subprocess
+
+    from kiosk.dicomize import BuildOptions, build_datasets, write_dataset
+    from kiosk.study import StudyContext
+    from peers import require_binary
+
+    path = tmp_path / f"clip-{codec}.mkv"
+    pix_fmt = ["-pix_fmt", "yuvj420p"] if codec == "mjpeg" else ["-pix_fmt", "yuv420p"]
+    subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x240:rate=25", "-t", "1", "-c:v", codec, *pix_fmt, str(path)], check=True)
+    study = StudyContext.manual(patient_name="DOE^JANE", patient_id="PID1")
+    with open_device(f"video:{path}") as device:
+        clip = device.record(0.2)
+        still = device.acquire()
+    for captures in (clip, [still]):
+        [ds] = build_datasets(captures, study, BuildOptions(multiframe=True))
+        out = write_dataset(ds, tmp_path / f"{codec}-{len(captures)}.dcm")
+        dciodvfy(out)
+        if method == "lossless":
+            assert ds.LossyImageCompression == "00" and "LossyImageCompressionMethod" not in ds
+            continue
+        assert ds.LossyImageCompression == "01"
+        if method is None:
+            assert "LossyImageCompressionMethod" not in ds
+        else:
+            assert ds.LossyImageCompressionMethod == method
+        assert float(ds.LossyImageCompressionRatio) > 1  # estimated from the file's bit rate
+
+
+def test_a_live_mjpeg_stream_is_recorded_as_lossy(stream_device):
+    stream_device.start()
+    [capture] = stream_device.snapshots(1)
+    assert capture.metadata["lossy_history"][0][1] == "ISO_10918_1"
+    assert all(c.metadata["lossy_history"] == capture.metadata["lossy_history"] for c in stream_device.record(0.2))

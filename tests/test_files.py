@@ -91,6 +91,22 @@ def test_tiff_multipage_16_bit_1_bit(tmp_path):
     assert c1.pixels.dtype == np.bool_ and np.array_equal(c1.pixels, bits)
 
 
+def test_tiff_pages_stored_as_jpeg_say_they_are_lossy(tmp_path, dciodvfy):
+    from kiosk.dicomize import build_datasets, write_dataset
+    from kiosk.study import StudyContext
+
+    rgb, _ = pixels_of("rgb8")
+    Image.fromarray(rgb).save(tmp_path / "jpeg.tif", compression="jpeg")
+    Image.fromarray(rgb).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    [lossy] = load_file(tmp_path / "jpeg.tif")
+    [lossless] = load_file(tmp_path / "lzw.tif")
+    assert "lossy_history" not in lossless.metadata
+    [ds] = build_datasets([lossy], StudyContext.manual(patient_name="A^B", patient_id="1"))
+    dciodvfy(write_dataset(ds, tmp_path / "out.dcm"))
+    assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == "ISO_10918_1"
+    assert "LossyImageCompressionRatio" not in ds  # not known for a TIFF page
+
+
 def test_pdf_is_kept_as_bytes(tmp_path):
     path = tmp_path / "d.pdf"
     path.write_bytes(b"%PDF-1.4\n%%EOF\n")

@@ -131,17 +131,25 @@ def jpeg_ratio(info: JpegInfo, size: int) -> float:
     return info.width * info.height * info.components * (2 if info.precision > 8 else 1) / max(size, 1)
 
 
-def set_lossy(ds: Dataset, history: list[tuple[float, str]]) -> None:
-    """Lossy Image Compression 00, or 01 with one ratio and method per lossy step."""
-    if not history:
-        ds.LossyImageCompression = "00"
-        for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
-            if keyword in ds:
-                delattr(ds, keyword)
-        return
-    ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionRatio = [format_number_as_ds(round(r, 2)) for r, _ in history]
-    ds.LossyImageCompressionMethod = [m for _, m in history]
+def set_lossy(ds: Dataset, history: list[tuple[float | None, str | None]]) -> None:
+    """Lossy Image Compression 00, or 01 with one ratio and method per lossy step.
+
+    A source may not know its step's ratio or method (a stream, a codec DICOM
+    has no term for): that attribute is then left out, since its values must
+    pair up with the steps.
+    """
+    ratios, methods = [r for r, _ in history], [m for _, m in history]
+    ds.LossyImageCompression = "01" if history else "00"
+    _set_or_drop(ds, "LossyImageCompressionRatio",
+                 [format_number_as_ds(round(r, 2)) for r in ratios] if history and None not in ratios else None)
+    _set_or_drop(ds, "LossyImageCompressionMethod", methods if history and None not in methods else None)
+
+
+def _set_or_drop(ds: Dataset, keyword: str, value: list | None) -> None:
+    if value is not None:
+        setattr(ds, keyword, value)
+    elif keyword in ds:
+        delattr(ds, keyword)
 
 
 def _encode_jpeg_baseline(ds: Dataset, frames: np.ndarray, quality: int, history: list[tuple[float, str]]) -> None:

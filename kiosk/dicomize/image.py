@@ -147,7 +147,7 @@ def _prior_history(captures: list[Capture]) -> list[tuple[float, str]]:
     frames, the longest history stands for all (the most degraded frame)."""
     histories = [c.metadata.get("lossy_history") or [] for c in captures]
     longest = max(histories, key=len)
-    return [(float(r), str(m)) for r, m in longest]
+    return [(None if r is None else float(r), None if m is None else str(m)) for r, m in longest]
 
 
 def _decoded(capture: Capture) -> tuple[np.ndarray, int, tuple[float, str] | None]:
