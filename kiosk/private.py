@@ -17,12 +17,11 @@ DIR_MODE = 0o700
 UMASK = 0o077
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path) -> None:
     """Create ``path`` as 0700, or make an existing folder 0700 (missing parents follow the umask)."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     # mkdir leaves an existing folder as it is: one made before this rule, or under another umask.
     os.chmod(path, DIR_MODE)
-    return path
 
 
 def private_opener(path: str | os.PathLike[str], flags: int) -> int:
