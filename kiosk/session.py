@@ -12,7 +12,7 @@ ways:
 
 Layout on disk: ``<sessions dir>/<session id>/session.json`` plus one
 ``<capture id>.npy`` (pixels) and/or ``<capture id>.bin`` (encoded original)
-per capture.
+per capture; folders 0700, files 0600 (they hold patient data).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
+from kiosk.private import DIR_MODE, private_dir, private_opener
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def default_sessions_dir() -> Path:
 
 def _fsync_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
+    with open(tmp, "wb", opener=private_opener) as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
@@ -196,7 +197,7 @@ class Session:
         capture = item.capture
         if item.clip is not None:  # one array for all frames: one write, one fsync
             tmp = self.folder / f"{item.id}.npy.tmp"
-            with open(tmp, "wb") as out:
+            with open(tmp, "wb", opener=private_opener) as out:
                 np.save(out, np.stack([f.pixels for f in item.clip]), allow_pickle=False)
                 out.flush()
                 os.fsync(out.fileno())
@@ -204,7 +205,7 @@ class Session:
             return
         if capture.pixels is not None:
             tmp = self.folder / f"{item.id}.npy.tmp"
-            with open(tmp, "wb") as out:
+            with open(tmp, "wb", opener=private_opener) as out:
                 np.save(out, capture.pixels, allow_pickle=False)
                 out.flush()
                 os.fsync(out.fileno())
@@ -266,9 +267,9 @@ class SessionStore:
     def start(self, context: dict[str, Any]) -> Session:
         """A new, empty session for the patient/study ``context`` (a dict of ``PATIENT_FIELDS`` ...)."""
         try:
-            self.base.mkdir(parents=True, exist_ok=True)
+            private_dir(self.base)
             folder = self.base / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-            folder.mkdir()
+            folder.mkdir(mode=DIR_MODE)
         except OSError as exc:
             raise KioskError(f"cannot create a session folder in {self.base} ({exc.strerror})",
                              "check that the disk is not full and the folder is writable") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from kiosk.logsetup import FILE_ONLY, setup_logging
+    from kiosk.private import UMASK
+
+    os.umask(UMASK)  # what the kiosk writes holds patient data (see kiosk.private)
 
     log_file = setup_logging(debug=args.debug, verbose=args.verbose)
     try:

@@ -18,6 +18,7 @@ from kiosk.cli.convert import TS_CHOICES
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.config import Config
 from kiosk.errors import KioskError, UsageError
+from kiosk.private import DIR_MODE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         batch = Batch(study, options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip)))
         out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="kiosk-acquire-"))
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
         writer = _Writer(batch, out_dir)

@@ -10,6 +10,7 @@ from typing import Any
 
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.errors import KioskError, UsageError
+from kiosk.private import DIR_MODE
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     batch = Batch(study, options)
     out_dir = Path(args.output)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:
         raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
     files = list(find_files(args.inputs))

@@ -1,0 +1,35 @@
+"""Files and folders that hold patient data: 0600 files in 0700 folders, whatever the umask.
+
+The kiosk's own writers (sessions, the log, output folders) ask for these
+modes explicitly, so they hold when the code runs as a library too. The
+``kiosk`` command also sets ``UMASK`` at start: writers that take no mode
+(pydicom's DICOMDIR export, SQLite, the demo peers) then create private
+files and folders as well.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+UMASK = 0o077
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` as 0700, or make an existing folder 0700 (missing parents follow the umask)."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    # mkdir leaves an existing folder as it is: one made before this rule, or under another umask.
+    os.chmod(path, DIR_MODE)
+
+
+def private_opener(path: str | os.PathLike[str], flags: int) -> int:
+    """An ``opener`` for ``open()``: a new file is 0600, an existing one is made 0600."""
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
