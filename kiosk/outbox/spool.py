@@ -105,7 +105,8 @@ def _unlink(path: str) -> None:
 
 def megabytes(count: int) -> str:
     """``count`` bytes for people: "500 MB", "0.25 MB"."""
-    return f"{count / MB:.2f}".rstrip("0").rstrip(".") + " MB"
+    value = round(count / MB, 2)
+    return f"{value:.0f} MB" if value == int(value) else f"{value} MB"
 
 
 def _fsync_dir(path: Path) -> None:
