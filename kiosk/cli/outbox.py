@@ -101,7 +101,7 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
     rows = [
         ("job", job.id), ("state", job.state), ("destination", job.destination),
         ("storage commitment", "requested" if job.commitment else "no"),
-        ("SOP Class UID", job.sop_class_uid), ("SOP Instance UID", job.sop_instance_uid), ("sent file", job.original),
+        ("SOP Class UID", job.sop_class_uid), ("SOP Instance UID", job.sop_instance_uid), ("original file", job.original),
         ("spool file", f"{path} ({job.size} bytes){'' if path.exists() else ' - missing'}"),
         ("attempts", job.attempts), ("next attempt", _when(job.next_attempt)),
         ("status", f"0x{job.status:04X}" if job.status is not None else ""), ("reason", job.reason),

@@ -45,12 +45,12 @@ class Recovered:
 
 def recover_journal(settings: OutboxSettings) -> Recovered:
     """Make the journal usable again and queue every spool file it does not know; see the module doc."""
+    spool = Spool(settings.spool_dir, settings.min_free_mb * MB)
     lock = lock_delivery(settings.spool_dir)
     if lock is None:
         raise KioskError(f"a delivery is running from {settings.spool_dir}",
                          "stop it first (systemctl stop kiosk-outbox, or close the kiosk), then recover")
     try:
-        spool = Spool(settings.spool_dir, settings.min_free_mb * MB)
         result = Recovered()
         try:
             journal = _open_sound(spool.root / JOURNAL_NAME, result)
