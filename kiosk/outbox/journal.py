@@ -89,7 +89,8 @@ _JOB_COLUMNS = """j.id, j.destination, j.commitment, j.state, j.attempts, j.next
 
 #: SQLite's answers for a file that is no (longer a) database.
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-RECOVER_HINT = "run 'kiosk outbox recover': it keeps the damaged journal aside and queues the spool's images again"
+RECOVER_HINT = ("stop the delivery service and the kiosk UI, then run 'kiosk outbox recover': it queues the spool's "
+                "images again (a damaged journal is kept aside, not deleted)")
 
 
 class JournalDamagedError(KioskError):
