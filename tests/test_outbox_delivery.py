@@ -175,7 +175,7 @@ def test_a_damaged_spool_file_fails_its_job_and_the_batch_goes_on(tmp_path, stor
     states = [job.state for job in outbox.journal.jobs_by_id(jobs)]
     assert states == ["sent", "failed", "sent", "sent"]
     reason = outbox.journal.get(jobs[1]).reason
-    assert reason.startswith(f"the spool file {path} changed after it was accepted")
+    assert reason.startswith(f"the outbox's copy of {victim.original} changed after it was accepted")
     assert "capture or import it again" in reason
     assert sorted(received_uids(storescp.extra["received"])) == sorted(set(made) - {victim.sop_instance_uid})
     outbox.close()

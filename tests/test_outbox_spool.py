@@ -46,7 +46,7 @@ def test_accepted_files_are_complete_private_copies(setup):
     assert list((spool / "tmp").iterdir()) == []
 
 
-def test_half_written_and_unreferenced_files_are_never_sent_and_cleaned(setup):
+def test_half_written_files_are_cleaned_and_unreferenced_ones_kept_never_sent(setup):
     config, outbox, tmp = setup
     made = make_instances(tmp / "in", 2)
     (tmp / "usb").mkdir()
@@ -61,7 +61,8 @@ def test_half_written_and_unreferenced_files_are_never_sent_and_cleaned(setup):
         os.utime(path, (old, old))
     deliver(outbox, config, jobs)
     assert sorted(received_uids(tmp / "usb")) == sorted(made)
-    assert not part.exists() and not orphan.exists()
+    # The journal does not know the orphan: it may be an accepted image whose journal was lost.
+    assert not part.exists() and orphan.exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "change", "delete"])
@@ -133,7 +134,7 @@ def test_free_disk_threshold_refuses_new_images_and_keeps_accepted_ones(tmp_path
     with pytest.raises(OutboxFullError):
         full.check_capacity()
     assert [j.id for j in full.journal.jobs()] == first
-    assert len(list((tmp_path / "spool" / "files").iterdir())) == 1
+    assert len(list((tmp_path / "spool" / "files").glob("*.dcm"))) == 1
     full.close()
 
 
@@ -301,7 +302,8 @@ def test_accepted_files_are_made_durable_before_they_are_acknowledged(setup, mon
         real_fsync(fd)
 
     def sync_filesystem(fd):
-        calls.append(f"syncfs after {len(list((tmp / 'spool' / 'tmp').iterdir()))} parts")
+        records = len(list((tmp / "spool" / "tmp").glob("*.json.part")))
+        calls.append(f"syncfs after {len(list((tmp / 'spool' / 'tmp').iterdir())) - records} parts, {records} records")
         real_sync(fd)
 
     if not syncfs:
@@ -312,8 +314,8 @@ def test_accepted_files_are_made_durable_before_they_are_acknowledged(setup, mon
     monkeypatch.setattr(spool_module, "_sync_filesystem", sync_filesystem)
     jobs = queue(outbox, config, list(made.values()), "folder:" + str(tmp / "usb"))
     assert len(jobs) == 5
-    # The folder's fsync (for the renames) comes last in both cases.
-    assert calls == (["syncfs after 5 parts", "fsync"] if syncfs else ["fsync"] * 6)
+    # The folder's fsync (for the renames) comes last in both cases; records are made durable with their files.
+    assert calls == (["syncfs after 5 parts, 5 records", "fsync"] if syncfs else ["fsync"] * 11)
     for job in outbox.journal.jobs_by_id(jobs):
         assert outbox.spool.path(job.spool_name).read_bytes() == made[job.sop_instance_uid].read_bytes()
 

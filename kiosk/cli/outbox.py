@@ -1,4 +1,4 @@
-"""``kiosk outbox list|show|retry|remove|run``: see and fix queued jobs, run the delivery service."""
+"""``kiosk outbox list|show|retry|remove|run|recover``: see and fix queued jobs, run the delivery service."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import signal
+import threading
 
 from kiosk.config import Config
 from kiosk.outbox.journal import STATES  # light: no pydicom, no pynetdicom
@@ -46,11 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="seconds between looks for jobs queued by other processes (default 1)")
     service.set_defaults(run=run_service, needs_config=True)
 
+    recover = actions.add_parser("recover", help="rebuild the jobs of the spool's images after the journal was lost "
+                                 "or damaged (a damaged journal is kept aside)")
+    recover.set_defaults(run=run_recover, needs_config=True)
 
-def _open(config: Config):
-    from kiosk.outbox import Outbox
 
-    return Outbox.from_config(config)
+def _open(config: Config, read_only: bool = False):
+    from kiosk.outbox import Outbox, OutboxSettings
+
+    return Outbox(OutboxSettings.from_config(config), read_only)
 
 
 def _short(text: str, width: int) -> str:
@@ -64,7 +69,7 @@ def _when(timestamp: float | None) -> str:
 
 
 def run_list(args: argparse.Namespace, config: Config) -> int:
-    outbox = _open(config)
+    outbox = _open(config, read_only=True)
     try:
         jobs = outbox.journal.jobs(state=args.state, destination=args.destination)
         summary = outbox.summary()
@@ -87,7 +92,7 @@ def run_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_show(args: argparse.Namespace, config: Config) -> int:
-    outbox = _open(config)
+    outbox = _open(config, read_only=True)
     try:
         job = outbox.job(args.job)
         path = outbox.spool.path(job.spool_name)
@@ -96,7 +101,7 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
     rows = [
         ("job", job.id), ("state", job.state), ("destination", job.destination),
         ("storage commitment", "requested" if job.commitment else "no"),
-        ("SOP Class UID", job.sop_class_uid), ("SOP Instance UID", job.sop_instance_uid),
+        ("SOP Class UID", job.sop_class_uid), ("SOP Instance UID", job.sop_instance_uid), ("original file", job.original),
         ("spool file", f"{path} ({job.size} bytes){'' if path.exists() else ' - missing'}"),
         ("attempts", job.attempts), ("next attempt", _when(job.next_attempt)),
         ("status", f"0x{job.status:04X}" if job.status is not None else ""), ("reason", job.reason),
@@ -136,7 +141,12 @@ def run_service(args: argparse.Namespace, config: Config) -> int:
     from kiosk.net.listener import Listener
     from kiosk.outbox.worker import Delivery, idle
 
-    outbox = _open(config)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    outbox = _open_when_possible(config, stopping)
+    if outbox is None:
+        return 0
     delivery = Delivery(outbox, config, poll=args.poll)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: delivery.shutdown())
@@ -155,4 +165,53 @@ def run_service(args: argparse.Namespace, config: Config) -> int:
         outbox.unlock_delivery(lock)
         outbox.close()
     log.info("outbox: delivery stopped")
+    return 0
+
+
+def _open_when_possible(config: Config, stopping: threading.Event):
+    """The outbox, once its disk has room to open the journal (None if stopped first).
+
+    A service that exited on a full disk would only be restarted into the same
+    error; waiting loses nothing and resumes by itself once space is freed.
+    """
+    from kiosk.cli import report
+    from kiosk.outbox import OutboxFullError, OutboxSettings
+
+    pause = OutboxSettings.from_config(config).retry_interval
+    waited = False
+    while True:
+        try:
+            outbox = _open(config)
+        except OutboxFullError as error:
+            if not waited:
+                report(error)
+                log.warning("outbox: delivery waits for disk space, trying again every %g s", pause)
+            waited = True
+        else:
+            if waited:
+                log.warning("outbox: there is disk space again; delivery starts")
+            return outbox
+        if stopping.wait(pause):
+            return None
+
+
+def run_recover(args: argparse.Namespace, config: Config) -> int:
+    from kiosk.outbox import OutboxSettings
+    from kiosk.outbox.recovery import recover_journal
+
+    result = recover_journal(OutboxSettings.from_config(config))
+    if result.moved_to:
+        print(f"the damaged journal was moved to {result.moved_to} (kept, not deleted)")
+    if result.fresh:
+        print("started a new journal")
+    for destination, count in result.queued.items():
+        print(f"queued {count} job(s) again for {destination}")
+    print(f"{result.files} spool file(s) queued again, {result.known} already in the journal")
+    if result.recent:
+        print(f"{result.recent} file(s) accepted in the last 10 minutes were left alone (another process may be "
+              "queueing them): run 'kiosk outbox recover' again later if 'kiosk outbox list' does not show them")
+    for name, why in result.unusable:
+        print(f"not queued: {name}: {why} (left in the spool)")
+    if result.files:
+        print("start delivery ('kiosk outbox run') to send them")
     return 0

@@ -1,8 +1,10 @@
 """The outbox as one object: accept instances durably, query and manage jobs, publish events.
 
 ``Outbox`` joins the spool (files), the journal (job states) and the event
-bus. Accepting is durable before it returns: files are fsynced and renamed,
-then the journal transaction commits (synchronous=FULL). Delivery itself is
+bus. Accepting is durable before it returns: files (and their records) are
+fsynced and renamed, then the journal transaction commits (synchronous=FULL).
+It refuses to open a missing or empty journal next to spool files: those
+images would be forgotten (``kiosk outbox recover`` rebuilds their jobs). Delivery itself is
 ``kiosk.outbox.worker.Delivery``; one process at a time holds the delivery
 lock of a spool.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -19,8 +22,8 @@ from typing import Any, Iterable, Sequence
 from kiosk.config import Config
 from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
-from kiosk.outbox.journal import FAILED, Accepted, Job, Journal, Update
-from kiosk.outbox.spool import MB, OutboxFullError, Spool, SpoolError
+from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
+from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
 from kiosk.part10 import FileMeta, NotPart10Error, read_meta
 
 JOURNAL_NAME = "journal.sqlite"
@@ -59,15 +62,32 @@ class OutboxSettings:
 class Outbox:
     """Spool + journal + events of one spool folder."""
 
-    def __init__(self, settings: OutboxSettings) -> None:
+    def __init__(self, settings: OutboxSettings, read_only: bool = False) -> None:
+        """Open the spool folder; ``read_only`` (for listing) works on a full disk too."""
         self.settings = settings
         self.spool = Spool(settings.spool_dir, settings.min_free_mb * MB)
+        path = settings.spool_dir / JOURNAL_NAME
+        if not journal_present(path) and self.spool.has_files():
+            raise JournalLostError(
+                f"the outbox journal {path} is missing or empty, but {len(self.spool.names())} image(s) wait in "
+                f"{self.spool.files}; nothing is sent or queued until their jobs are rebuilt", RECOVER_HINT)
         try:
-            self.journal = Journal(settings.spool_dir / JOURNAL_NAME)
-        except sqlite3.DatabaseError as exc:
-            raise SpoolError(f"the outbox journal {settings.spool_dir / JOURNAL_NAME} cannot be opened: {exc}",
-                             "check the disk; if the file is damaged, move it away (its jobs are then lost)") from None
+            self.journal = Journal(path, read_only)
+        except sqlite3.OperationalError as exc:
+            raise self._unusable(exc) from None
         self.events = ev.EventBus()
+
+    def _unusable(self, exc: sqlite3.OperationalError) -> KioskError:
+        """The error for a journal SQLite cannot open: a full disk says so, with what to do."""
+        free = self.spool.free_bytes()
+        if free < JOURNAL_RESERVE or getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return OutboxFullError(
+                f"the outbox disk is full ({megabytes(free)} free): the outbox journal cannot be opened ({exc}); "
+                "nothing in the outbox is lost",
+                f"free at least {megabytes(self.spool.keep_bytes)} on the disk holding {self.settings.spool_dir}: "
+                "delete or move other programs' files there")
+        return SpoolError(f"the outbox journal {self.settings.spool_dir / JOURNAL_NAME} cannot be opened: {exc}",
+                          "check the disk holding the outbox (the system log tells of disk errors) and its permissions")
 
     @classmethod
     def from_config(cls, config: Config) -> "Outbox":
@@ -100,9 +120,9 @@ class Outbox:
             chunk = paths[start:start + ACCEPT_CHUNK]
             try:
                 self.check_capacity(sum(p.stat().st_size for p in chunk))
-                entries = self.spool.put_files(chunk)
-                accepted = [Accepted(entry, meta.sop_instance_uid, meta.sop_class_uid, meta.transfer_syntax)
-                            for entry, meta in zip(entries, metas[start:])]
+                entries = self.spool.put_files(chunk, spool_record(destinations, commitment))
+                accepted = [Accepted(entry, meta.sop_instance_uid, meta.sop_class_uid, meta.transfer_syntax, str(path))
+                            for entry, meta, path in zip(entries, metas[start:], chunk)]
                 try:
                     added = self._journal(accepted, destinations, commitment)
                 except BaseException:
@@ -126,7 +146,7 @@ class Outbox:
         dataset.save_as(buffer, enforce_file_format=True)
         data = buffer.getvalue()
         self.check_capacity(len(data))
-        entry = self.spool.put_bytes(data)
+        entry = self.spool.put_bytes(data, spool_record(destinations, set(commitment)))
         try:
             syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
             return self._journal([Accepted(entry, str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
@@ -202,13 +222,7 @@ class Outbox:
 
     def try_lock_delivery(self) -> int | None:
         """Take the spool's delivery lock; returns its file descriptor, or None if another process has it."""
-        fd = os.open(self.settings.spool_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+        return lock_delivery(self.settings.spool_dir)
 
     @staticmethod
     def unlock_delivery(fd: int) -> None:
@@ -221,6 +235,22 @@ class Outbox:
             return True
         self.unlock_delivery(fd)
         return False
+
+
+def lock_delivery(spool_dir: Path) -> int | None:
+    """Take the delivery lock of the spool in ``spool_dir``: its file descriptor, or None if another process has it."""
+    fd = os.open(spool_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def spool_record(destinations: dict[str, dict[str, Any]], commitment: set[str]) -> dict[str, Any]:
+    """What each spool file's record keeps so that its jobs can be rebuilt without the journal."""
+    return {"destinations": destinations, "commitment": sorted(commitment & destinations.keys()), "accepted": time.time()}
 
 
 def read_header(path: Path) -> FileMeta:

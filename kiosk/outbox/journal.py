@@ -14,6 +14,9 @@ A job is one instance for one destination. States:
 One connection per ``Journal``, serialised by a lock, so worker threads can
 share it; other processes (``kiosk send`` next to ``kiosk outbox run``) meet
 through SQLite's own locking.
+
+A damaged journal raises ``JournalDamagedError`` (never a bare SQLite
+error); ``kiosk.outbox.recovery`` rebuilds the jobs from the spool.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from kiosk.errors import KioskError
 from kiosk.outbox.spool import SpoolEntry
 
 QUEUED, SENDING, SENT, COMMITTED, RETRYING, FAILED = "queued", "sending", "sent", "committed", "retrying", "failed"
@@ -43,7 +47,8 @@ CREATE TABLE IF NOT EXISTS instances (
     sha256 TEXT NOT NULL,
     size INTEGER NOT NULL,
     created REAL NOT NULL,
-    transfer_syntax TEXT
+    transfer_syntax TEXT,
+    original TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS destinations (
     name TEXT PRIMARY KEY,
@@ -79,7 +84,29 @@ _CLAIM_TIMED = ("SELECT id, state FROM jobs WHERE destination = ? AND state = ? 
                 "ORDER BY id LIMIT ?")
 
 _JOB_COLUMNS = """j.id, j.destination, j.commitment, j.state, j.attempts, j.next_attempt, j.status, j.reason,
-    j.created, j.updated, i.id, i.sop_instance_uid, i.sop_class_uid, i.spool_name, i.sha256, i.size, i.transfer_syntax"""
+    j.created, j.updated, i.id, i.sop_instance_uid, i.sop_class_uid, i.spool_name, i.sha256, i.size, i.transfer_syntax,
+    i.original"""
+
+#: SQLite's answers for a file that is no (longer a) database.
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+RECOVER_HINT = ("stop the delivery service and the kiosk UI, then run 'kiosk outbox recover': it queues the spool's "
+                "images again (a damaged journal is kept aside, not deleted)")
+
+
+class JournalDamagedError(KioskError):
+    """The journal file is damaged; its jobs can be rebuilt from the spool (``kiosk outbox recover``)."""
+
+
+class JournalLostError(KioskError):
+    """The journal is missing or empty while the spool holds images: nothing may start on a fresh one."""
+
+
+def journal_present(path: Path) -> bool:
+    """Whether ``path`` holds a journal at all (SQLite would take a missing or empty file for a new one)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,7 @@ class Job:
     sha256: str
     size: int
     transfer_syntax: str | None  # None for jobs journaled before it was recorded
+    original: str  # the file the user sent ("" for images captured here, and older jobs)
 
     @property
     def entry(self) -> SpoolEntry:
@@ -141,15 +169,35 @@ class Accepted:
     sop_instance_uid: str
     sop_class_uid: str
     transfer_syntax: str | None = None
+    original: str = ""  # the user's file, for messages
+    accepted: float | None = None  # when it was accepted, if not now (jobs rebuilt from the spool)
 
 
 class Journal:
     """Job states in ``path`` (SQLite). All methods are thread-safe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """Open (or create) the journal; ``read_only`` also copes with a full disk (see ``_open_frozen``)."""
         self.path = Path(path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            with _damage_reported(self.path):
+                self._open()
+        except sqlite3.OperationalError:
+            self._db.close()
+            if not read_only or not self._open_frozen():
+                raise
+            return
+        except JournalDamagedError:
+            self._db.close()
+            raise
+        # The WAL holds job rows too; the spool folder is 0700 already, the files follow suit.
+        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            if path.exists():
+                path.chmod(0o600)
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before we tell anyone the image is accepted.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -161,12 +209,31 @@ class Journal:
                 if statement.strip():
                     db.execute(statement)
             columns = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
-            if "transfer_syntax" not in columns:  # a journal from before the column existed
+            # Journals from before these columns existed.
+            if "transfer_syntax" not in columns:
                 db.execute("ALTER TABLE instances ADD COLUMN transfer_syntax TEXT")
-        # The WAL holds job rows too; the spool folder is 0700 already, the files follow suit.
-        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
-            if path.exists():
-                path.chmod(0o600)
+            if "original" not in columns:
+                db.execute("ALTER TABLE instances ADD COLUMN original TEXT NOT NULL DEFAULT ''")
+
+    def _open_frozen(self) -> bool:
+        """Open the journal as it is on disk, read-only; False if that could miss changes.
+
+        SQLite cannot open a WAL journal without room for its shared-memory
+        file (a full disk: "disk I/O error"). When no write-ahead log holds
+        changes, the main file is the whole journal and needs no locking.
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size:
+            return False
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        return True
+
+    def check(self) -> None:
+        """Raise ``JournalDamagedError`` unless SQLite finds the whole file sound."""
+        problems = [row[0] for row in self._read("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise JournalDamagedError(f"the outbox journal {self.path} is damaged ({problems[0]})", RECOVER_HINT)
 
     def close(self) -> None:
         with self._lock:
@@ -183,7 +250,7 @@ class Journal:
         A later durable commit makes the earlier ones durable too (the WAL is
         written in order).
         """
-        with self._lock:
+        with self._lock, _damage_reported(self.path):
             if not durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             try:
@@ -199,35 +266,40 @@ class Journal:
                     self._db.execute("PRAGMA synchronous=FULL")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, _damage_reported(self.path):
             return self._db.execute(sql, params).fetchall()
 
     # -- adding -----------------------------------------------------------
 
     def add(self, accepted: Sequence[Accepted], destinations: dict[str, dict[str, Any]],
-            commitment: set[str] = frozenset()) -> dict[str, list[int]]:
+            commitment: set[str] = frozenset(), only_new: bool = False) -> dict[str, list[int]]:
         """Journal instances for each destination (name -> spec); returns job ids per destination.
 
         ``commitment`` names the destinations whose jobs wait for storage commitment.
+        ``only_new`` skips instances whose spool file the journal already has
+        (checked in the same transaction, for jobs rebuilt while others accept).
         """
         now = time.time()
         jobs: dict[str, list[int]] = {name: [] for name in destinations}
         with self._write() as db:
+            if only_new:
+                known = {row[0] for row in db.execute("SELECT spool_name FROM instances")}
+                accepted = [item for item in accepted if item.entry.name not in known]
             for name, spec in destinations.items():
                 db.execute("INSERT INTO destinations (name, spec) VALUES (?, ?) "
                            "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec", (name, json.dumps(spec)))
-            instance_ids = [db.execute(
-                "INSERT INTO instances (sop_instance_uid, sop_class_uid, spool_name, sha256, size, created, transfer_syntax) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (item.sop_instance_uid, item.sop_class_uid, item.entry.name, item.entry.sha256, item.entry.size, now,
-                 item.transfer_syntax),
-            ).lastrowid for item in accepted]
+            instances = [(db.execute(
+                "INSERT INTO instances (sop_instance_uid, sop_class_uid, spool_name, sha256, size, created, transfer_syntax, "
+                "original) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (item.sop_instance_uid, item.sop_class_uid, item.entry.name, item.entry.sha256, item.entry.size,
+                 item.accepted or now, item.transfer_syntax, item.original),
+            ).lastrowid, item.accepted or now) for item in accepted]
             # Destination by destination, so each one's job numbers are consecutive.
             for name in destinations:
-                for instance_id in instance_ids:
+                for instance_id, created in instances:
                     cursor = db.execute(
                         "INSERT INTO jobs (instance_id, destination, commitment, state, created, updated) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (instance_id, name, int(name in commitment), QUEUED, now, now))
+                        "VALUES (?, ?, ?, ?, ?, ?)", (instance_id, name, int(name in commitment), QUEUED, created, now))
                     jobs[name].append(cursor.lastrowid)
         return jobs
 
@@ -397,3 +469,14 @@ class Journal:
     def live_spool_names(self) -> set[str]:
         """Spool files the journal still needs."""
         return {row[0] for row in self._read("SELECT spool_name FROM instances")}
+
+
+@contextmanager
+def _damage_reported(path: Path) -> Iterator[None]:
+    """Turn SQLite's "damaged file" errors into ``JournalDamagedError``; others pass."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) not in _DAMAGED:
+            raise
+        raise JournalDamagedError(f"the outbox journal {path} is damaged ({exc})", RECOVER_HINT) from None

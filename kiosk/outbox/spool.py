@@ -8,6 +8,12 @@ never touches another. Leftover ``.part`` files are the half-written files
 of a crash: the journal never refers to them, so they are never sent, and
 recovery deletes them. The SHA-256 kept in the journal lets delivery detect
 a file damaged after it was accepted (``kiosk.checksum``).
+
+Next to each file, ``files/<random>.json`` is its *record*: what it was
+accepted for (destinations, the user's file name, SHA-256...), written and
+made durable in the same batch. It lets ``kiosk outbox recover`` rebuild the
+jobs when the journal is lost; nothing here deletes a file the journal does
+not know.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -23,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from kiosk.checksum import chunks
 from kiosk.errors import KioskError
@@ -35,6 +42,7 @@ MB = 1 << 20
 #: or a full disk would stop the very sending that frees it.
 JOURNAL_RESERVE = 256 * 1024
 PARALLEL_WRITES = 8
+RECORD = ".json"  # suffix of a spool file's record
 
 T = TypeVar("T")
 
@@ -77,9 +85,14 @@ def _sync_filesystem(fd: int) -> None:
 Part = tuple[str, str, int]
 
 
+def _record_part(part: str) -> str:
+    return f"{part[:-len('.part')]}{RECORD}.part"
+
+
 def _discard(parts: Iterable[Part]) -> None:
-    """Delete written parts that will not be published."""
+    """Delete written parts (and their records) that will not be published."""
     for part, _digest, _size in parts:
+        _unlink(_record_part(part))
         _unlink(part)
 
 
@@ -88,6 +101,12 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def megabytes(count: int) -> str:
+    """``count`` bytes for people: "500 MB", "0.25 MB"."""
+    value = round(count / MB, 2)
+    return f"{value:.0f} MB" if value == int(value) else f"{value} MB"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -124,25 +143,33 @@ class Spool:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
+    @property
+    def keep_bytes(self) -> int:
+        """Bytes that must stay free on the spool's disk."""
+        return max(self.min_free_bytes, JOURNAL_RESERVE)
+
     def check_free(self, needed: int = 0) -> None:
         """Raise ``OutboxFullError`` unless ``needed`` bytes fit above the free-disk threshold."""
         free = self.free_bytes()
-        keep = max(self.min_free_bytes, JOURNAL_RESERVE)
+        keep = self.keep_bytes
         if free - needed < keep:
             raise OutboxFullError(
-                f"the outbox disk is full: {free / MB:.1f} MB free, {keep / MB:.2g} MB must stay free"
+                f"the outbox disk is full: {free / MB:.1f} MB free, {megabytes(keep)} must stay free"
                 f"{f' after these {needed / MB:.1f} MB' if needed else ''}; new images are refused so that "
                 "nothing already accepted is lost",
                 f"send or remove waiting jobs ('kiosk outbox list'), lower [outbox] retention_hours, "
                 f"or free space on the disk holding {self.root}",
             )
 
-    def put_bytes(self, data: bytes) -> SpoolEntry:
-        """Store ``data`` durably; returns its entry."""
-        return self._publish([self._guard(lambda: self._write_part([data]))])[0]
+    def put_bytes(self, data: bytes, record: dict[str, Any]) -> SpoolEntry:
+        """Store ``data`` durably, with ``record`` (JSON-able) as its record; returns its entry."""
+        return self._publish([self._guard(lambda: self._write_part([data], record))])[0]
 
-    def put_files(self, sources: Sequence[Path]) -> list[SpoolEntry]:
+    def put_files(self, sources: Sequence[Path], record: dict[str, Any]) -> list[SpoolEntry]:
         """Copy files into the spool durably, all or none; returns their entries in order.
+
+        Each file's record is ``record`` plus ``original`` (the source's path),
+        ``sha256`` and ``size``.
 
         Where the system has ``syncfs`` (Linux), the files are written and then
         made durable together with one file-system sync: one journal commit for
@@ -151,14 +178,14 @@ class Spool:
         several in parallel. Then they are renamed and the folder fsynced once.
         """
         if _syncfs is None:
-            return self._publish(self._copy_parallel(sources))
+            return self._publish(self._copy_parallel(sources, record))
         parts: list[Part] = []
         try:
             folder = self._guard(lambda: os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY))
             try:
                 # Opened before writing: syncfs then reports write-back errors of these files.
                 for source in sources:
-                    parts.append(self._guard(lambda s=source: self._copy_part(s, durable=False)))
+                    parts.append(self._guard(lambda s=source: self._copy_part(s, record, durable=False)))
                 self._guard(lambda: _sync_filesystem(folder))
             finally:
                 os.close(folder)
@@ -167,10 +194,10 @@ class Spool:
             raise
         return self._publish(parts)
 
-    def _copy_parallel(self, sources: Sequence[Path]) -> list[Part]:
+    def _copy_parallel(self, sources: Sequence[Path], record: dict[str, Any]) -> list[Part]:
         """Copy and fsync in parallel (the file system then commits many fsyncs at once)."""
         with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, max(len(sources), 1))) as pool:
-            futures = [pool.submit(self._guard, lambda s=source: self._copy_part(s)) for source in sources]
+            futures = [pool.submit(self._guard, lambda s=source: self._copy_part(s, record)) for source in sources]
         parts, errors = [], []
         for future in futures:
             try:
@@ -182,7 +209,7 @@ class Spool:
             raise next((e for e in errors if isinstance(e, OutboxFullError)), errors[0])
         return parts
 
-    def _copy_part(self, source: Path, durable: bool = True) -> Part:
+    def _copy_part(self, source: Path, record: dict[str, Any], durable: bool = True) -> Part:
         # Plain descriptors and str paths: accepting thousands of small files
         # spent a third of its Python time in pathlib and buffered I/O.
         try:
@@ -190,12 +217,12 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot read {source}: {exc.strerror}", "check that the file exists and is readable") from None
         try:
-            return self._write_part(chunks(handle), durable)
+            return self._write_part(chunks(handle), {**record, "original": str(source)}, durable)
         finally:
             os.close(handle)
 
-    def _write_part(self, pieces: Iterable[bytes], durable: bool = True) -> Part:
-        """Write ``tmp/<random>.part``, fsynced if ``durable``."""
+    def _write_part(self, pieces: Iterable[bytes], record: dict[str, Any], durable: bool = True) -> Part:
+        """Write ``tmp/<random>.part`` and its record ``tmp/<random>.json.part``, fsynced if ``durable``."""
         part = f"{self._tmp}/{os.urandom(16).hex()}.part"
         digest = hashlib.sha256()
         size = 0
@@ -212,7 +239,10 @@ class Spool:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            _write_small(_record_part(part), json.dumps({**record, "sha256": digest.hexdigest(), "size": size}).encode(),
+                         durable)
         except BaseException:
+            _unlink(_record_part(part))
             _unlink(part)
             raise
         return part, digest.hexdigest(), size
@@ -222,7 +252,10 @@ class Spool:
         entries = []
         try:
             for part, digest, size in parts:
-                name = f"{os.path.basename(part)[:-len('.part')]}.dcm"
+                stem = os.path.basename(part)[:-len('.part')]
+                # The record first: a file under files/ always has one.
+                os.replace(_record_part(part), f"{self._files}/{stem}{RECORD}")
+                name = f"{stem}.dcm"
                 os.replace(part, f"{self._files}/{name}")
                 entries.append(SpoolEntry(name, digest, size))
             self._guard(lambda: _fsync_dir(self.files))
@@ -248,28 +281,65 @@ class Spool:
                              "check the disk and the folder's permissions") from None
 
     def remove(self, name: str) -> None:
+        """Delete a spool file and its record (only for files the journal recorded as done with)."""
         self.path(name).unlink(missing_ok=True)
+        self.record_path(name).unlink(missing_ok=True)
+
+    def record_path(self, name: str) -> Path:
+        return self.files / f"{name.removesuffix('.dcm')}{RECORD}"
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        """The record of spool file ``name``, or None if it has none (or it cannot be read)."""
+        try:
+            found = json.loads(self.record_path(name).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def names(self) -> list[str]:
+        """The spool files, by name."""
+        return [path.name for path in self.files.glob("*.dcm")]
+
+    def has_files(self) -> bool:
+        return next(self.files.glob("*.dcm"), None) is not None
 
     def recover(self, known: set[str], min_age: float = 600.0) -> tuple[int, int]:
-        """Delete half-written ``.part`` files and files no job refers to.
+        """Delete half-written ``.part`` files and records without a file; count files no job refers to.
 
-        Only files older than ``min_age`` seconds go, so a writer in another
-        process that has not yet committed its journal entry keeps its file.
-        Such files were never acknowledged to anyone. Returns (partial, orphans).
+        Files the journal does not know are never deleted: they may be
+        accepted images whose journal was lost (``kiosk outbox recover``
+        queues them again). Only leftovers older than ``min_age`` seconds
+        go, so a writer in another process that has not yet published them
+        keeps its parts. Returns (partial, unknown).
         """
         cutoff = time.time() - min_age
-        partial = orphans = 0
+        partial = 0
         for part in self.tmp.glob("*.part"):
             if _older(part, cutoff):
                 part.unlink(missing_ok=True)
                 partial += 1
-        for path in self.files.glob("*.dcm"):
-            if path.name not in known and _older(path, cutoff):
-                path.unlink(missing_ok=True)
-                orphans += 1
-        if partial or orphans:
-            log.warning("outbox recovery: deleted %d half-written and %d unreferenced spool file(s)", partial, orphans)
-        return partial, orphans
+        for record in self.files.glob(f"*{RECORD}"):
+            if not record.with_suffix(".dcm").exists() and _older(record, cutoff):
+                record.unlink(missing_ok=True)
+        unknown = sum(name not in known and _older(self.path(name), cutoff) for name in self.names())
+        if partial:
+            log.warning("outbox recovery: deleted %d half-written spool file(s)", partial)
+        if unknown:
+            log.warning("outbox: %d spool file(s) are not in the journal and are not delivered; "
+                        "'kiosk outbox recover' queues them again", unknown)
+        return partial, unknown
+
+
+def _write_small(path: str, data: bytes, durable: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _older(path: Path, cutoff: float) -> bool:

@@ -15,11 +15,13 @@ sends them in one association and records each instance's outcome:
 
 Files are sent as they are in the spool: a re-send after a crash repeats the
 same SOP Instance UID, never a new one. Recovery at start re-queues jobs left
-``sending`` and deletes half-written spool files.
+``sending``, deletes half-written spool files and reports (never deletes)
+spool files the journal does not know.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import threading
@@ -70,7 +72,7 @@ class Delivery:
         self._wake.set()
 
     def recover(self) -> None:
-        """Re-queue jobs a dead process left ``sending``; delete half-written and unreferenced files."""
+        """Re-queue jobs a dead process left ``sending``; delete half-written files, report unknown ones."""
         try:
             requeued = self.outbox.journal.recover()
         except sqlite3.OperationalError as exc:
@@ -217,6 +219,7 @@ class Delivery:
 
     def _after_send(self, job: Job, outcome: Outcome, destination: Destination,
                     error: DeliveryError | None = None) -> Update:
+        outcome = self._naming_original(job, outcome)
         code_known = outcome.status is None or f"{outcome.status:04X}" in outcome.message
         status_text = "" if code_known else f" (status 0x{outcome.status:04X})"
         if error is not None and outcome.outcome == "transient" and not error.transient:
@@ -227,11 +230,19 @@ class Delivery:
                 return Update(job.id, SENT, outcome.status, reason or AWAITING, attempts=0)
             return Update(job.id, SENT, outcome.status, reason, attempts=0)
         if outcome.outcome == "damaged":
-            return Update(job.id, FAILED, None, f"the spool file {outcome.message}; {CANNOT_SEND}")
+            return Update(job.id, FAILED, None, f"{outcome.message}; {CANNOT_SEND}")
         message = outcome.message or "refused by the destination"
         if outcome.outcome == "transient":
             return self._retry_later(job, f"{message}{status_text}", outcome.status)
         return Update(job.id, FAILED, outcome.status, f"{message}{status_text}; fix the cause, then 'kiosk outbox retry {job.id}'")
+
+    def _naming_original(self, job: Job, outcome: Outcome) -> Outcome:
+        """``outcome`` with the spool file in its message named as the user knows it: their file's name."""
+        spool_path = str(self.outbox.spool.path(job.spool_name))
+        if spool_path not in outcome.message:
+            return outcome
+        copy = f"the outbox's copy of {job.original}" if job.original else f"the spool file {spool_path}"
+        return dataclasses.replace(outcome, message=outcome.message.replace(spool_path, copy))
 
     def _commit(self, destination: Destination, jobs: list[Job]) -> None:
         by_uid: dict[str, list[Job]] = {}
