@@ -57,14 +57,14 @@ def test_lost_journal_stops_delivery_keeps_every_file_and_recover_rebuilds_the_j
         journal.unlink()
     age(spool_files(tmp_path))
 
-    listing = kiosk("outbox", "list", check=1)
+    listing = kiosk("outbox", "list", check=3)
     assert "the outbox is empty" not in listing.stdout
     assert "missing or empty" in listing.stderr and "12 image(s)" in listing.stderr
     assert "kiosk outbox recover" in listing.stderr and "move it away" not in listing.stderr
-    refused = kiosk("outbox", "run", "--exit-when-idle", "--poll", "0.1", check=1)
+    refused = kiosk("outbox", "run", "--exit-when-idle", "--poll", "0.1", check=3)
     assert "kiosk outbox recover" in refused.stderr
     more = make_instances(tmp_path / "more", 1)
-    assert "kiosk outbox recover" in kiosk("send", str(tmp_path / "more"), "--to", storescp.url, check=1).stderr
+    assert "kiosk outbox recover" in kiosk("send", str(tmp_path / "more"), "--to", storescp.url, check=3).stderr
     assert len(spool_files(tmp_path)) == 12
     assert list(storescp.extra["received"].iterdir()) == []
 
@@ -95,7 +95,7 @@ def test_damaged_journal_is_a_clear_error_and_recover_keeps_it_aside(tmp_path, k
     journal.write_bytes(bytes(data))
 
     for args in (("outbox", "list"), ("outbox", "show", "1"), ("outbox", "run", "--exit-when-idle")):
-        result = kiosk(*args, check=1)
+        result = kiosk(*args, check=3)
         assert "journal" in result.stderr and "damaged" in result.stderr, result.stderr
         assert "kiosk outbox recover" in result.stderr and "move it away" not in result.stderr
 

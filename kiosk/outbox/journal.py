@@ -93,11 +93,18 @@ RECOVER_HINT = ("stop the delivery service and the kiosk UI, then run 'kiosk out
                 "images again (a damaged journal is kept aside, not deleted)")
 
 
-class JournalDamagedError(KioskError):
+class JournalRecoveryNeeded(KioskError):
+    """Nothing may run on this journal until a person runs ``kiosk outbox recover``: exit code 3,
+    which the delivery service's unit does not restart on (a restart cannot help)."""
+
+    exit_code = 3
+
+
+class JournalDamagedError(JournalRecoveryNeeded):
     """The journal file is damaged; its jobs can be rebuilt from the spool (``kiosk outbox recover``)."""
 
 
-class JournalLostError(KioskError):
+class JournalLostError(JournalRecoveryNeeded):
     """The journal is missing or empty while the spool holds images: nothing may start on a fresh one."""
 
 
