@@ -48,6 +48,10 @@ LOSSY = {"j2k-lossy", "jpeg"}
 JPEG_METHOD = "ISO_10918_1"
 J2K_METHOD = "ISO_15444_1"
 
+# Luma sampled 2x1 (4:2:2) or 2x2 (4:2:0) against each chroma component: what
+# YBR_FULL_422 stands for in a JPEG stream (Part 5 8.2.1).
+_YBR_FULL_422_SAMPLING = {((2, 1), (1, 1), (1, 1)), ((2, 2), (1, 1), (1, 1))}
+
 # Faster plugins than pydicom's pure-Python defaults (RLE: ~12x).
 _PLUGINS = {RLELossless: "pylibjpeg", JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg", JPEG2000: "pylibjpeg"}
 
@@ -116,14 +120,16 @@ def encapsulate_jpegs(ds: Dataset, streams: list[bytes], info: JpegInfo, history
     set_lossy(ds, [*history, (raw / sum(len(s) for s in streams), JPEG_METHOD)])
 
 
-def photometric_of_jpeg(info: JpegInfo) -> str:
-    """Part 5 8.2.1: the Photometric Interpretation matching a baseline JPEG's colour space."""
+def photometric_of_jpeg(info: JpegInfo) -> str | None:
+    """Part 5 8.2.1: the Photometric Interpretation of a baseline JPEG kept as it is, or
+    None when no allowed value describes it (then it must be decoded and stored anew)."""
     space = info.color_space
     if space == "GRAY":
         return "MONOCHROME2"
     if space == "RGB":
-        return "RGB"
-    return "YBR_FULL_422" if info.subsampled else "YBR_FULL"
+        return None if info.subsampled else "RGB"
+    # YBR_FULL, the label of 4:4:4 YCbCr, is not among the values allowed with JPEG Baseline.
+    return "YBR_FULL_422" if info.sampling in _YBR_FULL_422_SAMPLING else None
 
 
 def jpeg_ratio(info: JpegInfo, size: int) -> float:
