@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pydicom
 import pytest
@@ -11,6 +13,7 @@ from dicomize_helpers import capture_of, pixels_of
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.dicomize import BuildOptions, EncodeError, build_datasets, write_dataset
 from kiosk.study import StudyContext
+from peers import require_binary
 
 STUDY = StudyContext.manual(patient_name="DOE^JANE", patient_id="PID1", birth_date="19800101", sex="F")
 PIXEL_KINDS = ["gray8", "rgb8", "gray12", "gray16", "bit1", "jpeg-rgb", "jpeg-gray"]
@@ -96,7 +99,11 @@ def test_jpeg_passthrough_photometric_follows_the_colour_space(tmp_path, dciodvf
     cases = {"MONOCHROME2": jpeg_bytes(gray), "YBR_FULL_422": jpeg_bytes(rgb, subsampling=1),
              "RGB": jpeg_bytes(rgb, keep_rgb=True)}  # keep_rgb: Adobe marker, transform 0
     cases_420 = jpeg_bytes(rgb, subsampling=2)
-    for expected, data in [*cases.items(), ("YBR_FULL_422", cases_420)]:
+    # ffmpeg writes 4:2:2 as luma 2x2, chroma 1x2 (capture cards' MJPEG looks the same).
+    ffmpeg_422 = subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                                 "testsrc2=size=64x48", "-frames:v", "1", "-pix_fmt", "yuvj422p", "-c:v", "mjpeg",
+                                 "-f", "image2pipe", "-"], capture_output=True, check=True).stdout
+    for expected, data in [*cases.items(), ("YBR_FULL_422", cases_420), ("YBR_FULL_422", ffmpeg_422)]:
         capture = Capture(SourceKind.FILE_IMPORT, encoded=data, encoded_format=EncodedFormat.JPEG)
         [ds] = build_datasets([capture], STUDY)
         assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit

@@ -48,10 +48,6 @@ LOSSY = {"j2k-lossy", "jpeg"}
 JPEG_METHOD = "ISO_10918_1"
 J2K_METHOD = "ISO_15444_1"
 
-# Luma sampled 2x1 (4:2:2) or 2x2 (4:2:0) against each chroma component: what
-# YBR_FULL_422 stands for in a JPEG stream (Part 5 8.2.1).
-_YBR_FULL_422_SAMPLING = {((2, 1), (1, 1), (1, 1)), ((2, 2), (1, 1), (1, 1))}
-
 # Faster plugins than pydicom's pure-Python defaults (RLE: ~12x).
 _PLUGINS = {RLELossless: "pylibjpeg", JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg", JPEG2000: "pylibjpeg"}
 
@@ -126,10 +122,15 @@ def photometric_of_jpeg(info: JpegInfo) -> str | None:
     space = info.color_space
     if space == "GRAY":
         return "MONOCHROME2"
-    if space == "RGB":
-        return None if info.subsampled else "RGB"
-    # YBR_FULL, the label of 4:4:4 YCbCr, is not among the values allowed with JPEG Baseline.
-    return "YBR_FULL_422" if info.sampling in _YBR_FULL_422_SAMPLING else None
+    if info.components != 3:
+        return None
+    if not info.subsampled:
+        # YBR_FULL, the label of 4:4:4 YCbCr, is not among the values allowed with JPEG Baseline.
+        return "RGB" if space == "RGB" else None
+    (luma_h, luma_v), cb, cr = info.sampling
+    # YBR_FULL_422: chrominance halved horizontally (4:2:2), or in both directions (4:2:0).
+    halved = cb == cr and luma_h == 2 * cb[0] and luma_v in (cb[1], 2 * cb[1])
+    return "YBR_FULL_422" if space == "YCbCr" and halved else None
 
 
 def jpeg_ratio(info: JpegInfo, size: int) -> float:
