@@ -83,6 +83,8 @@ def test_files_that_do_not_decode_as_they_claim_are_refused(tmp_path, capsys, dc
     (folder / "two.jpg").write_bytes(with_frame_header(photo, 20000, 20000, "before"))
     (folder / "noise.pdf").write_bytes(b"%PDF-1.5\n" + np.random.default_rng(3).bytes(3000) + b"\n%%EOF\n")
     (folder / "full.jpg").write_bytes(jpeg_bytes(pixels_of("rgb8")[0], subsampling=0))
+    # Every offset in the cross-reference table 2 bytes short: viewers (and pypdf) repair that, quietly.
+    (folder / "shifted.pdf").write_bytes(pdf_bytes().replace(b"1 0 obj", b"  1 0 obj", 1))
     code, out, err = run(capsys, folder, "-o", tmp_path / "out", *PATIENT)
     assert code == 1
     errors = [line for line in err if line.startswith("kiosk: error:")]
@@ -91,8 +93,8 @@ def test_files_that_do_not_decode_as_they_claim_are_refused(tmp_path, capsys, dc
     assert len(errors) == len(expected), err
     for name, problem in expected.items():
         assert sum(str(folder / name) in line and problem in line for line in errors) == 1, (name, err)
-    assert "Traceback" not in "\n".join(err)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["full.dcm"]
+    assert "Traceback" not in "\n".join(err) and not any("WARNING" in line for line in err), err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["full.dcm", "shifted.dcm"]
     dciodvfy(tmp_path / "out" / "full.dcm")
 
 
