@@ -116,7 +116,6 @@ def _load_pdf(path: Path, data: bytes, base: dict) -> Capture:
 def _check_pdf(path: Path, data: bytes) -> None:
     """Refuse a PDF whose structure (cross-reference table, trailer, page tree) or first page does not parse."""
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError
 
     hint = "open it in a PDF viewer to check it, then save or print it to a new PDF"
     try:
@@ -131,8 +130,6 @@ def _check_pdf(path: Path, data: bytes) -> None:
             contents.operations  # noqa: B018 - reading them parses the page's drawing operators
     except FileLoadError:
         raise
-    except DependencyError:
-        return  # AES-encrypted without a password: read up to the page, whose content needs a crypto library
     except Exception:  # noqa: BLE001 - pypdf raises many kinds on malformed input
         # Not pypdf's message: it may quote the document's bytes (names, findings).
         raise FileLoadError(path, "is not a readable PDF (its structure or first page is damaged)", hint) from None

@@ -165,10 +165,10 @@ def verify_jpeg(data: bytes, info: JpegInfo) -> None:
     others are left to the decoders that read them. Decoding at 1/8 scale still reads
     every coefficient, in a fraction of the time and memory.
     """
-    import simplejpeg
-
     if info.sof not in (0xC0, 0xC1, 0xC2) or info.precision != 8:
         return
+    import simplejpeg
+
     colorspace = {1: "GRAY", 4: "CMYK"}.get(info.components, "RGB")
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, min_factor=8, min_height=1, min_width=1,

@@ -182,14 +182,15 @@ def test_pdf_whose_first_page_does_not_parse_is_refused(tmp_path):
     assert load_file(path)[0].encoded == path.read_bytes()
 
 
-def test_password_protected_pdf_is_refused(tmp_path):
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+def test_password_protected_pdf_is_refused(tmp_path, algorithm):
     import io
 
     from pypdf import PdfReader, PdfWriter
 
     def encrypted(user_password: str) -> bytes:
         writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes())))
-        writer.encrypt(user_password, "owner", algorithm="RC4-128")
+        writer.encrypt(user_password, "owner", algorithm=algorithm)
         out = io.BytesIO()
         writer.write(out)
         return out.getvalue()
