@@ -7,6 +7,10 @@ BMP, GIF (first frame), TIFF (every page; 1-, 8-, 16-bit), progressive/CMYK/
 12-bit JPEG. PDFs are kept as bytes. ``max_pixels`` is checked from the
 header, before anything is decoded, to stop decompression bombs.
 
+Nothing is kept that a viewer could not show: a JPEG's data is decoded once
+to check that it holds the image its header announces, a PDF must parse
+(document structure and first page).
+
 Every failure is a ``FileLoadError`` naming the file and the problem.
 """
 
@@ -23,7 +27,7 @@ import numpy as np
 
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
-from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg
+from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg, verify_jpeg
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -108,7 +112,30 @@ def load_file(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
 def _load_pdf(path: Path, data: bytes, base: dict) -> Capture:
     if b"%%EOF" not in data[-2048:]:
         raise FileLoadError(path, "is a truncated PDF (no %%EOF at the end)")
+    _check_pdf(path, data)
     return Capture(encoded=data, encoded_format=EncodedFormat.PDF, metadata={"title": path.stem}, **base)
+
+
+def _check_pdf(path: Path, data: bytes) -> None:
+    """Refuse a PDF whose structure (cross-reference table, trailer, page tree) or first page does not parse."""
+    from pypdf import PdfReader
+
+    hint = "open it in a PDF viewer to check it, then save or print it to a new PDF"
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise FileLoadError(path, "is a password-protected PDF",
+                                "save a copy without the password (e.g. print it to PDF) and import that")
+        if len(reader.pages) == 0:
+            raise FileLoadError(path, "is a PDF without pages", hint)
+        contents = reader.pages[0].get_contents()
+        if contents is not None:
+            contents.operations  # noqa: B018 - reading them parses the page's drawing operators
+    except FileLoadError:
+        raise
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds on malformed input
+        # Not pypdf's message: it may quote the document's bytes (names, findings).
+        raise FileLoadError(path, "is not a readable PDF (its structure or first page is damaged)", hint) from None
 
 
 def _load_jpeg(path: Path, data: bytes, max_pixels: int, base: dict) -> Capture:
@@ -117,6 +144,10 @@ def _load_jpeg(path: Path, data: bytes, max_pixels: int, base: dict) -> Capture:
     except JpegError as exc:
         raise FileLoadError(path, str(exc)) from None
     _check_size(path, info.width, info.height, max_pixels)
+    try:
+        verify_jpeg(data, info)
+    except JpegError as exc:
+        raise FileLoadError(path, str(exc), "open it in an image viewer to check it, then save it anew") from None
     dpi = info.dpi
     if info.baseline and info.exif_orientation == 1:
         return Capture(encoded=data, encoded_format=EncodedFormat.JPEG, dpi=dpi, **base)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,36 @@ def pixels_of(kind: str, seed: int = 0) -> tuple[np.ndarray, int | None]:
 def jpeg_bytes(pixels: np.ndarray, **save: object) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, "JPEG", **save)
+    return out.getvalue()
+
+
+def with_frame_header(data: bytes, height: int, width: int, where: str = "replace") -> bytes:
+    """``data`` (a JPEG) with its frame header (SOF) saying ``height`` x ``width``: in place of
+    the real one, or as a second SOF before it or after the scan."""
+    pos = 2
+    while data[pos + 1] not in (0xC0, 0xC2):
+        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    end = pos + 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    sof = data[pos:pos + 5] + struct.pack(">HH", height, width) + data[pos + 9:end]
+    if where == "replace":
+        return data[:pos] + sof + data[end:]
+    if where == "before":
+        return data[:pos] + sof + data[pos:]
+    return data[:-2] + sof + data[-2:]  # after the scan, before EOI
+
+
+def pdf_bytes(content: bytes = b"BT /F1 24 Tf 72 720 Td (Report) Tj ET") -> bytes:
+    """A one-page PDF (written by pypdf) whose page draws ``content``."""
+    from pypdf import PdfWriter
+    from pypdf.generic import ContentStream
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(612, 792)
+    stream = ContentStream(None, writer)
+    stream.set_data(content)
+    page.replace_contents(stream)
+    out = io.BytesIO()
+    writer.write(out)
     return out.getvalue()
 
 

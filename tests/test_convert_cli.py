@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pydicom.encaps import generate_frames
 
-from dicomize_helpers import gradient, jpeg_bytes, pixels_of
+from dicomize_helpers import gradient, jpeg_bytes, pdf_bytes, pixels_of, with_frame_header
 from kiosk.cli import main
 from worklist_data import make_worklist_item
 
@@ -29,7 +29,7 @@ def good_inputs(folder):
     Image.fromarray(pixels_of("gray16")[0]).save(folder / "film.png")
     Image.fromarray(pixels_of("rgb8")[0]).save(folder / "pages.tif", save_all=True,
                                                 append_images=[Image.fromarray(pixels_of("rgb8", 1)[0])])
-    (folder / "report.pdf").write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n")
+    (folder / "report.pdf").write_bytes(pdf_bytes())
 
 
 def test_converts_a_folder(tmp_path, capsys, dciodvfy):
@@ -71,6 +71,31 @@ def test_bad_inputs_one_line_each_others_converted(tmp_path, capsys):
     assert "Traceback" not in "\n".join(err)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["film.dcm", "pages-1.dcm", "pages-2.dcm", "photo.dcm", "report.dcm"]  # no partial files
+
+
+def test_files_that_do_not_decode_as_they_claim_are_refused(tmp_path, capsys, dciodvfy):
+    """A JPEG header that lies about the size, two frame headers, a PDF of random bytes:
+    one line each, nothing written for them; a 4:4:4 JPEG is converted (decoded, valid)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = jpeg_bytes(pixels_of("rgb8")[0])
+    (folder / "lie.jpg").write_bytes(with_frame_header(photo, 9000, 9000))
+    (folder / "two.jpg").write_bytes(with_frame_header(photo, 20000, 20000, "before"))
+    (folder / "noise.pdf").write_bytes(b"%PDF-1.5\n" + np.random.default_rng(3).bytes(3000) + b"\n%%EOF\n")
+    (folder / "full.jpg").write_bytes(jpeg_bytes(pixels_of("rgb8")[0], subsampling=0))
+    # Every offset in the cross-reference table 2 bytes short: viewers (and pypdf) repair that, quietly.
+    (folder / "shifted.pdf").write_bytes(pdf_bytes().replace(b"1 0 obj", b"  1 0 obj", 1))
+    code, out, err = run(capsys, folder, "-o", tmp_path / "out", *PATIENT)
+    assert code == 1
+    errors = [line for line in err if line.startswith("kiosk: error:")]
+    expected = {"lie.jpg": "does not match its header", "two.jpg": "more than one frame header",
+                "noise.pdf": "not a readable PDF"}
+    assert len(errors) == len(expected), err
+    for name, problem in expected.items():
+        assert sum(str(folder / name) in line and problem in line for line in errors) == 1, (name, err)
+    assert "Traceback" not in "\n".join(err) and not any("WARNING" in line for line in err), err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["full.dcm", "shifted.dcm"]
+    dciodvfy(tmp_path / "out" / "full.dcm")
 
 
 def test_invalid_patient_data_writes_nothing(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pydicom
 import pytest
@@ -11,6 +13,7 @@ from dicomize_helpers import capture_of, pixels_of
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.dicomize import BuildOptions, EncodeError, build_datasets, write_dataset
 from kiosk.study import StudyContext
+from peers import require_binary
 
 STUDY = StudyContext.manual(patient_name="DOE^JANE", patient_id="PID1", birth_date="19800101", sex="F")
 PIXEL_KINDS = ["gray8", "rgb8", "gray12", "gray16", "bit1", "jpeg-rgb", "jpeg-gray"]
@@ -88,17 +91,53 @@ def test_jpeg_passthrough_keeps_the_stream(tmp_path, ts):
     assert back.LossyImageCompressionMethod == "ISO_10918_1"
 
 
-def test_jpeg_passthrough_photometric_follows_the_colour_space():
+def test_jpeg_passthrough_photometric_follows_the_colour_space(tmp_path, dciodvfy):
     from dicomize_helpers import jpeg_bytes
 
     rgb, _ = pixels_of("rgb8")
     gray, _ = pixels_of("gray8")
-    cases = {"MONOCHROME2": jpeg_bytes(gray), "YBR_FULL": jpeg_bytes(rgb, subsampling=0),
-             "YBR_FULL_422": jpeg_bytes(rgb, subsampling=2)}
-    for expected, data in cases.items():
+    cases = {"MONOCHROME2": jpeg_bytes(gray), "YBR_FULL_422": jpeg_bytes(rgb, subsampling=1),
+             "RGB": jpeg_bytes(rgb, keep_rgb=True)}  # keep_rgb: Adobe marker, transform 0
+    cases_420 = jpeg_bytes(rgb, subsampling=2)
+    # ffmpeg writes 4:2:2 as luma 2x2, chroma 1x2 (capture cards' MJPEG looks the same).
+    ffmpeg_422 = subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                                 "testsrc2=size=64x48", "-frames:v", "1", "-pix_fmt", "yuvj422p", "-c:v", "mjpeg",
+                                 "-f", "image2pipe", "-"], capture_output=True, check=True).stdout
+    for expected, data in [*cases.items(), ("YBR_FULL_422", cases_420), ("YBR_FULL_422", ffmpeg_422)]:
         capture = Capture(SourceKind.FILE_IMPORT, encoded=data, encoded_format=EncodedFormat.JPEG)
         [ds] = build_datasets([capture], STUDY)
+        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
         assert ds.PhotometricInterpretation == expected
+        dciodvfy(write_dataset(ds, tmp_path / f"{expected}.dcm"))
+
+
+@pytest.mark.parametrize("multiframe", [False, True])
+@pytest.mark.parametrize("ts", ["auto", "jpeg"])
+def test_jpeg_444_ycbcr_is_stored_anew_not_labelled_ybr_full(tmp_path, dciodvfy, ts, multiframe):
+    """YBR_FULL is not allowed with JPEG Baseline: a 4:4:4 YCbCr file is decoded, then stored
+    losslessly (auto) or re-encoded 4:2:2 (jpeg); either way its JPEG history is kept."""
+    from dicomize_helpers import jpeg_bytes
+
+    from kiosk.jpeg import parse_jpeg
+
+    captures = [Capture(SourceKind.FILE_IMPORT, encoded=jpeg_bytes(pixels_of("rgb8", i)[0], subsampling=0),
+                        encoded_format=EncodedFormat.JPEG, index=i) for i in range(3 if multiframe else 1)]
+    [ds] = build_datasets(captures, STUDY, BuildOptions(transfer_syntax=ts, multiframe=multiframe))
+    path = write_dataset(ds, tmp_path / "444.dcm")
+    dciodvfy(path)
+    back = pydicom.dcmread(path)
+    method = back["LossyImageCompressionMethod"]
+    methods = list(method.value) if method.VM > 1 else [method.value]
+    assert back.LossyImageCompression == "01" and set(methods) == {"ISO_10918_1"}
+    if ts == "auto":
+        assert back.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+        assert back.PhotometricInterpretation == "RGB"
+    else:
+        [first, *_] = generate_frames(back.PixelData, number_of_frames=len(captures))
+        assert parse_jpeg(first).sampling == ((2, 1), (1, 1), (1, 1))
+        assert back.PhotometricInterpretation == "YBR_FULL_422" and len(methods) >= 2  # decoded, encoded again
+    assert np.abs(back.pixel_array.astype(int) - np.stack([pixels_of("rgb8", i)[0] for i in range(len(captures))])
+                  .reshape(back.pixel_array.shape)).mean() < 12
 
 
 def test_lossy_output_gets_new_uid_per_object_and_ratio():

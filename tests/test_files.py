@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dicomize_helpers import gradient, jpeg_bytes, pixels_of
+from dicomize_helpers import gradient, jpeg_bytes, pdf_bytes, pixels_of, with_frame_header
+from drivers.base import Settings, open_device
 from drivers.files import FileLoadError, find_files, load_file
 from kiosk.capture import EncodedFormat, SourceKind
 
@@ -109,7 +110,7 @@ def test_tiff_pages_stored_as_jpeg_say_they_are_lossy(tmp_path, dciodvfy):
 
 def test_pdf_is_kept_as_bytes(tmp_path):
     path = tmp_path / "d.pdf"
-    path.write_bytes(b"%PDF-1.4\n%%EOF\n")
+    path.write_bytes(pdf_bytes())
     [capture] = load_file(path)
     assert capture.encoded_format is EncodedFormat.PDF and capture.encoded == path.read_bytes()
 
@@ -144,6 +145,91 @@ def test_pixel_limit_checked_before_decoding(tmp_path):
     big_jpeg.write_bytes(jpeg_bytes(np.zeros((1000, 2000), np.uint8)))
     with pytest.raises(FileLoadError, match="too large"):
         load_file(big_jpeg, max_pixels=1_000_000)
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("height,width", [(9000, 9000), (24, 20)], ids=["larger", "smaller"])
+def test_jpeg_whose_header_lies_about_its_size_is_refused(tmp_path, progressive, height, width):
+    """Pillow decodes a 9000 x 9000 header over 48 x 40 data without complaint (gray filler)."""
+    path = tmp_path / "lie.jpg"
+    path.write_bytes(with_frame_header(jpeg_bytes(pixels_of("rgb8")[0], progressive=progressive), height, width))
+    with pytest.raises(FileLoadError) as info:
+        load_file(path)
+    assert str(path) in info.value.message and "does not match its header" in info.value.message
+    assert info.value.hint
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_jpeg_with_two_frame_headers_is_refused(tmp_path, where):
+    """A bomb-sized first SOF must not slip past the pixel limit behind a small second one."""
+    path = tmp_path / "two.jpg"
+    path.write_bytes(with_frame_header(jpeg_bytes(pixels_of("rgb8")[0]), 20000, 20000, where))
+    with pytest.raises(FileLoadError) as info:
+        load_file(path, max_pixels=1_000_000)
+    assert str(path) in info.value.message
+    assert ("more than one frame header" if where == "before" else "does not match its header") in info.value.message
+
+
+def test_pdf_that_does_not_parse_is_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    real = pdf_bytes()
+    body = real.index(b"1 0 obj"), real.index(b"\nxref")
+    cases = {
+        "random.pdf": b"%PDF-1.4\n" + rng.bytes(4000) + b"\n%%EOF\n",
+        # cross-reference table and trailer intact, the objects they point to overwritten
+        "objects.pdf": real[:body[0]] + rng.bytes(body[1] - body[0]) + real[body[1]:],
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(FileLoadError) as info:
+            load_file(path)
+        assert str(path) in info.value.message and "not a readable PDF" in info.value.message, name
+        assert info.value.hint
+
+
+def test_pdf_whose_first_page_does_not_parse_is_refused(tmp_path):
+    path = tmp_path / "page.pdf"
+    data = pdf_bytes(b"BT /F1 12 Tf 10 10 Td <4869 ZZ> Tj ET")  # not hex: the drawing operators do not parse
+    path.write_bytes(data)
+    with pytest.raises(FileLoadError, match="not a readable PDF"):
+        load_file(path)
+    path.write_bytes(data.replace(b"ZZ", b"21"))  # the same document, well formed
+    assert load_file(path)[0].encoded == path.read_bytes()
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+def test_password_protected_pdf_is_refused(tmp_path, algorithm):
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    def encrypted(user_password: str) -> bytes:
+        writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes())))
+        writer.encrypt(user_password, "owner", algorithm=algorithm)
+        out = io.BytesIO()
+        writer.write(out)
+        return out.getvalue()
+
+    path = tmp_path / "locked.pdf"
+    path.write_bytes(encrypted("secret"))
+    with pytest.raises(FileLoadError, match="password-protected") as info:
+        load_file(path)
+    assert "without the password" in info.value.hint
+    path.write_bytes(encrypted(""))  # restrictions only: every viewer opens it
+    assert load_file(path)[0].encoded_format is EncodedFormat.PDF
+
+
+def test_file_source_refuses_what_does_not_parse(tmp_path):
+    """The ``file:`` driver (acquire, UI import) goes through the same checks."""
+    jpeg, pdf = tmp_path / "lie.jpg", tmp_path / "random.pdf"
+    jpeg.write_bytes(with_frame_header(jpeg_bytes(pixels_of("rgb8")[0]), 9000, 9000))
+    pdf.write_bytes(b"%PDF-1.7\n" + np.random.default_rng(2).bytes(2000) + b"\n%%EOF\n")
+    for path, problem in ((jpeg, "does not match its header"), (pdf, "not a readable PDF")):
+        device = open_device(f"file:{path}")
+        device.configure(Settings())
+        with pytest.raises(FileLoadError, match=problem):
+            device.acquire()
 
 
 def test_find_files_walks_directories_in_order(tmp_path):

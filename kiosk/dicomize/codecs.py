@@ -116,14 +116,21 @@ def encapsulate_jpegs(ds: Dataset, streams: list[bytes], info: JpegInfo, history
     set_lossy(ds, [*history, (raw / sum(len(s) for s in streams), JPEG_METHOD)])
 
 
-def photometric_of_jpeg(info: JpegInfo) -> str:
-    """Part 5 8.2.1: the Photometric Interpretation matching a baseline JPEG's colour space."""
+def photometric_of_jpeg(info: JpegInfo) -> str | None:
+    """Part 5 8.2.1: the Photometric Interpretation of a baseline JPEG kept as it is, or
+    None when no allowed value describes it (then it must be decoded and stored anew)."""
     space = info.color_space
     if space == "GRAY":
         return "MONOCHROME2"
-    if space == "RGB":
-        return "RGB"
-    return "YBR_FULL_422" if info.subsampled else "YBR_FULL"
+    if info.components != 3:
+        return None
+    if not info.subsampled:
+        # YBR_FULL, the label of 4:4:4 YCbCr, is not among the values allowed with JPEG Baseline.
+        return "RGB" if space == "RGB" else None
+    (luma_h, luma_v), cb, cr = info.sampling
+    # YBR_FULL_422: chrominance halved horizontally (4:2:2), or in both directions (4:2:0).
+    halved = cb == cr and luma_h == 2 * cb[0] and luma_v in (cb[1], 2 * cb[1])
+    return "YBR_FULL_422" if space == "YCbCr" and halved else None
 
 
 def jpeg_ratio(info: JpegInfo, size: int) -> float:

@@ -48,7 +48,8 @@ def passthrough_info(capture: Capture) -> JpegInfo | None:
         info = parse_jpeg(capture.encoded)
     except JpegError:
         return None
-    return info if info.baseline and info.exif_orientation == 1 else None
+    keep = info.baseline and info.exif_orientation == 1 and codecs.photometric_of_jpeg(info) is not None
+    return info if keep else None
 
 
 def plan_pixels(captures: list[Capture], ts_name: str, monochrome1: bool = False,
