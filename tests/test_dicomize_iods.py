@@ -156,6 +156,18 @@ def test_transcoded_jpeg_keeps_its_lossy_history():
     assert ds.LossyImageCompressionMethod == "ISO_10918_1"
 
 
+def test_frames_decoded_from_jpegs_make_one_lossy_step_for_the_object():
+    from dicomize_helpers import jpeg_bytes
+
+    frames = [pixels_of("rgb8", seed)[0] for seed in range(3)]
+    sizes = [len(jpeg_bytes(f, quality=q)) for f, q in zip(frames, (50, 70, 90))]
+    captures = [Capture(SourceKind.VIDEO_FRAME, encoded=jpeg_bytes(f, quality=q), encoded_format=EncodedFormat.JPEG,
+                        index=i) for i, (f, q) in enumerate(zip(frames, (50, 70, 90)))]
+    [ds] = build_datasets(captures, STUDY, BuildOptions(transfer_syntax="jpeg-ls", multiframe=True))
+    assert ds.LossyImageCompressionMethod == "ISO_10918_1"  # one value, not one per frame
+    assert float(ds.LossyImageCompressionRatio) == pytest.approx(sum(f.nbytes for f in frames) / sum(sizes), rel=0.01)
+
+
 def test_jpeg_baseline_refuses_16_bit():
     with pytest.raises(EncodeError, match="8-bit"):
         build_datasets([capture_of("gray12")], STUDY, BuildOptions(transfer_syntax="jpeg"))

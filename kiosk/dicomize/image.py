@@ -63,12 +63,16 @@ def plan_pixels(captures: list[Capture], ts_name: str, monochrome1: bool = False
                          jpeg_streams=[c.encoded for c in captures], jpeg_info=info,
                          history=_prior_history(captures))
         return plan, "jpeg"
-    arrays, history = [], _prior_history(captures)
+    arrays, history, decoded_ratios = [], _prior_history(captures), []
     for capture in captures:
         pixels, bits, lossy = _decoded(capture)
         arrays.append((pixels, bits))
-        if lossy and lossy not in history:
-            history.append(lossy)
+        if lossy:
+            decoded_ratios.append(lossy[0])
+    if decoded_ratios:
+        # One step for the object, not one per frame: its ratio is all frames' size over all their
+        # JPEG bytes (the frames are the same size, so the harmonic mean of their ratios).
+        history.append((len(decoded_ratios) / sum(1 / r for r in decoded_ratios), codecs.JPEG_METHOD))
     shapes = {(a.shape, a.dtype) for a, _ in arrays}
     if len(shapes) != 1:
         raise PixelError("the frames of one object must all have the same size and colour type")
