@@ -66,6 +66,31 @@ def test_a_stray_file_among_many_queues_nothing_and_says_which(tmp_path, kiosk, 
     assert list(storescp.extra["received"].iterdir()) == []
 
 
+def _without_group_length(path):
+    """Drop (0002,0000) from a Part 10 file: still valid, but only pydicom's full reader takes it."""
+    data = path.read_bytes()
+    assert data[132:136] == b"\x02\x00\x00\x00"
+    path.write_bytes(data[:132] + data[144:])
+
+
+def test_send_wait_delivers_a_file_without_group_length_every_time(tmp_path, kiosk, storescp):
+    # The main thread's pydicom import raced the delivery thread's pynetdicom import ("circular import").
+    for attempt in range(4):
+        made = make_instances(tmp_path / f"in{attempt}", 1)
+        _without_group_length(next(iter(made.values())))
+        result = kiosk("send", str(tmp_path / f"in{attempt}"), "--to", storescp.url, "--wait")
+        assert "1 of 1 job(s) delivered" in result.stdout
+    assert len(received_uids(storescp.extra["received"])) == 4
+
+
+def test_send_wait_refuses_a_non_dicom_file_clearly_every_time(tmp_path, kiosk, storescp):
+    (tmp_path / "notes.txt").write_text("not an image")
+    for _attempt in range(4):
+        result = kiosk("send", str(tmp_path / "notes.txt"), "--to", storescp.url, "--wait", check=1)
+        assert "notes.txt: not a DICOM Part 10 file" in result.stderr and "internal error" not in result.stderr
+    assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []
+
+
 def test_failed_job_is_visible_then_retried_and_removed(tmp_path, kiosk):
     scp = ScriptedSCP(statuses=[0xA900])
     try:

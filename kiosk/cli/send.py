@@ -70,8 +70,12 @@ class _Background:
     """A delivery loop in a thread of this process, holding the spool's delivery lock."""
 
     def __init__(self, outbox, config: Config, lock: int) -> None:  # noqa: ANN001 - Outbox
+        from kiosk.outbox.destinations import preload
         from kiosk.outbox.worker import Delivery
 
+        # Imported before the thread starts: pydicom imported by two threads at once fails
+        # ("partially initialized module"), and accepting a file may need pydicom's reader.
+        preload()
         self.outbox, self.lock = outbox, lock
         self.delivery = Delivery(outbox, config, poll=0.5)
         self.thread = threading.Thread(target=self.delivery.run, name="kiosk-send-delivery", daemon=True)
