@@ -12,7 +12,9 @@ from kiosk.config import Config
 POLL = 0.25  # seconds between looks at the journal while waiting
 HELPER_MIN = 200  # files; fewer are accepted here (a helper process takes ~0.2 s to start)
 HELPER_POLL = 0.1  # seconds between pointing the delivery at the journal while the helper accepts
-HELPER = "from kiosk.cli.send import helper_main; helper_main()"
+# The helper imports from this process's sys.path (sent first), not from its working directory.
+HELPER = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+          "from kiosk.cli.send import helper_main; helper_main()")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -111,9 +113,9 @@ def _accept_in_helper(outbox, delivery: _Background, files: list, destinations: 
     import pickle
     import subprocess
 
-    request: bytes | None = pickle.dumps((outbox.settings, files, destinations, commitment))
+    request: bytes | None = pickle.dumps(sys.path) + pickle.dumps((outbox.settings, files, destinations, commitment))
     # A plain child with pipes, not multiprocessing: its pool and resource tracker outlived a killed parent.
-    helper = subprocess.Popen([sys.executable, "-c", HELPER, str(os.getpid())],
+    helper = subprocess.Popen([sys.executable, "-P", "-c", HELPER, str(os.getpid())],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     delivery.start()  # while the helper starts up
     try:
@@ -126,9 +128,9 @@ def _accept_in_helper(outbox, delivery: _Background, files: list, destinations: 
                 # The helper's events do not reach this process: point the delivery at the journal meanwhile.
                 delivery.delivery.wake()
     except KeyboardInterrupt:
-        helper.communicate()
+        helper.communicate()  # it ignores Ctrl-C: what it has begun to queue ends up queued
         raise
-    if helper.returncode != 0 or not out:
+    if helper.returncode != 0:
         problem = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"the helper process accepting the files ended with code {helper.returncode}: {problem[0]}")
     accepted, outcome = pickle.loads(out)
