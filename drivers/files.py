@@ -101,6 +101,7 @@ def load_file(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
                                           f"{MAX_FILE_BYTES / MB:,.0f} MB", "scale it down or split it first")
             base = dict(kind=kind, source=str(path), acquired_at=dt.datetime.fromtimestamp(info.st_mtime))
             handle.seek(0)
+            # Reads bounded by the limit too: the file may be growing.
             if fmt == "PDF":
                 return [_load_pdf(path, handle.read(MAX_FILE_BYTES), base)]
             if fmt == "JPEG":
