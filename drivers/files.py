@@ -4,8 +4,10 @@ JPEG files are kept as they are whenever the dicomizer can pass them through
 (baseline, no EXIF rotation), so no generation loss happens; everything else
 is decoded with Pillow: PNG (8/16-bit, palette, alpha flattened on white),
 BMP, GIF (first frame), TIFF (every page; 1-, 8-, 16-bit), progressive/CMYK/
-12-bit JPEG. PDFs are kept as bytes. ``max_pixels`` is checked from the
-header, before anything is decoded, to stop decompression bombs.
+12-bit JPEG. PDFs are kept as bytes. Nothing is read whole before its first
+bytes say what it is and its size is within ``MAX_FILE_BYTES``;
+``max_pixels`` is checked from the header, before anything is decoded, to
+stop decompression bombs.
 
 Nothing is kept that a viewer could not show: a JPEG's data is decoded once
 to check that it holds the image its header announces, a PDF must parse
@@ -19,9 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
 DEFAULT_MAX_PIXELS = 100_000_000  # an A4 page at 1200 dpi is ~140 M: scan those directly, not as files
+#: JPEG and PDF files are held in memory whole; 100 megapixels of 16-bit RGB, uncompressed, take 600 MB.
+MAX_FILE_BYTES = 1 << 30
+HEAD = 16  # bytes enough for ``sniff``
+MB = 1 << 20
 SUPPORTED = "JPEG, PNG, BMP, GIF, TIFF or PDF"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".pdf"}
 _MAGIC = [(b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
@@ -68,8 +75,10 @@ def is_candidate(path: Path) -> bool:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:
-        with path.open("rb") as handle:
-            return sniff(handle.read(16)) is not None
+        with _open(path) as handle:
+            return sniff(handle.read(HEAD)) is not None
+    except FileLoadError:
+        return False  # a pipe, device or folder without an image name
     except OSError:
         return True  # let load_file report the problem
 
@@ -87,26 +96,44 @@ def load_file(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
     """Captures from one file (several for a multi-page TIFF). Raises ``FileLoadError``."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime)
-    except IsADirectoryError:
-        raise FileLoadError(path, "is a directory") from None
-    except FileNotFoundError:
-        raise FileLoadError(path, "does not exist") from None
+        with _open(path) as handle:
+            info = os.fstat(handle.fileno())
+            if not info.st_size:
+                raise FileLoadError(path, "is empty (0 bytes)")
+            fmt = sniff(handle.read(HEAD))
+            if fmt is None:
+                named = f"has an image name ({path.suffix}) but " if path.suffix.lower() in IMAGE_SUFFIXES else ""
+                raise FileLoadError(path, f"{named}is not a {SUPPORTED} file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise FileLoadError(path, f"is too large: {info.st_size / MB:,.0f} MB, the limit is "
+                                          f"{MAX_FILE_BYTES / MB:,.0f} MB", "scale it down or split it first")
+            base = dict(kind=kind, source=str(path), acquired_at=dt.datetime.fromtimestamp(info.st_mtime))
+            handle.seek(0)
+            # Reads bounded by the limit too: the file may be growing.
+            if fmt == "PDF":
+                return [_load_pdf(path, handle.read(MAX_FILE_BYTES), base)]
+            if fmt == "JPEG":
+                return [_load_jpeg(path, handle.read(MAX_FILE_BYTES), max_pixels, base)]
+            return _load_pillow(path, handle, fmt, max_pixels, base)
     except OSError as exc:
         raise FileLoadError(path, f"cannot be read ({exc.strerror})", "check its permissions") from None
-    if not data:
-        raise FileLoadError(path, "is empty (0 bytes)")
-    fmt = sniff(data[:16])
-    if fmt is None:
-        named = f"has an image name ({path.suffix}) but " if path.suffix.lower() in IMAGE_SUFFIXES else ""
-        raise FileLoadError(path, f"{named}is not a {SUPPORTED} file")
-    base = dict(kind=kind, source=str(path), acquired_at=mtime)
-    if fmt == "PDF":
-        return [_load_pdf(path, data, base)]
-    if fmt == "JPEG":
-        return [_load_jpeg(path, data, max_pixels, base)]
-    return _load_pillow(path, data, fmt, max_pixels, base)
+
+
+def _open(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; ``FileLoadError`` if it is none."""
+    try:
+        # Non-blocking: opening a pipe would wait for a writer.
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    except FileNotFoundError:
+        raise FileLoadError(path, "does not exist") from None
+    mode = os.fstat(handle.fileno()).st_mode
+    if stat.S_ISDIR(mode):
+        handle.close()
+        raise FileLoadError(path, "is a directory")
+    if not stat.S_ISREG(mode):
+        handle.close()
+        raise FileLoadError(path, "is not a regular file (a device, pipe or socket)", "name an image or PDF file")
+    return handle
 
 
 def _load_pdf(path: Path, data: bytes, base: dict) -> Capture:
@@ -161,14 +188,15 @@ def _load_jpeg(path: Path, data: bytes, max_pixels: int, base: dict) -> Capture:
                    metadata=metadata, **base)
 
 
-def _load_pillow(path: Path, data: bytes, fmt: str, max_pixels: int, base: dict) -> list[Capture]:
+def _load_pillow(path: Path, handle: BinaryIO, fmt: str, max_pixels: int, base: dict) -> list[Capture]:
     from PIL import Image, ImageOps
 
     captures = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
-            with Image.open(io.BytesIO(data)) as image:
+            # From the open file: Pillow reads the header, then only what each page needs.
+            with Image.open(handle) as image:
                 frames = getattr(image, "n_frames", 1) if fmt == "TIFF" else 1
                 for index in range(frames):
                     image.seek(index)

@@ -209,3 +209,25 @@ def test_worklist_json_from_kiosk_worklist(tmp_path, capsys, wlmscpfs, worklist_
     assert str(ds.PatientName) == str(source.PatientName)
     assert ds.StudyInstanceUID == source.StudyInstanceUID
     assert ds.RequestAttributesSequence[0].RequestedProcedureID == source.RequestedProcedureID
+
+
+def test_a_huge_sparse_file_is_refused_from_its_first_bytes(tmp_path):
+    """A 4 GB sparse x.png used to be read whole (29 s, 4.25 GB of memory) before it was refused."""
+    import os
+    import subprocess
+    import sys
+
+    huge = tmp_path / "x.png"
+    with huge.open("wb") as handle:
+        handle.truncate(4 << 30)
+    with (tmp_path / "err").open("w+") as err:
+        child = subprocess.Popen([sys.executable, "-m", "kiosk", "convert", str(huge), "-o", str(tmp_path / "out"),
+                                  *PATIENT], stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)  # the child's own peak memory
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        message = err.read()
+    assert child.returncode == 1, message
+    assert f"kiosk: error: {huge}: has an image name (.png) but is not a JPEG, PNG" in message
+    assert usage.ru_maxrss < 500 << 10, f"peak memory {usage.ru_maxrss >> 10} MB"  # ru_maxrss is in KB
+    assert list((tmp_path / "out").iterdir()) == []

@@ -275,3 +275,68 @@ def test_jpeg_beyond_baseline_from_dcmtk(tmp_path, process, option, bits):
     else:
         assert np.abs(loaded.pixels.astype(int) - pixels).mean() < 40
         assert loaded.metadata["lossy_history"][0][1] == "ISO_10918_1"
+
+
+def _in_thread(action, seconds: float = 10.0):
+    """``action()``'s result or exception; fails the test if it is still running after ``seconds``."""
+    import threading
+
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(action())
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)  # a blocked one must not hold up pytest
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still blocked after {seconds} s"
+    return outcome[0]
+
+
+def test_pipes_are_refused_and_skipped_without_waiting_for_a_writer(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "scan.png")
+    os.mkfifo(tmp_path / "camera")
+    (tmp_path / "IMG0001").write_bytes(jpeg_bytes(gradient()))
+    refused = _in_thread(lambda: load_file(tmp_path / "scan.png"))
+    assert isinstance(refused, FileLoadError) and "scan.png: is not a regular file" in refused.message
+    found = _in_thread(lambda: [p.name for p in find_files([tmp_path])])
+    assert found == ["IMG0001", "scan.png"]  # an image name is tried (and refused); "camera" is skipped
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    import tracemalloc
+
+    from drivers.files import MAX_FILE_BYTES
+
+    path = tmp_path / "huge.pdf"
+    with path.open("wb") as handle:
+        handle.write(b"%PDF-1.4\n")
+        handle.truncate(2 * MAX_FILE_BYTES)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileLoadError, match=r"huge.pdf: is too large: 2,048 MB, the limit is 1,024 MB"):
+            load_file(path)
+        assert tracemalloc.get_traced_memory()[1] < 50 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_images_are_decoded_from_the_file_not_read_whole(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "padded.png"
+    Image.fromarray(gradient()).save(path)
+    with path.open("r+b") as handle:
+        handle.truncate(300 << 20)  # 300 MB of zeros after the image: never needed
+    tracemalloc.start()
+    try:
+        [capture] = load_file(path)
+        assert tracemalloc.get_traced_memory()[1] < 50 << 20
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(capture.pixels, gradient())

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import selectors
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from outbox_data import make_instances, received_uids
 from outbox_helpers import ScriptedSCP, outbox_config
+from peers import HOST, free_port
 
 from kiosk.config import to_toml
 from kiosk.outbox import Outbox
@@ -64,6 +70,110 @@ def test_a_stray_file_among_many_queues_nothing_and_says_which(tmp_path, kiosk, 
     assert "notes.txt" in result.stderr and "Part 10" in result.stderr
     assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []
     assert list(storescp.extra["received"].iterdir()) == []
+
+
+def _without_group_length(path):
+    """Drop (0002,0000) from a Part 10 file: still valid, but only pydicom's full reader takes it."""
+    data = path.read_bytes()
+    assert data[132:136] == b"\x02\x00\x00\x00"
+    path.write_bytes(data[:132] + data[144:])
+
+
+def test_send_wait_delivers_a_file_without_group_length_every_time(tmp_path, kiosk, storescp):
+    # The main thread's pydicom import raced the delivery thread's pynetdicom import ("circular import").
+    for attempt in range(4):
+        made = make_instances(tmp_path / f"in{attempt}", 1)
+        _without_group_length(next(iter(made.values())))
+        result = kiosk("send", str(tmp_path / f"in{attempt}"), "--to", storescp.url, "--wait")
+        assert "1 of 1 job(s) delivered" in result.stdout
+    assert len(received_uids(storescp.extra["received"])) == 4
+
+
+def test_send_wait_refuses_a_non_dicom_file_clearly_every_time(tmp_path, kiosk, storescp):
+    (tmp_path / "notes.txt").write_text("not an image")
+    for _attempt in range(4):
+        result = kiosk("send", str(tmp_path / "notes.txt"), "--to", storescp.url, "--wait", check=1)
+        assert "notes.txt: not a DICOM Part 10 file" in result.stderr and "internal error" not in result.stderr
+    assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _closed_within(seconds: float, *pipes) -> bool:
+    """Whether every pipe reaches end-of-file (all its writers gone) within ``seconds``."""
+    with selectors.DefaultSelector() as selector:
+        for pipe in pipes:
+            os.set_blocking(pipe.fileno(), False)
+            selector.register(pipe, selectors.EVENT_READ)
+        deadline = time.monotonic() + seconds
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.5):
+                if key.fileobj.read() == b"":
+                    selector.unregister(key.fileobj)
+        return not selector.get_map()
+
+
+def test_killing_send_wait_while_its_helper_accepts_leaves_no_process_and_closes_stdout(tmp_path):
+    from kiosk.cli.send import HELPER_MIN
+
+    made = make_instances(tmp_path / "in", HELPER_MIN * 3)
+    digests = {hashlib.sha256(path.read_bytes()).hexdigest() for path in made.values()}
+    config = outbox_config(tmp_path)
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(to_toml(config))
+    down = f"PACS@{HOST}:{free_port()}"  # nothing listens: the jobs wait
+    for delay, sig in ((0.0, signal.SIGKILL), (0.1, signal.SIGKILL), (0.2, signal.SIGTERM), (0.3, signal.SIGKILL),
+                       (0.5, signal.SIGTERM), (0.8, signal.SIGKILL)):
+        # stdout and stderr are pipes, as in $(kiosk send ...): they must close when kiosk dies.
+        sender = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config_file), "send",
+                                   str(tmp_path / "in"), "--to", down, "--wait"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        children: list[int] = []
+        try:
+            deadline = time.monotonic() + 30
+            while not (children := _children(sender.pid)):
+                assert sender.poll() is None and time.monotonic() < deadline, "no helper process started"
+                time.sleep(0.01)
+            time.sleep(delay)
+            children += _children(sender.pid)
+            sender.send_signal(sig)
+            sender.wait()
+            assert _closed_within(10, sender.stdout, sender.stderr), f"stdout/stderr still open ({sig!r}, {delay} s)"
+            deadline = time.monotonic() + 10
+            while not all(_gone(child) for child in children) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert all(_gone(child) for child in children), f"a child survived {sig!r} {delay} s into accepting"
+        finally:
+            sender.kill()
+            sender.wait()
+            for child in children:
+                if not _gone(child):
+                    os.kill(child, signal.SIGKILL)
+            sender.stdout.close()
+            sender.stderr.close()
+    # What was accepted stays accepted, and every file published in the spool is complete
+    # (a chunk being copied stays .part files: never sent, deleted by recovery).
+    outbox = Outbox.from_config(config)
+    try:
+        for job in outbox.journal.jobs():
+            assert hashlib.sha256(outbox.spool.path(job.spool_name).read_bytes()).hexdigest() == job.sha256
+        for path in outbox.spool.files.glob("*.dcm"):
+            assert hashlib.sha256(path.read_bytes()).hexdigest() in digests, f"{path.name} is incomplete"
+    finally:
+        outbox.close()
 
 
 def test_failed_job_is_visible_then_retried_and_removed(tmp_path, kiosk):
