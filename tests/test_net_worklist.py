@@ -142,3 +142,64 @@ def test_worklist_json_feeds_kiosk_convert(wlmscpfs, tmp_path, capsys):
     [made] = list(out.rglob("*.dcm"))
     ds = pydicom.dcmread(made)
     assert str(ds.PatientName) == EXPECTED["PID087"] and ds.AccessionNumber == "ACC087"
+
+
+def scripted_items(count: int):
+    """A C-FIND handler sending ``count`` matches (stopping at a C-CANCEL)."""
+
+    def on_find(event):
+        for n in range(count):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            ds = Dataset()
+            ds.PatientID = f"P{n}"
+            yield 0xFF00, ds
+        yield 0x0000, None
+
+    return on_find
+
+
+@pytest.mark.parametrize("sent, truncated", [(10, True), (4, True), (3, False), (2, False)])
+def test_truncated_only_when_the_node_has_more_than_the_limit(sent, truncated):
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, scripted_items(sent))]) as scp:
+        matches = find_worklist(parse_node_url(scp.url), LOCAL, WorklistQuery(date=""), limit=3)
+        items = list(matches)
+    assert [str(i.PatientID) for i in items] == [f"P{n}" for n in range(min(sent, 3))]
+    assert matches.truncated is truncated and matches.limit == 3
+
+
+def test_cli_worklist_says_when_the_list_is_cut(wlmscpfs, capsys):
+    """max_results cut the worklist with only a log line: staff then created duplicates."""
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--max", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4  # header, two rows, the notice
+    assert out[-1].startswith("only the first 2 items are shown: the worklist has more")
+    assert "--patient-name" in out[-1] and "--max" in out[-1]
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--max", "3"]) == 0
+    assert "only the first" not in capsys.readouterr().out
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--max", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 2
+    assert "kiosk: only the first 2 items are shown" in captured.err
+
+
+def test_find_timeout_is_worded_as_a_timeout_naming_the_setting():
+    import dataclasses
+
+    from kiosk.net.errors import NetworkError
+
+    def on_find(event):
+        ds = Dataset()
+        ds.PatientID = "P0"
+        yield 0xFF00, ds
+        time.sleep(3)  # longer than the node's dimse_timeout
+        yield 0x0000, None
+
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+        node = dataclasses.replace(parse_node_url(scp.url), name="worklist", dimse_timeout=1.0)
+        with pytest.raises(NetworkError) as caught:
+            list(find_worklist(node, LOCAL, WorklistQuery(date="")))
+    assert "timed out" in caught.value.message and "aborted" not in caught.value.message
+    assert "within 1 s (dimse_timeout)" in caught.value.message and str(node) in caught.value.message
+    assert "raise dimse_timeout in [worklist]" in caught.value.hint

@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run, needs_config=True)
 
 
+CUT = ("only the first {count} matches are shown: the PACS has more (the limit is --max, by default max_results "
+       "of [query]). Narrow the search with --patient-name, --patient-id, --accession, --date or --modality, "
+       "or raise --max (0: no limit)")
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.cli.results import field, print_matches, server_node
     from kiosk.net.query import StudyQuery, find_studies
@@ -40,5 +45,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
                    ("Images", 6, field("NumberOfSeriesRelatedInstances")),
                    ("Description", 30, field("SeriesDescription")), ("Series Instance UID", 0, field("SeriesInstanceUID"))]
     nothing = f"no matching {'studies' if args.level == 'study' else 'series'}"
-    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing)
+    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing, CUT)
     return 0

@@ -40,9 +40,15 @@ def field(key: str) -> Callable[[Any], str]:
     return lambda ds: text(ds, key)
 
 
-def print_matches(matches: Iterable[Any], columns: Sequence[Column], as_json: bool, nothing: str) -> None:
-    """Print each match as a table row as it arrives (or all as one JSON array); ``nothing`` if none."""
+def print_matches(matches: Iterable[Any], columns: Sequence[Column], as_json: bool, nothing: str,
+                  cut: str) -> None:
+    """Print each match as a table row as it arrives (or all as one JSON array); ``nothing`` if none.
+
+    When the query was cut at its limit (``matches.truncated``), ``cut`` (with
+    ``{count}``) follows the table, or goes to stderr under the JSON.
+    """
     import json
+    import sys
 
     from kiosk.net.find import to_json
 
@@ -63,3 +69,6 @@ def print_matches(matches: Iterable[Any], columns: Sequence[Column], as_json: bo
         print(json.dumps(collected, ensure_ascii=False, indent=1))
     elif not count:
         print(nothing)
+    if getattr(matches, "truncated", False):
+        print(f"kiosk: {cut.format(count=count)}" if as_json else cut.format(count=count),
+              file=sys.stderr if as_json else sys.stdout)

@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run, needs_config=True)
 
 
+CUT = ("only the first {count} items are shown: the worklist has more (the limit is --max, by default max_results "
+       "of [worklist]). Narrow the search with --patient-name, --patient-id, --accession, --date or --modality, "
+       "or raise --max (0: no limit)")
+
+
 def _step(key: str):
     """A cell from the item's first Scheduled Procedure Step."""
     from kiosk.cli.results import text
@@ -43,5 +48,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
                ("Time", 6, _step("ScheduledProcedureStepStartTime")), ("Mod", 4, _step("Modality")),
                ("Procedure", 0, field("RequestedProcedureDescription"))]
     print_matches(find_worklist(node, config.local, query, limit=limit), columns, args.json,
-                  "no matching worklist items")
+                  "no matching worklist items", CUT)
     return 0

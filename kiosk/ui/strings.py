@@ -42,6 +42,10 @@ T: dict[str, str] = {
     "date_hint": "Write a date as YYYY-MM-DD, or two dates for a range, then press Enter.",
     "modality_any": "Any modality",
     "worklist_filtered": "{shown} of {count} shown",
+    "worklist_cut": "Only the first {count} worklist entries are shown: the worklist has more. If the patient is "
+                    "not in the list, choose a narrower date or a modality above. Do not register them as new.",
+    "pacs_cut": "Only the first {count} studies are shown: the PACS has more. Type more of the patient ID, "
+                "accession number or name and tap Find in PACS again.",
     "no_match": "No patient matches \u201c{text}\u201d.",
     "find_needs_text": "Type or scan a patient ID, accession number or name first.",
     "find_needs_text_hint": "Then tap Find in PACS again.",

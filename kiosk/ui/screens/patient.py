@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from kivy.app import App
 from kivy.factory import Factory
-from kivy.properties import BooleanProperty, ListProperty, StringProperty
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
 from kivy.uix.modalview import ModalView
 
 from kiosk.errors import KioskError
@@ -78,6 +78,7 @@ class PatientScreen(KioskScreen):
 
     contexts = ListProperty([])
     status = StringProperty("")
+    notice = StringProperty("")  # the list is incomplete: said where staff look, not in the muted status line
     loading = BooleanProperty(False)
     query_available = BooleanProperty(False)
     DATE_CHOICES = DATE_CHOICES
@@ -140,8 +141,14 @@ class PatientScreen(KioskScreen):
     def _loaded(self, contexts: list[Any]) -> None:
         self.loading = False
         self._updated = dt.datetime.now().strftime("%H:%M")
+        self._set_notice(contexts, "worklist_cut")
         self.contexts = contexts
         self.show()
+
+    def _set_notice(self, contexts: list[Any], key: str) -> None:
+        """The warning that the node's answer was cut at its limit (``Found.cut_at``), or none."""
+        cut_at = getattr(contexts, "cut_at", 0)
+        self.notice = T[key].format(count=cut_at) if cut_at else ""
 
     def _failed(self, error: KioskError) -> None:
         self.loading = False
@@ -221,6 +228,7 @@ class PatientScreen(KioskScreen):
         self.loading = False
         self._updated = dt.datetime.now().strftime("%H:%M")
         self.ids.search.text = ""
+        self._set_notice(contexts, "pacs_cut")
         self.contexts = contexts
 
     # -- confirmation ------------------------------------------------------
