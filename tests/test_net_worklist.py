@@ -203,3 +203,63 @@ def test_find_timeout_is_worded_as_a_timeout_naming_the_setting():
     assert "timed out" in caught.value.message and "aborted" not in caught.value.message
     assert "within 1 s (dimse_timeout)" in caught.value.message and str(node) in caught.value.message
     assert "raise dimse_timeout in [worklist]" in caught.value.hint
+
+
+@pytest.fixture
+def doubtful_wlmscpfs(tmp_path):
+    from peers import start_wlmscpfs
+    from worklist_data import doubtful_items
+
+    peer = start_wlmscpfs(tmp_path / "doubtful", doubtful_items())
+    yield peer
+    peer.stop()
+
+
+def test_cli_table_passes_no_control_characters(doubtful_wlmscpfs, capsys):
+    assert main(["worklist", "--server", doubtful_wlmscpfs.url, "--date", "any", "--reading", "declared"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 4  # header and three rows: the CR LF in a value makes no line of its own
+    evil = next(line for line in lines if "PID666" in line)
+    assert "EVIL^\ufffd[2J\ufffd]0;pwned\ufffd" in evil and "Scan\ufffd\ufffdFAKE ROW\ufffd[31m" in evil
+    assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in captured.out.replace("\n", ""))
+    assert "declared Latin-1" not in captured.err  # --reading declared: the operator has chosen
+
+
+def test_cli_warns_about_utf8_declared_latin1_and_the_operator_chooses(doubtful_wlmscpfs, capsys, tmp_path):
+    url = doubtful_wlmscpfs.url
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID300"]) == 0
+    captured = capsys.readouterr()
+    assert "PatientName came declared Latin-1 but holds UTF-8 bytes" in captured.err
+    assert "'ŠIMKOVÁ^ANNA' read as UTF-8" in captured.err and "--reading utf8" in captured.err
+    assert "Å\ufffdIMKOV" not in captured.out and "Å\xa0IMKOVÃ\ufffd^ANNA" in captured.out  # as declared, made printable
+
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID100"]) == 0
+    assert capsys.readouterr().err == ""  # real Latin-1: no doubt
+
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID300", "--json"]) == 0
+    captured = capsys.readouterr()
+    [item] = json.loads(captured.out)
+    assert {d["keyword"] for d in item["charset_in_doubt"]} == {
+        "PatientName", "RequestedProcedureDescription", "ScheduledProcedureStepDescription"}
+    saved = tmp_path / "item.json"
+    saved.write_text(captured.out, encoding="utf-8")
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(photo)
+    # Undecided, the item does not go into objects: convert refuses it and says how to choose.
+    assert main(["convert", str(photo), "-o", str(tmp_path / "out"), "--worklist-item", str(saved)]) == 1
+    err = capsys.readouterr().err
+    assert "holds text declared Latin-1 whose bytes are UTF-8" in err and "--reading utf8" in err
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID300", "--json",
+                 "--reading", "utf8"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    saved.write_text(captured.out, encoding="utf-8")
+    assert main(["convert", str(photo), "-o", str(tmp_path / "out"), "--worklist-item", str(saved)]) == 0
+    [made] = list((tmp_path / "out").rglob("*.dcm"))
+    ds = pydicom.dcmread(made)
+    assert str(ds.PatientName) == "ŠIMKOVÁ^ANNA" and ds.StudyDescription == "Rentgen hrudníku"

@@ -54,9 +54,19 @@ class Found(list):
     @classmethod
     def of(cls, matches: Any, make: Callable[[Any], Any]) -> "Found":
         """``make(ds)`` for each of the ``kiosk.net.find.Matches``, noting whether they were cut short."""
-        found = cls(make(ds) for ds in matches)
+        found = cls(_with_reading(ds, make) for ds in matches)
         found.cut_at = matches.limit if matches.truncated else 0
         return found
+
+
+def _with_reading(ds: Any, make: Callable[[Any], Any]) -> Any:
+    """``make(ds)``; where values declared Latin-1 hold UTF-8 bytes, with the UTF-8 reading noted for the
+    operator to choose from (``StudyContext.misread``)."""
+    from kiosk.dicomize.charset import misreadings, read_as_utf8
+
+    if not misreadings(ds):
+        return make(ds)
+    return make(ds).with_reading(make(read_as_utf8(ds)))
 
 
 class Services:
