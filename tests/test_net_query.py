@@ -83,3 +83,12 @@ def test_non_ascii_names_from_worklist_into_the_pacs(wlmscpfs, orthanc, tmp_path
             arrived[tags["SOPInstanceUID"]] = tags["PatientName"]
     assert arrived == expected
     assert "Yamada^Tarou=山田^太郎=やまだ^たろう" in arrived.values()
+
+
+def test_cli_query_says_when_the_matches_are_cut(orthanc, stored_study, capsys):
+    stored_study, _ = stored_study
+    assert main(["query", "--server", orthanc.url, "--level", "series", "--study-uid", stored_study, "--max", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("only the first 1 matches are shown: the PACS has more")
+    assert main(["query", "--server", orthanc.url, "--level", "series", "--study-uid", stored_study, "--max", "2"]) == 0
+    assert "only the first" not in capsys.readouterr().out
