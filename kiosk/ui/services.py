@@ -112,7 +112,8 @@ class Services:
             raise KioskError(T["find_needs_text"], T["find_needs_text_hint"])
         node = self.config.query
         for keys in ({"patient_id": text}, {"accession": text}, {"patient_name": f"{text.upper()}*"}):
-            results = query.find_studies(node, self.config.local, query.StudyQuery(**keys), limit=200)
+            results = query.find_studies(node, self.config.local, query.StudyQuery(**keys),
+                                         limit=getattr(node, "max_results", 0))
             found = Found.of(results, lambda ds: StudyContext.from_pacs_study(ds, node.ae_title))
             if found:
                 return found
