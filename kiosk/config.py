@@ -122,7 +122,8 @@ def _pem_problem(value: str, what: str) -> str | None:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(Path(value).expanduser()))
     except (ssl.SSLError, OSError, ValueError):
-        return f"names {value!r}, which does not hold {what} in PEM format (-----BEGIN CERTIFICATE-----); convert it, e.g. openssl x509 -in FILE -out FILE.pem"
+        return (f"names {value!r}, which does not hold {what} in PEM format (-----BEGIN CERTIFICATE-----); "
+                "convert it, e.g. openssl x509 -inform der -in FILE -out FILE.pem")
     return None
 
 

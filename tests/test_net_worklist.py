@@ -202,7 +202,7 @@ def test_find_timeout_is_worded_as_a_timeout_naming_the_setting():
             list(find_worklist(node, LOCAL, WorklistQuery(date="")))
     assert "timed out" in caught.value.message and "aborted" not in caught.value.message
     assert "within 1 s (dimse_timeout)" in caught.value.message and str(node) in caught.value.message
-    assert "raise dimse_timeout in [worklist]" in caught.value.hint
+    assert "raise dimse_timeout in [worklist] in the configuration" in caught.value.hint
 
 
 @pytest.fixture

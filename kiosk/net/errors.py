@@ -99,11 +99,12 @@ def timeout_error(node: NodeConfig, during: str, seconds: float) -> NetworkError
 
 def find_timeout_error(node: NodeConfig, during: str, seconds: float, setting: str) -> NetworkError:
     """A C-FIND that got no answer within ``setting`` (dimse_timeout or network_timeout) seconds."""
-    section = (f"[{node.name}]" if node.name in ("worklist", "query")
-               else "the node's section" if "@" in node.name else f"[destinations.{node.name}]")
+    where = (f"in [{node.name}]" if node.name in ("worklist", "query")
+             else "for a node configured as [worklist] or [query]" if "@" in node.name
+             else f"in [destinations.{node.name}]")
     return NetworkError(f"{during} on {node} timed out: no answer within {seconds:g} s ({setting})",
                         f"the node may be slow with a broad search: narrow it (name, ID, date), or raise {setting} "
-                        f"in {section} of the configuration", node=node)
+                        f"{where} in the configuration", node=node)
 
 
 def no_context_error(node: NodeConfig, what: str) -> NetworkError:
