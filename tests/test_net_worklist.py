@@ -263,3 +263,16 @@ def test_cli_warns_about_utf8_declared_latin1_and_the_operator_chooses(doubtful_
     [made] = list((tmp_path / "out").rglob("*.dcm"))
     ds = pydicom.dcmread(made)
     assert str(ds.PatientName) == "ŠIMKOVÁ^ANNA" and ds.StudyDescription == "Rentgen hrudníku"
+
+
+def test_a_failure_comment_from_the_peer_reaches_the_terminal_without_controls(capsys):
+    def on_find(event):
+        status = Dataset()
+        status.Status = 0xC001
+        status.ErrorComment = "bad\x1b[2J\rkey"
+        yield status, None
+
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+        assert main(["worklist", "--server", scp.url]) == 1
+    err = capsys.readouterr().err
+    assert "status C001 (bad\ufffd[2J\ufffdkey)" in err and "\x1b" not in err and "\r" not in err

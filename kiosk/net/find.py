@@ -122,7 +122,8 @@ def _responses(node: NodeConfig, local: LocalConfig, model: str, identifier: "Da
             elif code in (0x0000, CANCELLED):
                 return
             else:
-                comment = status.get("ErrorComment", "")
+                # The peer's own text ends up on a terminal: no control characters.
+                comment = re.sub(r"[\x00-\x1f\x7f-\x9f]", "\ufffd", str(status.get("ErrorComment", "") or ""))
                 raise errors.NetworkError(
                     f"{node} failed {what} with status {code:04X}" + (f" ({comment})" if comment else ""),
                     "check the search filters; the node may not support some of them", node=node, transient=False)
