@@ -85,6 +85,9 @@ def find(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset"
 
 def _responses(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset",
                cancel: threading.Event | None, what: str, matches: Matches) -> Iterator["Dataset"]:
+    # The package first: a submodule import does not wait for another thread (the UI's listener)
+    # still initialising the package, and then fails on pynetdicom's circular imports.
+    import pynetdicom  # noqa: F401
     from pynetdicom.presentation import build_context
 
     context = build_context(model, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
