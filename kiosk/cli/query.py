@@ -47,5 +47,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
                    ("Images", 6, field("NumberOfSeriesRelatedInstances")),
                    ("Description", 30, field("SeriesDescription")), ("Series Instance UID", 0, field("SeriesInstanceUID"))]
     nothing = f"no matching {'studies' if args.level == 'study' else 'series'}"
-    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing, CUT, args.reading)
+    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing, CUT,
+                  args.reading)
     return 0
