@@ -13,6 +13,7 @@ feature adds its keys in one place and gets validation, defaults and
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -78,7 +79,19 @@ def check_uid_root(value: str) -> str | None:
 
 
 def check_positive(value: float) -> str | None:
-    return None if value > 0 else f"is {value}; use a number greater than 0"
+    # TOML allows inf and nan; neither is usable as seconds or a size.
+    return None if math.isfinite(value) and value > 0 else f"is {value}; use a finite number greater than 0"
+
+
+# PS3.8 D.1 allows any 32-bit maximum length; below DCMTK's minimum (4096) a
+# peer cannot fit its PDVs and the association stalls until a timeout.
+MIN_PDU, MAX_PDU = 4096, 2**32 - 1
+
+
+def check_max_pdu(value: int) -> str | None:
+    if value == 0 or MIN_PDU <= value <= MAX_PDU:
+        return None
+    return f"is {value}; use 0 (no limit) or a size from {MIN_PDU} to {MAX_PDU} bytes, e.g. 65536"
 
 
 def check_non_negative(value: int) -> str | None:
@@ -91,6 +104,39 @@ def check_existing_file(value: str) -> str | None:
         return f"names {value!r}, which does not exist or is not a file; fix the path"
     if not os.access(path, os.R_OK):
         return f"names {value!r}, which cannot be read; check its permissions"
+    return None
+
+
+def check_pem_ca(value: str) -> str | None:
+    """An existing, readable file that OpenSSL loads as PEM CA certificates."""
+    return check_existing_file(value) or _pem_problem(value, "CA certificates")
+
+
+def check_pem_cert(value: str) -> str | None:
+    return check_existing_file(value) or _pem_problem(value, "a certificate")
+
+
+def _pem_problem(value: str, what: str) -> str | None:
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(Path(value).expanduser()))
+    except (ssl.SSLError, OSError, ValueError):
+        return (f"names {value!r}, which does not hold {what} in PEM format (-----BEGIN CERTIFICATE-----); "
+                "convert it, e.g. openssl x509 -inform der -in FILE -out FILE.pem")
+    return None
+
+
+def tls_pair_problem(cert: str, key: str) -> str | None:
+    """Why OpenSSL cannot use ``cert`` with ``key`` (key '' = in the cert file) as a client certificate, or None."""
+    import ssl
+
+    try:
+        # A key with a passphrase would make OpenSSL prompt on the terminal; the kiosk has none to give.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            str(Path(cert).expanduser()), str(Path(key).expanduser()) if key else None, password=lambda: b"")
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"cannot be used with {cert!r} ({getattr(exc, 'reason', None) or exc})"
     return None
 
 
@@ -108,8 +154,8 @@ LOCAL_FIELDS: dict[str, Field] = {
 }
 
 TLS_FIELDS: dict[str, Field] = {
-    "ca": Field(str, "", check_existing_file, "CA bundle that signed the peer's certificate"),
-    "cert": Field(str, "", check_existing_file, "our client certificate (PEM), if the peer asks for one"),
+    "ca": Field(str, "", check_pem_ca, "CA bundle (PEM) that signed the peer's certificate"),
+    "cert": Field(str, "", check_pem_cert, "our client certificate (PEM), if the peer asks for one"),
     "key": Field(str, "", check_existing_file, "the key of our client certificate (PEM)"),
 }
 
@@ -121,7 +167,7 @@ NODE_FIELDS: dict[str, Field] = {
     "acse_timeout": Field((int, float), 30.0, check_positive, "seconds to wait for association replies"),
     "dimse_timeout": Field((int, float), 60.0, check_positive, "seconds to wait for a DIMSE response"),
     "network_timeout": Field((int, float), 60.0, check_positive, "seconds of silence before giving up"),
-    "max_pdu": Field(int, 0, check_non_negative, "largest PDU we accept, 0 for no limit"),
+    "max_pdu": Field(int, 0, check_max_pdu, "largest PDU we accept (4096 or more), 0 for no limit"),
 }
 
 DESTINATION_FIELDS: dict[str, Field] = NODE_FIELDS | {
@@ -387,8 +433,12 @@ def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: 
     values = _section(data, fields, where, problems)
     tls = None
     if tls_data is not None:
+        before = len(problems)
         tls_values = _section(tls_data, TLS_FIELDS, f"{where}tls.", problems)
         tls = TLSConfig(**tls_values)
+        if tls.cert and len(problems) == before and (problem := tls_pair_problem(tls.cert, tls.key)):
+            key = "key" if tls.key else "cert"
+            problems.append(f"{where}tls.{key}: {problem}; give an unencrypted PEM key that belongs to the certificate")
     if any(values[k] is None for k in ("ae_title", "host", "port")):
         return None
     return NodeConfig(name=name, tls=tls, **values)

@@ -64,7 +64,9 @@ class StudyContext:
     ``=``). Dates are ``YYYYMMDD``. ``charset`` is the Specific Character Set
     the data came in (a worklist's own), preferred when writing if it can hold
     every value. ``original`` maps DICOM keywords to the values that edits
-    replaced.
+    replaced. ``misread`` maps fields to their UTF-8 reading when the source
+    declared Latin-1 but sent UTF-8 bytes: until the operator chooses
+    (``as_utf8`` or ``as_declared``) the context must not be used.
     """
 
     patient_name: str = ""
@@ -89,6 +91,7 @@ class StudyContext:
     origin: str = MANUAL
     source_ae: str = ""
     original: dict[str, str] = field(default_factory=dict)
+    misread: dict[str, str] = field(default_factory=dict)
 
     # -- construction -----------------------------------------------------
 
@@ -137,6 +140,21 @@ class StudyContext:
             source_ae=source_ae,
         ).normalized()
 
+    def with_reading(self, utf8: "StudyContext") -> "StudyContext":
+        """This context (as declared) noting in ``misread`` where ``utf8``, the same item read as UTF-8, differs."""
+        misread = {f.name: getattr(utf8, f.name) for f in fields(self)
+                   if isinstance(getattr(self, f.name), str) and f.name not in ("charset", "origin", "source_ae")
+                   and getattr(utf8, f.name) != getattr(self, f.name)}
+        return replace(self, misread=misread)
+
+    def as_utf8(self) -> "StudyContext":
+        """The operator's choice: the values of ``misread`` read as UTF-8."""
+        return replace(self, **self.misread, charset="ISO_IR 192", misread={})
+
+    def as_declared(self) -> "StudyContext":
+        """The operator's choice: the values as the source declared them."""
+        return replace(self, misread={})
+
     def with_edits(self, **changes: Any) -> "StudyContext":
         """A copy with ``changes`` applied; edited demographics of a worklist or
         PACS context keep their previous values in ``original``."""
@@ -173,6 +191,10 @@ class StudyContext:
     def problems(self) -> list[str]:
         """Every invalid field, one sentence each (empty when all is well)."""
         out: list[str] = []
+        if self.misread:
+            names = ", ".join(name.replace("_", " ") for name in self.misread)
+            out.append(f"character set: {names} came declared Latin-1 but hold UTF-8 bytes; "
+                       "choose whether to use them as declared or read as UTF-8")
         if not self.patient_id:
             out.append("patient ID: is empty; give the patient's ID (or pick a worklist item)")
         if not self.patient_name:

@@ -190,3 +190,60 @@ def test_docs_show_the_example_verbatim():
     docs = (ROOT / "docs" / "configuration.md").read_text()
     block = docs.split("<!-- example:begin -->\n```toml\n")[1].split("```\n<!-- example:end -->")[0]
     assert block == EXAMPLE.read_text(), "docs/configuration.md is out of date: paste packaging/kiosk.example.toml"
+
+
+NODE = "[destinations.pacs]\nae_title='P'\nhost='h'\nport=104\n"
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ("connect_timeout = inf", "destinations.pacs.connect_timeout: is inf; use a finite number greater than 0"),
+        ("dimse_timeout = nan", "destinations.pacs.dimse_timeout: is nan; use a finite number greater than 0"),
+        ("max_pdu = 1", "destinations.pacs.max_pdu: is 1; use 0 (no limit) or a size from 4096"),
+        ("max_pdu = 4294967296", "destinations.pacs.max_pdu: is 4294967296;"),
+    ],
+)
+def test_unusable_timeouts_and_pdu_sizes_are_refused(tmp_path, capsys, extra, expected):
+    """inf made a traceback at use, max_pdu = 1 an echo that hung for 60 s."""
+    code, err = check(tmp_path, NODE + extra, capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_pdu_sizes_within_the_range_are_accepted(tmp_path, capsys):
+    for value in (0, 4096, 16384, 4294967295):
+        assert check(tmp_path, NODE + f"max_pdu = {value}", capsys)[0] == 0
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory):
+    from test_net_tls import make_ca, make_cert
+
+    folder = tmp_path_factory.mktemp("pem")
+    make_ca(folder, "ca")
+    make_cert(folder, "client", "ca", "DNS:kiosk")
+    make_cert(folder, "other", "ca", "DNS:other")
+    (folder / "notpem.crt").write_bytes(b"\x30\x82\x01\x0a not a PEM file")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "tls, expected",
+    [
+        ("ca = '{d}/notpem.crt'", "destinations.pacs.tls.ca: names '{d}/notpem.crt', which does not hold CA certificates in PEM format"),
+        ("ca = '{d}/ca.crt'\ncert = '{d}/notpem.crt'\nkey = '{d}/client.key'",
+         "destinations.pacs.tls.cert: names '{d}/notpem.crt', which does not hold a certificate in PEM format"),
+        ("ca = '{d}/ca.crt'\ncert = '{d}/client.crt'\nkey = '{d}/other.key'",
+         "destinations.pacs.tls.key: cannot be used with '{d}/client.crt'"),
+        ("ca = '{d}/ca.crt'\ncert = '{d}/client.crt'",
+         "destinations.pacs.tls.cert: cannot be used with '{d}/client.crt'"),  # no key, none in the file
+    ],
+)
+def test_tls_files_must_be_loadable_pem(tmp_path, capsys, pem, tls, expected):
+    code, err = check(tmp_path, NODE + "[destinations.pacs.tls]\n" + tls.format(d=pem), capsys)
+    assert code == 2 and expected.format(d=pem) in err and "Traceback" not in err
+
+
+def test_good_tls_files_are_accepted(tmp_path, capsys, pem):
+    tls = f"[destinations.pacs.tls]\nca = '{pem}/ca.crt'\ncert = '{pem}/client.crt'\nkey = '{pem}/client.key'"
+    assert check(tmp_path, NODE + tls, capsys)[0] == 0

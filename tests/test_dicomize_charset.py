@@ -69,3 +69,48 @@ def test_names_round_trip_through_orthanc(orthanc, tmp_path):
         assert tags["PatientName"] == name, label
         if description:
             assert tags["StudyDescription"] == description, label
+
+
+def _as_received(ds):
+    """``ds`` written and read back as a C-FIND response is (implicit VR, elements not yet decoded)."""
+    from io import BytesIO
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_dataset
+
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    return read_dataset(BytesIO(fp.getvalue()), True, True)
+
+
+def test_utf8_bytes_declared_latin1_are_found_with_both_readings():
+    from kiosk.dicomize.charset import misreadings, read_as_utf8
+    from worklist_data import as_latin1, make_worklist_item
+
+    item = make_worklist_item(as_latin1("ŠIMKOVÁ^ANNA"), charset="ISO_IR 100", procedure=as_latin1("Rentgen hrudníku"))
+    item.ScheduledProcedureStepSequence[0].ScheduledProcedureStepDescription = as_latin1("Kontrola")  # ASCII: no doubt
+    received = _as_received(item)
+    found = {(m.keyword, m.declared, m.utf8) for m in misreadings(received)}
+    assert found == {("PatientName", "Å\xa0IMKOVÃ\x81^ANNA", "ŠIMKOVÁ^ANNA"),
+                     ("RequestedProcedureDescription", "Rentgen hrudnÃ\xadku", "Rentgen hrudníku")}
+    utf8 = read_as_utf8(received)
+    assert utf8.SpecificCharacterSet == "ISO_IR 192" and str(utf8.PatientName) == "ŠIMKOVÁ^ANNA"
+    assert utf8.RequestedProcedureDescription == "Rentgen hrudníku" and misreadings(utf8) == []
+    assert str(utf8.ReferringPhysicianName) == "HOUSE^GREGORY"
+    context = StudyContext.from_worklist(received).with_reading(StudyContext.from_worklist(utf8))
+    assert context.misread == {"patient_name": "ŠIMKOVÁ^ANNA", "study_description": "Rentgen hrudníku",
+                               "requested_procedure_description": "Rentgen hrudníku"}
+    assert any(p.startswith("character set: patient name") for p in context.problems())
+    assert context.as_utf8().patient_name == "ŠIMKOVÁ^ANNA" and not context.as_utf8().problems()
+    assert context.as_declared().patient_name == "Å\xa0IMKOVÃ\x81^ANNA" and not context.as_declared().misread
+
+
+@pytest.mark.parametrize("name, charset", [("MÜLLER^JÜRGEN", "ISO_IR 100"), ("ŠIMKOVÁ^ANNA", "ISO_IR 192"),
+                                           ("DOE^JANE", "ISO_IR 100"), ("Ã^ANNA", "ISO_IR 192")])
+def test_real_latin1_and_declared_utf8_are_not_in_doubt(name, charset):
+    from kiosk.dicomize.charset import misreadings
+    from worklist_data import make_worklist_item
+
+    assert misreadings(_as_received(make_worklist_item(name, charset=charset))) == []

@@ -83,3 +83,35 @@ def test_non_ascii_names_from_worklist_into_the_pacs(wlmscpfs, orthanc, tmp_path
             arrived[tags["SOPInstanceUID"]] = tags["PatientName"]
     assert arrived == expected
     assert "Yamada^Tarou=山田^太郎=やまだ^たろう" in arrived.values()
+
+
+def test_cli_query_says_when_the_matches_are_cut(orthanc, stored_study, capsys):
+    stored_study, _ = stored_study
+    assert main(["query", "--server", orthanc.url, "--level", "series", "--study-uid", stored_study, "--max", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("only the first 1 matches are shown: the PACS has more")
+    assert main(["query", "--server", orthanc.url, "--level", "series", "--study-uid", stored_study, "--max", "2"]) == 0
+    assert "only the first" not in capsys.readouterr().out
+
+
+def test_find_in_pacs_for_the_screen_notes_a_cut_answer(orthanc, tmp_path):
+    """The patient screen's Find in PACS stops at [query] max_results and must be able to say so."""
+    import dataclasses
+
+    import pydicom
+
+    from kiosk.config import Config
+    from kiosk.ui.services import Services
+
+    patient_id = "CUT" + pydicom.uid.generate_uid()[-8:]
+    files = [make_sc(tmp_path / f"c{n}.dcm", patient_name="CUT^TEST", seed=n) for n in range(2)]
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PatientID = patient_id
+        ds.save_as(path)
+    assert store_files(parse_node_url(orthanc.url), LOCAL, files).ok
+    node = dataclasses.replace(parse_node_url(orthanc.url), name="query")
+    found = Services(Config(query=dataclasses.replace(node, max_results=1))).find_studies(patient_id)
+    assert len(found) == 1 and found.cut_at == 1
+    found = Services(Config(query=dataclasses.replace(node, max_results=2))).find_studies(patient_id)
+    assert len(found) == 2 and found.cut_at == 0

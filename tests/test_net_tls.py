@@ -92,3 +92,13 @@ def test_missing_client_certificate_is_reported(tls_storescp, pki):
         echo(tls_node(tls_storescp, pki, client=False), LOCAL)
     assert caught.value.message.endswith("closed the TLS connection during association set-up")
     assert "client certificate" in caught.value.hint and not caught.value.transient
+
+
+def test_a_ca_file_that_is_not_pem_at_use_names_the_file(tmp_path):
+    """Valid at config check, replaced since: a NetworkError naming the file, not 'internal error: SSLError'."""
+    bad = tmp_path / "ca.crt"
+    bad.write_bytes(b"\x30\x82 DER or garbage")
+    node = dataclasses.replace(parse_node_url("TLSSCP@127.0.0.1:104"), tls=TLSConfig(ca=str(bad)))
+    with pytest.raises(NetworkError) as caught:
+        echo(node, LOCAL)
+    assert str(bad) in caught.value.message and "PEM" in caught.value.hint and not caught.value.transient

@@ -142,3 +142,137 @@ def test_worklist_json_feeds_kiosk_convert(wlmscpfs, tmp_path, capsys):
     [made] = list(out.rglob("*.dcm"))
     ds = pydicom.dcmread(made)
     assert str(ds.PatientName) == EXPECTED["PID087"] and ds.AccessionNumber == "ACC087"
+
+
+def scripted_items(count: int):
+    """A C-FIND handler sending ``count`` matches (stopping at a C-CANCEL)."""
+
+    def on_find(event):
+        for n in range(count):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            ds = Dataset()
+            ds.PatientID = f"P{n}"
+            yield 0xFF00, ds
+        yield 0x0000, None
+
+    return on_find
+
+
+@pytest.mark.parametrize("sent, truncated", [(10, True), (4, True), (3, False), (2, False)])
+def test_truncated_only_when_the_node_has_more_than_the_limit(sent, truncated):
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, scripted_items(sent))]) as scp:
+        matches = find_worklist(parse_node_url(scp.url), LOCAL, WorklistQuery(date=""), limit=3)
+        items = list(matches)
+    assert [str(i.PatientID) for i in items] == [f"P{n}" for n in range(min(sent, 3))]
+    assert matches.truncated is truncated and matches.limit == 3
+
+
+def test_cli_worklist_says_when_the_list_is_cut(wlmscpfs, capsys):
+    """max_results cut the worklist with only a log line: staff then created duplicates."""
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--max", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4  # header, two rows, the notice
+    assert out[-1].startswith("only the first 2 items are shown: the worklist has more")
+    assert "--patient-name" in out[-1] and "--max" in out[-1]
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--max", "3"]) == 0
+    assert "only the first" not in capsys.readouterr().out
+    assert main(["worklist", "--server", wlmscpfs.url, "--station-aet", "KIOSK", "--max", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 2
+    assert "kiosk: only the first 2 items are shown" in captured.err
+
+
+def test_find_timeout_is_worded_as_a_timeout_naming_the_setting():
+    import dataclasses
+
+    from kiosk.net.errors import NetworkError
+
+    def on_find(event):
+        ds = Dataset()
+        ds.PatientID = "P0"
+        yield 0xFF00, ds
+        time.sleep(3)  # longer than the node's dimse_timeout
+        yield 0x0000, None
+
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+        node = dataclasses.replace(parse_node_url(scp.url), name="worklist", dimse_timeout=1.0)
+        with pytest.raises(NetworkError) as caught:
+            list(find_worklist(node, LOCAL, WorklistQuery(date="")))
+    assert "timed out" in caught.value.message and "aborted" not in caught.value.message
+    assert "within 1 s (dimse_timeout)" in caught.value.message and str(node) in caught.value.message
+    assert "raise dimse_timeout in [worklist] in the configuration" in caught.value.hint
+
+
+@pytest.fixture
+def doubtful_wlmscpfs(tmp_path):
+    from peers import start_wlmscpfs
+    from worklist_data import doubtful_items
+
+    peer = start_wlmscpfs(tmp_path / "doubtful", doubtful_items())
+    yield peer
+    peer.stop()
+
+
+def test_cli_table_passes_no_control_characters(doubtful_wlmscpfs, capsys):
+    assert main(["worklist", "--server", doubtful_wlmscpfs.url, "--date", "any", "--reading", "declared"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 4  # header and three rows: the CR LF in a value makes no line of its own
+    evil = next(line for line in lines if "PID666" in line)
+    assert "EVIL^\ufffd[2J\ufffd]0;pwned\ufffd" in evil and "Scan\ufffd\ufffdFAKE ROW\ufffd[31m" in evil
+    assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in captured.out.replace("\n", ""))
+    assert "declared Latin-1" not in captured.err  # --reading declared: the operator has chosen
+
+
+def test_cli_warns_about_utf8_declared_latin1_and_the_operator_chooses(doubtful_wlmscpfs, capsys, tmp_path):
+    url = doubtful_wlmscpfs.url
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID300"]) == 0
+    captured = capsys.readouterr()
+    assert "PatientName came declared Latin-1 but holds UTF-8 bytes" in captured.err
+    assert "'ŠIMKOVÁ^ANNA' read as UTF-8" in captured.err and "--reading utf8" in captured.err
+    assert "Å\ufffdIMKOV" not in captured.out and "Å\xa0IMKOVÃ\ufffd^ANNA" in captured.out  # as declared, made printable
+
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID100"]) == 0
+    assert capsys.readouterr().err == ""  # real Latin-1: no doubt
+
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID300", "--json"]) == 0
+    captured = capsys.readouterr()
+    [item] = json.loads(captured.out)
+    assert {d["keyword"] for d in item["charset_in_doubt"]} == {
+        "PatientName", "RequestedProcedureDescription", "ScheduledProcedureStepDescription"}
+    saved = tmp_path / "item.json"
+    saved.write_text(captured.out, encoding="utf-8")
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(photo)
+    # Undecided, the item does not go into objects: convert refuses it and says how to choose.
+    assert main(["convert", str(photo), "-o", str(tmp_path / "out"), "--worklist-item", str(saved)]) == 1
+    err = capsys.readouterr().err
+    assert "holds text declared Latin-1 whose bytes are UTF-8" in err and "--reading utf8" in err
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+    assert main(["worklist", "--server", url, "--date", "any", "--patient-id", "PID300", "--json",
+                 "--reading", "utf8"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    saved.write_text(captured.out, encoding="utf-8")
+    assert main(["convert", str(photo), "-o", str(tmp_path / "out"), "--worklist-item", str(saved)]) == 0
+    [made] = list((tmp_path / "out").rglob("*.dcm"))
+    ds = pydicom.dcmread(made)
+    assert str(ds.PatientName) == "ŠIMKOVÁ^ANNA" and ds.StudyDescription == "Rentgen hrudníku"
+
+
+def test_a_failure_comment_from_the_peer_reaches_the_terminal_without_controls(capsys):
+    def on_find(event):
+        status = Dataset()
+        status.Status = 0xC001
+        status.ErrorComment = "bad\x1b[2J\rkey"
+        yield status, None
+
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+        assert main(["worklist", "--server", scp.url]) == 1
+    err = capsys.readouterr().err
+    assert "status C001 (bad\ufffd[2J\ufffdkey)" in err and "\x1b" not in err and "\r" not in err

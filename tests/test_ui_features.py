@@ -9,9 +9,12 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from kiosk.ui.strings import T
 from test_ui_admin import press_pin
 from test_ui_flow import demo, open_source, start_session_by_barcode  # noqa: F401 (fixture)
+from worklist_data import doubtful_items
 
 UI_DIR = Path(__file__).parent.parent / "kiosk" / "ui"
 
@@ -336,3 +339,69 @@ def test_scroll_views_clip_with_the_scissor_not_the_stencil(kiosk_ui, demo):
     [scissor] = [i for i in before if isinstance(i, ScissorPush)]
     x, y = view.to_window(view.x, view.y)
     assert (scissor.x, scissor.y, scissor.width, scissor.height) == (int(x), int(y), int(view.width), int(view.height))
+
+
+def test_worklist_cut_at_max_results_says_so_on_the_patient_screen(kiosk_ui, demo):
+    """Staff did not find the patient in a list cut at max_results and registered them again."""
+    peers, config = demo
+    ui = kiosk_ui(replace(config, worklist=replace(config.worklist, max_results=3)), demo=peers)
+    patient = ui.screen("patient")
+    ui.wait(lambda: len(patient.ids.rows.children) == 3 and not patient.loading, what="3 of 5 rows")
+    assert patient.ids.notice.text == T["worklist_cut"].format(count=3) and patient.ids.notice.height > 0
+    ui.screenshot("worklist_cut")
+
+
+def test_worklist_complete_shows_no_notice(kiosk_ui, demo):
+    peers, config = demo
+    ui = kiosk_ui(replace(config, worklist=replace(config.worklist, max_results=5)), demo=peers)
+    patient = ui.screen("patient")
+    ui.wait(lambda: len(patient.ids.rows.children) == 5 and not patient.loading, what="all 5 rows")
+    assert patient.notice == "" and patient.ids.notice.height == 0
+
+
+def _cards(title):
+    from kivy.core.window import Window
+
+    from kiosk.ui.widgets.dialogs import ConfirmCard
+
+    return [c for c in Window.children if isinstance(c, ConfirmCard) and c.title == title and c._is_open]
+
+
+@pytest.mark.parametrize("worklist_items", [doubtful_items()], ids=["doubtful"])
+def test_utf8_declared_latin1_needs_the_operators_choice(kiosk_ui, tmp_path, wlmscpfs):
+    """A worklist that writes UTF-8 under ISO_IR 100: both spellings are shown, the chosen one is used."""
+    from kiosk.config import parse_config
+    from test_ui_flow import tap_text
+
+    config = parse_config({"worklist": {"ae_title": wlmscpfs.aet, "host": "127.0.0.1", "port": wlmscpfs.port,
+                                        "station_ae_title": "KIOSK"},
+                           "ui": {"sessions_dir": str(tmp_path / "sessions")}})
+    ui = kiosk_ui(config)
+    patient = ui.screen("patient")
+    ui.wait(lambda: len(patient.ids.rows.children) == 3, what="3 worklist rows")
+    marked = [r.text for r in patient.ids.rows.children if T["reading_row"] in r.text]
+    assert len(marked) == 1 and "PID300" in marked[0]
+    tap_text(ui, patient.ids.rows, "PID300")
+    [card] = ui.wait(lambda: _cards(T["reading_title"]), what="the spelling question")
+    values = " ".join(c.text for c in card.ids.rows.children)
+    assert "ŠIMKOVÁ, ANNA" in values and "Å\xa0IMKOVÃ\x81, ANNA" in values and "Rentgen hrudníku" in values
+    assert ui.app.session is None  # nothing starts before the choice and the confirmation
+    ui.screenshot("reading_question")
+    ui.tap(card.ids.yes)
+    [confirm] = ui.wait(lambda: _cards(T["confirm_title"]), what="the confirmation card")
+    assert "ŠIMKOVÁ, ANNA" in " ".join(c.text for c in confirm.ids.rows.children)
+    ui.tap(confirm.ids.yes)
+    ui.wait(lambda: ui.app.session is not None, what="the session")
+    context = ui.app.session.context
+    assert context["patient_name"] == "ŠIMKOVÁ^ANNA" and context["misread"] == {}
+    assert context["requested_procedure_description"] == "Rentgen hrudníku"
+
+    ui.app.end_session()
+    ui.wait(lambda: ui.app.manager.current == "patient" and len(patient.ids.rows.children) == 3, what="the list")
+    tap_text(ui, patient.ids.rows, "PID300")
+    [card] = ui.wait(lambda: _cards(T["reading_title"]), what="the spelling question again")
+    ui.tap(card.ids.no)  # as sent: the operator knows better
+    [confirm] = ui.wait(lambda: _cards(T["confirm_title"]), what="the confirmation card")
+    ui.tap(confirm.ids.yes)
+    ui.wait(lambda: ui.app.session is not None, what="the session")
+    assert ui.app.session.context["patient_name"] == "Å\xa0IMKOVÃ\x81^ANNA"

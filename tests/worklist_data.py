@@ -62,3 +62,18 @@ def standard_items() -> list[Dataset]:
         make_worklist_item("Yamada^Tarou=山田^太郎=やまだ^たろう", "PID087", "ACC087",
                            "\\ISO 2022 IR 87", sex="M"),
     ]
+
+
+def as_latin1(text: str) -> str:
+    """``text``'s UTF-8 bytes read as Latin-1: written under ISO_IR 100, the file holds the UTF-8 bytes."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def doubtful_items() -> list[Dataset]:
+    """A sender that wrote UTF-8 under ISO_IR 100, a real Latin-1 item, and one with terminal controls."""
+    return [
+        make_worklist_item(as_latin1("ŠIMKOVÁ^ANNA"), "PID300", "ACC300", "ISO_IR 100", procedure=as_latin1("Rentgen hrudníku")),
+        make_worklist_item("MÜLLER^JÜRGEN", "PID100", "ACC100", "ISO_IR 100"),
+        make_worklist_item("EVIL^\x1b[2J\x1b]0;pwned\x07", "PID666", "ACC666", "ISO_IR 100",
+                           procedure="Scan\r\nFAKE ROW\x1b[31m"),
+    ]

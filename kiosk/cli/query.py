@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kiosk.cli.results import add_reading_option
 from kiosk.config import Config
 
 
@@ -19,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--study-uid", default="", metavar="UID", help="the study (required for --level series)")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="cancel after N matches (default: max_results)")
     parser.add_argument("--json", action="store_true", help="print a JSON array of DICOM JSON objects (PS3.18 F.2)")
+    add_reading_option(parser)
     parser.set_defaults(run=run, needs_config=True)
+
+
+CUT = ("only the first {count} matches are shown: the PACS has more (the limit is --max, by default max_results "
+       "of [query]). Narrow the search with --patient-name, --patient-id, --accession, --date or --modality, "
+       "or raise --max (0: no limit)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -40,5 +47,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
                    ("Images", 6, field("NumberOfSeriesRelatedInstances")),
                    ("Description", 30, field("SeriesDescription")), ("Series Instance UID", 0, field("SeriesInstanceUID"))]
     nothing = f"no matching {'studies' if args.level == 'study' else 'series'}"
-    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing)
+    print_matches(find_studies(node, config.local, query, limit=limit), columns, args.json, nothing, CUT,
+                  args.reading)
     return 0

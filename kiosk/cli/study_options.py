@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli.results import DOUBT_KEY
 from kiosk.study import CONVERSION_TYPES, StudyContext, StudyError
 
 # option dest -> StudyContext field
@@ -125,6 +126,13 @@ def read_worklist_item(path: str) -> Any:
         raise WorklistItemError(path, f"is not a DICOM JSON object (it holds a JSON {kind})")
     if not data:
         raise WorklistItemError(path, "is an empty JSON object, not a worklist item")
+    if DOUBT_KEY in data:
+        doubts = "; ".join(f"{d.get('keyword')}: {d.get('declared')!r} as declared, {d.get('utf8')!r} as UTF-8"
+                           for d in data[DOUBT_KEY] if isinstance(d, dict))
+        error = WorklistItemError(path, f"holds text declared Latin-1 whose bytes are UTF-8 ({doubts})")
+        error.hint = ("choose the reading: save the item again with 'kiosk worklist --json --reading utf8' "
+                      "(or --reading declared)")
+        raise error
     problem = _not_dicom_json(data)
     if problem:
         raise WorklistItemError(path, f"is not valid DICOM JSON: {problem}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kiosk.cli.results import add_reading_option
 from kiosk.config import Config
 
 
@@ -19,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="Scheduled Station AE Title (default: station_ae_title of [worklist]; '' for any)")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="cancel after N items (default: max_results)")
     parser.add_argument("--json", action="store_true", help="print a JSON array of DICOM JSON objects (PS3.18 F.2)")
+    add_reading_option(parser)
     parser.set_defaults(run=run, needs_config=True)
+
+
+CUT = ("only the first {count} items are shown: the worklist has more (the limit is --max, by default max_results "
+       "of [worklist]). Narrow the search with --patient-name, --patient-id, --accession, --date or --modality, "
+       "or raise --max (0: no limit)")
 
 
 def _step(key: str):
@@ -43,5 +50,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
                ("Time", 6, _step("ScheduledProcedureStepStartTime")), ("Mod", 4, _step("Modality")),
                ("Procedure", 0, field("RequestedProcedureDescription"))]
     print_matches(find_worklist(node, config.local, query, limit=limit), columns, args.json,
-                  "no matching worklist items")
+                  "no matching worklist items", CUT, args.reading)
     return 0

@@ -6,19 +6,41 @@ if it holds every value exactly; no Specific Character Set for plain ASCII;
 ``ISO_IR 100`` (Latin-1) when that suffices; ``ISO_IR 192`` (UTF-8) for
 everything else. A value is accepted for a set only if encoding and decoding
 it gives it back unchanged, so ``?`` replacement characters never reach a file.
+
+``misreadings`` finds values that came in declared Latin-1 (or the default
+repertoire) whose bytes are valid multi-byte UTF-8: a sender that wrote UTF-8
+under the wrong label ("Å IMKOVÃ^ANNA" for "ŠIMKOVÁ^ANNA"). Real Latin-1
+text almost never forms valid UTF-8, but it can, so the kiosk does not guess:
+it shows both readings and the operator chooses (``read_as_utf8`` gives the
+other one).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 from pydicom import charset as pdcharset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
 TEXT_VRS = {"PN", "LO", "SH", "ST", "LT", "UT", "UC"}
 LATIN1, UTF8 = "ISO_IR 100", "ISO_IR 192"
+# Python codecs of the declared sets (default repertoire, Latin-1) that read UTF-8 bytes one per character.
+LATIN_CODECS = set(pdcharset.convert_encodings(["ISO_IR 6", LATIN1, "ISO 2022 IR 100"])) | {pdcharset.default_encoding}
+
+
+@dataclass(frozen=True)
+class Misread:
+    """A value declared Latin-1 (or ASCII) whose bytes are valid UTF-8: both readings."""
+
+    keyword: str
+    declared: str
+    utf8: str
 
 
 def text_values(ds: Dataset) -> list[tuple[str, str]]:
@@ -96,3 +118,61 @@ def apply_charset(ds: Dataset, preferred: str | Iterable[str] = "") -> None:
             del ds.SpecificCharacterSet
     else:
         ds.SpecificCharacterSet = chosen
+
+
+def misreadings(ds: Dataset) -> list[Misread]:
+    """Every text value of ``ds`` (sequences included) whose declared character set is in doubt."""
+    return [Misread(elem.keyword, elem_text, reading) for _, elem, elem_text, reading in _doubtful(ds)]
+
+
+def read_as_utf8(ds: Dataset) -> Dataset:
+    """A copy of ``ds`` with the values ``misreadings`` names read as UTF-8, labelled ISO_IR 192."""
+    out = copy.deepcopy(ds)
+    out.decode()  # every other value keeps its reading under the declared set before the label changes
+    for holder, elem, _, reading in list(_doubtful(out)):
+        holder[elem.tag].value = reading.encode("utf-8")  # decoded under the new label below
+    out.SpecificCharacterSet = UTF8
+    for elem in out.iterall():
+        for item in elem.value if elem.VR == "SQ" else ():
+            if "SpecificCharacterSet" in item:
+                item.SpecificCharacterSet = UTF8
+    out.decode()
+    return out
+
+
+def _doubtful(ds: Dataset) -> Iterator[tuple[Dataset, DataElement, str, str]]:
+    """(dataset, element, value as declared, value as UTF-8) for each value in doubt."""
+    codecs = ds._character_set  # its own Specific Character Set, else the enclosing dataset's
+    latin = all(codec in LATIN_CODECS for codec in ([codecs] if isinstance(codecs, str) else codecs))
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        try:
+            vr = raw.VR or dictionary_VR(tag)
+        except KeyError:
+            continue  # a private tag in implicit VR: nothing known about it
+        if vr == "SQ":
+            for item in ds[tag].value or ():
+                yield from _doubtful(item)
+            continue
+        if not latin or vr not in TEXT_VRS:
+            continue
+        data = (_bytes(raw) or b"").rstrip(b" \x00")  # without the padding to an even length
+        if data.isascii():
+            continue
+        try:
+            reading = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        yield ds, ds[tag], data.decode("latin-1"), reading
+
+
+def _bytes(elem: DataElement | RawDataElement) -> bytes | None:
+    """The element's bytes as sent: raw if not yet decoded, else its Latin-1 encoding (exact for a
+    value decoded as Latin-1; a value that does not encode was not decoded that way)."""
+    if isinstance(elem, RawDataElement):
+        return elem.value
+    values = elem.value if elem.VM > 1 else [elem.value]
+    try:
+        return "\\".join("" if v is None else str(v) for v in values).encode("latin-1")
+    except UnicodeEncodeError:
+        return None

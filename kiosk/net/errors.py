@@ -97,6 +97,16 @@ def timeout_error(node: NodeConfig, during: str, seconds: float) -> NetworkError
                         node=node)
 
 
+def find_timeout_error(node: NodeConfig, during: str, seconds: float, setting: str) -> NetworkError:
+    """A C-FIND that got no answer within ``setting`` (dimse_timeout or network_timeout) seconds."""
+    where = (f"in [{node.name}]" if node.name in ("worklist", "query")
+             else "for a node configured as [worklist] or [query]" if "@" in node.name
+             else f"in [destinations.{node.name}]")
+    return NetworkError(f"{during} on {node} timed out: no answer within {seconds:g} s ({setting})",
+                        f"the node may be slow with a broad search: narrow it (name, ID, date), or raise {setting} "
+                        f"{where} in the configuration", node=node)
+
+
 def no_context_error(node: NodeConfig, what: str) -> NetworkError:
     return NetworkError(f"{node} accepted none of the proposed presentation contexts for {what}",
                         "the peer is not configured to accept this kind of object from us; check its settings (SOP classes, transfer syntaxes)",

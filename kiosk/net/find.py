@@ -6,7 +6,8 @@ import datetime as dt
 import logging
 import re
 import threading
-from typing import TYPE_CHECKING, Iterator
+import time
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
@@ -55,46 +56,92 @@ def query_charset(*values: str) -> str | None:
         return "ISO_IR 192"
 
 
-def find(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset", *,
-         cancel: threading.Event | None = None, limit: int = 0, what: str = "the query") -> Iterator["Dataset"]:
-    """Yield matches as they arrive; C-CANCEL when ``cancel`` is set or after ``limit`` matches (0: no limit).
+class Matches:
+    """The matches of one C-FIND, as they arrive (iterate once).
 
-    Raises ``NetworkError`` on association failures and on a failure status.
+    Once iteration ends, ``truncated`` tells whether the query was cut at
+    ``limit`` while the node had more to send: the caller must say so, or
+    people miss the item they look for and create a duplicate. A match
+    beyond the limit is what shows there are more; it is not yielded.
     """
+
+    def __init__(self, source: Callable[["Matches"], Iterator["Dataset"]], limit: int) -> None:
+        self.limit = limit
+        self.truncated = False
+        self._iterator = source(self)
+
+    def __iter__(self) -> Iterator["Dataset"]:
+        return self._iterator
+
+
+def find(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset", *,
+         cancel: threading.Event | None = None, limit: int = 0, what: str = "the query") -> Matches:
+    """The matches as they arrive; C-CANCEL when ``cancel`` is set or beyond ``limit`` matches (0: no limit).
+
+    Iterating raises ``NetworkError`` on association failures, timeouts and a failure status.
+    """
+    return Matches(lambda matches: _responses(node, local, model, identifier, cancel, what, matches), limit)
+
+
+def _responses(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset",
+               cancel: threading.Event | None, what: str, matches: Matches) -> Iterator["Dataset"]:
+    # The package first: a submodule import does not wait for another thread (the UI's listener)
+    # still initialising the package, and then fails on pynetdicom's circular imports.
+    import pynetdicom  # noqa: F401
     from pynetdicom.presentation import build_context
 
     context = build_context(model, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
     assoc = associate(node, local, [context], what=what)
+    limit = matches.limit
     try:
         context_id = assoc.accepted_contexts[0].context_id
         count = 0
         cancelled = False
         message_id = 1
+        last_answer = time.monotonic()
         responses = assoc.send_c_find(identifier, model, msg_id=message_id)
         for status, match in responses:
             if "Status" not in status:
-                raise (errors.abort_error(node, what) if assoc.is_aborted
-                       else errors.timeout_error(node, what, node.dimse_timeout))
+                raise _no_answer(node, what, time.monotonic() - last_answer)
+            last_answer = time.monotonic()
             code = int(status.Status)
             if code in PENDING:
                 if cancelled or match is None:
                     continue  # matches still in flight after our C-CANCEL
+                if limit and count >= limit:
+                    # One match beyond the limit proves there are more (the final status cannot:
+                    # a node that reads our C-CANCEL before it says Success answers Cancelled).
+                    matches.truncated = True
+                    log.info("cancelling %s on %s after %d matches (the maximum)", what, node, count)
+                    assoc.send_c_cancel(message_id, context_id)
+                    cancelled = True
+                    continue
                 count += 1
                 yield match
-                if (limit and count >= limit) or (cancel is not None and cancel.is_set()):
-                    reason = f"after {count} matches (the maximum)" if limit and count >= limit else "on request"
-                    log.info("cancelling %s on %s %s", what, node, reason)
+                if cancel is not None and cancel.is_set():
+                    log.info("cancelling %s on %s on request", what, node)
                     assoc.send_c_cancel(message_id, context_id)
                     cancelled = True
             elif code in (0x0000, CANCELLED):
                 return
             else:
-                comment = status.get("ErrorComment", "")
+                # The peer's own text ends up on a terminal: no control characters.
+                comment = re.sub(r"[\x00-\x1f\x7f-\x9f]", "\ufffd", str(status.get("ErrorComment", "") or ""))
                 raise errors.NetworkError(
                     f"{node} failed {what} with status {code:04X}" + (f" ({comment})" if comment else ""),
                     "check the search filters; the node may not support some of them", node=node, transient=False)
     finally:
         release(assoc)
+
+
+def _no_answer(node: NodeConfig, what: str, waited: float) -> errors.NetworkError:
+    """pynetdicom ends the responses the same way when the node aborts and when our timeout
+    expires (it aborts then); the time waited since the last answer tells them apart."""
+    for setting in sorted(("dimse_timeout", "network_timeout"), key=lambda name: getattr(node, name)):
+        seconds = getattr(node, setting)
+        if waited >= seconds - 0.05:
+            return errors.find_timeout_error(node, what, seconds, setting)
+    return errors.abort_error(node, what)
 
 
 def to_json(ds: "Dataset") -> dict:

@@ -54,11 +54,18 @@ def quick_ack(sock: socket.socket) -> None:
 
 def tls_context(node: NodeConfig) -> ssl.SSLContext:
     """A client context: TLS 1.2 or later, the server's certificate and host name verified."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=node.tls.ca or None)
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=node.tls.ca or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise errors.NetworkError(
+            f"cannot use the CA file {node.tls.ca} for {node}: {getattr(exc, 'reason', None) or exc}",
+            "tls.ca must name PEM CA certificates (-----BEGIN CERTIFICATE-----); check it with 'kiosk config check'",
+            node=node, transient=False) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if node.tls.cert:
         try:
-            context.load_cert_chain(node.tls.cert, node.tls.key or None)
+            # A key with a passphrase would make OpenSSL prompt on the terminal; the kiosk has none to give.
+            context.load_cert_chain(node.tls.cert, node.tls.key or None, password=lambda: b"")
         except (ssl.SSLError, OSError) as exc:
             raise errors.NetworkError(
                 f"cannot use the client certificate {node.tls.cert} for {node}: {exc}",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
-from kiosk.net.find import date_filter, find, query_charset
+from kiosk.net.find import Matches, date_filter, find, query_charset
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -68,7 +68,7 @@ def build_identifier(query: StudyQuery) -> "Dataset":
 
 
 def find_studies(node: NodeConfig, local: LocalConfig, query: StudyQuery, *,
-                 cancel: threading.Event | None = None, limit: int = 0) -> Iterator["Dataset"]:
+                 cancel: threading.Event | None = None, limit: int = 0) -> Matches:
     """Studies (or series of one study) as they arrive."""
-    yield from find(node, local, STUDY_ROOT_FIND, build_identifier(query), cancel=cancel, limit=limit,
-                    what=f"the {query.level.lower()} query")
+    return find(node, local, STUDY_ROOT_FIND, build_identifier(query), cancel=cancel, limit=limit,
+                what=f"the {query.level.lower()} query")

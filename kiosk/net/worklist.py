@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from kiosk.config import LocalConfig, NodeConfig
-from kiosk.net.find import date_filter, find, query_charset
+from kiosk.net.find import Matches, date_filter, find, query_charset
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -78,9 +78,9 @@ def build_identifier(query: WorklistQuery) -> "Dataset":
 
 
 def find_worklist(node: NodeConfig, local: LocalConfig, query: WorklistQuery, *,
-                  cancel: threading.Event | None = None, limit: int = 0) -> Iterator["Dataset"]:
+                  cancel: threading.Event | None = None, limit: int = 0) -> Matches:
     """Worklist items as they arrive (names decoded with each response's character set on access)."""
     if not query.station_aet and node.station_ae_title:
         query = WorklistQuery(**{**query.__dict__, "station_aet": node.station_ae_title})
-    yield from find(node, local, MODALITY_WORKLIST_FIND, build_identifier(query), cancel=cancel, limit=limit,
-                    what="the worklist query")
+    return find(node, local, MODALITY_WORKLIST_FIND, build_identifier(query), cancel=cancel, limit=limit,
+                what="the worklist query")

@@ -46,6 +46,29 @@ class SendJob:
     instances: list[tuple[str, str]] = field(default_factory=list)
 
 
+class Found(list):
+    """StudyContexts from a C-FIND; ``cut_at`` is the limit the answer was cut at (0: complete)."""
+
+    cut_at = 0
+
+    @classmethod
+    def of(cls, matches: Any, make: Callable[[Any], Any]) -> "Found":
+        """``make(ds)`` for each of the ``kiosk.net.find.Matches``, noting whether they were cut short."""
+        found = cls(_with_reading(ds, make) for ds in matches)
+        found.cut_at = matches.limit if matches.truncated else 0
+        return found
+
+
+def _with_reading(ds: Any, make: Callable[[Any], Any]) -> Any:
+    """``make(ds)``; where values declared Latin-1 hold UTF-8 bytes, with the UTF-8 reading noted for the
+    operator to choose from (``StudyContext.misread``)."""
+    from kiosk.dicomize.charset import misreadings, read_as_utf8
+
+    if not misreadings(ds):
+        return make(ds)
+    return make(ds).with_reading(make(read_as_utf8(ds)))
+
+
 class Services:
     """Thin adapters over the kiosk modules, built from one ``Config``."""
 
@@ -77,7 +100,7 @@ class Services:
         node = self.config.worklist
         items = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date=date, modality=modality),
                                        limit=getattr(node, "max_results", 0))
-        return [StudyContext.from_worklist(ds, node.ae_title) for ds in items]
+        return Found.of(items, lambda ds: StudyContext.from_worklist(ds, node.ae_title))
 
     def find_studies(self, text: str) -> list[Any]:
         """Studies on the PACS for a patient ID or accession number (or a name, as a prefix)."""
@@ -89,10 +112,12 @@ class Services:
             raise KioskError(T["find_needs_text"], T["find_needs_text_hint"])
         node = self.config.query
         for keys in ({"patient_id": text}, {"accession": text}, {"patient_name": f"{text.upper()}*"}):
-            results = list(query.find_studies(node, self.config.local, query.StudyQuery(**keys), limit=200))
-            if results:
-                return [StudyContext.from_pacs_study(ds, node.ae_title) for ds in results]
-        return []
+            results = query.find_studies(node, self.config.local, query.StudyQuery(**keys),
+                                         limit=getattr(node, "max_results", 0))
+            found = Found.of(results, lambda ds: StudyContext.from_pacs_study(ds, node.ae_title))
+            if found:
+                return found
+        return Found()
 
     def patient_id_holders(self, patient_id: str) -> list[str]:
         """Names already filed under ``patient_id`` on the PACS and in the worklist (any date, any station).

@@ -55,6 +55,9 @@ def date_range(choice: str, custom: str, today: dt.date | None = None) -> str:
     return start.strftime("%Y%m%d") if start == end else f"{start:%Y%m%d}-{end:%Y%m%d}"
 
 
+# StudyContext fields -> their labels on the confirmation card
+READING_LABELS = {"patient_name": "field_name", "patient_id": "field_id", "accession": "field_accession",
+                  "requested_procedure_description": "field_procedure", "study_description": "field_procedure"}
 DATE_CHOICES = ["date_today", "date_yesterday", "date_tomorrow", "date_week", "date_any"]
 MAX_PROPOSALS = 5  # new IDs tried when a proposed one is already taken
 MODALITIES = ["", "OT", "DOC", "XC", "SM", "CR", "DX", "US", "ES", "OP"]
@@ -78,6 +81,7 @@ class PatientScreen(KioskScreen):
 
     contexts = ListProperty([])
     status = StringProperty("")
+    notice = StringProperty("")  # the list is incomplete: said where staff look, not in the muted status line
     loading = BooleanProperty(False)
     query_available = BooleanProperty(False)
     DATE_CHOICES = DATE_CHOICES
@@ -140,8 +144,14 @@ class PatientScreen(KioskScreen):
     def _loaded(self, contexts: list[Any]) -> None:
         self.loading = False
         self._updated = dt.datetime.now().strftime("%H:%M")
+        self._set_notice(contexts, "worklist_cut")
         self.contexts = contexts
         self.show()
+
+    def _set_notice(self, contexts: list[Any], key: str) -> None:
+        """The warning that the node's answer was cut at its limit (``Found.cut_at``), or none."""
+        cut_at = getattr(contexts, "cut_at", 0)
+        self.notice = T[key].format(count=cut_at) if cut_at else ""
 
     def _failed(self, error: KioskError) -> None:
         self.loading = False
@@ -175,7 +185,8 @@ class PatientScreen(KioskScreen):
         details = "   ".join(p for p in (
             f"ID {_get(context, 'patient_id')}", f"born {text.date(_get(context, 'birth_date'))}",
             f"Acc {_get(context, 'accession')}" if _get(context, "accession") else "",
-            text.markup(procedure_of(context))) if p)
+            text.markup(procedure_of(context)),
+            f"[color=ffbf4d]{T['reading_row']}[/color]" if getattr(context, "misread", None) else "") if p)
         return f"[b][size=26sp]{name}[/size][/b]\n[color=c0c8d0]{details}[/color]"
 
     # -- search / barcode ----------------------------------------------------
@@ -221,10 +232,14 @@ class PatientScreen(KioskScreen):
         self.loading = False
         self._updated = dt.datetime.now().strftime("%H:%M")
         self.ids.search.text = ""
+        self._set_notice(contexts, "pacs_cut")
         self.contexts = contexts
 
     # -- confirmation ------------------------------------------------------
     def confirm(self, context: Any) -> None:
+        if getattr(context, "misread", None):
+            self.ask_reading(context)
+            return
         rows = [
             (T["field_name"], text.markup(text.person_name(_get(context, "patient_name")))),
             (T["field_id"], text.markup(_get(context, "patient_id"))),
@@ -235,6 +250,25 @@ class PatientScreen(KioskScreen):
         ]
         card = ConfirmCard(title=T["confirm_title"], rows=rows, yes_text=T["confirm_yes"], no_text=T["confirm_no"],
                            action=lambda: self.app.start_session(context))
+        card.open()
+        self.card = card
+
+    def ask_reading(self, context: Any) -> None:
+        """Values came declared Latin-1 but hold UTF-8 bytes: the operator picks the spelling before the
+        patient can be confirmed (a wrong one would go into every object)."""
+        rows, seen = [], set()
+        for name, utf8 in context.misread.items():
+            sent = getattr(context, name)
+            if (sent, utf8) in seen:
+                continue  # e.g. the procedure, which is also the study description
+            seen.add((sent, utf8))
+            label = T[READING_LABELS.get(name, "field_other")]
+            shown = text.person_name if name in ("patient_name", "referring_physician") else str
+            rows.append((T["reading_sent"].format(field=label), text.markup(shown(sent))))
+            rows.append((T["reading_utf8"].format(field=label), text.markup(shown(utf8))))
+        card = ConfirmCard(title=T["reading_title"], rows=rows, yes_text=T["reading_use_utf8"],
+                           no_text=T["reading_use_sent"], action=lambda: self.confirm(context.as_utf8()),
+                           no_action=lambda: self.confirm(context.as_declared()))
         card.open()
         self.card = card
 

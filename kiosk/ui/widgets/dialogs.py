@@ -25,6 +25,7 @@ class ConfirmCard(ModalView):
     yes_text = StringProperty(T["ok"])
     no_text = StringProperty(T["cancel"])
     action = ObjectProperty(None)
+    no_action = ObjectProperty(None)  # for questions whose "no" is a choice too, not a way back
 
     def on_pre_open(self) -> None:
         from kivy.factory import Factory
@@ -40,6 +41,8 @@ class ConfirmCard(ModalView):
         self.dismiss()
         if yes and self.action:
             self.action()
+        elif not yes and self.no_action:
+            self.no_action()
 
 
 class PinPad(ModalView):
