@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -223,9 +224,14 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
             ds.PhotometricInterpretation = "YBR_RCT"  # PS3.5 8.2.4: colour JPEG 2000 lossless
         ds.compress(target, encoding_plugin=ENCODERS.get(target, ""), generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = target
-    ds.set_original_encoding(target_uid.is_implicit_VR, target_uid.is_little_endian, ds.original_character_set)
+    # Written out in the target encoding and read back: pydicom then looks up the
+    # VRs an Implicit VR file lacks and byte-swaps Big Endian values, and
+    # pynetdicom gets a data set already in the encoding it sends.
+    buffer = BytesIO()
+    ds.save_as(buffer, implicit_vr=target_uid.is_implicit_VR, little_endian=target_uid.is_little_endian,
+               enforce_file_format=True)
     log.info("transcoded %s from %s to %s: %s", inst.path.name, source.name, target_uid.name, why)
-    return ds
+    return pydicom.dcmread(BytesIO(buffer.getvalue()))
 
 
 def preferred_syntax(node: NodeConfig) -> str | None:
@@ -387,8 +393,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             with source:
                 try:
                     payload = _what_to_send(inst, syntaxes, preferred)
-                except (ValueError, NotImplementedError, RuntimeError) as exc:
-                    # pydicom cannot decode or encode this pixel data
+                except Exception as exc:  # noqa: BLE001 - pydicom cannot decode or encode this data set: this one fails
+                    log.warning("%s: %s not sent: cannot convert it (%s)", node, inst.path.name, type(exc).__name__)
                     result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
                                                          f"cannot convert to a transfer syntax {node} accepts: {exc}"))
                     continue
@@ -404,6 +410,13 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 except OSError as exc:
                     status = None
                     log.debug("sending %s failed: %s", inst.path, exc)
+                except Exception as exc:  # noqa: BLE001 - pynetdicom could not read or encode this one data set
+                    if assoc.is_established:
+                        log.warning("%s: %s not sent: %s", node, inst.path.name, type(exc).__name__)
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "failed", f"cannot be sent: {exc}"))
+                        continue
+                    status = None
             if status is None or "Status" not in status:
                 timed_out = status is not None and time.monotonic() - sent_at >= node.dimse_timeout - 0.05
                 failure = (errors.timeout_error(node, f"sending {inst.path.name}", node.dimse_timeout) if timed_out
