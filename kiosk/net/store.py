@@ -44,6 +44,8 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE)
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
+CANCEL_GRACE = 1.0  # s an answer in flight may still take once cancelled
+CANCEL_POLL = 0.2
 
 WARNINGS_AS_SUCCESS = {0xB000, 0xB006, 0xB007}
 
@@ -300,6 +302,40 @@ def _context_keys(contexts: Sequence[Any]) -> frozenset:
     return frozenset((str(c.abstract_syntax), tuple(str(ts) for ts in c.transfer_syntax)) for c in contexts)
 
 
+class _AbortWhenCancelled:
+    """Aborts the association once ``cancel`` is set and the run has not ended ``CANCEL_GRACE`` s later.
+
+    A request waits for its response up to ``dimse_timeout`` (60 s by
+    default), longer than a service manager waits for a stop (systemd's 30 s):
+    after the grace, the answer is not waited for. The waiting thread is woken
+    the way pynetdicom wakes it when the peer aborts.
+    """
+
+    def __init__(self, assoc: Any, cancel: threading.Event) -> None:
+        self.assoc = assoc
+        self.cancel = cancel
+        self.aborted = False
+        self._ended = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="store-cancel", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self.cancel.wait(CANCEL_POLL):
+            if self._ended.is_set():
+                return
+        if self._ended.wait(CANCEL_GRACE):
+            return
+        self.aborted = True
+        log.warning("cancelled: aborting the association (no answer within %g s)", CANCEL_GRACE)
+        self.assoc.abort()
+        self.assoc.dimse.msg_queue.put((None, None))
+
+    def end(self) -> None:
+        """The run is over: stop watching."""
+        self._ended.set()
+        self._thread.join()
+
+
 def _end(assoc: Any, sender: Any) -> None:
     if sender is not None:
         sender.close()
@@ -361,6 +397,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
         sender.progress = report if progress else None
     stop_reason = ""
     failure_to_raise: errors.NetworkError | None = None
+    watch = _AbortWhenCancelled(assoc, cancel) if cancel is not None else None
     try:
         for index, slot in enumerate(slots):
             if isinstance(slot, InstanceResult):
@@ -417,6 +454,11 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                                                              "failed", f"cannot be sent: {exc}"))
                         continue
                     status = None
+            if (status is None or "Status" not in status) and watch is not None and watch.aborted:
+                stop_reason = "cancelled before sending"
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient",
+                                                     f"cancelled while waiting for the answer of {node}"))
+                continue
             if status is None or "Status" not in status:
                 timed_out = status is not None and time.monotonic() - sent_at >= node.dimse_timeout - 0.05
                 failure = (errors.timeout_error(node, f"sending {inst.path.name}", node.dimse_timeout) if timed_out
@@ -442,7 +484,13 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             state["done"] += 1
             state["bytes"] = started_bytes + inst.size
             report()
+    except BaseException:
+        # Interrupted (Ctrl-C) with a request perhaps in flight: a release would wait for its answer.
+        assoc.abort()
+        raise
     finally:
+        if watch is not None:
+            watch.end()
         cancelled = cancel is not None and cancel.is_set()
         if keep is not None and failure_to_raise is None and not stop_reason and not cancelled and assoc.is_established:
             keep.hold(assoc, sender, proposed)
