@@ -355,3 +355,14 @@ def test_an_implicit_file_that_cannot_be_converted_fails_alone_and_the_outbox_go
     assert first.state == "failed" and "cannot convert" in first.reason and "(0008,1161)" in first.reason
     assert [j.state for j in rest] == ["sent", "sent"]
     outbox.close()
+
+
+def test_cli_store_refuses_a_file_cut_short_and_sends_the_others(storescp, tmp_path, capsys):
+    files = [make_sc(tmp_path / f"f{n}.dcm", seed=n) for n in range(3)]
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[:-1000])  # pixel data cut short: storescp would abort the association on it
+    assert main(["store", *map(str, files), "--to", storescp.url]) == 1
+    out = capsys.readouterr().out
+    assert f"FAILED   {files[1]}: element (7FE0,0010) is" in out and "cut short" in out
+    assert "2 of 3 instance(s) stored" in out
+    assert set(received(storescp)) == {str(pydicom.dcmread(f).SOPInstanceUID) for f in (files[0], files[2])}

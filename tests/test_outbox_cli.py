@@ -188,3 +188,12 @@ def test_stopping_does_not_wait_for_a_c_store_never_answered(tmp_path, kiosk, ho
     assert [job["state"] for job in listing] == ["queued", "queued"]  # not lost, not counted as an attempt
     assert [job["attempts"] for job in listing] == [0, 0]
     outbox.close()
+
+
+def test_a_file_cut_short_is_refused_when_queued_naming_it(tmp_path, kiosk, storescp):
+    made = make_instances(tmp_path / "in", 3)
+    victim = sorted(made.values())[1]
+    victim.write_bytes(victim.read_bytes()[:-100])
+    result = kiosk("send", str(tmp_path / "in"), "--to", storescp.url, "--wait", check=1)
+    assert str(victim) in result.stderr and "(7FE0,0010)" in result.stderr and "cut short" in result.stderr
+    assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []

@@ -62,7 +62,12 @@ ENCODERS = {RLE_LOSSLESS: "pylibjpeg", JPEG_LS_LOSSLESS: "pyjpegls", JPEG2000_LO
 
 @dataclass(frozen=True)
 class InstanceResult:
-    """What happened to one file. ``status`` is the C-STORE status, None if it was never sent."""
+    """What happened to one file. ``status`` is the C-STORE status, None if it was never sent.
+
+    ``in_flight``: it was sent, and the association failed (abort, timeout,
+    lost connection) before its answer came: it may be what made the peer
+    fail. The instances after it were not sent.
+    """
 
     path: Path
     sop_class_uid: str
@@ -70,6 +75,7 @@ class InstanceResult:
     status: int | None
     outcome: Outcome
     message: str = ""
+    in_flight: bool = False
 
 
 @dataclass
@@ -160,14 +166,21 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | str:
-    """The file with what its meta information says (or what is ``known``); a message if it is no Part 10 file."""
+    """The file with what its meta information says (or what is ``known``); a message if it is no Part 10 file.
+
+    A file not ``known`` (the outbox checked those when accepting them) must
+    hold a whole data set: a broken one would make the peer abort the association.
+    """
+    from kiosk.dataset_check import check_complete
     from kiosk.part10 import NotPart10Error, read_meta
 
     try:
         meta = (known and known.meta) or read_meta(path)
+        if known is None:
+            check_complete(path, meta.transfer_syntax)
         size = known.size if known else path.stat().st_size
     except NotPart10Error as exc:
-        return exc.message
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
     except OSError as exc:
         return f"cannot read the file ({exc.strerror or exc})"
     return _Instance(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax, size)
@@ -464,7 +477,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 failure = (errors.timeout_error(node, f"sending {inst.path.name}", node.dimse_timeout) if timed_out
                            else errors.abort_error(node, f"sending {inst.path.name}"))
                 stop_reason = str(failure.message)
-                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient", stop_reason))
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient",
+                                                     stop_reason, in_flight=True))
                 failure.partial = result
                 failure_to_raise = failure
                 continue
