@@ -366,3 +366,24 @@ def test_cli_store_refuses_a_file_cut_short_and_sends_the_others(storescp, tmp_p
     assert f"FAILED   {files[1]}: element (7FE0,0010) is" in out and "cut short" in out
     assert "2 of 3 instance(s) stored" in out
     assert set(received(storescp)) == {str(pydicom.dcmread(f).SOPInstanceUID) for f in (files[0], files[2])}
+
+
+def test_cli_store_prints_a_line_for_every_file_after_an_abort(tmp_path, capsys):
+    calls = []
+
+    def handle(event):
+        calls.append(1)
+        if len(calls) == 2:
+            event.assoc.abort()
+        return 0x0000
+
+    files = [make_sc(tmp_path / f"a{n}.dcm", seed=n) for n in range(3)]
+    with ScriptedSCP(contexts=[SecondaryCaptureImageStorage], handlers=[(evt.EVT_C_STORE, handle)]) as scp:
+        assert main(["store", *map(str, files), "--to", scp.url]) == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == f"stored   {files[0]}"
+    assert lines[1].startswith(f"retry    {files[1]}: ") and "aborted the association" in lines[1]
+    assert lines[2].startswith(f"retry    {files[2]}: ")
+    assert "1 of 3 instance(s) stored" in lines[3]
+    assert "aborted the association" in err and "Traceback" not in err

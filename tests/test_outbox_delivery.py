@@ -220,3 +220,28 @@ def test_a_spooled_file_storescp_aborts_on_fails_alone(tmp_path, storescp):
     assert first.state == "failed" and "aborted the association" in first.reason
     assert sorted(received_uids(storescp.extra["received"])) == sorted(m.sop_instance_uid for m in metas[1:])
     outbox.close()
+
+
+def test_the_documented_retry_figures_are_what_delivery_does(tmp_path, scripted):
+    """A job fails after retry_count + 1 attempts; the docs give that and the default backoff's total."""
+    from pathlib import Path
+
+    from kiosk.config import OUTBOX_FIELDS
+    from kiosk.outbox.core import OutboxSettings
+
+    scp = scripted(statuses=[0xA700] * 10)
+    config = outbox_config(tmp_path, retry_count=2, retry_interval=0.1)
+    outbox = Outbox.from_config(config)
+    jobs = queue(outbox, config, list(make_instances(tmp_path / "in", 1).values()), scp.url)
+    deliver(outbox, config, jobs)
+    [job] = outbox.journal.jobs_by_id(jobs)
+    assert (job.state, job.attempts, scp.requests) == ("failed", 3, 3) and "gave up after 3 attempts" in job.reason
+    outbox.close()
+
+    defaults = OutboxSettings(spool_dir=tmp_path)
+    hours = sum(defaults.backoff(n) for n in range(1, defaults.retry_count + 1)) / 3600
+    assert "retry_count + 1" in OUTBOX_FIELDS["retry_count"].doc
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("docs/outbox.md", "docs/configuration.md", "packaging/kiosk.example.toml"):
+        text = " ".join((root / doc).read_text().split())
+        assert f"{hours:.2f} h" in text and "retry_count + 1" in text, doc

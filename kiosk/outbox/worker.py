@@ -8,8 +8,8 @@ sends them in one association and records each instance's outcome:
 
 - success or warning -> ``sent`` (or awaiting storage commitment);
 - a transient failure (A7xx, refused, unreachable, timeout, abort) ->
-  ``retrying`` with exponential backoff, ``failed`` once ``retry_count``
-  attempts are used up;
+  ``retrying`` with exponential backoff, ``failed`` after ``retry_count + 1``
+  attempts (the first and ``retry_count`` retries);
 - a permanent failure (A9xx, Cxxx, rejected association) -> ``failed``,
   waiting for a person.
 
