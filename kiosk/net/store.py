@@ -329,8 +329,7 @@ class _AbortWhenCancelled:
         self.cancel = cancel
         self.aborted = False
         self._ended = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="store-cancel", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._watch, name="store-cancel", daemon=True).start()
 
     def _watch(self) -> None:
         while not self.cancel.wait(CANCEL_POLL):
@@ -344,9 +343,8 @@ class _AbortWhenCancelled:
         self.assoc.dimse.msg_queue.put((None, None))
 
     def end(self) -> None:
-        """The run is over: stop watching."""
+        """The run is over: stop watching (the thread ends at its next look, without touching the association)."""
         self._ended.set()
-        self._thread.join()
 
 
 def _end(assoc: Any, sender: Any) -> None:
