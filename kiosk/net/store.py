@@ -11,7 +11,9 @@ C-STORE status handling follows XD3's conformance statement: 0000 success;
 warnings B000, B006, B007 count as success and are logged; A7xx (out of
 resources) is transient: the rest of the batch is left for a later retry;
 A9xx, Cxxx and any other code fail that instance with the code and its
-meaning, and sending goes on with the next one.
+meaning, and sending goes on with the next one; so does a file that cannot be
+converted or encoded. An abort, timeout or lost connection ends the run: the
+instance awaiting its answer is marked ``in_flight``, the rest are unsent.
 """
 
 from __future__ import annotations
@@ -239,14 +241,16 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
             ds.PhotometricInterpretation = "YBR_RCT"  # PS3.5 8.2.4: colour JPEG 2000 lossless
         ds.compress(target, encoding_plugin=ENCODERS.get(target, ""), generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = target
-    # Written out in the target encoding and read back: pydicom then looks up the
-    # VRs an Implicit VR file lacks and byte-swaps Big Endian values, and
-    # pynetdicom gets a data set already in the encoding it sends.
-    buffer = BytesIO()
-    ds.save_as(buffer, implicit_vr=target_uid.is_implicit_VR, little_endian=target_uid.is_little_endian,
-               enforce_file_format=True)
+    if ds.original_encoding != (target_uid.is_implicit_VR, target_uid.is_little_endian):
+        # Written out in the target encoding and read back: pydicom then looks up the
+        # VRs an Implicit VR file lacks, and pynetdicom gets a data set already in the
+        # encoding it sends (it refuses one that is not).
+        buffer = BytesIO()
+        ds.save_as(buffer, implicit_vr=target_uid.is_implicit_VR, little_endian=target_uid.is_little_endian,
+                   enforce_file_format=True)
+        ds = pydicom.dcmread(BytesIO(buffer.getvalue()))
     log.info("transcoded %s from %s to %s: %s", inst.path.name, source.name, target_uid.name, why)
-    return pydicom.dcmread(BytesIO(buffer.getvalue()))
+    return ds
 
 
 def preferred_syntax(node: NodeConfig) -> str | None:
