@@ -24,6 +24,10 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
 PIXEL_DATA = (0x7FE0, 0x0010)
+WHOLE_READ = 1 << 20  # files up to this size are read at once; bigger ones are mapped (values never touched)
+# (tag, 16-bit, 32-bit) readers per byte order
+_ORDERS = {little: (struct.Struct(o + "HH"), struct.Struct(o + "H"), struct.Struct(o + "I"))
+           for little, o in ((True, "<"), (False, ">"))}
 HINT = "the file is damaged or was cut short; export or copy it again from where it came from"
 
 
@@ -43,10 +47,22 @@ def check_complete(source: Path | bytes, transfer_syntax: str) -> None:
         _check(source, transfer_syntax)
         return
     try:
-        with open(source, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            _check(data, transfer_syntax)
-    except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
-        raise NotPart10Error(f"cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
+        handle = os.open(source, os.O_RDONLY)
+        try:
+            size = os.fstat(handle).st_size
+            if size <= WHOLE_READ:
+                data = os.read(handle, size)
+            else:
+                data = mmap.mmap(handle, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(handle)
+    except OSError as exc:
+        raise NotPart10Error(f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        _check(data, transfer_syntax)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
 
 
 def _check(data: bytes | mmap.mmap, transfer_syntax: str) -> None:
@@ -68,8 +84,7 @@ class _Walker:
     def __init__(self, data: bytes | mmap.mmap, explicit: bool, little: bool) -> None:
         self.data = data
         self.explicit = explicit
-        order = "<" if little else ">"
-        self.tag, self.u16, self.u32 = struct.Struct(order + "HH"), struct.Struct(order + "H"), struct.Struct(order + "I")
+        self.tag, self.u16, self.u32 = _ORDERS[little]
 
     def data_set(self, offset: int, end: int, *, delimited: bool = False, group: int | None = None) -> int:
         """Walk elements from ``offset`` to ``end``, to an Item Delimitation if ``delimited``, or while in ``group``."""
