@@ -243,7 +243,7 @@ class Config:
 
 OUTBOX_FIELDS: dict[str, Field] = {
     "spool_dir": Field(str, "", None, "where accepted images wait; empty: <user data dir>/outbox"),
-    "retry_count": Field(int, 10, check_non_negative, "automatic retries of a transient failure, 0 for none"),
+    "retry_count": Field(int, 10, check_non_negative, "automatic retries of a transient failure, 0 for none (a job fails after retry_count + 1 attempts)"),
     "retry_interval": Field((int, float), 30.0, check_positive, "seconds before the first retry; doubles each time"),
     "retry_max_interval": Field((int, float), 3600.0, check_positive, "longest wait between two retries, seconds"),
     "batch_size": Field(int, 100, check_positive, "jobs taken (marked sending) at a time; batches that follow one another share an association"),

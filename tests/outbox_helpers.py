@@ -48,15 +48,18 @@ class ScriptedSCP:
 
     ``statuses``: C-STORE statuses to answer, one per request, before 0x0000.
     ``abort_at``: abort the association when receiving the n-th request (1-based), once.
+    ``abort_on``: abort it whenever one of these SOP Instance UIDs arrives (a file the SCP cannot take).
     """
 
-    def __init__(self, aet: str = "SCRIPTED", statuses: list[int] | None = None, abort_at: int | None = None) -> None:
+    def __init__(self, aet: str = "SCRIPTED", statuses: list[int] | None = None, abort_at: int | None = None,
+                 abort_on: set[str] = frozenset()) -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
 
         self.aet = aet
         self.port = free_port()
         self.statuses = list(statuses or [])
         self.abort_at = abort_at
+        self.abort_on = set(abort_on)
         self.received: list[str] = []
         self.requests = 0
         self.associations = 0  # accepted so far
@@ -84,6 +87,9 @@ class ScriptedSCP:
             self.requests += 1
             if self.abort_at is not None and self.requests == self.abort_at:
                 self.abort_at = None
+                event.assoc.abort()
+                return 0xA700
+            if str(event.request.AffectedSOPInstanceUID) in self.abort_on:
                 event.assoc.abort()
                 return 0xA700
             status = self.statuses.pop(0) if self.statuses else 0x0000

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import struct
+import subprocess
 import threading
 from io import BytesIO
+from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
 from pydicom.uid import (ExplicitVRLittleEndian, JPEGLSLossless, RLELossless, SecondaryCaptureImageStorage)
 from pynetdicom import evt
 
@@ -285,3 +291,99 @@ def test_files_the_fast_path_cannot_place_go_through_pynetdicom(tmp_path):
     for path in files:
         sent = pydicom.dcmread(path)
         assert got[sent.SOPInstanceUID] == sent.PixelData
+
+
+def implicit_vr_files(folder: Path) -> list[Path]:
+    """Implicit VR Little Endian files from three makers: pydicom's test data, DCMTK's dcmconv +ti, kiosk convert."""
+    folder.mkdir()
+    dcmconv = folder / "dcmconv.dcm"
+    subprocess.run(["/usr/bin/dcmconv", "+ti", str(make_sc(folder / "explicit" / "sc.dcm", 40, 30)), str(dcmconv)],
+                   check=True, capture_output=True)
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 20).save(folder / "film.png")
+    assert main(["convert", str(folder / "film.png"), "-o", str(folder / "kiosk"), "--ts", "implicit",
+                 "--patient-name", "Doe^Jane", "--patient-id", "PID1"]) == 0
+    files = [Path(get_testdata_file("MR_small_implicit.dcm")), dcmconv, folder / "kiosk" / "film.dcm"]
+    assert {pydicom.dcmread(f).file_meta.TransferSyntaxUID for f in files} == {"1.2.840.10008.1.2"}
+    return files
+
+
+@pytest.mark.parametrize("peer_name", ["storescp", "storescp +xa", "orthanc"])
+def test_implicit_vr_files_reach_peers_that_choose_explicit_vr(request, storescp_factory, tmp_path, capsys, peer_name):
+    files = implicit_vr_files(tmp_path / "in")
+    if peer_name == "orthanc":
+        peer = request.getfixturevalue("orthanc")
+        peer.clear()
+    else:
+        peer = storescp_factory(options=["+xa"] if "+xa" in peer_name else [])
+    capsys.readouterr()
+    assert main(["store", *map(str, files), "--to", peer.url]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 3 instance(s) stored" in out and "internal error" not in out
+    sent = {str(pydicom.dcmread(f).SOPInstanceUID): pydicom.dcmread(f) for f in files}
+    if peer_name == "orthanc":
+        arrived = {peer.tags(i)["SOPInstanceUID"] for i in peer.instances()}
+        assert arrived == set(sent)
+        return
+    got = received(peer)
+    assert set(got) == set(sent)
+    for uid, original in sent.items():
+        assert got[uid].PixelData == original.PixelData and got[uid].PatientName == original.PatientName
+
+
+def unconvertible_implicit_file(path: Path) -> Path:
+    """An Implicit VR file whose (0008,1161) Simple Frame List (UL) holds 2 bytes: it cannot be re-encoded."""
+    data = bytearray(Path(get_testdata_file("MR_small_implicit.dcm")).read_bytes())
+    at = data.find(struct.pack("<HHI", 0x0008, 0x0060, 2))  # Modality, "MR"
+    data[at:at + 4] = struct.pack("<HH", 0x0008, 0x1161)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_implicit_file_that_cannot_be_converted_fails_alone_and_the_outbox_goes_on(storescp, tmp_path):
+    from outbox_data import make_instances
+    from outbox_helpers import deliver, outbox_config, queue
+
+    from kiosk.outbox import Outbox
+
+    config = outbox_config(tmp_path, retry_count=0)
+    outbox = Outbox.from_config(config)
+    bad = unconvertible_implicit_file(tmp_path / "bad.dcm")
+    made = make_instances(tmp_path / "in", 2)
+    jobs = queue(outbox, config, [bad, *made.values()], storescp.url)
+    deliver(outbox, config, jobs, timeout=20)  # it used to restart the worker every 5 s, the job left queued
+    first, *rest = outbox.journal.jobs_by_id(jobs)
+    assert first.state == "failed" and "cannot convert" in first.reason and "(0008,1161)" in first.reason
+    assert [j.state for j in rest] == ["sent", "sent"]
+    outbox.close()
+
+
+def test_cli_store_refuses_a_file_cut_short_and_sends_the_others(storescp, tmp_path, capsys):
+    files = [make_sc(tmp_path / f"f{n}.dcm", seed=n) for n in range(3)]
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[:-1000])  # pixel data cut short: storescp would abort the association on it
+    assert main(["store", *map(str, files), "--to", storescp.url]) == 1
+    out = capsys.readouterr().out
+    assert f"FAILED   {files[1]}: element (7FE0,0010) is" in out and "cut short" in out
+    assert "2 of 3 instance(s) stored" in out
+    assert set(received(storescp)) == {str(pydicom.dcmread(f).SOPInstanceUID) for f in (files[0], files[2])}
+
+
+def test_cli_store_prints_a_line_for_every_file_after_an_abort(tmp_path, capsys):
+    calls = []
+
+    def handle(event):
+        calls.append(1)
+        if len(calls) == 2:
+            event.assoc.abort()
+        return 0x0000
+
+    files = [make_sc(tmp_path / f"a{n}.dcm", seed=n) for n in range(3)]
+    with ScriptedSCP(contexts=[SecondaryCaptureImageStorage], handlers=[(evt.EVT_C_STORE, handle)]) as scp:
+        assert main(["store", *map(str, files), "--to", scp.url]) == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == f"stored   {files[0]}"
+    assert lines[1].startswith(f"retry    {files[1]}: ") and "aborted the association" in lines[1]
+    assert lines[2].startswith(f"retry    {files[2]}: ")
+    assert "1 of 3 instance(s) stored" in lines[3]
+    assert "aborted the association" in err and "Traceback" not in err

@@ -102,3 +102,27 @@ def test_a_ca_file_that_is_not_pem_at_use_names_the_file(tmp_path):
     with pytest.raises(NetworkError) as caught:
         echo(node, LOCAL)
     assert str(bad) in caught.value.message and "PEM" in caught.value.hint and not caught.value.transient
+
+
+def test_tls_destination_whose_peer_speaks_plain_tcp_needs_a_person(storescp, pki, tmp_path):
+    """storescp without +tls hangs up on the ClientHello: a configuration error, not a transient failure."""
+    from outbox_helpers import deliver, outbox_config, queue
+
+    from kiosk.outbox import Outbox
+
+    node = tls_node(storescp, pki)
+    with pytest.raises(NetworkError) as caught:
+        echo(node, LOCAL)
+    assert not caught.value.transient
+    assert "TLS handshake" in caught.value.message and "does not seem to speak TLS" in caught.value.message
+    assert "[tls]" in caught.value.hint
+
+    tls = {"ca": node.tls.ca, "cert": node.tls.cert, "key": node.tls.key}
+    config = outbox_config(tmp_path, {"pacs": {"ae_title": storescp.aet, "host": "127.0.0.1", "port": storescp.port,
+                                               "tls": tls}})
+    outbox = Outbox.from_config(config)
+    jobs = queue(outbox, config, [make_sc(tmp_path / "a.dcm")], "pacs")
+    deliver(outbox, config, jobs)
+    [job] = outbox.journal.jobs_by_id(jobs)
+    assert job.state == "failed" and job.attempts == 0 and "does not seem to speak TLS" in job.reason
+    outbox.close()

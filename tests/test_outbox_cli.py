@@ -240,3 +240,70 @@ def test_only_one_delivery_process_per_spool_and_send_wait_watches_it(tmp_path, 
 def test_config_shows_the_outbox_section(kiosk):
     shown = kiosk("config", "show").stdout
     assert "[outbox]" in shown and "retry_count = 5" in shown
+
+
+def hung_scp():
+    """A Storage SCP that accepts the association and never answers a C-STORE (until ``release`` is set)."""
+    import threading
+
+    from pydicom.uid import SecondaryCaptureImageStorage
+    from pynetdicom import evt
+
+    from net_data import ScriptedSCP as PlainSCP
+
+    arrived, release = threading.Event(), threading.Event()
+
+    def hang(event):  # noqa: ANN001 - pynetdicom Event
+        arrived.set()
+        release.wait(60)
+        return 0x0000
+
+    scp = PlainSCP(aet="HUNG", contexts=[SecondaryCaptureImageStorage], handlers=[(evt.EVT_C_STORE, hang)])
+    return scp, arrived, release
+
+
+@pytest.mark.parametrize("how", ["outbox run + SIGTERM", "send --wait + Ctrl-C", "store + Ctrl-C"])
+def test_stopping_does_not_wait_for_a_c_store_never_answered(tmp_path, kiosk, how):
+    import signal
+
+    scp, arrived, release = hung_scp()
+    made = make_instances(tmp_path / "in", 2)
+    config_file = tmp_path / "kiosk.toml"
+    outbox = Outbox.from_config(outbox_config(tmp_path))
+    command = {"outbox run + SIGTERM": ["outbox", "run"],
+               "send --wait + Ctrl-C": ["send", str(tmp_path / "in"), "--to", scp.url, "--wait"],
+               "store + Ctrl-C": ["store", str(tmp_path / "in"), "--to", scp.url]}[how]
+    if how.startswith("outbox run"):
+        from outbox_helpers import queue
+
+        jobs = queue(outbox, outbox_config(tmp_path), list(made.values()), scp.url)
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config_file), *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert arrived.wait(30), "the C-STORE never arrived"
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM if "SIGTERM" in how else signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # the C-STORE would be waited for 60 s (dimse_timeout)
+        elapsed = time.monotonic() - stopped
+    finally:
+        proc.kill()
+        release.set()
+        scp.stop()
+    assert elapsed < 10, f"stopping took {elapsed:.1f} s"
+    assert "Traceback" not in err
+    assert proc.returncode == (0 if "SIGTERM" in how else 130), out + err
+    if how.startswith("store"):
+        return
+    listing = json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"]
+    assert [job["state"] for job in listing] == ["queued", "queued"]  # not lost, not counted as an attempt
+    assert [job["attempts"] for job in listing] == [0, 0]
+    outbox.close()
+
+
+def test_a_file_cut_short_is_refused_when_queued_naming_it(tmp_path, kiosk, storescp):
+    made = make_instances(tmp_path / "in", 3)
+    victim = sorted(made.values())[1]
+    victim.write_bytes(victim.read_bytes()[:-100])
+    result = kiosk("send", str(tmp_path / "in"), "--to", storescp.url, "--wait", check=1)
+    assert str(victim) in result.stderr and "(7FE0,0010)" in result.stderr and "cut short" in result.stderr
+    assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []

@@ -179,3 +179,69 @@ def test_a_damaged_spool_file_fails_its_job_and_the_batch_goes_on(tmp_path, stor
     assert "capture or import it again" in reason
     assert sorted(received_uids(storescp.extra["received"])) == sorted(set(made) - {victim.sop_instance_uid})
     outbox.close()
+
+
+def test_an_instance_the_pacs_aborts_on_goes_alone_and_the_rest_of_its_batch_is_delivered(tmp_path, scripted):
+    made = make_instances(tmp_path / "in", 6)
+    poison = next(iter(made))  # first in the batch, so first again at every re-claim
+    scp = scripted(abort_on={poison})
+    config = outbox_config(tmp_path, retry_count=3)
+    outbox = Outbox.from_config(config)
+    jobs = queue(outbox, config, list(made.values()), scp.url)
+    deliver(outbox, config, jobs)
+    first, *rest = outbox.journal.jobs_by_id(jobs)
+    assert [j.state for j in rest] == ["sent"] * 5
+    assert [j.attempts for j in rest] == [0] * 5  # the abort was not counted against them
+    assert first.state == "failed" and "aborted" in first.reason and "gave up after 4 attempts" in first.reason
+    assert sorted(scp.received) == sorted(set(made) - {poison})
+    assert scp.requests == 4 + 5  # after the first abort it went alone, once per attempt
+    outbox.close()
+
+
+def test_a_spooled_file_storescp_aborts_on_fails_alone(tmp_path, storescp):
+    """A file cut short that got into the spool unchecked (an older kiosk): DCMTK aborts on it, the rest go on."""
+    from kiosk.outbox.destinations import parse_destination
+    from kiosk.outbox.journal import Accepted
+    from kiosk.part10 import read_meta
+
+    config = outbox_config(tmp_path, retry_count=1)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 4)
+    paths = list(made.values())
+    paths[0].write_bytes(paths[0].read_bytes()[:-500])
+    metas = [read_meta(p) for p in paths]
+    accepted = [Accepted(entry, m.sop_instance_uid, m.sop_class_uid, m.transfer_syntax)
+                for entry, m in zip(outbox.spool.put_files(paths), metas)]
+    name, spec = parse_destination(config, storescp.url)
+    jobs = outbox.journal.add(accepted, {name: spec})[name]
+    deliver(outbox, config, jobs)
+    first, *rest = outbox.journal.jobs_by_id(jobs)
+    assert [(j.state, j.attempts) for j in rest] == [("sent", 0)] * 3
+    assert first.state == "failed" and "aborted the association" in first.reason
+    assert sorted(received_uids(storescp.extra["received"])) == sorted(m.sop_instance_uid for m in metas[1:])
+    outbox.close()
+
+
+def test_the_documented_retry_figures_are_what_delivery_does(tmp_path, scripted):
+    """A job fails after retry_count + 1 attempts; the docs give that and the default backoff's total."""
+    from pathlib import Path
+
+    from kiosk.config import OUTBOX_FIELDS
+    from kiosk.outbox.core import OutboxSettings
+
+    scp = scripted(statuses=[0xA700] * 10)
+    config = outbox_config(tmp_path, retry_count=2, retry_interval=0.1)
+    outbox = Outbox.from_config(config)
+    jobs = queue(outbox, config, list(make_instances(tmp_path / "in", 1).values()), scp.url)
+    deliver(outbox, config, jobs)
+    [job] = outbox.journal.jobs_by_id(jobs)
+    assert (job.state, job.attempts, scp.requests) == ("failed", 3, 3) and "gave up after 3 attempts" in job.reason
+    outbox.close()
+
+    defaults = OutboxSettings(spool_dir=tmp_path)
+    hours = sum(defaults.backoff(n) for n in range(1, defaults.retry_count + 1)) / 3600
+    assert "retry_count + 1" in OUTBOX_FIELDS["retry_count"].doc
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("docs/outbox.md", "docs/configuration.md", "packaging/kiosk.example.toml"):
+        text = " ".join((root / doc).read_text().split())
+        assert f"{hours:.2f} h" in text and "retry_count + 1" in text, doc

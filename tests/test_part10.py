@@ -118,3 +118,75 @@ def test_dataset_offset_does_not_trust_a_wrong_group_length(tmp_path, group_leng
     path.write_bytes(bytes(data))
     with open(path, "rb") as handle:
         assert dataset_offset(handle) is None
+
+
+def test_whole_data_sets_pass_and_only_broken_ones_are_refused():
+    """pydicom's test files: refused are exactly those cut short or not encoded as their transfer syntax says."""
+    import pydicom
+
+    from kiosk.dataset_check import check_complete
+
+    refused, broken = set(), set()
+    for path in pydicom_test_files():
+        try:
+            meta = read_meta(path)
+        except NotPart10Error:
+            continue
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            pydicom.dcmread(path)
+        if "truncated" in path.name or any("VR, but found" in str(w.message) for w in seen):
+            broken.add(path.name)
+        try:
+            check_complete(path, meta.transfer_syntax)
+        except NotPart10Error:
+            refused.add(path.name)
+    assert len(broken) >= 2 and refused == broken
+
+
+def _written(tmp_path, syntax: str) -> Path:
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import RLELossless, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+    ds.PatientName = "CHECK^ME"
+    ds.ReferencedStudySequence = [Dataset()]
+    ds.ReferencedStudySequence[0].ReferencedSOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 32, 32, 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = np.arange(32 * 32, dtype=np.uint8).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax if syntax != RLELossless else "1.2.840.10008.1.2.1"
+    if syntax == RLELossless:
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+    path = tmp_path / f"{syntax}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2",
+                                    "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.5"],
+                         ids=["explicit", "implicit", "big-endian", "deflated", "rle"])
+def test_a_data_set_cut_short_or_with_a_wrong_length_is_refused(tmp_path, syntax):
+    from kiosk.dataset_check import IncompleteDataSet, check_complete
+
+    path = _written(tmp_path, syntax)
+    data = path.read_bytes()
+    check_complete(path, syntax)
+    check_complete(data, syntax)
+    with pytest.raises(IncompleteDataSet) as caught:
+        check_complete(data[:-20], syntax)  # truncated pixel data
+    assert ("(7FE0,0010)" in caught.value.message or "inflated" in caught.value.message) and caught.value.hint
+    if syntax == "1.2.840.10008.1.2.1.99":
+        return
+    name = b"CHECK^ME"
+    at = data.index(name)
+    length = struct.Struct(">H" if syntax == "1.2.840.10008.1.2.2" else "<H")
+    width = 2 if syntax != "1.2.840.10008.1.2" else 4
+    wrong = bytearray(data)
+    wrong[at - width:at - width + 2] = length.pack(len(name) + 0x2000)  # the name's length overshoots
+    with pytest.raises(IncompleteDataSet):
+        check_complete(bytes(wrong), syntax)

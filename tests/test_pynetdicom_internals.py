@@ -26,7 +26,7 @@ def _source(obj) -> str:  # noqa: ANN001
 
 def missing_internals() -> list[str]:
     """What kiosk.net relies on and this pynetdicom lacks, one line each."""
-    from pynetdicom import _config, ae, transport
+    from pynetdicom import _config, ae, fsm, transport
     from pynetdicom.acse import ACSE
     from pynetdicom.association import Association
     from pynetdicom.dimse import DIMSEServiceProvider
@@ -75,6 +75,9 @@ def missing_internals() -> list[str]:
          lambda: "self.dimse.get_msg(block=False)" in _source(Association._run_reactor)),
         ("C_STORE.MessageIDBeingRespondedTo (nodes.py tells requests from responses)",
          lambda: hasattr(C_STORE, "MessageIDBeingRespondedTo")),
+        ("get_msg waits on dimse.msg_queue, woken by (None, None) (store.py ends a wait after a cancel's abort)",
+         lambda: "self.msg_queue.get(" in _source(DIMSEServiceProvider.get_msg)
+         and "msg_queue.put((None, None))" in _source(fsm)),
     ]
     problems = []
     for what, check in checks:

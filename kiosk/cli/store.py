@@ -38,6 +38,7 @@ class _ProgressLine:
 def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.config import resolve_node
     from kiosk.errors import KioskError
+    from kiosk.net.errors import NetworkError
     from kiosk.net.store import collect_files, store_files
 
     node = resolve_node(config, args.to)
@@ -45,8 +46,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
     line = _ProgressLine()
+    failure = None
     try:
         result = store_files(node, config.local, files, progress=line)
+    except NetworkError as exc:
+        if exc.partial is None:
+            raise
+        failure, result = exc, exc.partial  # aborted midway: still a line for every file
     finally:
         line.close()
     for r in result.results:
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             print(f"{word:<8} {r.path}: {r.message}")
     good = result.count("success", "warning")
     print(f"{good} of {len(result.results)} instance(s) stored on {node}")
+    if failure is not None:
+        raise failure
     exit_code = 0 if result.ok else 1
     if (args.commit or node.storage_commitment) and good:
         from kiosk.net.commitment import commit_with_listener

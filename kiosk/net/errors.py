@@ -55,6 +55,12 @@ def connection_error(node: NodeConfig, exc: BaseException) -> NetworkError:
             f"TLS handshake with {node} failed ({exc.reason or exc})",
             "check that the peer expects TLS on this port, supports TLS 1.2 or later, and whether it requires a client certificate (cert, key)",
             node=node, transient=False)
+    if node.tls and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        # A plain-DICOM peer reads the TLS ClientHello as a broken PDU and hangs up: no retry will help.
+        return NetworkError(
+            f"TLS handshake with {node} failed: the peer closed the connection (it does not seem to speak TLS at {where})",
+            "check that port is the peer's TLS port, or remove the destination's [tls] settings if it speaks plain DICOM",
+            node=node, transient=False)
     if isinstance(exc, ConnectionRefusedError):
         return NetworkError(f"cannot connect to {node}: connection refused at {where}",
                             "check that the DICOM service is running there and that host and port are right",

@@ -11,7 +11,9 @@ C-STORE status handling follows XD3's conformance statement: 0000 success;
 warnings B000, B006, B007 count as success and are logged; A7xx (out of
 resources) is transient: the rest of the batch is left for a later retry;
 A9xx, Cxxx and any other code fail that instance with the code and its
-meaning, and sending goes on with the next one.
+meaning, and sending goes on with the next one; so does a file that cannot be
+converted or encoded. An abort, timeout or lost connection ends the run: the
+instance awaiting its answer is marked ``in_flight``, the rest are unsent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -43,6 +46,8 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE)
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
+CANCEL_GRACE = 1.0  # s an answer in flight may still take once cancelled
+CANCEL_POLL = 0.2
 
 WARNINGS_AS_SUCCESS = {0xB000, 0xB006, 0xB007}
 
@@ -59,7 +64,12 @@ ENCODERS = {RLE_LOSSLESS: "pylibjpeg", JPEG_LS_LOSSLESS: "pyjpegls", JPEG2000_LO
 
 @dataclass(frozen=True)
 class InstanceResult:
-    """What happened to one file. ``status`` is the C-STORE status, None if it was never sent."""
+    """What happened to one file. ``status`` is the C-STORE status, None if it was never sent.
+
+    ``in_flight``: it was sent, and the association failed (abort, timeout,
+    lost connection) before its answer came: it may be what made the peer
+    fail. The instances after it were not sent.
+    """
 
     path: Path
     sop_class_uid: str
@@ -67,6 +77,7 @@ class InstanceResult:
     status: int | None
     outcome: Outcome
     message: str = ""
+    in_flight: bool = False
 
 
 @dataclass
@@ -157,14 +168,21 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | str:
-    """The file with what its meta information says (or what is ``known``); a message if it is no Part 10 file."""
+    """The file with what its meta information says (or what is ``known``); a message if it is no Part 10 file.
+
+    A file not ``known`` (the outbox checked those when accepting them) must
+    hold a whole data set: a broken one would make the peer abort the association.
+    """
+    from kiosk.dataset_check import check_complete
     from kiosk.part10 import NotPart10Error, read_meta
 
     try:
         meta = (known and known.meta) or read_meta(path)
+        if known is None:
+            check_complete(path, meta.transfer_syntax)
         size = known.size if known else path.stat().st_size
     except NotPart10Error as exc:
-        return exc.message
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
     except OSError as exc:
         return f"cannot read the file ({exc.strerror or exc})"
     return _Instance(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax, size)
@@ -223,7 +241,14 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
             ds.PhotometricInterpretation = "YBR_RCT"  # PS3.5 8.2.4: colour JPEG 2000 lossless
         ds.compress(target, encoding_plugin=ENCODERS.get(target, ""), generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = target
-    ds.set_original_encoding(target_uid.is_implicit_VR, target_uid.is_little_endian, ds.original_character_set)
+    if ds.original_encoding != (target_uid.is_implicit_VR, target_uid.is_little_endian):
+        # Written out in the target encoding and read back: pydicom then looks up the
+        # VRs an Implicit VR file lacks, and pynetdicom gets a data set already in the
+        # encoding it sends (it refuses one that is not).
+        buffer = BytesIO()
+        ds.save_as(buffer, implicit_vr=target_uid.is_implicit_VR, little_endian=target_uid.is_little_endian,
+                   enforce_file_format=True)
+        ds = pydicom.dcmread(BytesIO(buffer.getvalue()))
     log.info("transcoded %s from %s to %s: %s", inst.path.name, source.name, target_uid.name, why)
     return ds
 
@@ -294,6 +319,38 @@ def _context_keys(contexts: Sequence[Any]) -> frozenset:
     return frozenset((str(c.abstract_syntax), tuple(str(ts) for ts in c.transfer_syntax)) for c in contexts)
 
 
+class _AbortWhenCancelled:
+    """Aborts the association once ``cancel`` is set and the run has not ended ``CANCEL_GRACE`` s later.
+
+    A request waits for its response up to ``dimse_timeout`` (60 s by
+    default), longer than a service manager waits for a stop (systemd's 30 s):
+    after the grace, the answer is not waited for. The waiting thread is woken
+    the way pynetdicom wakes it when the peer aborts.
+    """
+
+    def __init__(self, assoc: Any, cancel: threading.Event) -> None:
+        self.assoc = assoc
+        self.cancel = cancel
+        self.aborted = False
+        self._ended = threading.Event()
+        threading.Thread(target=self._watch, name="store-cancel", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.cancel.wait(CANCEL_POLL):
+            if self._ended.is_set():
+                return
+        if self._ended.wait(CANCEL_GRACE):
+            return
+        self.aborted = True
+        log.warning("cancelled: aborting the association (no answer within %g s)", CANCEL_GRACE)
+        self.assoc.abort()
+        self.assoc.dimse.msg_queue.put((None, None))
+
+    def end(self) -> None:
+        """The run is over: stop watching (the thread ends at its next look, without touching the association)."""
+        self._ended.set()
+
+
 def _end(assoc: Any, sender: Any) -> None:
     if sender is not None:
         sender.close()
@@ -355,6 +412,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
         sender.progress = report if progress else None
     stop_reason = ""
     failure_to_raise: errors.NetworkError | None = None
+    watch = _AbortWhenCancelled(assoc, cancel) if cancel is not None else None
     try:
         for index, slot in enumerate(slots):
             if isinstance(slot, InstanceResult):
@@ -387,8 +445,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             with source:
                 try:
                     payload = _what_to_send(inst, syntaxes, preferred)
-                except (ValueError, NotImplementedError, RuntimeError) as exc:
-                    # pydicom cannot decode or encode this pixel data
+                except Exception as exc:  # noqa: BLE001 - pydicom cannot decode or encode this data set: this one fails
+                    log.warning("%s: %s not sent: cannot convert it (%s)", node, inst.path.name, type(exc).__name__)
                     result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
                                                          f"cannot convert to a transfer syntax {node} accepts: {exc}"))
                     continue
@@ -404,12 +462,25 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 except OSError as exc:
                     status = None
                     log.debug("sending %s failed: %s", inst.path, exc)
+                except Exception as exc:  # noqa: BLE001 - pynetdicom could not read or encode this one data set
+                    if assoc.is_established:
+                        log.warning("%s: %s not sent: %s", node, inst.path.name, type(exc).__name__)
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "failed", f"cannot be sent: {exc}"))
+                        continue
+                    status = None
+            if (status is None or "Status" not in status) and watch is not None and watch.aborted:
+                stop_reason = "cancelled before sending"
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient",
+                                                     f"cancelled while waiting for the answer of {node}"))
+                continue
             if status is None or "Status" not in status:
                 timed_out = status is not None and time.monotonic() - sent_at >= node.dimse_timeout - 0.05
                 failure = (errors.timeout_error(node, f"sending {inst.path.name}", node.dimse_timeout) if timed_out
                            else errors.abort_error(node, f"sending {inst.path.name}"))
                 stop_reason = str(failure.message)
-                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient", stop_reason))
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient",
+                                                     stop_reason, in_flight=True))
                 failure.partial = result
                 failure_to_raise = failure
                 continue
@@ -429,7 +500,13 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             state["done"] += 1
             state["bytes"] = started_bytes + inst.size
             report()
+    except BaseException:
+        # Interrupted (Ctrl-C) with a request perhaps in flight: a release would wait for its answer.
+        assoc.abort()
+        raise
     finally:
+        if watch is not None:
+            watch.end()
         cancelled = cancel is not None and cancel.is_set()
         if keep is not None and failure_to_raise is None and not stop_reason and not cancelled and assoc.is_established:
             keep.hold(assoc, sender, proposed)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from kiosk.config import Config
+from kiosk.dataset_check import check_complete
 from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
@@ -145,6 +146,7 @@ class Outbox:
         buffer = BytesIO()
         dataset.save_as(buffer, enforce_file_format=True)
         data = buffer.getvalue()
+        _check_written(dataset, data)
         self.check_capacity(len(data))
         entry = self.spool.put_bytes(data, spool_record(destinations, set(commitment)))
         try:
@@ -254,8 +256,18 @@ def spool_record(destinations: dict[str, dict[str, Any]], commitment: set[str]) 
 
 
 def read_header(path: Path) -> FileMeta:
-    """What a file's meta information says, or a ``KioskError`` naming the file."""
+    """What a file's meta information says, once its data set is known to be whole; else a ``KioskError`` naming the file."""
     try:
-        return read_meta(path)
+        meta = read_meta(path)
+        check_complete(path, meta.transfer_syntax)
     except NotPart10Error as exc:
-        raise KioskError(f"{path}: {exc.message}", "send complete DICOM Part 10 files only") from None
+        raise KioskError(f"{path}: {exc.message}", exc.hint or "send complete DICOM Part 10 files only") from None
+    return meta
+
+
+def _check_written(dataset: Any, data: bytes) -> None:
+    """``data`` (``dataset`` written as a file) holds a whole data set, else a ``KioskError`` naming the image."""
+    try:
+        check_complete(data, str(dataset.file_meta.TransferSyntaxUID))
+    except NotPart10Error as exc:
+        raise KioskError(f"image {dataset.SOPInstanceUID}: {exc.message}", exc.hint) from None

@@ -49,11 +49,13 @@ class Outcome:
     """What became of one item: ``success``, ``warning``, ``transient``, ``failed`` or ``damaged``.
 
     ``damaged``: the file no longer has the item's SHA-256; it was not delivered.
+    ``in_flight``: sent when the attempt failed, unanswered (see ``DeliveryError.partial``).
     """
 
     outcome: str
     status: int | None = None
     message: str = ""
+    in_flight: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class DeliveryError(KioskError):
     """The attempt failed; ``transient`` says whether trying later can help.
 
     ``partial`` holds one outcome per item when some were delivered before
-    the failure (e.g. an association aborted mid-batch).
+    the failure (e.g. an association aborted mid-batch); the rest are
+    ``transient``, the one that was awaiting its answer marked ``in_flight``.
     """
 
     def __init__(self, message: str, hint: str = "", *, transient: bool = True,
@@ -107,7 +110,7 @@ def _outcomes(items: Sequence[Item], results: Sequence[Any]) -> list[Outcome]:
         if found is None:
             outcomes.append(Outcome("transient", None, "not sent in this association"))
         else:
-            outcomes.append(Outcome(found.outcome, found.status, found.message))
+            outcomes.append(Outcome(found.outcome, found.status, found.message, found.in_flight))
     return outcomes
 
 

@@ -8,8 +8,8 @@ sends them in one association and records each instance's outcome:
 
 - success or warning -> ``sent`` (or awaiting storage commitment);
 - a transient failure (A7xx, refused, unreachable, timeout, abort) ->
-  ``retrying`` with exponential backoff, ``failed`` once ``retry_count``
-  attempts are used up;
+  ``retrying`` with exponential backoff, ``failed`` after ``retry_count + 1``
+  attempts (the first and ``retry_count`` retries);
 - a permanent failure (A9xx, Cxxx, rejected association) -> ``failed``,
   waiting for a person.
 
@@ -56,6 +56,9 @@ class Delivery:
         self._wake = threading.Event()
         self._workers: dict[str, threading.Thread] = {}
         self._paused: dict[str, float] = {}  # destination -> no new worker before this time
+        # Jobs that were awaiting their answer when an association failed: each is sent alone
+        # next time, so that a file a PACS aborts on cannot take a batch down with it again.
+        self._alone: set[int] = set()
         self._unsubscribe = outbox.events.subscribe(self._on_event)
 
     def _on_event(self, event: ev.Event) -> None:
@@ -153,7 +156,8 @@ class Delivery:
         while not self.stop.is_set():
             jobs = self.outbox.claim(name, self.settings.batch_size)
             if jobs:
-                self._deliver(destination, jobs)
+                for batch in self._batches(jobs):
+                    self._deliver(destination, batch)
                 continue
             awaiting = self.outbox.journal.due_commitments(name, self.settings.batch_size)
             if awaiting and destination.supports_commitment:
@@ -163,6 +167,12 @@ class Delivery:
             if awaiting:
                 self.outbox.apply(Update(j.id, FAILED, None, f"{name} cannot confirm storage commitment") for j in awaiting)
             return
+
+    def _batches(self, jobs: list[Job]) -> list[list[Job]]:
+        """The claimed jobs to send: those under suspicion (``_alone``) one by one, after the others."""
+        alone = [[job] for job in jobs if job.id in self._alone]
+        rest = [job for job in jobs if job.id not in self._alone]
+        return ([rest] if rest else []) + alone
 
     def _recover_destination(self, name: str) -> None:
         try:
@@ -224,6 +234,12 @@ class Delivery:
         status_text = "" if code_known else f" (status 0x{outcome.status:04X})"
         if error is not None and outcome.outcome == "transient" and not error.transient:
             return Update(job.id, FAILED, None, f"{error.message}; fix the cause, then 'kiosk outbox retry {job.id}'")
+        self._alone.discard(job.id)
+        if error is not None and outcome.outcome == "transient":
+            if not outcome.in_flight:
+                # Never sent: the association failed on another instance. Not an attempt of this one.
+                return Update(job.id, QUEUED, None, f"not sent yet: {error.message}")
+            self._alone.add(job.id)
         if outcome.outcome in ("success", "warning"):
             reason = f"accepted with warning{status_text}: {outcome.message}" if outcome.outcome == "warning" else ""
             if job.commitment and destination.supports_commitment:
