@@ -200,6 +200,7 @@ def test_an_instance_the_pacs_aborts_on_goes_alone_and_the_rest_of_its_batch_is_
 
 def test_a_spooled_file_storescp_aborts_on_fails_alone(tmp_path, storescp):
     """A file cut short that got into the spool unchecked (an older kiosk): DCMTK aborts on it, the rest go on."""
+    from kiosk.outbox.core import spool_record
     from kiosk.outbox.destinations import parse_destination
     from kiosk.outbox.journal import Accepted
     from kiosk.part10 import read_meta
@@ -210,9 +211,9 @@ def test_a_spooled_file_storescp_aborts_on_fails_alone(tmp_path, storescp):
     paths = list(made.values())
     paths[0].write_bytes(paths[0].read_bytes()[:-500])
     metas = [read_meta(p) for p in paths]
-    accepted = [Accepted(entry, m.sop_instance_uid, m.sop_class_uid, m.transfer_syntax)
-                for entry, m in zip(outbox.spool.put_files(paths), metas)]
     name, spec = parse_destination(config, storescp.url)
+    accepted = [Accepted(entry, m.sop_instance_uid, m.sop_class_uid, m.transfer_syntax)
+                for entry, m in zip(outbox.spool.put_files(paths, spool_record({name: spec}, set())), metas)]
     jobs = outbox.journal.add(accepted, {name: spec})[name]
     deliver(outbox, config, jobs)
     first, *rest = outbox.journal.jobs_by_id(jobs)
