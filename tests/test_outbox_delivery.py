@@ -246,3 +246,31 @@ def test_the_documented_retry_figures_are_what_delivery_does(tmp_path, scripted)
     for doc in ("docs/outbox.md", "docs/configuration.md", "packaging/kiosk.example.toml"):
         text = " ".join((root / doc).read_text().split())
         assert f"{hours:.2f} h" in text and "retry_count + 1" in text, doc
+
+
+def test_a_bug_while_sending_fails_only_its_instance_after_the_retries(tmp_path, storescp, monkeypatch):
+    """An unexpected exception from sending (a bug, injected here for one instance) counts as an attempt
+    and isolates each instance of the batch: the others are delivered, the one that trips it ends failed
+    instead of being re-queued for ever."""
+    from kiosk.outbox.destinations import DicomDestination
+
+    config = outbox_config(tmp_path, retry_count=1, retry_interval=0.1)
+    outbox = Outbox.from_config(config)
+    made = make_instances(tmp_path / "in", 3)
+    bad_uid = next(iter(made))
+    real_send = DicomDestination.send
+
+    def send(self, items, progress, cancel):  # noqa: ANN001
+        if any(item.sop_instance_uid == bad_uid for item in items):
+            raise RuntimeError("injected bug")
+        return real_send(self, items, progress, cancel)
+
+    monkeypatch.setattr(DicomDestination, "send", send)
+    jobs = queue(outbox, config, list(made.values()), storescp.url)
+    deliver(outbox, config, jobs)
+    by_uid = {j.sop_instance_uid: j for j in outbox.journal.jobs_by_id(jobs)}
+    bad = by_uid.pop(bad_uid)
+    assert (bad.state, bad.attempts) == ("failed", 2) and "internal error while sending (RuntimeError)" in bad.reason
+    assert all(job.state == "sent" for job in by_uid.values())
+    assert sorted(received_uids(storescp.extra["received"])) == sorted(by_uid)
+    outbox.close()

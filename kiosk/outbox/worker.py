@@ -221,6 +221,14 @@ class Delivery:
                 self.outbox.apply(Update(job.id, FAILED, None, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
                                   for job in jobs)
             return
+        except Exception as exc:  # noqa: BLE001 - a bug in sending must end in 'failed', not loop for ever
+            # Counted as an attempt (retry_count bounds it), and each instance goes alone next
+            # time, so that only the one that trips the bug fails.
+            log.exception("outbox: unexpected error sending to %s", name)
+            self._alone.update(job.id for job in jobs)
+            reason = f"internal error while sending ({type(exc).__name__}); the kiosk's log file has the details"
+            self.outbox.apply(self._retry_later(job, reason) for job in jobs)
+            return
         self.outbox.events.publish(ev.DestinationStatus(name, True))
         updates = [self._after_send(job, outcome, destination) for job, outcome in zip(jobs, outcomes)]
         self.outbox.apply(updates)
