@@ -186,3 +186,17 @@ def test_a_malformed_report_leaves_the_transaction_waiting_for_a_good_one():
     uid, outcome, statuses = _commit_reported_by([("PACS", HOST, False), ("PACS", HOST, True)], timeout=10)
     assert outcome.committed == {uid} and not outcome.unconfirmed
     assert statuses == [0x0110, 0x0000]
+
+
+def test_a_report_longer_than_one_pdu_is_taken():
+    """The listener reads no PDU longer than it agreed to, but a report spread over many is fine."""
+    port = free_port()
+    local = dataclasses.replace(LOCAL, port=port)
+    scp, statuses = _reporting_scp(port, [("PACS", HOST, True)])
+    uids = {generate_uid() for _ in range(2000)}  # ~200 KB of Event Information
+    with scp:
+        pacs = parse_node_url(scp.url)
+        with Listener(local, [pacs]) as listener:
+            outcome = request_commitment(pacs, local, [(SecondaryCaptureImageStorage, uid) for uid in uids],
+                                         listener=listener, timeout=20)
+    assert outcome.committed == uids and statuses == [0x0000]
