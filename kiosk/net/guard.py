@@ -105,15 +105,12 @@ class Doorkeeper:
                 chunk = waiting.sock.recv(size - len(data))
             except TimeoutError:
                 continue
-            except OSError as exc:
-                chunk, failure = b"", exc
-            else:
-                failure = None
+            except OSError:
+                chunk = b""  # reset by the peer, or shut down by _enter
             if not chunk:
                 if waiting.dropped:
                     raise Refused(f"more than {self._limit} connections were waiting to send an association request")
-                raise Refused("closed the connection before its association request was complete"
-                              + (f" ({failure})" if failure else ""))
+                raise Refused("closed the connection before its association request was complete")
             data += chunk
         return bytes(data)
 
