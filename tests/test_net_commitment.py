@@ -119,3 +119,84 @@ def test_commitment_shares_a_listener_already_running(orthanc, tmp_path):
         outcome = commit_with_listener(node, config, [(stored.sop_class_uid, stored.sop_instance_uid)], timeout=10)
     assert outcome.committed == {stored.sop_instance_uid}
     assert Listener.running(config.local.port) is None
+
+
+def _reporting_scp(listener_port: int, senders: list[tuple[str, str, bool]]):
+    """A commitment SCP (PACS) that answers N-ACTION and then, as Orthanc does, sends the report on a new
+    association to our listener, once per ``senders`` item: (calling AE title, source address, well-formed).
+    Returns the SCP and the list the statuses of those reports go to."""
+    import threading
+
+    from pynetdicom import AE
+
+    statuses: list[int] = []
+
+    def send(info) -> None:  # noqa: ANN001
+        for calling, source, good in senders:
+            ds = Dataset()
+            ds.TransactionUID = info.TransactionUID
+            if good:
+                ds.ReferencedSOPSequence = info.ReferencedSOPSequence
+            else:
+                item = Dataset()
+                item.ReferencedSOPClassUID = SecondaryCaptureImageStorage  # no Referenced SOP Instance UID
+                ds.ReferencedSOPSequence = [item]
+            ae = AE(ae_title=calling)
+            ae.add_requested_context(STORAGE_COMMITMENT)
+            assoc = ae.associate(HOST, listener_port, ae_title="KIOSK", bind_address=(source, 0))
+            assert assoc.is_established, f"{calling} from {source} could not associate"
+            status, _ = assoc.send_n_event_report(ds, 1, STORAGE_COMMITMENT, "1.2.840.10008.1.20.1.1")
+            statuses.append(int(status.Status))
+            assoc.release()
+
+    def on_action(event):
+        threading.Timer(0.2, send, [event.action_information]).start()
+        return 0x0000, None
+
+    scp = ScriptedSCP(aet="PACS", contexts=[(STORAGE_COMMITMENT, None, True, True)],
+                      handlers=[(evt.EVT_N_ACTION, on_action)])
+    return scp, statuses
+
+
+def _commit_reported_by(senders: list[tuple[str, str, bool]], timeout: float):
+    """request_commitment to a PACS whose reports come from ``senders``, with our listener allowing the PACS,
+    the worklist server (WLM, same host) and another PACS title on 127.0.0.2."""
+    port = free_port()
+    local = dataclasses.replace(LOCAL, port=port)
+    scp, statuses = _reporting_scp(port, senders)
+    with scp:
+        pacs = parse_node_url(scp.url)
+        others = [parse_node_url(f"WLM@{HOST}:104"), parse_node_url("PACS@127.0.0.2:104")]
+        uid = generate_uid()
+        with Listener(local, [pacs, *others]) as listener:
+            outcome = request_commitment(pacs, local, [(SecondaryCaptureImageStorage, uid)], listener=listener,
+                                         timeout=timeout)
+    return uid, outcome, statuses
+
+
+@pytest.mark.parametrize("calling, source", [("WLM", HOST), ("PACS", "127.0.0.2")],
+                         ids=["another-configured-ae", "same-ae-other-host"])
+def test_a_report_from_a_node_not_asked_commits_nothing(calling, source):
+    uid, outcome, statuses = _commit_reported_by([(calling, source, True)], timeout=3)
+    assert outcome.unconfirmed == {uid} and not outcome.committed
+    assert statuses == [0x0110]  # processing failure: that node was not asked
+
+
+def test_a_malformed_report_leaves_the_transaction_waiting_for_a_good_one():
+    uid, outcome, statuses = _commit_reported_by([("PACS", HOST, False), ("PACS", HOST, True)], timeout=10)
+    assert outcome.committed == {uid} and not outcome.unconfirmed
+    assert statuses == [0x0110, 0x0000]
+
+
+def test_a_report_longer_than_one_pdu_is_taken():
+    """The listener reads no PDU longer than it agreed to, but a report spread over many is fine."""
+    port = free_port()
+    local = dataclasses.replace(LOCAL, port=port)
+    scp, statuses = _reporting_scp(port, [("PACS", HOST, True)])
+    uids = {generate_uid() for _ in range(2000)}  # ~200 KB of Event Information
+    with scp:
+        pacs = parse_node_url(scp.url)
+        with Listener(local, [pacs]) as listener:
+            outcome = request_commitment(pacs, local, [(SecondaryCaptureImageStorage, uid) for uid in uids],
+                                         listener=listener, timeout=20)
+    assert outcome.committed == uids and statuses == [0x0000]

@@ -2,7 +2,8 @@
 
 kiosk/net/nodes.py (tuned sockets, the reactor race workaround), reactor.py (the
 event-driven DUL reactor), pdata.py (the fast C-STORE of files), store.py
-(sending files unchanged) and listener.py (the per-host allow-list) reach into
+(sending files unchanged), listener.py (the per-host allow-list) and guard.py
+(each connection read before pynetdicom, bounded PDUs) reach into
 pynetdicom 3.0. pyproject.toml pins
 ``pynetdicom>=3.0.4,<3.1``; before widening that, make this test pass on the
 new version and run tests/test_net_*.py.
@@ -78,6 +79,21 @@ def missing_internals() -> list[str]:
         ("get_msg waits on dimse.msg_queue, woken by (None, None) (store.py ends a wait after a cancel's abort)",
          lambda: "self.msg_queue.get(" in _source(DIMSEServiceProvider.get_msg)
          and "msg_queue.put((None, None))" in _source(fsm)),
+        ("ApplicationEntity.make_server(..., server_class, **kwargs) and _servers (listener.py guarded server)",
+         lambda: "server_class" in _params(ae.ApplicationEntity.make_server) and "**kwargs" in _source(ae.ApplicationEntity.make_server)
+         and "self.ae._servers.remove" in _source(transport.AssociationServer.shutdown)),
+        ("AssociationServer(..., request_handler) (guard.py GuardedHandler)",
+         lambda: "request_handler" in _params(transport.AssociationServer.__init__)),
+        ("RequestHandler.handle: _create_association, EVT_CONN_OPEN, assoc.start() (guard.py GuardedHandler.handle)",
+         lambda: all(name in _source(transport.RequestHandler.handle) for name in (
+             "self._create_association()", "evt.EVT_CONN_OPEN", "assoc.start()"))
+         and "AssociationSocket(assoc, client_socket=self.request)" in _source(transport.RequestHandler._create_association)),
+        ("the DUL reads a PDU as socket.recv(6) then socket.recv(pdu_length), a short read as closed (guard.py)",
+         lambda: all(name in _source(DULServiceProvider._read_pdu_data) for name in (
+             "self.socket.recv(6)", "self.socket.recv(pdu_length)", "len(bytestream) != 6 + pdu_length"))
+         and isinstance(transport.AssociationSocket.ready, property)),
+        ("ACSE.send_reject keeps the rejection in acceptor.primitive (listener.py logs its reason)",
+         lambda: "self.acceptor.primitive = primitive" in _source(ACSE.send_reject)),
     ]
     problems = []
     for what, check in checks:
@@ -95,7 +111,7 @@ def test_pynetdicom_internals_kiosk_patches_are_present():
     if problems:
         pytest.fail(f"pynetdicom {version('pynetdicom')} no longer has internals kiosk.net patches:\n  - "
                     + "\n  - ".join(problems)
-                    + "\nadapt kiosk/net/nodes.py, pdata.py, store.py, listener.py to it, or keep the pin "
+                    + "\nadapt kiosk/net/nodes.py, pdata.py, store.py, listener.py, guard.py to it, or keep the pin "
                       "pynetdicom>=3.0.4,<3.1 in pyproject.toml", pytrace=False)
 
 

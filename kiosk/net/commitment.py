@@ -53,8 +53,8 @@ def request_commitment(node: NodeConfig, local: LocalConfig, instances: Sequence
                        listener: Listener | None = None, timeout: float) -> CommitmentResult:
     """Request commitment of ``instances`` ((SOP Class UID, SOP Instance UID) pairs) from ``node``.
 
-    Reports are taken on the association and, if ``listener`` is given, on new
-    associations to it. Raises ``NetworkError`` if the request itself fails.
+    Reports are taken from ``node`` only, on the association and, if ``listener``
+    is given, on new associations to it. Raises ``NetworkError`` if the request itself fails.
     """
     from pydicom.uid import generate_uid
     from pynetdicom import evt
@@ -63,7 +63,7 @@ def request_commitment(node: NodeConfig, local: LocalConfig, instances: Sequence
     uids = {uid for _, uid in instances}
     transaction_uid = generate_uid()
     reports = listener.reports if listener is not None else Reports()
-    pending = reports.expect(transaction_uid)
+    pending = reports.expect(transaction_uid, node)
     context = build_context(STORAGE_COMMITMENT)
     context.scu_role, context.scp_role = True, True  # lets the SCP send the report on this association
     started = time.monotonic()

@@ -3,7 +3,9 @@
 Only configured nodes may associate: the calling AE title must belong to a
 configured node and the connection must come from that node's host; anyone
 else gets A-ASSOCIATE-RJ "calling AE title not recognised" (permanent, service
-user). Commitment reports are matched to waiting requests by Transaction UID.
+user). Connections are read by ``guard`` before pynetdicom sees them. A
+commitment report is matched to its waiting request by Transaction UID and
+taken only from the node the request went to (AE title and host).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from kiosk.config import Config, LocalConfig, NodeConfig
-from kiosk.net import errors
+from kiosk.net import errors, guard
 from kiosk.net.nodes import make_ae, tune_socket
 
 log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"
 STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
+MAX_PDU = 16382  # the maximum PDU we advertise (pynetdicom's default), and so the longest we read
+PROCESSING_FAILURE = 0x0110
 
 
 @dataclass
@@ -33,12 +37,18 @@ class Report:
 
 
 class PendingReport:
-    """A transaction waiting for its N-EVENT-REPORT."""
+    """A transaction waiting for its N-EVENT-REPORT from ``node``, the node asked."""
 
-    def __init__(self, transaction_uid: str) -> None:
+    def __init__(self, transaction_uid: str, node: NodeConfig) -> None:
         self.transaction_uid = transaction_uid
+        self.node = node
+        self.addresses = _addresses(node.host)
         self.report: Report | None = None
         self._done = threading.Event()
+
+    def sent_by(self, ae_title: str, address: str) -> bool:
+        """Whether a report from ``ae_title`` at ``address`` comes from the node asked."""
+        return ae_title.strip() == self.node.ae_title and address in self.addresses
 
     def deliver(self, report: Report) -> None:
         self.report = report
@@ -50,13 +60,31 @@ class PendingReport:
 
 
 def parse_report(event_type: int, info: Any) -> Report:
-    """Committed and failed instances from an N-EVENT-REPORT's Event Information (PS3.4 J.3.3)."""
+    """Committed and failed instances from an N-EVENT-REPORT's Event Information (PS3.4 J.3.3).
+
+    Raises ``ValueError`` naming what is wrong with a malformed one.
+    """
+    if event_type not in (1, 2):
+        raise ValueError(f"event type {event_type} (1: all committed, 2: failures exist)")
     report = Report()
     for item in info.get("ReferencedSOPSequence", []) or []:
-        report.committed.add(str(item.ReferencedSOPInstanceUID))
+        report.committed.add(_instance_uid(item))
     for item in info.get("FailedSOPSequence", []) or []:
-        report.failed[str(item.ReferencedSOPInstanceUID)] = int(item.get("FailureReason", 0x0110))
+        try:
+            reason = int(item.get("FailureReason", PROCESSING_FAILURE))
+        except (TypeError, ValueError):
+            raise ValueError("a Failure Reason that is not a number") from None
+        report.failed[_instance_uid(item)] = reason
+    if not report.committed and not report.failed:
+        raise ValueError("no Referenced SOP Sequence or Failed SOP Sequence items")
     return report
+
+
+def _instance_uid(item: Any) -> str:
+    uid = str(item.get("ReferencedSOPInstanceUID", "") or "")
+    if not uid:
+        raise ValueError("an item without Referenced SOP Instance UID")
+    return uid
 
 
 class Reports:
@@ -66,8 +94,9 @@ class Reports:
         self._pending: dict[str, PendingReport] = {}
         self._lock = threading.Lock()
 
-    def expect(self, transaction_uid: str) -> PendingReport:
-        pending = PendingReport(transaction_uid)
+    def expect(self, transaction_uid: str, node: NodeConfig) -> PendingReport:
+        """Wait for the report of ``transaction_uid``, to be accepted from ``node`` only."""
+        pending = PendingReport(transaction_uid, node)
         with self._lock:
             self._pending[transaction_uid] = pending
         return pending
@@ -77,18 +106,35 @@ class Reports:
             self._pending.pop(transaction_uid, None)
 
     def handle_event_report(self, event) -> tuple[int, None]:  # noqa: ANN001 - pynetdicom Event
-        """EVT_N_EVENT_REPORT handler; Orthanc needs a (status, dataset) tuple back."""
+        """EVT_N_EVENT_REPORT handler; Orthanc needs a (status, dataset) tuple back.
+
+        A report from another node, or a malformed one, leaves the transaction waiting.
+        """
         request = event.request
         if str(request.AffectedSOPClassUID) != STORAGE_COMMITMENT:
             return 0x0112, None  # No such SOP Instance
         info = event.event_information
         uid = str(info.get("TransactionUID", ""))
+        peer = event.assoc.remote  # the other side, whichever of us asked for the association
+        sender = f"{peer['ae_title']} at {peer['address']}"
         with self._lock:
-            pending = self._pending.pop(uid, None)
+            pending = self._pending.get(uid)
         if pending is None:
-            log.warning("storage commitment report for unknown transaction %s from %s ignored", uid, event.assoc.requestor.ae_title)
+            log.warning("storage commitment report for unknown transaction %s from %s ignored", uid, sender)
             return 0x0000, None
-        report = parse_report(int(request.EventTypeID or 0), info)
+        if not pending.sent_by(peer["ae_title"], peer["address"]):
+            log.warning("storage commitment report for transaction %s from %s ignored: the request went to %s",
+                        uid, sender, pending.node)
+            return PROCESSING_FAILURE, None
+        try:
+            report = parse_report(int(request.EventTypeID or 0), info)
+        except ValueError as exc:
+            log.warning("malformed storage commitment report for %s from %s ignored (%s); still waiting for a "
+                        "valid one", uid, sender, exc)
+            return PROCESSING_FAILURE, None
+        with self._lock:
+            if self._pending.pop(uid, None) is not pending:
+                return 0x0000, None  # answered meanwhile by another report
         log.info("storage commitment report for %s: %d committed, %d failed", uid, len(report.committed), len(report.failed))
         pending.deliver(report)
         return 0x0000, None
@@ -105,6 +151,15 @@ def _addresses(host: str) -> set[str]:
 def configured_nodes(config: Config) -> list[NodeConfig]:
     """Destinations, worklist and query server: the nodes allowed to associate with us."""
     return [*config.destinations.values(), *(n for n in (config.worklist, config.query) if n is not None)]
+
+
+def _log_rejection(event) -> None:  # noqa: ANN001 - pynetdicom Event
+    rejection = event.assoc.acceptor.primitive
+    key = (rejection.result_source, rejection.diagnostic)
+    meaning = errors.REJECT_REASONS.get(key, (f"source {key[0]}, reason {key[1]}",))[0]
+    reason = "not a configured node" if key == (1, 3) else meaning
+    log.warning("rejected an association from %s at %s: %s",
+                event.assoc.requestor.ae_title, event.assoc.requestor.address, reason)
 
 
 class Listener:
@@ -140,6 +195,10 @@ class Listener:
 
     def allows(self, calling_aet: str, address: str) -> bool:
         return address in self._allowed.get(calling_aet.strip(), set())
+
+    def knows(self, address: str) -> bool:
+        """Whether ``address`` is a configured node's host."""
+        return any(address in addresses for addresses in self._allowed.values())
 
     def allow(self, node: NodeConfig) -> None:
         """Also accept ``node`` (e.g. an ``AET@host:port`` destination that will send a commitment report)."""
@@ -177,23 +236,27 @@ class Listener:
                 return title in self._titles()
 
         ae._require_calling_aet = AllowList()
+        ae.maximum_pdu_size = MAX_PDU
         ae.add_supported_context(VERIFICATION)
         ae.add_supported_context(STORAGE_COMMITMENT, scu_role=True, scp_role=True)
         handlers = [
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_N_EVENT_REPORT, self.reports.handle_event_report),
             (evt.EVT_CONN_OPEN, lambda event: tune_socket(event.assoc.dul.socket.socket)),
-            (evt.EVT_REJECTED, lambda event: log.warning(
-                "rejected an association from %s at %s: not a configured node",
-                event.assoc.requestor.ae_title, event.assoc.requestor.address)),
+            (evt.EVT_REJECTED, _log_rejection),
         ]
         try:
-            self._server = ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
+            self._server = ae.make_server((self.bind, self.port), evt_handlers=handlers,
+                                          server_class=guard.server_class(), doorkeeper=guard.Doorkeeper(self.knows))
         except OSError as exc:
             raise errors.NetworkError(
                 f"cannot listen on port {self.port} ({exc.strerror or exc})",
                 "another program (or another kiosk) uses that port; stop it or change [local] port",
                 transient=False) from None
+        # What ae.start_server(block=False) does, for the guarded server.
+        threading.Thread(target=self._server.serve_forever, name=f"KioskListener@{self._server.server_address[1]}",
+                         daemon=True).start()
+        ae._servers.append(self._server)
         self.port = self._server.server_address[1]
         with Listener._running_lock:
             Listener._running[self.port] = self

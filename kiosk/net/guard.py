@@ -1,0 +1,193 @@
+"""Our listener's front door: what it reads off the wire before and after pynetdicom takes a connection.
+
+pynetdicom reads a PDU of whatever length its header claims (a header
+claiming 4 GB, then streamed bytes, grows the process by as much), and each
+accepted connection waits up to the ACSE timeout for its A-ASSOCIATE-RQ while
+counting towards the association limit, so a few silent or garbage
+connections lock the real peers out. Here each connection is read first, on
+its own thread and before any association exists: its first PDU must be an
+A-ASSOCIATE-RQ of at most ``MAX_ASSOCIATE_RQ`` bytes that arrives whole
+within ``REQUEST_TIMEOUT`` seconds and decodes; anything else is dropped at
+the first wrong byte. At most ``MAX_WAITING`` connections wait for their
+request at a time; beyond that the oldest one from a host that is no
+configured node's is dropped (a configured node's only when all waiting are).
+Once pynetdicom has the request, no PDU longer than the maximum we
+advertised is read.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+# A real A-ASSOCIATE-RQ is a few KB (128 presentation contexts with a few transfer syntaxes each: ~20 KB).
+MAX_ASSOCIATE_RQ = 64 * 1024
+REQUEST_TIMEOUT = 5.0  # seconds from connecting to the whole A-ASSOCIATE-RQ
+MAX_WAITING = 16  # connections waiting for their A-ASSOCIATE-RQ at a time
+ASSOCIATE_RQ_TYPE = 0x01
+MIN_ASSOCIATE_RQ = 74  # PS3.8 9.3.2: the fixed fields alone
+
+
+class Refused(Exception):
+    """Why a connection was dropped before association (for the log)."""
+
+
+@dataclass(eq=False)
+class _Waiting:
+    sock: socket.socket
+    trusted: bool
+    dropped: bool = False
+
+
+class Doorkeeper:
+    """Reads each connection's A-ASSOCIATE-RQ; ``trusted(address)`` tells a configured node's host."""
+
+    def __init__(self, trusted: Callable[[str], bool], *, limit: int = MAX_WAITING,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
+        self._trusted = trusted
+        self._limit = limit
+        self._timeout = timeout
+        self._waiting: list[_Waiting] = []
+        self._lock = threading.Lock()
+
+    def read_request(self, sock: socket.socket, address: str) -> bytes:
+        """The connection's whole A-ASSOCIATE-RQ PDU, or ``Refused`` saying why not."""
+        waiting = _Waiting(sock, self._trusted(address))
+        self._enter(waiting)
+        try:
+            deadline = time.monotonic() + self._timeout
+            first = self._recv(waiting, 1, deadline)
+            if first[0] != ASSOCIATE_RQ_TYPE:
+                raise Refused(f"not a DICOM association request (first byte 0x{first[0]:02X}, "
+                              f"an A-ASSOCIATE-RQ starts with 0x{ASSOCIATE_RQ_TYPE:02X})")
+            header = first + self._recv(waiting, 5, deadline)
+            (length,) = struct.unpack(">L", header[2:6])
+            if not MIN_ASSOCIATE_RQ - 6 <= length <= MAX_ASSOCIATE_RQ - 6:
+                raise Refused(f"announced a {length + 6}-byte association request "
+                              f"(accepted: {MIN_ASSOCIATE_RQ} to {MAX_ASSOCIATE_RQ} bytes)")
+            pdu = header + self._recv(waiting, length, deadline)
+        finally:
+            with self._lock:
+                if waiting in self._waiting:
+                    self._waiting.remove(waiting)
+        _check_decodes(pdu)
+        return pdu
+
+    def _enter(self, waiting: _Waiting) -> None:
+        with self._lock:
+            self._waiting.append(waiting)
+            if len(self._waiting) <= self._limit:
+                return
+            victim = next((w for w in self._waiting if not w.trusted), self._waiting[0])
+            self._waiting.remove(victim)
+            victim.dropped = True
+        try:
+            victim.sock.shutdown(socket.SHUT_RDWR)  # its reader sees end of stream and gives up
+        except OSError:
+            pass
+
+    def _recv(self, waiting: _Waiting, size: int, deadline: float) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Refused(f"sent no complete association request within {self._timeout:g} s")
+            waiting.sock.settimeout(remaining)
+            try:
+                chunk = waiting.sock.recv(size - len(data))
+            except TimeoutError:
+                continue
+            except OSError:
+                chunk = b""  # reset by the peer, or shut down by _enter
+            if not chunk:
+                if waiting.dropped:
+                    raise Refused(f"more than {self._limit} connections were waiting to send an association request")
+                raise Refused("closed the connection before its association request was complete")
+            data += chunk
+        return bytes(data)
+
+
+def _check_decodes(pdu: bytes) -> None:
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+
+    try:
+        A_ASSOCIATE_RQ().decode(pdu)
+    except Exception:  # noqa: BLE001 - pynetdicom's decoders raise many kinds; it catches Exception too
+        raise Refused("sent an association request that cannot be decoded") from None
+
+
+@functools.cache
+def server_class() -> type:
+    """pynetdicom's threaded server, with each connection read by a ``Doorkeeper`` first."""
+    from pynetdicom import evt
+    from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+    class GuardedHandler(RequestHandler):
+        server: "GuardedServer"
+
+        def handle(self) -> None:
+            address = self.client_address[0]
+            try:
+                request = self.server.doorkeeper.read_request(self.request, address)
+            except Refused as exc:
+                log.warning("dropped a connection from %s: %s", address, exc)
+                self.server.shutdown_request(self.request)
+                return
+            # As pynetdicom's requested sockets: a peer stalling inside a PDU cannot hold the reader forever.
+            self.request.settimeout(self.ae.network_timeout)
+            # pynetdicom's handle(), with the socket first serving the request already read.
+            assoc = self._create_association()
+            sock = assoc.dul.socket
+            sock.__class__ = _bounded_socket_class()
+            sock.unread = bytearray(request)
+            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+            assoc.start()
+
+    class GuardedServer(ThreadedAssociationServer):
+        # Room in the kernel's accept queue for a burst of connections, so a configured node's is not lost.
+        request_queue_size = 64
+        daemon_threads = True  # a connection still being read does not hold up the exit
+
+        def __init__(self, *args: Any, doorkeeper: Doorkeeper, **kwargs: Any) -> None:
+            self.doorkeeper = doorkeeper
+            super().__init__(*args, request_handler=GuardedHandler, **kwargs)
+
+    return GuardedServer
+
+
+@functools.cache
+def _bounded_socket_class() -> type:
+    from pynetdicom.transport import AssociationSocket
+
+    class BoundedSocket(AssociationSocket):
+        """An accepted socket: first the A-ASSOCIATE-RQ already read, then no PDU longer than we advertised."""
+
+        unread: bytearray
+
+        @property
+        def ready(self) -> bool:
+            return bool(self.unread) or super().ready
+
+        def recv(self, nr_bytes: int) -> bytearray:
+            # pynetdicom's DUL reads each PDU as recv(6) for the header, then recv(length) for the rest.
+            if self.unread:
+                data = self.unread[:nr_bytes]
+                del self.unread[:nr_bytes]
+                return data
+            limit = self.assoc.acceptor.maximum_length
+            if nr_bytes > limit:
+                log.warning("hung up on %s: it announced a PDU of %d bytes, more than the %d agreed",
+                            self.assoc.requestor.address, nr_bytes, limit)
+                self._shutdown_socket()
+                return bytearray()  # too short: pynetdicom's DUL treats it as a closed connection
+            return super().recv(nr_bytes)
+
+    return BoundedSocket
