@@ -20,12 +20,20 @@ python-sane quirks handled here (see docs/drivers.md):
   and the process later hangs wherever that lock is next needed (seen: a new
   window's ``setlocale``, the next reader's start). ``_settle`` waits until
   such a thread is blocked in I/O or gone first.
+- ``sanei_thread`` also leaves SIGPIPE at its default action (terminate) when
+  a reader ends, where Python ignores it: a socket whose peer has gone would
+  then kill the whole kiosk (the UI delivering while it scans, a listener
+  peer that hangs up) instead of raising an error. Every call into SANE sets
+  it back to ignored (``_ignore_sigpipe``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -157,7 +165,14 @@ class SaneDevice(Device):
     def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise DisconnectedError(f"{self.info.name}: the scanner was closed", "open it again")
-        return self._worker.submit(fn).result()
+
+        def call() -> T:
+            try:
+                return fn()
+            finally:
+                _ignore_sigpipe()
+
+        return self._worker.submit(call).result()
 
     def _option(self, name: str) -> Any | None:
         option = self._handle.opt.get(name)
@@ -396,6 +411,20 @@ class SaneDevice(Device):
 
 
 SETTLE_TIMEOUT = 1.0  # seconds; a reader that takes longer is cancelled anyway
+
+
+def _ignore_sigpipe() -> None:
+    """SIGPIPE ignored again, as Python has it (through libc: this may be a worker thread,
+    where ``signal.signal`` cannot be called)."""
+    _libc().signal(signal.SIGPIPE, int(signal.SIG_IGN))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    return libc
 
 
 def _native_threads() -> set[int]:

@@ -49,10 +49,11 @@ class ScriptedSCP:
     ``statuses``: C-STORE statuses to answer, one per request, before 0x0000.
     ``abort_at``: abort the association when receiving the n-th request (1-based), once.
     ``abort_on``: abort it whenever one of these SOP Instance UIDs arrives (a file the SCP cannot take).
+    ``comment``: the Error Comment sent with every status but success.
     """
 
     def __init__(self, aet: str = "SCRIPTED", statuses: list[int] | None = None, abort_at: int | None = None,
-                 abort_on: set[str] = frozenset()) -> None:
+                 abort_on: set[str] = frozenset(), comment: str = "") -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
 
         self.aet = aet
@@ -60,6 +61,7 @@ class ScriptedSCP:
         self.statuses = list(statuses or [])
         self.abort_at = abort_at
         self.abort_on = set(abort_on)
+        self.comment = comment
         self.received: list[str] = []
         self.requests = 0
         self.associations = 0  # accepted so far
@@ -82,7 +84,7 @@ class ScriptedSCP:
     def url(self) -> str:
         return f"{self.aet}@{HOST}:{self.port}"
 
-    def _on_store(self, event) -> int:  # noqa: ANN001 - pynetdicom Event
+    def _on_store(self, event) -> object:  # noqa: ANN001 - pynetdicom Event
         with self._lock:
             self.requests += 1
             if self.abort_at is not None and self.requests == self.abort_at:
@@ -95,6 +97,12 @@ class ScriptedSCP:
             status = self.statuses.pop(0) if self.statuses else 0x0000
             if status in (0x0000, 0xB000, 0xB006, 0xB007):
                 self.received.append(str(event.request.AffectedSOPInstanceUID))
+            if status and self.comment:
+                from pydicom.dataset import Dataset
+
+                answer = Dataset()
+                answer.Status, answer.ErrorComment = status, self.comment
+                return answer
             return status
 
     def stop(self) -> None:

@@ -156,3 +156,33 @@ def test_a_backend_thread_counts_as_settled_when_blocked_in_io_or_gone_not_while
     finally:
         libc.pthread_join(sleeper, None)
     assert _blocked_in_io_or_gone(new)
+
+
+def test_a_socket_whose_peer_is_gone_raises_after_a_scan_instead_of_killing_the_process(sane_test_backend):
+    """sanei_thread leaves SIGPIPE at its default (terminate) after a page: the driver sets it back to
+    ignored, so writing to a closed socket (a PACS that hung up) raises BrokenPipeError in a kiosk that
+    scanned. In a child process: without the fix SIGPIPE kills it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import socket
+from drivers.base import Settings, open_device
+with open_device("sane:test:0") as scanner:
+    scanner.configure(Settings(mode="gray", depth=8, dpi=75, source="flatbed"))
+    scanner.acquire()
+with open_device("sane:test:1") as feeder:  # a fresh handle: the test backend counts pages since open
+    feeder.configure(Settings(mode="gray", depth=8, dpi=75, source="adf"))
+    assert len(list(feeder.batch())) == 10
+ours, theirs = socket.socketpair()
+theirs.close()
+try:
+    for _ in range(3):
+        ours.send(b"x" * 65536)
+except BrokenPipeError:
+    print("EPIPE")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0 and result.stdout.strip() == "EPIPE", (result.returncode, result.stderr)

@@ -307,3 +307,16 @@ def test_a_file_cut_short_is_refused_when_queued_naming_it(tmp_path, kiosk, stor
     result = kiosk("send", str(tmp_path / "in"), "--to", storescp.url, "--wait", check=1)
     assert str(victim) in result.stderr and "(7FE0,0010)" in result.stderr and "cut short" in result.stderr
     assert json.loads(kiosk("outbox", "list", "--json").stdout)["jobs"] == []
+
+
+def test_outbox_list_and_show_print_no_control_characters_from_a_peer(tmp_path, kiosk):
+    """A PACS's error comment ends up in the job's reason; the terminal gets it without ESC or CR."""
+    scp = ScriptedSCP(statuses=[0xA900], comment="bad\x1b[2J\rdata")
+    try:
+        make_instances(tmp_path / "in", 1)
+        kiosk("send", str(tmp_path / "in"), "--to", scp.url, "--wait", check=1)
+        for args in (("outbox", "list"), ("outbox", "show", "1")):
+            out = kiosk(*args).stdout
+            assert "bad\ufffd[2J\ufffddata" in out and "\x1b" not in out and "\r" not in out
+    finally:
+        scp.stop()

@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 
+from kiosk.cli.results import printable
 from kiosk.config import Config
 from kiosk.outbox.journal import STATES  # light: no pydicom, no pynetdicom
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ def run_list(args: argparse.Namespace, config: Config) -> int:
         print(f"{'JOB':>6}  {'STATE':<9}  {'DESTINATION':<24}  {'SOP INSTANCE UID':<64}  REASON")
     for job in jobs:
         reason = job.reason or ("awaiting storage commitment" if job.awaiting_commitment else "")
-        print(f"{job.id:>6}  {job.state:<9}  {_short(job.destination, 24):<24}  {job.sop_instance_uid:<64}  {reason}")
+        # A reason may quote a peer's error comment: no control characters reach the terminal.
+        print(f"{job.id:>6}  {job.state:<9}  {_short(job.destination, 24):<24}  {job.sop_instance_uid:<64}  "
+              f"{printable(reason)}")
     if not summary:
         print("the outbox is empty")
     for destination, counts in summary.items():
@@ -109,7 +112,7 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
     ]
     for label, value in rows:
         if value != "":
-            print(f"{label + ':':<20} {value}")
+            print(f"{label + ':':<20} {printable(value)}")
     return 0
 
 
