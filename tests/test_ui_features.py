@@ -396,8 +396,11 @@ def test_utf8_declared_latin1_needs_the_operators_choice(kiosk_ui, tmp_path, wlm
     assert context["patient_name"] == "ŠIMKOVÁ^ANNA" and context["misread"] == {}
     assert context["requested_procedure_description"] == "Rentgen hrudníku"
 
+    before = set(patient.ids.rows.children)
     ui.app.end_session()
-    ui.wait(lambda: ui.app.manager.current == "patient" and len(patient.ids.rows.children) == 3, what="the list")
+    # The screen queries the worklist again on entering: tap a row of the new answer, not a stale one.
+    ui.wait(lambda: ui.app.manager.current == "patient" and not patient.loading and len(patient.ids.rows.children) == 3
+            and not before & set(patient.ids.rows.children), what="the list, queried again")
     tap_text(ui, patient.ids.rows, "PID300")
     [card] = ui.wait(lambda: _cards(T["reading_title"]), what="the spelling question again")
     ui.tap(card.ids.no)  # as sent: the operator knows better
