@@ -16,7 +16,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from test_listener_service import echoscu, write_config
 
-from kiosk.net.guard import MAX_WAITING, REQUEST_TIMEOUT
+from kiosk.net.guard import DROPS_LOGGED, MAX_WAITING, REQUEST_TIMEOUT, DropLog
 
 STRANGER = "127.0.0.2"  # a loopback address that is no configured node's host
 MB = 1024 * 1024
@@ -199,3 +199,28 @@ def test_a_rejection_is_logged_with_its_reason(listening):
         time.sleep(0.1)
     assert "rejected an association from PACS at 127.0.0.1: local limit exceeded" in listening.log()
     assert "not a configured node" not in listening.log()
+
+
+def test_a_flood_of_garbage_connections_does_not_fill_the_log(listening):
+    """Each dropped connection used to be one warning: a flood wrote the log full. Now at most
+    DROPS_LOGGED a minute are, and the flood still cannot lock out the PACS."""
+    for _ in range(3 * DROPS_LOGGED):
+        sock = connect(listening.port)
+        sock.sendall(b"G")
+        assert hung_up(sock, within=3)
+        sock.close()
+    echo_as_pacs(listening.port)
+    assert listening.log().count("dropped a connection from") == DROPS_LOGGED
+
+
+def test_dropped_connections_beyond_the_budget_are_summed_up(caplog):
+    drops = DropLog(budget=2, window=0.2)
+    with caplog.at_level("WARNING", logger="kiosk.net.guard"):
+        for n in range(5):
+            drops.dropped("127.0.0.2", f"garbage {n}")
+        time.sleep(0.3)
+        drops.dropped("127.0.0.2", "garbage 5")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["dropped a connection from 127.0.0.2: garbage 0", "dropped a connection from 127.0.0.2: garbage 1",
+                     lines[2], "dropped a connection from 127.0.0.2: garbage 5"]
+    assert lines[2].startswith("3 more connection(s) were dropped in the last")

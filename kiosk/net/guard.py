@@ -21,6 +21,7 @@ import functools
 import logging
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ REQUEST_TIMEOUT = 5.0  # seconds from connecting to the whole A-ASSOCIATE-RQ
 MAX_WAITING = 16  # connections waiting for their A-ASSOCIATE-RQ at a time
 ASSOCIATE_RQ_TYPE = 0x01
 MIN_ASSOCIATE_RQ = 74  # PS3.8 9.3.2: the fixed fields alone
+DROPS_LOGGED = 20  # dropped connections logged one by one per DROP_WINDOW; a flood beyond is counted
+DROP_WINDOW = 60.0  # seconds
 
 
 class Refused(Exception):
@@ -45,6 +48,34 @@ class _Waiting:
     sock: socket.socket
     trusted: bool
     dropped: bool = False
+
+
+class DropLog:
+    """Logs dropped connections, at most ``budget`` lines per ``window`` seconds: a flood of them
+    (a scanner, an attack) is summed up in one line at the next drop after the window, so it
+    cannot fill the log file."""
+
+    def __init__(self, budget: int = DROPS_LOGGED, window: float = DROP_WINDOW) -> None:
+        self._budget = budget
+        self._window = window
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._logged = 0
+        self._unlogged = 0
+
+    def dropped(self, address: str, reason: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._started >= self._window:
+                if self._unlogged:
+                    log.warning("%d more connection(s) were dropped in the last %.0f s (not logged one by one)",
+                                self._unlogged, now - self._started)
+                self._started, self._logged, self._unlogged = now, 0, 0
+            if self._logged >= self._budget:
+                self._unlogged += 1
+                return
+            self._logged += 1
+        log.warning("dropped a connection from %s: %s", address, reason)
 
 
 class Doorkeeper:
@@ -138,7 +169,7 @@ def server_class() -> type:
             try:
                 request = self.server.doorkeeper.read_request(self.request, address)
             except Refused as exc:
-                log.warning("dropped a connection from %s: %s", address, exc)
+                self.server.drops.dropped(address, exc)
                 self.server.shutdown_request(self.request)
                 return
             # As pynetdicom's requested sockets: a peer stalling inside a PDU cannot hold the reader forever.
@@ -158,7 +189,13 @@ def server_class() -> type:
 
         def __init__(self, *args: Any, doorkeeper: Doorkeeper, **kwargs: Any) -> None:
             self.doorkeeper = doorkeeper
+            self.drops = DropLog()
             super().__init__(*args, request_handler=GuardedHandler, **kwargs)
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # socketserver prints a traceback on stderr; a connection that fails ends alone, in the log.
+            log.warning("the connection from %s ended in an error: %s", client_address[0], sys.exc_info()[1])
+            log.debug("the connection from %s ended in an error", client_address[0], exc_info=True)
 
     return GuardedServer
 
