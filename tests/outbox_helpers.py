@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -107,3 +109,18 @@ class ScriptedSCP:
 
     def stop(self) -> None:
         self._server.shutdown()
+
+
+def cli(config_file: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``run(*args, check=0)``: ``kiosk --config config_file ARGS`` in a subprocess, its exit code checked
+    (``check=None``: not), and never a traceback or an internal error."""
+
+    def run(*args: str, timeout: float = 60, check: int | None = 0) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), *args],
+                                capture_output=True, text=True, timeout=timeout)
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+        if check is not None:
+            assert result.returncode == check, result.stdout + result.stderr
+        return result
+
+    return run

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from outbox_data import make_instances, received_uids
-from outbox_helpers import ScriptedSCP, outbox_config
+from outbox_helpers import ScriptedSCP, cli, outbox_config
 from peers import HOST, free_port
 
 from kiosk.config import to_toml
@@ -26,15 +26,7 @@ def kiosk(tmp_path):
     config_file = tmp_path / "kiosk.toml"
     config_file.write_text(to_toml(outbox_config(tmp_path)))
 
-    def run(*args: str, timeout: float = 60, check: int | None = 0) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), *args],
-                                capture_output=True, text=True, timeout=timeout)
-        assert "Traceback" not in result.stderr, result.stderr
-        if check is not None:
-            assert result.returncode == check, result.stdout + result.stderr
-        return result
-
-    return run
+    return cli(config_file)
 
 
 def test_send_wait_delivers_and_list_show_report_it(tmp_path, kiosk, storescp):
@@ -59,6 +51,28 @@ def test_many_files_are_accepted_by_a_helper_process_while_this_one_delivers(tmp
     assert f"queued {len(made)} instance(s)" in result.stdout
     assert f"{len(made)} of {len(made)} job(s) delivered" in result.stdout
     assert sorted(received_uids(storescp.extra["received"])) == sorted(made)
+
+
+def test_a_helper_slow_to_start_still_gets_a_request_larger_than_a_pipe(tmp_path, storescp):
+    """The request to the helper (its file names) used to stop after what fit in the pipe (64 KB) when the
+    helper had not read it within 0.1 s: with 10,000 files on a busy machine both processes waited for ever.
+    A sitecustomize that sleeps makes every Python here, the helper too, start slowly."""
+    from kiosk.cli.send import HELPER_MIN
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(0.5)\n")
+    folder = tmp_path / "in"
+    made = make_instances(folder, HELPER_MIN + 50)
+    for index, path in enumerate(made.values()):
+        path.rename(folder / f"{index:05d}{'x' * 240}.dcm")  # 270 files x 300 bytes of names: over 64 KB
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(to_toml(outbox_config(tmp_path)))
+    env = {**os.environ, "PYTHONPATH": f"{slow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), "send", str(folder),
+                             "--to", storescp.url, "--wait"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(made)} of {len(made)} job(s) delivered" in result.stdout
 
 
 def test_a_stray_file_among_many_queues_nothing_and_says_which(tmp_path, kiosk, storescp):
@@ -276,7 +290,7 @@ def test_stopping_does_not_wait_for_a_c_store_never_answered(tmp_path, kiosk, ho
     if how.startswith("outbox run"):
         from outbox_helpers import queue
 
-        jobs = queue(outbox, outbox_config(tmp_path), list(made.values()), scp.url)
+        queue(outbox, outbox_config(tmp_path), list(made.values()), scp.url)
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config_file), *command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from outbox_data import make_instances, received_uids
-from outbox_helpers import deliver, outbox_config, queue
+from outbox_helpers import cli, deliver, outbox_config, queue
 
 from kiosk.config import to_toml
 from kiosk.outbox import Outbox, OutboxFullError
@@ -24,15 +24,7 @@ def kiosk(tmp_path):
     config_file = tmp_path / "kiosk.toml"
     config_file.write_text(to_toml(outbox_config(tmp_path)))
 
-    def run(*args: str, timeout: float = 60, check: int | None = 0) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), *args],
-                                capture_output=True, text=True, timeout=timeout)
-        assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-        if check is not None:
-            assert result.returncode == check, result.stdout + result.stderr
-        return result
-
-    return run
+    return cli(config_file)
 
 
 def spool_files(tmp_path: Path) -> list[Path]:

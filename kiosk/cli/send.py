@@ -113,18 +113,32 @@ def _accept_in_helper(outbox, delivery: _Background, files: list, destinations: 
     import pickle
     import subprocess
 
-    request: bytes | None = pickle.dumps(sys.path) + pickle.dumps((outbox.settings, files, destinations, commitment))
+    request = pickle.dumps(sys.path) + pickle.dumps((outbox.settings, files, destinations, commitment))
     # A plain child with pipes, not multiprocessing: its pool and resource tracker outlived a killed parent.
-    helper = subprocess.Popen([sys.executable, "-P", "-c", HELPER, str(os.getpid())],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The request goes through a pipe of our own, written whole before waiting: communicate() with a
+    # timeout stops writing its input after the first timeout (a request over the 64 KB a pipe holds,
+    # 10,000 file names, then never arrived and both processes waited for ever).
+    reader, writer = os.pipe()
+    try:
+        helper = subprocess.Popen([sys.executable, "-P", "-c", HELPER, str(os.getpid())],
+                                  stdin=reader, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        os.close(reader)
     delivery.start()  # while the helper starts up
     try:
+        try:
+            view = memoryview(request)
+            while view:  # the helper reads it first thing: this waits for its start-up at most
+                view = view[os.write(writer, view):]
+        except BrokenPipeError:
+            pass  # it ended before reading: its code and stderr say why, below
+        finally:
+            os.close(writer)
         while True:
             try:
-                out, err = helper.communicate(request, timeout=HELPER_POLL)
+                out, err = helper.communicate(timeout=HELPER_POLL)
                 break
             except subprocess.TimeoutExpired:
-                request = None  # being written
                 # The helper's events do not reach this process: point the delivery at the journal meanwhile.
                 delivery.delivery.wake()
     except KeyboardInterrupt:

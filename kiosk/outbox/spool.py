@@ -225,22 +225,10 @@ class Spool:
         """Write ``tmp/<random>.part`` and its record ``tmp/<random>.json.part``, fsynced if ``durable``."""
         part = f"{self._tmp}/{os.urandom(16).hex()}.part"
         digest = hashlib.sha256()
-        size = 0
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                for chunk in pieces:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            _write_small(_record_part(part), json.dumps({**record, "sha256": digest.hexdigest(), "size": size}).encode(),
-                         durable)
+            size = _write_new(part, pieces, durable, digest)
+            _write_new(_record_part(part), [json.dumps({**record, "sha256": digest.hexdigest(), "size": size}).encode()],
+                       durable)
         except BaseException:
             _unlink(_record_part(part))
             _unlink(part)
@@ -330,16 +318,23 @@ class Spool:
         return partial, unknown
 
 
-def _write_small(path: str, data: bytes, durable: bool) -> None:
+def _write_new(path: str, pieces: Iterable[bytes], durable: bool, digest: Any = None) -> int:
+    """Write ``pieces`` to a new 0600 file (fsynced if ``durable``), hashing them into ``digest``; returns the size."""
+    size = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for chunk in pieces:
+            if digest is not None:
+                digest.update(chunk)
+            size += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
+    return size
 
 
 def _older(path: Path, cutoff: float) -> bool:
