@@ -381,10 +381,15 @@ def test_utf8_declared_latin1_needs_the_operators_choice(kiosk_ui, tmp_path, wlm
     ui.wait(lambda: len(patient.ids.rows.children) == 3, what="3 worklist rows")
     marked = [r.text for r in patient.ids.rows.children if T["reading_row"] in r.text]
     assert len(marked) == 1 and "PID300" in marked[0]
+    # Terminal controls and a CR LF in a worklist value: shown as U+FFFD, the row keeps its two lines.
+    [evil] = [r.text for r in patient.ids.rows.children if "PID666" in r.text]
+    assert evil.count("\n") == 1 and not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in evil.replace("\n", ""))
+    assert "\ufffd&bl;2J" in evil and "Scan\ufffd\ufffdFAKE ROW" in evil  # [ escaped for the markup
     tap_text(ui, patient.ids.rows, "PID300")
     [card] = ui.wait(lambda: _cards(T["reading_title"]), what="the spelling question")
     values = " ".join(c.text for c in card.ids.rows.children)
-    assert "ŠIMKOVÁ, ANNA" in values and "Å\xa0IMKOVÃ\x81, ANNA" in values and "Rentgen hrudníku" in values
+    # As sent, the name holds a C1 control (\x81): shown as U+FFFD, kept in the data if chosen.
+    assert "ŠIMKOVÁ, ANNA" in values and "Å\xa0IMKOVÃ\ufffd, ANNA" in values and "Rentgen hrudníku" in values
     assert ui.app.session is None  # nothing starts before the choice and the confirmation
     ui.screenshot("reading_question")
     ui.tap(card.ids.yes)

@@ -9,8 +9,8 @@ import logging
 import signal
 import threading
 
-from kiosk.cli.results import printable
 from kiosk.config import Config
+from kiosk.display import printable
 from kiosk.outbox.journal import STATES  # light: no pydicom, no pynetdicom
 log = logging.getLogger(__name__)
 

@@ -9,17 +9,14 @@ stderr (and marked in the JSON) until ``--reading`` says which reading to use.
 from __future__ import annotations
 
 import argparse
-import re
 import unicodedata
 from typing import Any, Callable, Iterable, Sequence
 
 from kiosk.config import Config, NodeConfig
+from kiosk.display import printable
 
 # Marks a JSON item whose character set is in doubt; `kiosk convert --worklist-item` refuses such an item.
 DOUBT_KEY = "charset_in_doubt"
-
-# C0 and C1 controls, and the bidirectional controls that reorder what follows them on screen.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 # A column: header, fixed width (results stream in, so widths cannot adapt; 0 = the rest), cell.
 Column = tuple[str, int, Callable[[Any], str]]
@@ -42,11 +39,6 @@ def add_reading_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reading", choices=["declared", "utf8"], default=None,
                         help="for values declared Latin-1 whose bytes are UTF-8 (a warning names them): "
                              "use them as declared, or read them as UTF-8")
-
-
-def printable(value: object) -> str:
-    """``value`` as text safe for a terminal: control characters become U+FFFD."""
-    return _UNSAFE.sub("\ufffd", str(value))
 
 
 def pad(value: object, width: int) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from kivy.utils import escape_markup
 
+from kiosk.display import printable
+
 CJK_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
@@ -26,7 +28,9 @@ def cjk_font() -> str | None:
 
 
 def markup(text: str) -> str:
-    """Escape ``text`` for a markup label, giving CJK runs a font that has them."""
+    """Escape ``text`` for a markup label (control characters shown as U+FFFD), giving CJK runs a
+    font that has them."""
+    text = printable(text)
     font = cjk_font()
     out, last = [], 0
     for match in _CJK.finditer(text):

@@ -183,8 +183,8 @@ class PatientScreen(KioskScreen):
     def row_markup(context: Any) -> str:
         name = text.markup(text.person_name(_get(context, "patient_name")))
         details = "   ".join(p for p in (
-            f"ID {_get(context, 'patient_id')}", f"born {text.date(_get(context, 'birth_date'))}",
-            f"Acc {_get(context, 'accession')}" if _get(context, "accession") else "",
+            f"ID {text.markup(_get(context, 'patient_id'))}", f"born {text.markup(text.date(_get(context, 'birth_date')))}",
+            f"Acc {text.markup(_get(context, 'accession'))}" if _get(context, "accession") else "",
             text.markup(procedure_of(context)),
             f"[color=ffbf4d]{T['reading_row']}[/color]" if getattr(context, "misread", None) else "") if p)
         return f"[b][size=26sp]{name}[/size][/b]\n[color=c0c8d0]{details}[/color]"
