@@ -127,3 +127,26 @@ def test_kiosk_listen_with_dcmtk_flags(tmp_path):
     assert code == 0, err
     assert f"listening as KIOSK on port {port}; accepting PACS" in out
     assert "not a configured node" in err  # the rejection is logged as a warning
+
+
+def test_the_kiosk_announces_its_own_implementation_identity(tmp_path, storescp_factory):
+    """DCMTK, in debug mode, logs the peer's Implementation Class UID and Version Name: both the
+    association the kiosk requests (storescp) and the one it accepts (echoscu to `kiosk listen`)
+    carry the kiosk's, not pynetdicom's."""
+    from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+    scp = storescp_factory(options=["-d"])
+    assert subprocess.run([sys.executable, "-m", "kiosk", "echo", scp.url], capture_output=True,
+                          timeout=60).returncode == 0
+    port = free_port()
+    service = Service(write_config(tmp_path, port, {"pacs": {"ae_title": "PACS", "host": HOST, "port": 9}}),
+                      port, "listen")
+    try:
+        answer = subprocess.run([require_binary("echoscu"), "-d", "-aet", "PACS", "-aec", "KIOSK", HOST, str(port)],
+                                capture_output=True, text=True, timeout=30)
+    finally:
+        service.stop()
+    for log in (scp.output(), answer.stdout + answer.stderr):
+        assert f"Their Implementation Class UID:    {IMPLEMENTATION_CLASS_UID}" in log, log
+        assert f"Their Implementation Version Name: {IMPLEMENTATION_VERSION_NAME}" in log
+        assert "PYNETDICOM" not in log

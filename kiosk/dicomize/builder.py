@@ -22,7 +22,8 @@ from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.dicomize import codecs
 from kiosk.dicomize.charset import apply_charset
 from kiosk.dicomize.modules import dicom_date, dicom_time
-from kiosk.dicomize.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, new_uid
+from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from kiosk.dicomize.uids import new_uid
 from kiosk.errors import KioskError, UsageError
 from kiosk.study import CONVERSION_TYPES, StudyContext
 

@@ -1,14 +1,9 @@
-"""Our implementation's identity and UID generation."""
+"""UID generation and the equipment's name (the implementation's UIDs are in ``kiosk``)."""
 
 from __future__ import annotations
 
 from pydicom.uid import generate_uid
 
-from kiosk import __version__
-
-# Fixed for this implementation: a UUID-derived UID (PS3.5 B.2), no registered root needed.
-IMPLEMENTATION_CLASS_UID = "2.25.38431149485391800685579489684331599437"
-IMPLEMENTATION_VERSION_NAME = f"KIOSK_{__version__}"[:16]
 MANUFACTURER = "kiosk project"
 MODEL_NAME = "kiosk"
 

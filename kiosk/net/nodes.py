@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
+from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.net import errors, reactor
 
@@ -164,6 +165,9 @@ def make_ae(local: LocalConfig, node: NodeConfig | None = None) -> Any:
             return sock
 
     ae = KioskAE(ae_title=local.ae_title)
+    # Our identity in every A-ASSOCIATE-RQ/AC, not pynetdicom's (the conformance statement is ours).
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     if node is not None:
         ae.connection_timeout = node.connect_timeout
         ae.acse_timeout = node.acse_timeout
