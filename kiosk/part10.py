@@ -1,4 +1,4 @@
-"""The file meta information of DICOM Part 10 files, read fast.
+"""The file meta information of DICOM Part 10 files: read fast, and set as the kiosk writes it.
 
 Sending and queueing need three values per file (SOP class, SOP instance,
 transfer syntax). pydicom's ``read_file_meta_info`` builds full data elements
@@ -14,8 +14,9 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from kiosk.errors import KioskError
 
 PREAMBLE = 128
@@ -122,3 +123,18 @@ def _read_with_pydicom(path: Path) -> dict[str, str]:
     except (InvalidDicomError, OSError, ValueError, EOFError, struct.error) as exc:
         raise NotPart10Error(f"not a DICOM Part 10 file ({exc})") from None
     return {key: str(meta.get(keyword, "") or "") for key, keyword in NAMES.items()}
+
+
+def set_file_meta(ds: Any) -> None:
+    """Give the pydicom Dataset ``ds`` the file meta of every file the kiosk writes: its SOP class,
+    instance and transfer syntax, and the kiosk's Implementation Class UID and Version Name (left
+    to pydicom, they would be pydicom's)."""
+    from pydicom.dataset import FileMetaDataset
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    ds.file_meta = meta

@@ -250,18 +250,21 @@ def test_instance_not_fit_for_a_dicomdir_fails_visibly(setup):
     assert job.state == "failed" and "Study Date" in job.reason
 
 
-def test_accept_dataset_spools_the_object_as_given(setup):
-    from io import BytesIO
-
+def test_accept_dataset_spools_the_object_with_the_kiosks_file_meta(setup):
+    """The touch UI queues datasets: their files carry the kiosk's identity, as `kiosk convert`'s do."""
     from pydicom import dcmread
+
+    from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
     config, outbox, tmp = setup
     ds = dcmread(make_instances(tmp / "in", 1).popitem()[1])
     jobs = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, ["usb"])
     job = outbox.journal.get(jobs["usb"][0])
-    expected = BytesIO()
-    ds.save_as(expected, enforce_file_format=True)
-    assert outbox.spool.path(job.spool_name).read_bytes() == expected.getvalue()
+    spooled = dcmread(outbox.spool.path(job.spool_name))
+    assert spooled.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert spooled.file_meta.ImplementationVersionName == IMPLEMENTATION_VERSION_NAME
+    assert spooled.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert spooled.PixelData == ds.PixelData
     assert (job.sop_instance_uid, job.state, job.commitment) == (ds.SOPInstanceUID, "queued", True)
 
 

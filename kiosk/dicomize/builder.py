@@ -15,16 +15,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.dicomize import codecs
 from kiosk.dicomize.charset import apply_charset
 from kiosk.dicomize.modules import dicom_date, dicom_time
-from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from kiosk.dicomize.uids import new_uid
 from kiosk.errors import KioskError, UsageError
+from kiosk.part10 import set_file_meta
 from kiosk.study import CONVERSION_TYPES, StudyContext
 
 
@@ -139,13 +139,7 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
     power cut; batch converters that can simply be re-run may skip it.
     """
     path = Path(path)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    ds.file_meta = meta
+    set_file_meta(ds)
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -25,7 +25,7 @@ from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
 from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
-from kiosk.part10 import FileMeta, NotPart10Error, read_meta
+from kiosk.part10 import FileMeta, NotPart10Error, read_meta, set_file_meta
 
 JOURNAL_NAME = "journal.sqlite"
 ACCEPT_CHUNK = 200  # files per journal transaction in accept_files
@@ -140,9 +140,10 @@ class Outbox:
 
     def accept_dataset(self, dataset: Any, destinations: dict[str, dict[str, Any]],
                        commitment: Iterable[str] = ()) -> dict[str, list[int]]:
-        """Queue one pydicom Dataset (written as a DICOM file exactly as given)."""
+        """Queue one pydicom Dataset, written as a Part 10 file with the kiosk's file meta."""
         from io import BytesIO
 
+        set_file_meta(dataset)
         buffer = BytesIO()
         dataset.save_as(buffer, enforce_file_format=True)
         data = buffer.getvalue()
