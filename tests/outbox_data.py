@@ -57,3 +57,17 @@ def received_uids(folder: Path) -> list[str]:
 
     return [str(read_file_meta_info(p).MediaStorageSOPInstanceUID) for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != "DICOMDIR"]
+
+
+def fill_disk(path: Path) -> None:
+    """Write ``path`` until its file system is full to the last byte (another program filling the disk)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -12,13 +12,13 @@ import pytest
 
 # Runs in a private mount namespace so the tmpfs is seen by nobody else and vanishes with it.
 SCRIPT = r"""
-import json, os, subprocess, sys, time
+import json, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 spool, data, usb, mode = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 spool.mkdir(parents=True, exist_ok=True)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(spool)], check=True)
-from outbox_data import make_instances
+from outbox_data import fill_disk, make_instances
 from outbox_helpers import deliver, outbox_config, queue
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.outbox import Outbox, OutboxFullError
@@ -36,13 +36,7 @@ files = list(make_instances(data, 40, size=100_000).values())
 accepted, refusals, filler = [], [], spool / "filler"
 for index, path in enumerate(files):
     if mode == "filled" and index == 5:
-        # Another program fills the disk to the last byte.
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-        try:
-            while True:
-                os.write(fd, b"x" * 4096)
-        except OSError:
-            os.close(fd)
+        fill_disk(filler)
     try:
         accepted += queue(outbox, config, [path], f"folder:{usb}")
     except OutboxFullError as exc:

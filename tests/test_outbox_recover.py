@@ -154,14 +154,14 @@ def test_free_space_message_prints_megabytes_plainly(tmp_path):
 
 # In a private mount namespace: a 2 MB tmpfs as spool that "another program" fills before the kiosk starts.
 FULL_DISK = r"""
-import json, os, subprocess, sys, time
+import json, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 root = Path(sys.argv[2])
 spool = root / "spool"
 spool.mkdir(parents=True)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(spool)], check=True)
-from outbox_data import make_instances
+from outbox_data import fill_disk, make_instances
 from outbox_helpers import outbox_config, queue
 from kiosk.config import to_toml
 from kiosk.outbox import Outbox
@@ -173,12 +173,7 @@ outbox = Outbox.from_config(config)
 queue(outbox, config, list(make_instances(root / "in", 3, size=50_000).values()), f"folder:{usb}")
 outbox.close()
 filler = spool / "filler"
-fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-try:
-    while True:
-        os.write(fd, b"x" * 4096)
-except OSError:
-    os.close(fd)
+fill_disk(filler)
 
 def kiosk(*args, **popen):
     return subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(root / "kiosk.toml"), *args],

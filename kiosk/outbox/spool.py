@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from kiosk.checksum import chunks
 from kiosk.errors import KioskError
+from kiosk.private import FILE_MODE, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,7 @@ class Spool:
         self.min_free_bytes = min_free_bytes
         try:
             for folder in (self.root, self.files, self.tmp):
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                # mkdir honours the umask and leaves existing folders alone.
-                os.chmod(folder, 0o700)
+                private_dir(folder)
         except OSError as exc:
             raise SpoolError(
                 f"cannot use the outbox folder {self.root}: {exc.strerror}",
@@ -321,7 +320,7 @@ class Spool:
 def _write_new(path: str, pieces: Iterable[bytes], durable: bool, digest: Any = None) -> int:
     """Write ``pieces`` to a new 0600 file (fsynced if ``durable``), hashing them into ``digest``; returns the size."""
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         for chunk in pieces:
             if digest is not None:
