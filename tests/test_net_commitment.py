@@ -4,6 +4,8 @@ our listener's allow-list."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import pytest
 from pydicom.dataset import Dataset
@@ -15,7 +17,7 @@ from kiosk.config import LocalConfig, parse_config, parse_node_url
 from kiosk.net.commitment import STORAGE_COMMITMENT, request_commitment
 from kiosk.net.echo import echo
 from kiosk.net.errors import NetworkError
-from kiosk.net.listener import Listener
+from kiosk.net.listener import Listener, PendingReport
 from kiosk.net.store import store_files
 from net_data import ScriptedSCP, make_sc
 from peers import HOST, free_port
@@ -49,8 +51,11 @@ def test_cli_store_commit_with_orthanc(orthanc, tmp_path, capsys):
     assert "storage commitment: 1 committed, 0 failed, 0 not confirmed" in out
 
 
-def _commitment_scp(report_on_same_association: bool):
-    """An SCP that answers N-ACTION and then reports on the same association, or never."""
+def _commitment_scp(report_on_same_association: bool, answers: list | None = None):
+    """An SCP that answers N-ACTION and then reports on the same association, or never.
+
+    The status of our N-EVENT-REPORT-RSP goes into ``answers`` (None: no answer).
+    """
 
     def on_action(event):
         info = event.action_information
@@ -59,8 +64,9 @@ def _commitment_scp(report_on_same_association: bool):
                 ds = Dataset()
                 ds.TransactionUID = info.TransactionUID
                 ds.ReferencedSOPSequence = info.ReferencedSOPSequence
-                event.assoc.send_n_event_report(ds, 1, STORAGE_COMMITMENT, "1.2.840.10008.1.20.1.1")
-            import threading
+                status, _ = event.assoc.send_n_event_report(ds, 1, STORAGE_COMMITMENT, "1.2.840.10008.1.20.1.1")
+                if answers is not None:
+                    answers.append(status.get("Status"))
             threading.Timer(0.2, report).start()
         return 0x0000, None
 
@@ -73,6 +79,25 @@ def test_report_on_the_same_association():
         uid = generate_uid()
         outcome = request_commitment(parse_node_url(scp.url), LOCAL, [(SecondaryCaptureImageStorage, uid)], timeout=5)
     assert outcome.committed == {uid} and not outcome.unconfirmed
+
+
+def test_a_report_is_answered_before_the_association_is_released(monkeypatch):
+    """pynetdicom answers an N-EVENT-REPORT in a thread of its own. When that thread falls
+    behind (a loaded machine), our A-RELEASE-RQ must still wait for its answer: sent after
+    the release request, the answer is refused by the state machine and both sides hang."""
+    deliver = PendingReport.deliver
+
+    def deliver_then_lag(self, report):
+        deliver(self, report)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(PendingReport, "deliver", deliver_then_lag)
+    answers: list = []
+    with _commitment_scp(True, answers) as scp:
+        uid = generate_uid()
+        outcome = request_commitment(parse_node_url(scp.url), LOCAL, [(SecondaryCaptureImageStorage, uid)], timeout=5)
+    assert outcome.committed == {uid}
+    assert answers == [0x0000]
 
 
 def test_no_report_within_timeout_is_not_confirmed():

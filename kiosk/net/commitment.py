@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP Instance (PS3.4 J.3.2)
 SAME_ASSOCIATION_GRACE = 2.0  # seconds we keep the association open for a report on it
+ANSWER_GRACE = 5.0  # seconds we let our handler send its N-EVENT-REPORT-RSP before we release
 
 
 @dataclass
@@ -81,6 +82,7 @@ def request_commitment(node: NodeConfig, local: LocalConfig, instances: Sequence
                     f"{node} refused the storage commitment request (status {int(status.Status):04X})",
                     "check that the node supports Storage Commitment and knows this station", node=node, transient=False)
             report = pending.wait(timeout if listener is None else min(timeout, SAME_ASSOCIATION_GRACE))
+            pending.wait_answered(ANSWER_GRACE)
         finally:
             release(assoc)
         if report is None and listener is not None:

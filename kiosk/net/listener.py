@@ -45,18 +45,33 @@ class PendingReport:
         self.addresses = _addresses(node.host)
         self.report: Report | None = None
         self._done = threading.Event()
+        self._answering: threading.Thread | None = None
 
     def sent_by(self, ae_title: str, address: str) -> bool:
         """Whether a report from ``ae_title`` at ``address`` comes from the node asked."""
         return ae_title.strip() == self.node.ae_title and address in self.addresses
 
     def deliver(self, report: Report) -> None:
+        """Called from the event handler, before its N-EVENT-REPORT-RSP is sent."""
+        self._answering = threading.current_thread()
         self.report = report
         self._done.set()
 
     def wait(self, timeout: float) -> Report | None:
         self._done.wait(timeout)
         return self.report
+
+    def wait_answered(self, timeout: float) -> None:
+        """Wait until the handler that delivered the report has sent its response.
+
+        pynetdicom answers an N-EVENT-REPORT in a thread of its own; releasing
+        the association before that thread has queued the response puts the
+        response after our A-RELEASE-RQ, which the state machine refuses
+        (Evt9 in Sta7) and the association then hangs until its timeouts.
+        """
+        answering = self._answering
+        if answering is not None and answering is not threading.current_thread():
+            answering.join(timeout)
 
 
 def parse_report(event_type: int, info: Any) -> Report:

@@ -164,7 +164,14 @@ def _run_reactor(self: Any) -> None:
         except queue.Empty:
             idle = True
             continue
-        self.state_machine.do_action(event)
+        try:
+            self.state_machine.do_action(event)
+        except Exception as exc:  # noqa: BLE001 - an event the state machine refuses
+            # pynetdicom lets this end the thread silently, and the association then
+            # hangs until its timeouts; aborting tells both sides at once.
+            log.error("DICOM association aborted: %s", exc)
+            _abort(self)
+            return
         idle = False
 
 
