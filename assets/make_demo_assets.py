@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image  # noqa: E402
 
-from drivers.demo import ASSETS, PAGE_COUNT, render_film, render_page  # noqa: E402
+from drivers.demo_devices import ASSETS, PAGE_COUNT, render_film, render_page  # noqa: E402
 
 ASSETS.mkdir(parents=True, exist_ok=True)
 for number in range(1, PAGE_COUNT + 1):

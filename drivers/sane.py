@@ -41,26 +41,18 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
-from drivers.base import (
-    Capabilities,
+from drivers.device import Capabilities, Device, DeviceInfo, Driver, Progress, ProgressCallback, Settings, scan_kind
+from drivers.errors import (
     CancelledError,
     CoverOpenError,
-    Device,
     DeviceBusyError,
-    DeviceInfo,
     DisconnectedError,
-    Driver,
     DriverError,
     NoDeviceError,
     OutOfPaperError,
     PaperJamError,
-    Progress,
-    ProgressCallback,
-    Settings,
-    area_matches,
-    format_area,
-    scan_kind,
 )
+from drivers.presets import area_matches, format_area
 from kiosk.capture import Capture
 
 log = logging.getLogger(__name__)

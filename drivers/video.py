@@ -18,17 +18,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from drivers.base import (
-    Capabilities,
-    DeviceBusyError,
-    DeviceInfo,
-    DisconnectedError,
-    Driver,
-    DriverError,
-    LiveDevice,
-    NoDeviceError,
-    Settings,
-)
+from drivers.device import Capabilities, DeviceInfo, Driver, Settings
+from drivers.errors import DeviceBusyError, DisconnectedError, DriverError, NoDeviceError
+from drivers.live import LiveDevice
 
 SYS_V4L = Path("/sys/class/video4linux")
 BY_ID = Path("/dev/v4l/by-id")

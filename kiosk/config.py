@@ -284,13 +284,13 @@ UI_FIELDS: dict[str, Field] = {
 # Sections of the features beyond networking (outbox, ui, presets ...): each
 # declares its fields here and reads them from ``Config.extra[section]``.
 def check_preset(value: dict) -> str | None:
-    from drivers.base import check_preset as check  # lazy: drivers pull in numpy
+    from drivers.presets import check_preset as check  # lazy: drivers pull in numpy
 
     return check(value)
 
 
 # [presets.Document] / [presets.Film] / [presets.Photo]: overrides of the
-# built-in scan presets (drivers/base.py BUILTIN_PRESETS); other names are
+# built-in scan presets (drivers/presets.py BUILTIN_PRESETS); other names are
 # presets of one's own (OPEN_SECTIONS below); see docs/drivers.md.
 PRESET_FIELDS: dict[str, Field] = {
     name: Field(dict, {}, check_preset, f"the {name} preset: mode, depth, dpi, source, film")
@@ -299,7 +299,7 @@ PRESET_FIELDS: dict[str, Field] = {
 
 
 def check_preset_name(name: str) -> str | None:
-    from drivers.base import check_preset_name as check  # lazy: drivers pull in numpy
+    from drivers.presets import check_preset_name as check  # lazy: drivers pull in numpy
 
     return check(name)
 

@@ -175,7 +175,7 @@ def sane_test_backend(tmp_path_factory):
 @pytest.fixture
 def sane_device(sane_test_backend):
     """``sane_device("test:0")`` opens a test-backend scanner (fresh handle); options are reset afterwards."""
-    from drivers.base import open_device
+    from drivers.registry import open_device
     from sources import SANE_TEST_DEFAULTS
 
     opened = []

@@ -11,7 +11,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from drivers.base import PAPER_SIZES_MM, Settings, check_preset_name, parse_area, preset, presets
+from drivers.device import Settings
+from drivers.presets import PAPER_SIZES_MM, check_preset_name, parse_area, preset, presets
 from kiosk.config import ConfigError, parse_config
 from kiosk.errors import UsageError
 

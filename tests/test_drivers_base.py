@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import (
-    BUILTIN_PRESETS,
-    DeviceInfo,
-    Driver,
-    DriverUnavailableError,
-    NoDeviceError,
-    Settings,
-    get_driver,
-    open_device,
-    parse_uri,
-    preset,
-    scan_kind,
-)
+from drivers.device import DeviceInfo, Driver, Settings, scan_kind
+from drivers.errors import DriverUnavailableError, NoDeviceError
+from drivers.presets import BUILTIN_PRESETS, preset
+from drivers.registry import get_driver, open_device, parse_uri
 from kiosk.capture import SourceKind
 from kiosk.config import load_config
 from kiosk.errors import ConfigError, UsageError
@@ -127,8 +118,9 @@ def test_kiosk_devices_describes_one_device(sane_test_backend):
 
 
 def test_drivers_never_import_dicom_or_ui_libraries():
-    code = ("import sys, drivers.base, drivers.demo, drivers.sane, drivers.video, drivers.file_source; "
-            "d = drivers.base.open_device('demo:scanner'); d.acquire(); d.close(); "
+    code = ("import sys, drivers.registry, drivers.presets, drivers.live, drivers.demo_devices, drivers.sane, "
+            "drivers.video, drivers.file_driver, drivers.file_reader; "
+            "d = drivers.registry.open_device('demo:scanner'); d.acquire(); d.close(); "
             "print(sorted(m for m in ('pydicom', 'pynetdicom', 'kivy', 'sane', 'cv2') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr  # optional dependencies load only when used, too

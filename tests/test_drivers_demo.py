@@ -8,8 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from drivers.base import CancelledError, OutOfPaperError, Settings, open_device, preset
-from drivers.demo import ASSETS, PAGE_COUNT
+from drivers.device import Settings
+from drivers.errors import CancelledError, OutOfPaperError
+from drivers.presets import preset
+from drivers.registry import open_device
+from drivers.demo_devices import ASSETS, PAGE_COUNT
 from kiosk.capture import SourceKind
 
 

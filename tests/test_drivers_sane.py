@@ -8,17 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from drivers.base import (
-    CancelledError,
-    CoverOpenError,
-    DeviceBusyError,
-    NoDeviceError,
-    OutOfPaperError,
-    PaperJamError,
-    Settings,
-    open_device,
-    preset,
-)
+from drivers.device import Settings
+from drivers.errors import CancelledError, CoverOpenError, DeviceBusyError, NoDeviceError, OutOfPaperError, PaperJamError
+from drivers.presets import preset
+from drivers.registry import open_device
 from kiosk.capture import SourceKind
 
 A4 = (0.0, 0.0, 210.0, 297.0)
@@ -168,7 +161,8 @@ def test_a_socket_whose_peer_is_gone_raises_after_a_scan_instead_of_killing_the_
 
     code = """
 import socket
-from drivers.base import Settings, open_device
+from drivers.device import Settings
+from drivers.registry import open_device
 with open_device("sane:test:0") as scanner:
     scanner.configure(Settings(mode="gray", depth=8, dpi=75, source="flatbed"))
     scanner.acquire()

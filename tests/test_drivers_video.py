@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("cv2", reason="OpenCV is not installed (pip install kiosk[video])")
 
-from drivers.base import DisconnectedError, NoDeviceError, TimedOutError, open_device  # noqa: E402
+from drivers.errors import DisconnectedError, NoDeviceError, TimedOutError  # noqa: E402
+from drivers.registry import open_device
 from drivers.video import v4l2_devices  # noqa: E402
 from kiosk.capture import SourceKind  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""drivers.files.load_file: every supported format, and one clear error per bad file."""
+"""drivers.file_reader.load_file: every supported format, and one clear error per bad file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from dicomize_helpers import gradient, jpeg_bytes, pdf_bytes, pixels_of, with_frame_header
-from drivers.base import Settings, open_device
-from drivers.files import FileLoadError, find_files, load_file
+from drivers.device import Settings
+from drivers.registry import open_device
+from drivers.file_reader import FileLoadError, find_files, load_file
 from kiosk.capture import EncodedFormat, SourceKind
 
 
@@ -311,7 +312,7 @@ def test_pipes_are_refused_and_skipped_without_waiting_for_a_writer(tmp_path):
 def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
     import tracemalloc
 
-    from drivers.files import MAX_FILE_BYTES
+    from drivers.file_reader import MAX_FILE_BYTES
 
     path = tmp_path / "huge.pdf"
     with path.open("wb") as handle:

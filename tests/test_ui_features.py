@@ -77,7 +77,7 @@ def test_session_keeps_a_clip_on_disk(tmp_path):
 
 
 def scan_with_feeder(ui, pages):
-    from drivers.base import DeviceInfo
+    from drivers.device import DeviceInfo
 
     acquire = ui.screen("acquire")
     ui.wait(lambda: acquire.devices, what="devices")
@@ -137,7 +137,7 @@ def test_worklist_date_and_modality_filters_and_pull_to_refresh(kiosk_ui, demo):
     ui.screenshot("patient_filters")
 
     # Pull to refresh: a new item appears after dragging the list down from its top.
-    from kiosk.demo import demo_worklist
+    from kiosk.demo_peers import demo_worklist
 
     extra = demo_worklist()[0]
     extra.PatientID, extra.AccessionNumber = "DEMO009", "A1009"
@@ -281,7 +281,7 @@ def test_scan_presets_are_edited_and_validated_in_settings(kiosk_ui, demo):
     assert settings.status == T["settings_saved"].format(path=config.path)
     saved = tomllib.loads(config.path.read_text(encoding="utf-8"))["presets"]
     assert saved["Document"]["mode"] == "color" and saved["Photo"]["dpi"] == 400
-    from drivers.base import preset
+    from drivers.presets import preset
 
     assert preset("Photo", ui.app.kiosk_config.extra["presets"]).dpi == 400
 

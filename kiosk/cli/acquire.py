@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace, config: Config, scanner: bool) -> Any:
     """The named preset (Document by default for scanners), then the explicit options on top."""
-    from drivers.base import Settings, parse_area, preset
+    from drivers.device import Settings
+    from drivers.presets import parse_area, preset
 
     name = args.preset or ("Document" if scanner else None)
     base = preset(name, config.extra.get("presets")) if name else Settings()
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise UsageError("--frames and --clip need a positive number")
     if args.preset or args.area:
         settings_from_args(args, config, scanner=True)  # an unknown preset or bad area fails before the device opens
-    from drivers.base import LiveDevice, open_device
+    from drivers.live import LiveDevice
+    from drivers.registry import open_device
     from kiosk.dicomize import Batch
 
     study = study_from_args(args, config)
@@ -144,7 +146,7 @@ def _send(args: argparse.Namespace, config: Config, files: list[Path]) -> int:
 
 def _note_area(name: str, wanted: tuple[float, ...], used: tuple[float, ...] | None) -> None:
     """Say when the scanner did not take the requested area as it was (SANE clamps silently)."""
-    from drivers.base import area_matches, format_area
+    from drivers.presets import area_matches, format_area
 
     if used is None:
         _note(f"{name}: this scanner has no adjustable scan area; --area was not applied")
@@ -154,7 +156,7 @@ def _note_area(name: str, wanted: tuple[float, ...], used: tuple[float, ...] | N
 
 
 def _describe(settings: Any) -> str:
-    from drivers.base import format_area
+    from drivers.presets import format_area
 
     parts = [settings.mode, f"{settings.depth}-bit" if settings.depth else None,
              f"{settings.dpi:g} dpi" if settings.dpi else None, settings.source,

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
-    from drivers.files import DEFAULT_MAX_PIXELS, find_files, load_file
+    from drivers.file_reader import DEFAULT_MAX_PIXELS, find_files, load_file
     from kiosk.dicomize import Batch, write_dataset
 
     study = study_from_args(args, config)

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def start(folder: Path):
     """Start the peers and write a config using them; returns (peers, config)."""
     from kiosk.config import load_config, to_toml
-    from kiosk.demo import start_demo_peers
+    from kiosk.demo_peers import start_demo_peers
 
     peers = start_demo_peers(folder / "pacs")
     config = peers.config()

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, config: Any) -> int:
     if args.uri:
         return _describe(args.uri, args.json)
-    from drivers.base import discover_all, presets
+    from drivers.presets import presets
+    from drivers.registry import discover_all
 
     found = discover_all()
     table = presets(config.extra.get("presets"))
@@ -48,13 +49,13 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
 
 def _preset_dict(settings: Any) -> dict[str, Any]:
-    from drivers.base import PRESET_KEYS
+    from drivers.presets import PRESET_KEYS
 
     return {key: getattr(settings, key) for key in PRESET_KEYS}
 
 
 def _describe(uri: str, as_json: bool) -> int:
-    from drivers.base import open_device
+    from drivers.registry import open_device
 
     with open_device(uri) as device:
         caps = dataclasses.asdict(device.capabilities())

@@ -166,12 +166,11 @@ class Services:
 
     # -- devices -----------------------------------------------------------------
     def devices(self) -> list[Any]:
-        """Attached devices (demo devices included) as ``drivers.base.DeviceInfo``."""
-        base = _module("drivers.base")
-        found = base.discover_all()
+        """Attached devices (demo devices included) as ``drivers.device.DeviceInfo``."""
+        found = _module("drivers.registry").discover_all()
         for scheme, problem in found.unavailable.items():
             log.info("source %s unavailable: %s", scheme, problem)
-        files = base.DeviceInfo(uri=FILES, name=T["files_source"], kind="files")
+        files = _module("drivers.device").DeviceInfo(uri=FILES, name=T["files_source"], kind="files")
         return [d for d in found.devices if d.kind in ("scanner", "camera")] + [files]
 
     def import_start(self) -> str:
@@ -184,9 +183,8 @@ class Services:
 
     def presets(self) -> list[str]:
         """Preset names; flatbed presets also come as a document-feeder variant."""
-        base = _module("drivers.base")
         names = []
-        for name, settings in base.presets(self.config.extra.get("presets")).items():
+        for name, settings in _module("drivers.presets").presets(self.config.extra.get("presets")).items():
             names.append(name)
             if settings.source in (None, "flatbed"):
                 names.append(name + FEEDER)
@@ -194,7 +192,7 @@ class Services:
 
     def open(self, uri: str) -> Any:
         """Open a source with the [acquisition] settings (clip length, stall timeout)."""
-        return _module("drivers.base").open_device(uri, self.config.extra.get("acquisition"))
+        return _module("drivers.registry").open_device(uri, self.config.extra.get("acquisition"))
 
     def max_clip_seconds(self) -> float:
         from kiosk.config import ACQUISITION_FIELDS
@@ -203,9 +201,9 @@ class Services:
             "max_clip_seconds", ACQUISITION_FIELDS["max_clip_seconds"].default))
 
     def configure(self, device: Any, preset_name: str) -> Any:
-        base = _module("drivers.base")
+        presets = _module("drivers.presets")
         feeder = preset_name.endswith(FEEDER)
-        settings = base.preset(preset_name.removesuffix(FEEDER), self.config.extra.get("presets"))
+        settings = presets.preset(preset_name.removesuffix(FEEDER), self.config.extra.get("presets"))
         return device.configure(settings.merged(source="adf") if feeder else settings)
 
     # -- sending -------------------------------------------------------------------

@@ -31,7 +31,7 @@ def _cpu_percent(started_cpu: float, started_wall: float) -> float:
 def test_live_preview_1080p30(mjpeg_stream):
     """Frames per second to a consumer and grab-to-consumer latency; reference: a bare cv2 read loop."""
     cv2 = pytest.importorskip("cv2")
-    from drivers.base import open_device
+    from drivers.registry import open_device
 
     seconds = 3.0 if QUICK else 10.0
     cap = cv2.VideoCapture(mjpeg_stream.url, cv2.CAP_FFMPEG)
@@ -88,7 +88,8 @@ def _run_acquire(pages: int, out: Path) -> tuple[float, int]:
 
 
 def _scan_only(pages: int) -> float:
-    from drivers.base import Settings, open_device
+    from drivers.device import Settings
+    from drivers.registry import open_device
 
     with open_device(f"demo:scanner?pages={pages}") as scanner:
         scanner.configure(Settings(mode="color", depth=8, dpi=300, source="adf"))

@@ -40,7 +40,7 @@ def pump_timed(ui, seconds: float, until=None) -> list[float]:
 
 
 def test_live_preview_1080p30(kiosk_ui, mjpeg_stream, tmp_path):
-    from drivers.base import DeviceInfo
+    from drivers.device import DeviceInfo
     from kiosk.config import parse_config
 
     ui = kiosk_ui(parse_config({"ui": {"sessions_dir": str(tmp_path / "s")}}))
@@ -60,7 +60,7 @@ def test_live_preview_1080p30(kiosk_ui, mjpeg_stream, tmp_path):
 
 
 def test_ui_frames_while_scanning_encoding_sending(kiosk_ui, tmp_path):
-    from drivers.base import DeviceInfo
+    from drivers.device import DeviceInfo
     from kiosk.cli.demo import start
 
     peers, config = start(tmp_path / "demo")

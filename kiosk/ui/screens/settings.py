@@ -115,7 +115,7 @@ class SettingsScreen(KioskScreen):
     def _presets(self) -> dict[str, Any]:
         """The scan presets in effect (built-in values with the [presets] overrides)."""
         try:
-            from drivers.base import presets
+            from drivers.presets import presets
         except ImportError:
             return {}
         table = presets(self.app.kiosk_config.extra.get("presets"))

@@ -1,4 +1,4 @@
-"""``file:PATH``: image and PDF files as a source, through ``drivers.files.load_file``.
+"""``file:PATH``: image and PDF files as a source, through ``drivers.file_reader.load_file``.
 
 A file acts like a scanner with a feeder: ``acquire()`` gives its first
 capture, ``batch()`` every capture it holds (pages of a PDF or TIFF).
@@ -10,7 +10,8 @@ import os
 from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
-from drivers.base import Capabilities, Device, DeviceInfo, Driver, NoDeviceError, Progress, ProgressCallback, Settings
+from drivers.device import Capabilities, Device, DeviceInfo, Driver, Progress, ProgressCallback, Settings
+from drivers.errors import NoDeviceError
 from kiosk.capture import Capture, SourceKind
 
 
@@ -44,7 +45,7 @@ class FileSource(Device):
         return self.settings
 
     def _load(self) -> list[Capture]:
-        from drivers.files import load_file
+        from drivers.file_reader import load_file
 
         s = self.settings
         kind = SourceKind.DIGITIZED_FILM if s.film else SourceKind.SCANNED_IMAGE if s.photo else SourceKind.FILE_IMPORT

@@ -18,19 +18,9 @@ from urllib.parse import parse_qs
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from drivers.base import (
-    Capabilities,
-    Device,
-    DeviceInfo,
-    Driver,
-    LiveDevice,
-    NoDeviceError,
-    OutOfPaperError,
-    Progress,
-    ProgressCallback,
-    Settings,
-    scan_kind,
-)
+from drivers.device import Capabilities, Device, DeviceInfo, Driver, Progress, ProgressCallback, Settings, scan_kind
+from drivers.errors import NoDeviceError, OutOfPaperError
+from drivers.live import LiveDevice
 from kiosk.capture import Capture
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
