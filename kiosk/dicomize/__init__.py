@@ -4,7 +4,8 @@ Public API: ``BuildOptions``, ``Batch``, ``build_datasets``, ``write_dataset``,
 ``TS_CHOICES``; the identity of our implementation is in ``uids``.
 """
 
-from kiosk.dicomize.builder import Batch, BuildOptions, WriteError, build_datasets, write_dataset
+from kiosk.dicomize.batch import BuildOptions
+from kiosk.dicomize.builder import Batch, WriteError, build_datasets, write_dataset
 from kiosk.dicomize.codecs import TS_CHOICES, EncodeError
 from kiosk.dicomize.image import PixelError
 

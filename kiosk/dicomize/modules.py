@@ -8,18 +8,15 @@ dataset from the study context and the batch settings.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from kiosk import __version__
 from kiosk.capture import Capture, SourceKind
+from kiosk.dicomize.batch import BatchState, dicom_date, dicom_time
 from kiosk.dicomize.uids import MANUFACTURER, MODEL_NAME
 from kiosk.study import StudyContext
-
-if TYPE_CHECKING:
-    from kiosk.dicomize.builder import Batch
 
 CONVERSION_TYPE = {
     SourceKind.SCANNED_DOCUMENT: "SD",
@@ -28,14 +25,6 @@ CONVERSION_TYPE = {
     SourceKind.VIDEO_FRAME: "DV",
     SourceKind.FILE_IMPORT: "WSD",
 }
-
-
-def dicom_date(value: dt.datetime | dt.date) -> str:
-    return value.strftime("%Y%m%d")
-
-
-def dicom_time(value: dt.datetime) -> str:
-    return value.strftime("%H%M%S")
 
 
 def patient_age(birth_date: str, on: dt.date) -> str:
@@ -57,7 +46,7 @@ def patient_age(birth_date: str, on: dt.date) -> str:
     return f"{min(years, 999):03d}Y"
 
 
-def add_patient_and_study(ds: Dataset, batch: "Batch") -> None:
+def add_patient_and_study(ds: Dataset, batch: BatchState) -> None:
     """Patient, General Study and Patient Study modules, plus the order (request) attributes."""
     study: StudyContext = batch.study
     ds.PatientName = study.patient_name
@@ -103,7 +92,7 @@ def add_request_attributes(ds: Dataset, study: StudyContext) -> None:
         ds.PerformedProcedureStepDescription = study.scheduled_step_description
 
 
-def add_series(ds: Dataset, batch: "Batch", series_uid: str, series_number: int, modality: str) -> None:
+def add_series(ds: Dataset, batch: BatchState, series_uid: str, series_number: int, modality: str) -> None:
     """General Series (or Encapsulated Document Series) module."""
     ds.Modality = modality
     ds.SeriesInstanceUID = series_uid
@@ -115,7 +104,7 @@ def add_series(ds: Dataset, batch: "Batch", series_uid: str, series_number: int,
     add_request_attributes(ds, batch.study)
 
 
-def add_equipment(ds: Dataset, batch: "Batch", capture: Capture) -> None:
+def add_equipment(ds: Dataset, batch: BatchState, capture: Capture) -> None:
     """General Equipment and SC Equipment modules."""
     options = batch.options
     ds.Manufacturer = MANUFACTURER
@@ -134,7 +123,7 @@ def add_equipment(ds: Dataset, batch: "Batch", capture: Capture) -> None:
         ds.SecondaryCaptureDeviceID = device[:64]
 
 
-def add_sop_common(ds: Dataset, batch: "Batch", sop_class_uid: str) -> None:
+def add_sop_common(ds: Dataset, batch: BatchState, sop_class_uid: str) -> None:
     """SOP Common module (the character set is set last, from the content)."""
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = batch.new_uid()
@@ -143,7 +132,7 @@ def add_sop_common(ds: Dataset, batch: "Batch", sop_class_uid: str) -> None:
     add_original_attributes(ds, batch)
 
 
-def add_original_attributes(ds: Dataset, batch: "Batch") -> None:
+def add_original_attributes(ds: Dataset, batch: BatchState) -> None:
     """Original Attributes Sequence: the worklist/PACS values the user corrected."""
     study = batch.study
     if not study.original:

@@ -8,8 +8,6 @@ Page Number Vector.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -22,11 +20,9 @@ from pydicom.valuerep import format_number_as_ds
 
 from kiosk.capture import Capture
 from kiosk.dicomize import modules
+from kiosk.dicomize.batch import BatchState
 from kiosk.dicomize.image import PixelPlan, plan_pixels, store_pixels
 from kiosk.dicomize.sc import image_dataset
-
-if TYPE_CHECKING:
-    from kiosk.dicomize.builder import Batch
 
 
 def sop_class_of(plan: PixelPlan) -> str:
@@ -39,7 +35,7 @@ def sop_class_of(plan: PixelPlan) -> str:
     return MultiFrameGrayscaleWordSecondaryCaptureImageStorage
 
 
-def build_multiframe(batch: "Batch", captures: list[Capture], instance_number: int) -> Dataset:
+def build_multiframe(batch: BatchState, captures: list[Capture], instance_number: int) -> Dataset:
     """One multi-frame SC object from ``captures`` (same size and colour type), in order."""
     options = batch.options
     # Multi-frame SC IODs allow MONOCHROME2 only (PS3.3 A.8.3-A.8.4): monochrome1 does not apply.

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydicom.dataset import Dataset
 from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
 from kiosk.capture import Capture
 from kiosk.dicomize import modules
+from kiosk.dicomize.batch import BatchState
 from kiosk.dicomize.codecs import set_file_meta
 
-if TYPE_CHECKING:
-    from kiosk.dicomize.builder import Batch
 
-
-def build_pdf(batch: "Batch", capture: Capture, instance_number: int) -> Dataset:
+def build_pdf(batch: BatchState, capture: Capture, instance_number: int) -> Dataset:
     """One Encapsulated PDF object (Encapsulated Document Series, modality DOC by default)."""
     data = capture.encoded or b""
     ds = Dataset()

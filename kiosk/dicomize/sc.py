@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydicom.dataset import Dataset
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from kiosk.capture import Capture
 from kiosk.dicomize import modules
+from kiosk.dicomize.batch import BatchState
 from kiosk.dicomize.image import PixelPlan, add_general_image, add_image_pixel, plan_pixels, store_pixels
 
-if TYPE_CHECKING:
-    from kiosk.dicomize.builder import Batch
 
-
-def image_dataset(batch: "Batch", capture: Capture, instance_number: int, plan: PixelPlan) -> Dataset:
+def image_dataset(batch: BatchState, capture: Capture, instance_number: int, plan: PixelPlan) -> Dataset:
     """The modules every SC image shares (single- and multi-frame), described by its first capture."""
     ds = Dataset()
     modules.add_patient_and_study(ds, batch)
@@ -27,7 +23,7 @@ def image_dataset(batch: "Batch", capture: Capture, instance_number: int, plan: 
     return ds
 
 
-def build_sc(batch: "Batch", capture: Capture, instance_number: int) -> Dataset:
+def build_sc(batch: BatchState, capture: Capture, instance_number: int) -> Dataset:
     """One SC image: 8-bit gray/RGB, 16-bit gray (MONOCHROME1 on request, 1-bit as 8-bit)."""
     options = batch.options
     plan, ts_name = plan_pixels([capture], options.transfer_syntax, options.monochrome1)
