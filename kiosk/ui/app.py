@@ -28,6 +28,7 @@ from kiosk.config import Config
 from kiosk.errors import KioskError
 from kiosk.session import Session, SessionStore
 from kiosk.ui import text
+from kiosk.ui.background import background_priority
 from kiosk.ui.strings import T
 
 log = logging.getLogger(__name__)
@@ -53,19 +54,6 @@ def process_age() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return uptime - started
-
-
-def background_priority() -> None:
-    """Lower the calling thread's CPU priority (Linux: per-thread nice 10).
-
-    Without a GPU the UI thread draws every frame with the CPU; scanning, encoding and sending
-    then compete with it for the same cores. Niced workers still use every idle cycle but yield
-    to drawing, so the screen stays responsive while they run.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
-        pass
 
 
 class KioskApp(App):

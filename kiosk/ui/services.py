@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from kiosk.config import Config, NodeConfig
 from kiosk.errors import KioskError
+from kiosk.ui.background import background_priority
 from kiosk.ui.strings import T
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,6 @@ class Services:
         delivery = self._delivery
 
         def run() -> None:
-            from kiosk.ui.app import background_priority
-
             background_priority()  # delivery threads it starts inherit the lower priority
             delivery.run()
 
