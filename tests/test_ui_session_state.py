@@ -77,7 +77,6 @@ def test_send_progress_bars_draw_their_fill(kiosk_ui, demo):
     send = ui.screen("send")
     ui.tap(send.ids.send)
     ui.wait(lambda: send.finished, timeout=60, what="the send result")
-    ui.screenshot("send")
     for bar in (send.ids.current, send.ids.overall):
         assert bar.value == 1 and bar.height >= 18
         assert share_of(area(ui, bar, "send_bars"), PRIMARY) > 0.95, bar

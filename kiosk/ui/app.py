@@ -252,8 +252,8 @@ class KioskApp(App):
 
     banner_markup = AliasProperty(_banner_markup, None, bind=("session", "session_revision"))
 
-    def _session_saved(self, session: Session) -> None:
-        """The session's ``on_change`` (any thread): refresh what screens show from it, on the UI thread."""
+    def session_saved(self, session: Session) -> None:
+        """The session changed (its ``on_change``; any thread): refresh what screens show from it."""
         def on_ui(_dt: float) -> None:
             if session is self.session and not self._stopped:
                 self.session_revision += 1
@@ -294,7 +294,7 @@ class KioskApp(App):
         self._generation += 1
         self.has_session = self.session is not None
         if self.session is not None:
-            self.session.on_change = self._session_saved
+            self.session.on_change = self.session_saved
         for screen in self.manager.screens:
             screen.on_session(self.session)
 
