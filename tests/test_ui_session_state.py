@@ -10,7 +10,7 @@ import numpy as np
 
 from kiosk.ui.strings import T
 from test_ui_admin import press_pin
-from test_ui_flow import demo, open_source, scan_one_page, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
+from test_ui_flow import demo, open_source, scan_one_page, start_session_by_barcode  # noqa: F401 (fixture)
 
 PRIMARY = (20, 102, 191)  # theme.kv's PRIMARY (0.08, 0.40, 0.75) in 8 bits: the progress fill
 
@@ -179,8 +179,9 @@ def test_finish_says_discarding_is_locked_without_a_pin(kiosk_ui, demo):
     card = finish_card(ui)
     assert card.locked and card.ids.discard.disabled
     assert card.ids.locked.text == T["finish_locked"] and card.ids.locked.height > 0
-    ui.tap(card.ids.keep)
-    ui.wait(lambda: ui.app.session is None, what="the session to end")
+    ui.screenshot("finish_locked")
+    ui.app.end_session()  # what the idle timeout does while the question is open
+    ui.wait(lambda: ui.modal() is None, what="the question to close with the session")
     assert len(ui.app.store.summaries()) == 1
 
 

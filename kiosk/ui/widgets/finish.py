@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from kivy.app import App
 from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty
 from kivy.uix.modalview import ModalView
 
@@ -18,6 +19,15 @@ class FinishCard(ModalView):
     send_action: Callable[[], None] | None = ObjectProperty(None)
     keep_action: Callable[[], None] | None = ObjectProperty(None)
     discard_action: Callable[[], None] | None = ObjectProperty(None)
+
+    def on_open(self) -> None:
+        App.get_running_app().bind(session=self._session_ended)
+
+    def on_dismiss(self) -> None:
+        App.get_running_app().unbind(session=self._session_ended)
+
+    def _session_ended(self, *_args: Any) -> None:
+        self.dismiss()  # e.g. by the idle timeout: the question no longer applies
 
     def choose(self, action: Callable[[], None] | None) -> None:
         self.dismiss()
