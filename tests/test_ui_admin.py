@@ -86,11 +86,13 @@ def test_abandoned_session_resumes_from_outbox(kiosk_ui, demo):
     ui = kiosk_ui(config, demo=peers)
     acquire = scan_one_page(ui, "A1001")
     ui.tap(ui.app.root.ids.banner.ids.finish)
-    ui.wait(lambda: ui.app.session is None, what="the session to end")
-    from kiosk.ui.widgets.dialogs import MessageCard
+    from kiosk.ui.widgets.dialogs import ConfirmCard, MessageCard
+    from kiosk.ui.widgets.finish import FinishCard
 
-    message = ui.wait(lambda: ui.modal(MessageCard), what="the unsent notice")
-    assert "1 image(s) not sent" in message.body
+    ui.tap(ui.wait(lambda: ui.modal(FinishCard), what="the Finish question").ids.keep)
+    ui.wait(lambda: ui.app.session is None, what="the session to end")
+    message = ui.wait(lambda: ui.modal(MessageCard), what="the kept notice")
+    assert message.body == T["finish_kept"].format(count=1)
     ui.tap(message.ids.close)
     ui.wait(lambda: ui.modal() is None, what="the card to close")
     ui.tap(ui.app.root.ids.banner.ids.outbox)
@@ -99,6 +101,7 @@ def test_abandoned_session_resumes_from_outbox(kiosk_ui, demo):
     assert "DEMO001" in row.text
     ui.screenshot("outbox_kept")
     ui.tap(row.ids.resume)
+    ui.tap(ui.wait(lambda: ui.modal(ConfirmCard), what="the patient confirmation").ids.yes)
     ui.wait(lambda: ui.app.manager.current == "review", what="the review screen")
     assert ui.app.session.context["patient_id"] == "DEMO001" and len(ui.app.session) == 1
     assert "DEMO001" in ui.app.root.ids.banner.ids.patient.text

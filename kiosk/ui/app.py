@@ -21,7 +21,7 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.lang import Builder
-from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
+from kivy.properties import AliasProperty, BooleanProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.screenmanager import NoTransition
 
 from kiosk.config import Config
@@ -60,7 +60,7 @@ class KioskApp(App):
     """The capture station UI. ``kiosk_config`` is the loaded TOML configuration."""
 
     session: Session | None = ObjectProperty(None, allownone=True)
-    banner_markup = StringProperty("")
+    session_revision = NumericProperty(0)  # counts the session's saved changes (bumped on the UI thread)
     has_session = BooleanProperty(False)
     message = StringProperty("")
 
@@ -224,6 +224,29 @@ class KioskApp(App):
         MessageCard(title="", body=body).open()
 
     # -- the session -------------------------------------------------------
+    # Screens show these, read from the session each time it changes: never a copy taken earlier.
+    def _image_count(self) -> int:
+        return len(self.session) if self.session is not None else 0
+
+    image_count = AliasProperty(_image_count, None, bind=("session", "session_revision"))
+
+    def _banner_markup(self) -> str:
+        if self.session is None:
+            return ""
+        c = self.session.context
+        return text.markup(T["banner"].format(
+            name=text.person_name(c.get("patient_name", "")), patient_id=c.get("patient_id", ""),
+            birth_date=text.date(c.get("birth_date", "")) or "?"))
+
+    banner_markup = AliasProperty(_banner_markup, None, bind=("session", "session_revision"))
+
+    def session_saved(self, session: Session) -> None:
+        """The session changed (its ``on_change``; any thread): refresh what screens show from it."""
+        def on_ui(_dt: float) -> None:
+            if session is self.session and not self._stopped:
+                self.session_revision += 1
+        Clock.schedule_once(on_ui)
+
     def start_session(self, context: Any) -> None:
         """Begin capturing for a confirmed patient (a StudyContext or a context dict)."""
         from kiosk.session import context_to_dict
@@ -258,13 +281,8 @@ class KioskApp(App):
     def _session_changed(self) -> None:
         self._generation += 1
         self.has_session = self.session is not None
-        if self.session is None:
-            self.banner_markup = ""
-        else:
-            c = self.session.context
-            self.banner_markup = text.markup(T["banner"].format(
-                name=text.person_name(c.get("patient_name", "")), patient_id=c.get("patient_id", ""),
-                birth_date=text.date(c.get("birth_date", "")) or "?"))
+        if self.session is not None:
+            self.session.on_change = self.session_saved
         for screen in self.manager.screens:
             screen.on_session(self.session)
 

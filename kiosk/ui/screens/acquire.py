@@ -67,7 +67,6 @@ class AcquireScreen(KioskScreen):
     live = BooleanProperty(False)
     selected_kind = StringProperty("")
     progress = NumericProperty(0)
-    count = NumericProperty(0)
     preset = StringProperty("")
     page_limit = StringProperty("")  # feeder batches: "" (all pages) or a number chosen by the user
     stopping = BooleanProperty(False)  # "Stop after this page" was tapped
@@ -91,9 +90,13 @@ class AcquireScreen(KioskScreen):
         self._clip_stop = threading.Event()
         self._clip_event: Any = None
 
+    @property
+    def count(self) -> int:
+        """Images in the session, read from it (the screen keeps no count of its own)."""
+        return self.app.image_count
+
     # -- life cycle ------------------------------------------------------------
     def on_enter(self) -> None:
-        self.count = len(self.app.session) if self.app.session is not None else 0
         if not self.devices:
             self.discover()
 
@@ -107,7 +110,6 @@ class AcquireScreen(KioskScreen):
         self.cancel()
         self.ids.preview.texture = None
         self._texture = None
-        self.count = len(session) if session is not None else 0
         self.status = ""
         self.progress = 0
 
@@ -235,7 +237,7 @@ class AcquireScreen(KioskScreen):
                         Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
             return state["pages"]
 
-        self.app.run_async(work, self._scanned, self._failed)
+        self.app.run_async(work, lambda pages: self._scanned(pages, "imported"), self._failed)
 
     def _progress(self, progress: Any) -> None:
         if self.app is None:
@@ -256,15 +258,14 @@ class AcquireScreen(KioskScreen):
     def _page_added(self, preview: Any) -> None:
         if self.app is None or self.app.session is None:
             return
-        self.count = len(self.app.session)
         if preview is not None:
             self.ids.preview.texture = texture_from(preview)
 
-    def _scanned(self, pages: int) -> None:
+    def _scanned(self, pages: int, said: str = "scanned") -> None:
         self.busy = False
         self.stopping = False
         self.progress = 0
-        self.status = T["scanned"].format(count=pages)
+        self.status = T[said].format(count=pages)
 
     def cancel(self) -> None:
         device = self.device
@@ -339,10 +340,9 @@ class AcquireScreen(KioskScreen):
             session.add(capture)
             return capture
 
-        def done(capture: Any) -> None:
+        def done(_capture: Any) -> None:
             self.busy = False
-            self.count = len(self.app.session)
-            self.status = T["scanned"].format(count=1)
+            self.status = T["captured"]
 
         self.app.run_async(work, done, self._failed)
 
@@ -374,7 +374,6 @@ class AcquireScreen(KioskScreen):
 
         def done(frames: int) -> None:
             self.stop_recording()
-            self.count = len(self.app.session)
             self.status = T["clip_added"].format(frames=frames)
 
         def failed(error: KioskError) -> None:

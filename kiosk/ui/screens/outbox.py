@@ -1,7 +1,8 @@
 """Outbox screen: jobs by state (retry open to all, remove behind the PIN) and unsent sessions.
 
 Unsent sessions are those ended by Finish or the idle timeout before Send;
-they can be resumed (back under their patient) or discarded.
+they can be resumed (back under their patient, once the user confirmed that
+patient on the same card the Patient screen shows) or discarded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kiosk.ui import text
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.strings import T
 from kiosk.ui.widgets.dialogs import ConfirmCard
+from kiosk.ui.widgets.patient_card import confirm_patient
 
 PROBLEM_STATES = ("failed", "retrying")
 
@@ -82,7 +84,7 @@ class OutboxScreen(KioskScreen):
             row.text = text.markup(T["kept_line"].format(
                 name=text.person_name(context.get("patient_name", "")), patient_id=context.get("patient_id", ""),
                 count=entry["count"], created=entry["created"].replace("T", " ")))
-            row.ids.resume.bind(on_release=lambda _b, f=entry["folder"]: self.app.resume_session(f))
+            row.ids.resume.bind(on_release=lambda _b, e=entry: self.resume(e))
             row.ids.discard.bind(on_release=lambda _b, e=entry: self.discard(e))
             rows.add_widget(row)
 
@@ -107,6 +109,11 @@ class OutboxScreen(KioskScreen):
         if ids:
             self.app.require_pin(lambda: self.app.run_async(
                 lambda: self.app.services.remove(ids), lambda _n: self.reload(), session_bound=False))
+
+    def resume(self, entry: dict[str, Any]) -> None:
+        """Switch to a kept session's patient only once the user confirmed who it is."""
+        confirm_patient(entry["context"], lambda: self.app.resume_session(entry["folder"]),
+                        yes_text=T["confirm_resume"], extra=[(T["field_images"], str(entry["count"]))])
 
     def discard(self, entry: dict[str, Any]) -> None:
         def really() -> None:

@@ -22,15 +22,7 @@ from kiosk.ui import text
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.strings import T
 from kiosk.ui.widgets.dialogs import ConfirmCard
-
-
-def _get(context: Any, key: str) -> str:
-    return str(context.get(key, "") if isinstance(context, dict) else getattr(context, key, "") or "")
-
-
-def procedure_of(context: Any) -> str:
-    return _get(context, "requested_procedure_description") or _get(context, "study_description") \
-        or _get(context, "procedure")
+from kiosk.ui.widgets.patient_card import confirm_patient, procedure_of, value_of
 
 
 def date_range(choice: str, custom: str, today: dt.date | None = None) -> str:
@@ -71,7 +63,7 @@ def generated_patient_id(prefix: str, now: dt.datetime | None = None) -> str:
 
 def matches(context: Any, words: str) -> bool:
     """Every typed word appears in the name, ID, accession, procedure or modality."""
-    haystack = " ".join(_get(context, k) for k in ("patient_name", "patient_id", "accession", "modality"))
+    haystack = " ".join(value_of(context, k) for k in ("patient_name", "patient_id", "accession", "modality"))
     haystack = (haystack + " " + procedure_of(context)).casefold().replace("^", " ")
     return all(word in haystack for word in words.casefold().split())
 
@@ -181,10 +173,10 @@ class PatientScreen(KioskScreen):
 
     @staticmethod
     def row_markup(context: Any) -> str:
-        name = text.markup(text.person_name(_get(context, "patient_name")))
+        name = text.markup(text.person_name(value_of(context, "patient_name")))
         details = "   ".join(p for p in (
-            f"ID {text.markup(_get(context, 'patient_id'))}", f"born {text.markup(text.date(_get(context, 'birth_date')))}",
-            f"Acc {text.markup(_get(context, 'accession'))}" if _get(context, "accession") else "",
+            f"ID {text.markup(value_of(context, 'patient_id'))}", f"born {text.markup(text.date(value_of(context, 'birth_date')))}",
+            f"Acc {text.markup(value_of(context, 'accession'))}" if value_of(context, "accession") else "",
             text.markup(procedure_of(context)),
             f"[color=ffbf4d]{T['reading_row']}[/color]" if getattr(context, "misread", None) else "") if p)
         return f"[b][size=26sp]{name}[/size][/b]\n[color=c0c8d0]{details}[/color]"
@@ -215,7 +207,7 @@ class PatientScreen(KioskScreen):
         code = self.ids.search.text.strip()
         if not code:
             return
-        exact = [c for c in self.contexts if code in (_get(c, "accession"), _get(c, "patient_id"))]
+        exact = [c for c in self.contexts if code in (value_of(c, "accession"), value_of(c, "patient_id"))]
         if len(exact) == 1:
             self.confirm(exact[0])
         elif not exact and not [c for c in self.contexts if matches(c, code)]:
@@ -240,18 +232,7 @@ class PatientScreen(KioskScreen):
         if getattr(context, "misread", None):
             self.ask_reading(context)
             return
-        rows = [
-            (T["field_name"], text.markup(text.person_name(_get(context, "patient_name")))),
-            (T["field_id"], text.markup(_get(context, "patient_id"))),
-            (T["field_birth"], text.date(_get(context, "birth_date"))),
-            (T["field_sex"], _get(context, "sex")),
-            (T["field_accession"], text.markup(_get(context, "accession"))),
-            (T["field_procedure"], text.markup(procedure_of(context))),
-        ]
-        card = ConfirmCard(title=T["confirm_title"], rows=rows, yes_text=T["confirm_yes"], no_text=T["confirm_no"],
-                           action=lambda: self.app.start_session(context))
-        card.open()
-        self.card = card
+        self.card = confirm_patient(context, lambda: self.app.start_session(context))
 
     def ask_reading(self, context: Any) -> None:
         """Values came declared Latin-1 but hold UTF-8 bytes: the operator picks the spelling before the

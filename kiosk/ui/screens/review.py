@@ -62,13 +62,17 @@ class ReviewScreen(KioskScreen):
     """Check, fix and order the session's images, then Send."""
 
     selected = NumericProperty(0)
-    count = NumericProperty(0)
     busy = BooleanProperty(False)
     cropping = BooleanProperty(False)
     status = StringProperty("")
     series = StringProperty("")
     multiframe = BooleanProperty(False)
     selected_clip = BooleanProperty(False)  # clips are sent whole: no rotate/crop/invert
+
+    @property
+    def count(self) -> int:
+        """Images in the session, read from it (the screen keeps no count of its own)."""
+        return self.app.image_count
 
     def on_enter(self) -> None:
         session = self.app.session
@@ -81,7 +85,7 @@ class ReviewScreen(KioskScreen):
     def on_session(self, session: Session | None) -> None:
         self.ids.thumbs.clear_widgets()
         self.ids.large.texture = None
-        self.selected, self.count, self.cropping, self.status = 0, 0, False, ""
+        self.selected, self.cropping, self.status = 0, False, ""
 
     # -- display -----------------------------------------------------------------
     def reload(self) -> None:
@@ -90,8 +94,7 @@ class ReviewScreen(KioskScreen):
         if session is None:
             return
         captures = session.captures
-        self.count = len(captures)
-        self.selected = min(self.selected, max(0, self.count - 1))
+        self.selected = min(self.selected, max(0, len(captures) - 1))
         if not captures:
             self.ids.thumbs.clear_widgets()
             self.ids.large.texture = None
@@ -100,7 +103,7 @@ class ReviewScreen(KioskScreen):
         selected = self.selected
         clip = session.items[selected].clip
         self.selected_clip = clip is not None
-        self.status = T["item_of"].format(index=selected + 1, count=self.count)
+        self.status = T["item_of"].format(index=selected + 1, count=len(captures))
         if clip is not None:
             rate = clip[0].frame_rate or 0
             self.status += "   " + T["clip_item"].format(frames=len(clip), seconds=f"{len(clip) / rate:.1f}" if rate else "?")

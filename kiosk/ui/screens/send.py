@@ -96,6 +96,7 @@ class SendScreen(KioskScreen):
         def work() -> Any:
             job = self.app.services.send(session, names)
             session.finish()  # the objects are in the outbox: the session's own copies can go
+            self.app.session_saved(session)  # it holds no images now: every screen says so
             return job
 
         self.app.run_async(work, self._queued, self._failed)
