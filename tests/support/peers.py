@@ -8,6 +8,7 @@ from nowhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -31,12 +32,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Where Debian installs the peers (Orthanc in sbin), looked in after PATH. An activated venv puts
+# pynetdicom's own storescp, storescu, findscu, echoscu... first on PATH (same names, other
+# options), so a DCMTK tool is taken only where ``--version`` says it is DCMTK's.
+INSTALL_DIRS = ("/usr/bin", "/usr/sbin")
+DCMTK_TOOLS = frozenset({"dcmcjpeg", "dcmcjpls", "dcmdump", "echoscu", "findscu", "getscu", "img2dcm", "movescu",
+                         "storescp", "storescu", "wlmscpfs"})
+
+
+@functools.cache
+def _is_dcmtk(path: str) -> bool:
+    """DCMTK tools print ``$dcmtk: NAME vX.Y.Z ...$`` for ``--version``; pynetdicom's do not."""
+    try:
+        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "$dcmtk:" in result.stdout + result.stderr
+
+
+def _find_binary(name: str, search_path: str) -> tuple[str | None, str | None]:
+    """(path of the tool, None), or (None, why none will do)."""
+    candidates = [shutil.which(name, path=search_path), *(os.path.join(folder, name) for folder in INSTALL_DIRS)]
+    found = [path for path in dict.fromkeys(candidates) if path and os.path.isfile(path) and os.access(path, os.X_OK)]
+    if name not in DCMTK_TOOLS:
+        return (found[0], None) if found else (None, f"{name} is not installed")
+    for path in found:
+        if _is_dcmtk(path):
+            return path, None
+    if found:
+        return None, f"{name} at {', '.join(found)} is not DCMTK's (pynetdicom installs one of its own); install DCMTK"
+    return None, f"{name} (DCMTK) is not installed"
+
+
 def require_binary(name: str) -> str:
-    """Path of a peer binary; a missing one fails under CI and skips elsewhere."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    """Path of a peer binary (DCMTK's own for DCMTK tool names); a missing one fails under CI and skips elsewhere."""
+    path, problem = _find_binary(name, os.environ.get("PATH", os.defpath))
     if path:
         return path
-    message = f"{name} is not installed (run packaging/install-deps.sh)"
+    message = f"{problem} (run packaging/install-deps.sh)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

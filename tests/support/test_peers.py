@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
+from tests.support import peers
 from tests.support.peers import require_binary
 
 
@@ -82,3 +86,48 @@ def test_dciodvfy_passes_valid_and_fails_invalid(tmp_path, dciodvfy):
     ds.save_as(broken)
     with pytest.raises(pytest.fail.Exception, match="dciodvfy found"):
         dciodvfy(broken)
+
+
+# pynetdicom installs apps of these names next to the venv's python; DCMTK has its own of each.
+PYNETDICOM_APPS = ("echoscu", "findscu", "getscu", "movescu", "storescp", "storescu")
+
+
+def venv_first_on_path(monkeypatch) -> Path:
+    """PATH as an activated venv has it: the venv's bin (with pynetdicom's apps) first."""
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "storescp").exists():
+        pytest.skip(f"no pynetdicom storescp in {venv_bin} to stand in for DCMTK's")
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    return venv_bin
+
+
+def version_of(path: str | os.PathLike[str]) -> str:
+    result = subprocess.run([os.fspath(path), "--version"], capture_output=True, text=True, timeout=10)
+    return result.stdout + result.stderr
+
+
+def test_with_the_venv_first_on_path_the_fixture_runs_dcmtks_storescp(monkeypatch, storescp_factory):
+    venv_first_on_path(monkeypatch)
+    peer = storescp_factory()
+    running = os.readlink(f"/proc/{peer.proc.pid}/exe")  # pynetdicom's storescp would be a python
+    assert "$dcmtk: storescp" in version_of(running), running
+    assert echo(peer) == 0x0000
+
+
+@pytest.mark.parametrize("name", PYNETDICOM_APPS)
+def test_dcmtk_tools_are_dcmtks_whatever_comes_first_on_path(monkeypatch, name):
+    venv_bin = venv_first_on_path(monkeypatch)
+    path = require_binary(name)
+    assert Path(path).parent != venv_bin
+    assert f"$dcmtk: {name}" in version_of(path)
+
+
+def test_only_pynetdicoms_storescp_is_refused_with_what_to_do(monkeypatch):
+    venv_bin = venv_first_on_path(monkeypatch)
+    monkeypatch.setenv("PATH", str(venv_bin))
+    monkeypatch.setattr(peers, "INSTALL_DIRS", ())
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception,
+                       match=r"storescp at .* is not DCMTK's \(pynetdicom installs one of its own\); install DCMTK "
+                             r"\(run packaging/install-deps.sh\)"):
+        require_binary("storescp")
