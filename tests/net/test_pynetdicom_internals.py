@@ -6,7 +6,7 @@ event-driven DUL reactor), pdata.py (the fast C-STORE of files), store.py
 (each connection read before pynetdicom, bounded PDUs) reach into
 pynetdicom 3.0. pyproject.toml pins
 ``pynetdicom>=3.0.4,<3.1``; before widening that, make this test pass on the
-new version and run tests/test_net_*.py.
+new version and run tests/net/.
 """
 
 from __future__ import annotations
@@ -121,4 +121,4 @@ def test_the_installed_pynetdicom_is_within_the_pin():
     installed = Version(version("pynetdicom"))
     assert Version("3.0.4") <= installed < Version("3.1"), (
         f"pynetdicom {installed} is outside the tested range >=3.0.4,<3.1 (pyproject.toml); "
-        "install a version in range, or check tests/test_pynetdicom_internals.py passes and widen the pin")
+        "install a version in range, or check tests/net/test_pynetdicom_internals.py passes and widen the pin")
