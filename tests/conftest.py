@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,6 @@ os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
 os.environ.setdefault("KIVY_NO_FILELOG", "1")
 os.environ.setdefault("KIVY_WINDOW", "sdl2")
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 # SDL loads libdbus when the first window is made, hundreds of tests into the run. The
 # constructors of its dependencies (libgpg-error) call bindtextdomain, which takes glibc's
@@ -29,38 +25,13 @@ try:
 except OSError:
     pass  # no libdbus: SDL will not load it either
 
-from peers import dciodvfy as run_dciodvfy  # noqa: E402
-from peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
-from ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/test_ui_*.py)
+from tests.support import netns  # noqa: E402
+from tests.support.netns import need_isolation as _need_isolation  # noqa: E402
+from tests.support.peers import dciodvfy as run_dciodvfy  # noqa: E402
+from tests.support.peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
+from tests.support.ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/ui/)
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-NETNS_PROBLEM: str | None = None
-
-
-def _only_loopback() -> bool:
-    return sorted(os.listdir("/sys/class/net")) == ["lo"]
-
-
-def _isolate_network() -> str | None:
-    """Move this process (and the peers it starts) into a network namespace of its own.
-
-    DCMTK and Orthanc 1.10 cannot bind to loopback only; inside a private
-    namespace "all interfaces" is just ``lo``. Returns a problem or None.
-    """
-    if not _only_loopback():
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(CLONE_NEWNET) != 0:
-            uid, gid = os.getuid(), os.getgid()
-            if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-                return f"cannot create a private network namespace: {os.strerror(ctypes.get_errno())}"
-            Path("/proc/self/setgroups").write_text("deny")
-            Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
-            Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-    result = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-    if result.returncode != 0:
-        return f"cannot bring up loopback in the test namespace: {result.stderr.strip()}"
-    return None
+UI_TESTS = Path(__file__).parent / "ui"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,12 +43,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     asynchronously inside gettext (see drivers/sane.py ``_settle``). No later
     test needs the locks for writing.
     """
-    items.sort(key=lambda item: 0 if item.path.name.startswith("test_ui_") else 1)
+    items.sort(key=lambda item: 0 if item.path.is_relative_to(UI_TESTS) else 1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global NETNS_PROBLEM
-    NETNS_PROBLEM = _isolate_network()
+    netns.isolate()
     base = Path(config.rootpath) / ".pytest_cache" / "home"
     if hasattr(config, "workerinput"):
         base = base / config.workerinput["workerid"]
@@ -86,14 +56,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[var] = str(base / sub)
         (base / sub).mkdir(parents=True, exist_ok=True)  # Kivy expects KIVY_HOME to exist
     os.environ.pop("KIOSK_CONFIG", None)
-
-
-def _need_isolation() -> None:
-    if NETNS_PROBLEM:
-        message = f"peers need a private network namespace: {NETNS_PROBLEM} (run the suite as root, or under 'unshare -rn')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture
@@ -124,7 +86,7 @@ def storescp_factory(tmp_path):
 
 @pytest.fixture
 def worklist_items():
-    from worklist_data import standard_items
+    from tests.support.worklist_data import standard_items
 
     return standard_items()
 
@@ -146,7 +108,7 @@ def orthanc(tmp_path_factory):
     reports to, for AE title KIOSK.
     """
     _need_isolation()
-    from worklist_data import standard_items
+    from tests.support.worklist_data import standard_items
 
     peer = start_orthanc(tmp_path_factory.mktemp("orthanc"), standard_items())
     yield peer
@@ -166,7 +128,7 @@ def sane_test_backend(tmp_path_factory):
     Set before the first ``sane.init()`` of the process; CLI subprocesses inherit it.
     """
     pytest.importorskip("sane", reason="python-sane is not installed (pip install kiosk[scanner])")
-    from sources import write_sane_config
+    from tests.support.sources import write_sane_config
 
     os.environ["SANE_CONFIG_DIR"] = str(write_sane_config(tmp_path_factory.mktemp("sane")))
     return os.environ["SANE_CONFIG_DIR"]
@@ -176,7 +138,7 @@ def sane_test_backend(tmp_path_factory):
 def sane_device(sane_test_backend):
     """``sane_device("test:0")`` opens a test-backend scanner (fresh handle); options are reset afterwards."""
     from drivers.registry import open_device
-    from sources import SANE_TEST_DEFAULTS
+    from tests.support.sources import SANE_TEST_DEFAULTS
 
     opened = []
 
@@ -197,8 +159,8 @@ def sane_device(sane_test_backend):
 @pytest.fixture
 def mjpeg_stream():
     """A live, paced ffmpeg testsrc2 1080p30 MJPEG stream on a free TCP port (``.url``), stopped by PID."""
-    from peers import free_port
-    from sources import Stream
+    from tests.support.peers import free_port
+    from tests.support.sources import Stream
 
     stream = Stream(free_port()).start()
     yield stream

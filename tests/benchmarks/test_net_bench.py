@@ -30,8 +30,8 @@ import pytest
 from kiosk.config import LocalConfig, parse_node_url
 from kiosk.net.echo import echo
 from kiosk.net.store import store_files
-from net_data import make_sc
-from peers import require_binary, start_storescp
+from tests.support.net_data import make_sc
+from tests.support.peers import require_binary, start_storescp
 
 pytestmark = pytest.mark.benchmark
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"

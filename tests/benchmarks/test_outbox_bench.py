@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import pytest
-from outbox_data import make_instances
-from outbox_helpers import outbox_config
-from peers import free_port, require_binary, start
+from tests.support.outbox_data import make_instances
+from tests.support.outbox_helpers import outbox_config
+from tests.support.peers import free_port, require_binary, start
 
 from kiosk.config import to_toml
 
@@ -93,7 +93,7 @@ def fresh_storescp(tmp_path: Path, inbox: Path, run: int):
 
 
 def test_outbox_throughput_and_memory(tmp_path):
-    from conftest import _need_isolation
+    from tests.support.netns import need_isolation as _need_isolation
 
     _need_isolation()
     files = tmp_path / "files"

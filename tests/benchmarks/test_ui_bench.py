@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
 
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
 ROOT = Path(__file__).parent.parent.parent
@@ -115,8 +112,7 @@ def _first_frame(argv: list[str], env: dict) -> float:
 
 
 REFERENCE_APP = """
-import os, sys
-sys.path.insert(0, os.getcwd())
+import os
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 from kivy.app import App
 from kivy.clock import Clock

@@ -1,0 +1,249 @@
+"""Configuration: lookup order, validation messages, round trip, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from kiosk import config as cfg
+from kiosk.cli import main
+from kiosk.errors import ConfigError, UsageError
+
+from tests.support.paths import ROOT
+EXAMPLE = ROOT / "packaging" / "kiosk.example.toml"
+
+GOOD = """
+[local]
+ae_title = "KIOSK"
+port = 11112
+
+[destinations.pacs]
+ae_title = "PACS"
+host = "127.0.0.1"
+port = 4242
+"""
+
+
+def check(tmp_path: Path, text: str, capsys) -> tuple[int, str]:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(text, encoding="utf-8")
+    code = main(["config", "check", str(path)])
+    return code, capsys.readouterr().err
+
+
+def test_example_config_is_valid_and_complete():
+    config = cfg.load_config(EXAMPLE)
+    assert config.destinations["pacs"].port == 4242
+    assert config.worklist and config.worklist.station_ae_title == "KIOSK"
+    text = EXAMPLE.read_text()
+    documented = set(tomllib.loads(text.replace("# [destinations.pacs.tls]", "[destinations.pacs.tls]")
+                                   .replace("# ca =", "ca =").replace("# cert =", "cert =").replace("# key =", "key =")))
+    assert {"local", "destinations", "worklist", "query"} <= documented
+    for fields in (cfg.LOCAL_FIELDS, cfg.DESTINATION_FIELDS, cfg.WORKLIST_FIELDS, cfg.TLS_FIELDS):
+        for key in fields:
+            assert f"{key} =" in text, f"{key} is not documented in {EXAMPLE.name}"
+    for section, fields in cfg.EXTRA_SECTIONS.items():
+        assert f"[{section}]" in text, f"[{section}] is not documented in {EXAMPLE.name}"
+        for key in fields:
+            assert f"{key} =" in text, f"{section}.{key} is not documented in {EXAMPLE.name}"
+
+
+def test_good_config_checks_ok(tmp_path, capsys):
+    path = tmp_path / "kiosk.toml"
+    path.write_text(GOOD)
+    assert main(["config", "check", str(path)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[local\nae_title = 'X'", "not valid TOML"),
+        ("[local]\naetitle = 'X'", "local.aetitle: unknown key; did you mean 'ae_title'?"),
+        ("[lokal]\nae_title = 'X'", "lokal: unknown section; did you mean 'local'?"),
+        ("[local]\nport = '104'", "local.port: is '104', must be a whole number"),
+        ("[local]\nae_title = 'ABCDEFGHIJKLMNOPQ'", "local.ae_title: is 17 characters long"),
+        ("[local]\nae_title = 'A\\\\B'", "local.ae_title: contains a backslash"),
+        ("[local]\nae_title = ''", "local.ae_title: is empty"),
+        ("[local]\nport = 0", "local.port: is 0; use a TCP port between 1 and 65535"),
+        ("[destinations.pacs]\nae_title='P'\nhost='h'\nport=70000", "destinations.pacs.port: is 70000"),
+        ("[destinations.pacs]\nae_title='P'\nport=104", "destinations.pacs.host: missing"),
+        ("[destinations.pacs]\nae_title='P'\nhost='h'\nport=104\nstorage_commitment='yes'",
+         "destinations.pacs.storage_commitment: is 'yes', must be true or false"),
+        ("[destinations.pacs]\nae_title='P'\nhost='h'\nport=104\n[destinations.pacs.tls]\nca='/nonexistent/ca.pem'",
+         "destinations.pacs.tls.ca: names '/nonexistent/ca.pem', which does not exist"),
+        ("[worklist]\nae_title='W'\nhost='bad host'\nport=104", "worklist.host: is not a host name"),
+        ("[local]\nuid_root = '1.02.3'", "local.uid_root: is not a UID root"),
+        ("destinations = 3", "destinations: must be tables"),
+    ],
+)
+def test_bad_config_gives_one_clear_line_and_exit_2(tmp_path, capsys, text, expected):
+    code, err = check(tmp_path, text, capsys)
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_every_problem_is_reported_once(tmp_path, capsys):
+    text = "[local]\nae_title = 'A\\\\B'\nport = 99999\ncolour = 'red'\n"
+    code, err = check(tmp_path, text, capsys)
+    lines = [line for line in err.splitlines() if line.startswith("kiosk: error:")]
+    assert code == 2
+    assert len(lines) == 3
+    assert all(str(tmp_path) in line for line in lines)
+
+
+def test_missing_named_file_is_an_error(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "nope.toml"
+    assert main(["--config", str(missing), "config", "show"]) == 2
+    assert "configuration file not found" in capsys.readouterr().err
+    monkeypatch.setenv("KIOSK_CONFIG", str(missing))
+    assert main(["config", "check"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_unreadable_files(tmp_path, capsys):
+    assert main(["config", "check", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00[local]")
+    assert main(["config", "check", str(binary)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_lookup_order(tmp_path, monkeypatch):
+    explicit, env = tmp_path / "a.toml", tmp_path / "b.toml"
+    monkeypatch.setenv("KIOSK_CONFIG", str(env))
+    assert cfg.find_config_path(explicit) == (explicit, True)
+    assert cfg.find_config_path(None) == (env, True)
+    monkeypatch.delenv("KIOSK_CONFIG")
+    path, named = cfg.find_config_path(None)
+    assert not named and path.name == "kiosk.toml" and "kiosk" in str(path.parent)
+    assert cfg.load_config(None).path is None  # no file there: built-in defaults
+
+
+def test_show_round_trips(tmp_path, capsys):
+    source = cfg.load_config(EXAMPLE)
+    assert main(["--config", str(EXAMPLE), "config", "show"]) == 0
+    shown = capsys.readouterr().out
+    again = cfg.parse_config(tomllib.loads(shown))
+    assert again.local == source.local
+    assert again.destinations == source.destinations
+    assert again.worklist == source.worklist and again.query == source.query
+    assert again.extra == source.extra
+
+
+def test_path_command(tmp_path, capsys):
+    target = tmp_path / "x.toml"
+    assert main(["--config", str(target), "config", "path"]) == 0
+    out = capsys.readouterr().out
+    assert str(target) in out and "does not exist" in out
+
+
+def test_resolve_node_by_name_and_url():
+    config = cfg.parse_config(tomllib.loads(GOOD))
+    assert cfg.resolve_node(config, "pacs").ae_title == "PACS"
+    node = cfg.resolve_node(config, "ORTHANC@127.0.0.1:4243")
+    assert (node.ae_title, node.host, node.port) == ("ORTHANC", "127.0.0.1", 4243)
+    v6 = cfg.resolve_node(config, "PACS@[::1]:104")
+    assert v6.host == "::1"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("nowhere", "unknown destination 'nowhere' (configured: pacs)"),
+        ("PACS@host", "neither a configured node nor AET@host:port"),
+        ("PACS@host:0", "the port is 0"),
+        ("ABCDEFGHIJKLMNOPQR@host:104", "the AE title is 18 characters long"),
+    ],
+)
+def test_resolve_node_errors(text, expected):
+    config = cfg.parse_config(tomllib.loads(GOOD))
+    with pytest.raises(UsageError) as error:
+        cfg.resolve_node(config, text)
+    assert expected in str(error.value)
+    assert error.value.exit_code == 2
+
+
+def test_config_error_lists_problems():
+    with pytest.raises(ConfigError) as error:
+        cfg.parse_config({"local": {"port": -1, "ae_title": 5}})
+    assert len(error.value.problems) == 2
+
+
+def test_bad_config_from_a_real_process_has_no_traceback(tmp_path):
+    path = tmp_path / "kiosk.toml"
+    path.write_text("[local]\nport = 'x'\n")
+    result = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(path), "config", "show"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "local.port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_docs_show_the_example_verbatim():
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    block = docs.split("<!-- example:begin -->\n```toml\n")[1].split("```\n<!-- example:end -->")[0]
+    assert block == EXAMPLE.read_text(), "docs/configuration.md is out of date: paste packaging/kiosk.example.toml"
+
+
+NODE = "[destinations.pacs]\nae_title='P'\nhost='h'\nport=104\n"
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ("connect_timeout = inf", "destinations.pacs.connect_timeout: is inf; use a finite number greater than 0"),
+        ("dimse_timeout = nan", "destinations.pacs.dimse_timeout: is nan; use a finite number greater than 0"),
+        ("max_pdu = 1", "destinations.pacs.max_pdu: is 1; use 0 (no limit) or a size from 4096"),
+        ("max_pdu = 4294967296", "destinations.pacs.max_pdu: is 4294967296;"),
+    ],
+)
+def test_unusable_timeouts_and_pdu_sizes_are_refused(tmp_path, capsys, extra, expected):
+    """inf made a traceback at use, max_pdu = 1 an echo that hung for 60 s."""
+    code, err = check(tmp_path, NODE + extra, capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_pdu_sizes_within_the_range_are_accepted(tmp_path, capsys):
+    for value in (0, 4096, 16384, 4294967295):
+        assert check(tmp_path, NODE + f"max_pdu = {value}", capsys)[0] == 0
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory):
+    from tests.net.test_net_tls import make_ca, make_cert
+
+    folder = tmp_path_factory.mktemp("pem")
+    make_ca(folder, "ca")
+    make_cert(folder, "client", "ca", "DNS:kiosk")
+    make_cert(folder, "other", "ca", "DNS:other")
+    (folder / "notpem.crt").write_bytes(b"\x30\x82\x01\x0a not a PEM file")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "tls, expected",
+    [
+        ("ca = '{d}/notpem.crt'", "destinations.pacs.tls.ca: names '{d}/notpem.crt', which does not hold CA certificates in PEM format"),
+        ("ca = '{d}/ca.crt'\ncert = '{d}/notpem.crt'\nkey = '{d}/client.key'",
+         "destinations.pacs.tls.cert: names '{d}/notpem.crt', which does not hold a certificate in PEM format"),
+        ("ca = '{d}/ca.crt'\ncert = '{d}/client.crt'\nkey = '{d}/other.key'",
+         "destinations.pacs.tls.key: cannot be used with '{d}/client.crt'"),
+        ("ca = '{d}/ca.crt'\ncert = '{d}/client.crt'",
+         "destinations.pacs.tls.cert: cannot be used with '{d}/client.crt'"),  # no key, none in the file
+    ],
+)
+def test_tls_files_must_be_loadable_pem(tmp_path, capsys, pem, tls, expected):
+    code, err = check(tmp_path, NODE + "[destinations.pacs.tls]\n" + tls.format(d=pem), capsys)
+    assert code == 2 and expected.format(d=pem) in err and "Traceback" not in err
+
+
+def test_good_tls_files_are_accepted(tmp_path, capsys, pem):
+    tls = f"[destinations.pacs.tls]\nca = '{pem}/ca.crt'\ncert = '{pem}/client.crt'\nkey = '{pem}/client.key'"
+    assert check(tmp_path, NODE + tls, capsys)[0] == 0
