@@ -33,17 +33,12 @@ import numpy as np
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.private import DIR_MODE, private_dir, private_opener
+from kiosk.study import StudyContext
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "session.json"
 OPEN, ABANDONED = "open", "abandoned"
-
-# The patient/order fields the UI shows and the dicomizer needs. Values are
-# strings; ``extra`` in the context may hold anything JSON can carry.
-PATIENT_FIELDS = ("patient_name", "patient_id", "birth_date", "sex", "accession",
-                  "procedure", "study_uid", "issuer", "referring_physician", "modality")
-
 
 def default_sessions_dir() -> Path:
     import platformdirs
@@ -265,7 +260,7 @@ class SessionStore:
         self.base = Path(base) if base else default_sessions_dir()
 
     def start(self, context: dict[str, Any]) -> Session:
-        """A new, empty session for the patient/study ``context`` (a dict of ``PATIENT_FIELDS`` ...)."""
+        """A new, empty session for the patient/study ``context`` (``context_to_dict``'s form)."""
         try:
             private_dir(self.base)
             folder = self.base / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -308,23 +303,16 @@ class SessionStore:
         return out
 
 
-def context_to_dict(context: Any) -> dict[str, Any]:
-    """A StudyContext (or a plain dict) as JSON-ready data for the session manifest."""
+def context_to_dict(context: StudyContext | dict[str, Any]) -> dict[str, Any]:
+    """The study context in its JSON form (``StudyContext.to_json``), as the session manifest keeps it.
+
+    A dict of field values (a hand-made context) is read as that form first, so
+    every manifest holds the one form, the source's character set included."""
     if isinstance(context, dict):
-        return dict(context)
-    import dataclasses
-
-    data = dataclasses.asdict(context)
-    data["study_context"] = True
-    return data
+        context = context_from_dict(context)
+    return context.to_json()
 
 
-def context_from_dict(data: dict[str, Any]) -> Any:
-    """Back to a StudyContext when the manifest holds one (see ``context_to_dict``)."""
-    from kiosk.study import ReferencedStudy, StudyContext
-
-    values = {k: v for k, v in data.items() if k != "study_context"}
-    values["referenced_studies"] = tuple(ReferencedStudy(**r) for r in values.get("referenced_studies", ()))
-    if isinstance(values.get("charset"), list):
-        values["charset"] = tuple(values["charset"])
-    return StudyContext(**values)
+def context_from_dict(data: dict[str, Any]) -> StudyContext:
+    """The ``StudyContext`` a manifest holds (see ``context_to_dict``)."""
+    return StudyContext.from_json(data)
