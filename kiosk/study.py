@@ -317,7 +317,7 @@ def _check_text(label: str, value: str, limit: int) -> list[str]:
     return out
 
 
-def _check_pn(label: str, value: str) -> list[str]:
+def _check_pn(label: str, value: str, limit: int) -> list[str]:
     if not value:
         return []
     groups = value.split("=")
@@ -325,8 +325,8 @@ def _check_pn(label: str, value: str) -> list[str]:
     if len(groups) > 3:
         out.append(f"{label}: has {len(groups)} '='-separated groups; at most 3 (alphabetic=ideographic=phonetic)")
     for group in groups:
-        if len(group) > 64:
-            out.append(f"{label}: the part {group[:20]!r}... is {len(group)} characters; at most 64 per group")
+        if len(group) > limit:
+            out.append(f"{label}: the part {group[:20]!r}... is {len(group)} characters; at most {limit} per group")
         if group.count("^") > 4:
             out.append(f"{label}: {group!r} has more than 5 '^'-separated parts (Family^Given^Middle^Prefix^Suffix)")
     if "\\" in value:
@@ -370,7 +370,7 @@ def _read(ds: Any, path: str, vr: str) -> Any:
 
 
 _CHECKS = {
-    "PN": lambda a, value: _check_pn(a.label, value),
+    "PN": lambda a, value: _check_pn(a.label, value, a.limit),
     "LO": lambda a, value: _check_text(a.label, value, a.limit),
     "SH": lambda a, value: _check_text(a.label, value, a.limit),
     "DA": _check_date_of,

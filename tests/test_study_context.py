@@ -239,3 +239,35 @@ def test_ui_and_cli_routes_give_the_same_japanese_objects(tmp_path, wlmscpfs, ca
     assert cli.SpecificCharacterSet == ui.SpecificCharacterSet
     assert context_part(cli) == context_part(ui)
     assert ("OriginalAttributesSequence" in ui) == bool(edits)
+
+
+def test_the_queries_ask_for_every_row_the_table_reads():
+    from kiosk.net.query import StudyQuery, build_identifier as study_identifier
+    from kiosk.net.worklist import WorklistQuery, build_identifier as worklist_identifier
+
+    for column, identifier in (("worklist", worklist_identifier(WorklistQuery())),
+                               ("query", study_identifier(StudyQuery()))):
+        for attribute in ATTRIBUTES:
+            path = getattr(attribute, column)
+            if not path:
+                continue
+            *outer, keyword = path.split(">")
+            holder = identifier
+            for sequence in outer:
+                holder = holder[sequence].value[0]
+            assert keyword in holder, f"the {column} query does not ask for {path} ({attribute.field})"
+
+
+def test_the_conformance_statement_lists_the_table():
+    """docs/objects.md "Patient and order attributes" says what ATTRIBUTES says, row for row."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "objects.md").read_text(encoding="utf-8")
+    section = text.split("### Patient and order attributes", 1)[1].split("\n#", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Attribute")]
+    documented = [(keyword, module.lower(), kind.split()[0], request == "yes",
+                   worklist.replace("SPS > ", "ScheduledProcedureStepSequence>"), query, edit == "yes")
+                  for _, keyword, _, module, kind, request, worklist, query, edit in rows]
+    assert documented == [(a.keyword, a.module, a.type, a.request, a.worklist, a.query, a.tracked)
+                          for a in ATTRIBUTES]
