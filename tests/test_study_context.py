@@ -160,15 +160,25 @@ def test_the_json_form_keeps_every_row_the_character_set_and_the_edits():
         assert getattr(back, attribute.field) == getattr(context, attribute.field), attribute.field
 
 
-def test_the_json_form_reads_what_older_versions_kept(tmp_path):
+def test_the_session_keeps_the_context_in_the_json_form(tmp_path):
+    item = full_item("worklist")
+    item.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    context = StudyContext.from_worklist(item, source_ae="WLM").with_edits(sex="O")
+    session = SessionStore(tmp_path).start(context)
+    manifest = json.loads((session.folder / "session.json").read_text(encoding="utf-8"))
+    assert manifest["context"] == context_to_dict(context)
+    assert SessionStore(tmp_path).load(session.folder).context == context
+    [summary] = SessionStore(tmp_path).summaries()
+    assert summary["context"] == context
+
+
+def test_the_json_form_reads_what_older_versions_kept():
     older = {"patient_name": "DOE^JANE", "patient_id": "P1", "referenced_studies": [], "charset": ["", "ISO 2022 IR 87"],
              "study_context": True}
     assert context_from_dict(older) == StudyContext(patient_name="DOE^JANE", patient_id="P1",
                                                     charset=("", "ISO 2022 IR 87"))
-    # A hand-made context (a dict of fields) is stored in the one form.
-    session = SessionStore(tmp_path).start(context_to_dict({"patient_name": "DOE^JANE", "patient_id": "P1"}))
-    again = SessionStore(tmp_path).load(session.folder)
-    assert context_from_dict(again.context) == StudyContext(patient_name="DOE^JANE", patient_id="P1")
+    assert context_from_dict({"patient_name": "DOE^JANE", "patient_id": "P1"}) == \
+        StudyContext(patient_name="DOE^JANE", patient_id="P1")
 
 
 # -- the same Japanese worklist item by the touch UI's route and the CLI's ---------------------------------------
@@ -202,11 +212,11 @@ def ui_route(tmp_path, wlmscpfs, photo, edits: dict) -> Dataset:
     [context] = [c for c in services.worklist(date="") if c.patient_id == "PID087"]
     context = context.with_edits(**edits)
     store = SessionStore(tmp_path / "sessions")
-    session = store.start(context_to_dict(context))
+    session = store.start(context)
     for capture in load_file(photo):
         session.add(capture)
-    session = store.load(session.folder)
-    [ds] = build_session(session, context_from_dict(session.context), BuildOptions.from_config(config))
+    session = store.load(session.folder)  # the context as the session store kept it
+    [ds] = build_session(session, session.context, BuildOptions.from_config(config))
     return pydicom.dcmread(write_dataset(ds, tmp_path / "ui.dcm"))
 
 

@@ -237,12 +237,10 @@ class KioskApp(App):
 
     # -- the session -------------------------------------------------------
     def start_session(self, context: Any) -> None:
-        """Begin capturing for a confirmed patient (a StudyContext or a context dict)."""
-        from kiosk.session import context_to_dict
-
+        """Begin capturing for a confirmed patient (a ``StudyContext``)."""
         if self.session is not None:
             self.end_session()
-        self.session = self.store.start(context_to_dict(context))
+        self.session = self.store.start(context)
         self._session_changed()
         self.go("acquire")
 
@@ -275,8 +273,8 @@ class KioskApp(App):
         else:
             c = self.session.context
             self.banner_markup = text.markup(T["banner"].format(
-                name=text.person_name(c.get("patient_name", "")), patient_id=c.get("patient_id", ""),
-                birth_date=text.date(c.get("birth_date", "")) or "?"))
+                name=text.person_name(c.patient_name), patient_id=c.patient_id,
+                birth_date=text.date(c.birth_date) or "?"))
         for screen in self.manager.screens:
             screen.on_session(self.session)
 
