@@ -198,7 +198,7 @@ def context_part(ds: Dataset) -> dict:
     return out
 
 
-def ui_route(tmp_path, wlmscpfs, photo, edits: dict) -> Dataset:
+def ui_route(tmp_path, peer, photo, edits: dict) -> tuple[Dataset, StudyContext]:
     """What the touch UI does: the worklist through its services, the confirmed context into a session
     (persisted, reopened), the session's objects built as Send builds them."""
     from drivers.files import load_file
@@ -206,7 +206,7 @@ def ui_route(tmp_path, wlmscpfs, photo, edits: dict) -> Dataset:
     from kiosk.dicomize import BuildOptions
     from kiosk.ui.services import Services, build_session
 
-    config = parse_config({"worklist": {"ae_title": wlmscpfs.aet, "host": "127.0.0.1", "port": wlmscpfs.port,
+    config = parse_config({"worklist": {"ae_title": peer.aet, "host": "127.0.0.1", "port": peer.port,
                                         "station_ae_title": ""}})
     services = Services(config)
     [context] = [c for c in services.worklist(date="") if c.patient_id == "PID087"]
@@ -217,12 +217,12 @@ def ui_route(tmp_path, wlmscpfs, photo, edits: dict) -> Dataset:
         session.add(capture)
     session = store.load(session.folder)  # the context as the session store kept it
     [ds] = build_session(session, session.context, BuildOptions.from_config(config))
-    return pydicom.dcmread(write_dataset(ds, tmp_path / "ui.dcm"))
+    return pydicom.dcmread(write_dataset(ds, tmp_path / "ui.dcm")), context
 
 
-def cli_route(tmp_path, wlmscpfs, photo, capsys, command: str, edits: dict) -> Dataset:
+def cli_route(tmp_path, peer, photo, capsys, command: str, edits: dict) -> Dataset:
     """`kiosk worklist --json` saved to a file, then `kiosk convert`/`kiosk acquire --worklist-item`."""
-    assert main(["worklist", "--server", wlmscpfs.url, "--patient-id", "PID087", "--station-aet", "",
+    assert main(["worklist", "--server", f"{peer.aet}@127.0.0.1:{peer.port}", "--patient-id", "PID087", "--station-aet", "",
                  "--date", "any", "--json"]) == 0
     item = tmp_path / "item.json"
     item.write_text(capsys.readouterr().out, encoding="utf-8")
@@ -240,12 +240,18 @@ def cli_route(tmp_path, wlmscpfs, photo, capsys, command: str, edits: dict) -> D
 @pytest.mark.parametrize("edits", [{}, {"patient_name": "Yamada^Tarou=山田^太郎=やまだ^たろう^様"}],
                          ids=["as-scheduled", "name-edited"])
 @pytest.mark.parametrize("command", ["convert", "acquire"])
-def test_ui_and_cli_routes_give_the_same_japanese_objects(tmp_path, wlmscpfs, capsys, command, edits):
+@pytest.mark.parametrize("server", ["wlmscpfs", "orthanc"])
+def test_ui_and_cli_routes_give_the_same_japanese_objects(request, tmp_path, capsys, server, command, edits):
+    peer = request.getfixturevalue(server)
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 48), (10, 120, 200)).save(photo)
-    ui = ui_route(tmp_path, wlmscpfs, photo, edits)
-    cli = cli_route(tmp_path, wlmscpfs, photo, capsys, command, edits)
-    assert ui.SpecificCharacterSet == ["", "ISO 2022 IR 87"]  # the worklist item's own set, kept
+    ui, context = ui_route(tmp_path, peer, photo, edits)
+    cli = cli_route(tmp_path, peer, photo, capsys, command, edits)
+    # The objects carry the character set the worklist answered in (it holds the name): wlmscpfs answers
+    # in the item's own ISO 2022 IR 87, Orthanc converts its answers to UTF-8.
+    answered = context.charset if isinstance(context.charset, str) else list(context.charset)
+    assert answered == {"wlmscpfs": ["", "ISO 2022 IR 87"], "orthanc": "ISO_IR 192"}[server]
+    assert ui.SpecificCharacterSet == answered
     assert cli.SpecificCharacterSet == ui.SpecificCharacterSet
     assert context_part(cli) == context_part(ui)
     assert ("OriginalAttributesSequence" in ui) == bool(edits)
