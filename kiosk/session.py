@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "session.json"
 OPEN, ABANDONED = "open", "abandoned"
 
+
 def default_sessions_dir() -> Path:
     import platformdirs
 

@@ -199,7 +199,10 @@ class StudyContext:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StudyContext":
-        """Back from ``to_json`` (unknown keys, e.g. of older kiosk versions, are left out)."""
+        """Back from ``to_json`` (unknown keys, e.g. of older kiosk versions, are left out);
+        ``ValueError`` when ``data`` is no such object."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the study context is a JSON {type(data).__name__}, not an object")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         values["referenced_studies"] = tuple(ReferencedStudy(str(r["sop_class_uid"]), str(r["sop_instance_uid"]))

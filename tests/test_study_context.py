@@ -287,3 +287,16 @@ def test_the_conformance_statement_lists_the_table():
                   for _, keyword, _, module, kind, request, worklist, query, edit in rows]
     assert documented == [(a.keyword, a.module, a.type, a.request, a.worklist, a.query, a.tracked)
                           for a in ATTRIBUTES]
+
+
+@pytest.mark.parametrize("context", [[], "DOE^JANE", {"referenced_studies": [{"sop_class_uid": SC_STUDY}]}],
+                         ids=["list", "string", "reference-without-instance"])
+def test_a_damaged_context_in_a_manifest_is_a_damaged_session(tmp_path, context):
+    from kiosk.errors import KioskError
+
+    session = SessionStore(tmp_path).start(StudyContext(patient_name="DOE^JANE", patient_id="P1"))
+    manifest = session.folder / "session.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text(encoding="utf-8")), "context": context}))
+    with pytest.raises(KioskError, match="is damaged"):
+        SessionStore(tmp_path).load(session.folder)
+    assert SessionStore(tmp_path).summaries()[0]["state"] == "damaged"
