@@ -1,7 +1,9 @@
 """One patient's capture session: the state the touch UI and the CLI share.
 
-A session holds the patient/study context picked by the user and the captures
-in their review order. Every capture is written to disk (and fsync'ed) the
+A session holds the patient/study context picked by the user (a
+``StudyContext``, kept in the manifest in its JSON form: the session module
+is the one place that stores and reads it back) and the captures in their
+review order. Every capture is written to disk (and fsync'ed) the
 moment it is added, and the manifest is replaced atomically after every
 change, so a crash or power loss loses nothing. A session ends in one of two
 ways:
@@ -33,16 +35,12 @@ import numpy as np
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.private import DIR_MODE, private_dir, private_opener
+from kiosk.study import StudyContext
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "session.json"
 OPEN, ABANDONED = "open", "abandoned"
-
-# The patient/order fields the UI shows and the dicomizer needs. Values are
-# strings; ``extra`` in the context may hold anything JSON can carry.
-PATIENT_FIELDS = ("patient_name", "patient_id", "birth_date", "sex", "accession",
-                  "procedure", "study_uid", "issuer", "referring_physician", "modality")
 
 
 def default_sessions_dir() -> Path:
@@ -94,7 +92,7 @@ class Session:
     """One patient's captures in review order, persisted in ``folder``."""
 
     folder: Path
-    context: dict[str, Any]
+    context: StudyContext
     items: list[Item] = field(default_factory=list)
     state: str = OPEN
     created: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
@@ -116,8 +114,8 @@ class Session:
 
     def label(self) -> str:
         """A short description without the patient's name (safe for logs): ID, accession, count."""
-        return (f"session {self.id} (patient ID {self.context.get('patient_id', '?')}, "
-                f"accession {self.context.get('accession', '') or '-'}, {len(self.items)} item(s))")
+        return (f"session {self.id} (patient ID {self.context.patient_id or '?'}, "
+                f"accession {self.context.accession or '-'}, {len(self.items)} item(s))")
 
     # -- changes: each one is on disk before it returns --------------------
     def add(self, capture: Capture) -> Item:
@@ -229,7 +227,8 @@ class Session:
                 "clip_frames": len(item.clip) if item.clip is not None else 0,
             }
 
-        return {"version": 1, "state": self.state, "created": self.created, "context": self.context,
+        return {"version": 1, "state": self.state, "created": self.created,
+                "context": context_to_dict(self.context),
                 "series_description": self.series_description, "multiframe": self.multiframe,
                 "items": [describe(i) for i in self.items]}
 
@@ -264,8 +263,8 @@ class SessionStore:
     def __init__(self, base: Path | None = None) -> None:
         self.base = Path(base) if base else default_sessions_dir()
 
-    def start(self, context: dict[str, Any]) -> Session:
-        """A new, empty session for the patient/study ``context`` (a dict of ``PATIENT_FIELDS`` ...)."""
+    def start(self, context: StudyContext) -> Session:
+        """A new, empty session for the patient/study ``context``."""
         try:
             private_dir(self.base)
             folder = self.base / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -273,7 +272,7 @@ class SessionStore:
         except OSError as exc:
             raise KioskError(f"cannot create a session folder in {self.base} ({exc.strerror})",
                              "check that the disk is not full and the folder is writable") from None
-        session = Session(folder, dict(context))
+        session = Session(folder, context)
         session._save()
         _fsync_dir(self.base)
         return session
@@ -282,11 +281,12 @@ class SessionStore:
         """Reopen a kept session from disk."""
         try:
             data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            context = context_from_dict(data["context"])
             items = [_load_item(folder, entry) for entry in data["items"]]
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise KioskError(f"the kept session {folder.name} is damaged ({exc})",
                              "discard it from the Outbox screen; its files stay in " + str(folder)) from None
-        return Session(folder, data["context"], items, data["state"], data["created"],
+        return Session(folder, context, items, data["state"], data["created"],
                        data.get("series_description", ""), data.get("multiframe", False))
 
     def kept(self) -> list[Path]:
@@ -296,35 +296,25 @@ class SessionStore:
         return sorted(p for p in self.base.iterdir() if (p / MANIFEST).is_file())
 
     def summaries(self) -> list[dict[str, Any]]:
-        """For listing kept sessions without loading pixels: folder, state, context, count."""
+        """For listing kept sessions without loading pixels: folder, state, context (a ``StudyContext``), count."""
         out = []
         for folder in self.kept():
             try:
                 data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {"state": "damaged", "context": {}, "items": [], "created": ""}
-            out.append({"folder": folder, "state": data["state"], "context": data["context"],
+                context = context_from_dict(data["context"])
+            except (OSError, ValueError, KeyError, TypeError):
+                data, context = {"state": "damaged", "items": [], "created": ""}, StudyContext()
+            out.append({"folder": folder, "state": data["state"], "context": context,
                         "count": len(data["items"]), "created": data["created"]})
         return out
 
 
-def context_to_dict(context: Any) -> dict[str, Any]:
-    """A StudyContext (or a plain dict) as JSON-ready data for the session manifest."""
-    if isinstance(context, dict):
-        return dict(context)
-    import dataclasses
-
-    data = dataclasses.asdict(context)
-    data["study_context"] = True
-    return data
+def context_to_dict(context: StudyContext) -> dict[str, Any]:
+    """The study context in its JSON form (``StudyContext.to_json``), as the session manifest keeps it:
+    every field, the source's character set and the values edits replaced included."""
+    return context.to_json()
 
 
-def context_from_dict(data: dict[str, Any]) -> Any:
-    """Back to a StudyContext when the manifest holds one (see ``context_to_dict``)."""
-    from kiosk.study import ReferencedStudy, StudyContext
-
-    values = {k: v for k, v in data.items() if k != "study_context"}
-    values["referenced_studies"] = tuple(ReferencedStudy(**r) for r in values.get("referenced_studies", ()))
-    if isinstance(values.get("charset"), list):
-        values["charset"] = tuple(values["charset"])
-    return StudyContext(**values)
+def context_from_dict(data: dict[str, Any]) -> StudyContext:
+    """The ``StudyContext`` a manifest holds (see ``context_to_dict``)."""
+    return StudyContext.from_json(data)

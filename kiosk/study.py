@@ -1,14 +1,21 @@
 """StudyContext: the patient and order data every object of a study carries.
 
-A context comes from a worklist item (``from_worklist``), a study found on the
-PACS (``from_pacs_study``) or the keyboard (``manual``). ``validate()`` checks
-every field against its DICOM value representation and raises one
-``StudyError`` listing each invalid field on its own line. ``with_edits()``
-changes demographics and remembers the values they replace, so the dicomizer
-can record them in the Original Attributes Sequence.
+``ATTRIBUTES`` is the one table of the context's fields: the DICOM attribute
+each one is, its VR and length, the module the objects carry it in, whether
+an edit is recorded in the Original Attributes Sequence, and where a
+worklist item and a PACS study result hold it. Reading (``from_worklist``,
+``from_pacs_study``), checking (``validate``), edit tracking (``with_edits``),
+writing (``kiosk.dicomize.modules``) and the JSON form (``to_json``/
+``from_json``, what the session store keeps) all follow it.
 
-Only ``from_worklist``/``from_pacs_study`` touch pydicom datasets, and only
-through attribute access: this module imports nothing heavy.
+A context comes from a worklist item, a study found on the PACS or the
+keyboard (``manual``). ``validate()`` raises one ``StudyError`` listing each
+invalid field on its own line. ``charset`` keeps the Specific Character Set
+the data came in, so objects built from the same item carry the same one
+whichever way the context travelled.
+
+Only the readers touch pydicom datasets, and only through attribute access:
+this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -25,16 +32,78 @@ MANUAL, WORKLIST, PACS = "manual", "worklist", "pacs"
 # Conversion Type (0008,0064) defined terms, PS3.3 C.8.6.1.
 CONVERSION_TYPES = ("DV", "DI", "DF", "WSD", "SD", "SI", "DRW", "SYN")
 
-# Demographics whose edits are recorded in the Original Attributes Sequence,
-# with the DICOM keyword each one is written as.
-DEMOGRAPHICS = {
-    "patient_name": "PatientName",
-    "patient_id": "PatientID",
-    "issuer": "IssuerOfPatientID",
-    "birth_date": "PatientBirthDate",
-    "sex": "PatientSex",
-    "accession": "AccessionNumber",
-}
+PATIENT, STUDY, REQUEST, SERIES = "patient", "study", "request", "series"
+# Where a value sits in a dataset: a keyword, or "Sequence>Keyword" for the first item of a sequence.
+STEP = "ScheduledProcedureStepSequence>"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One row of the study-context table: a ``StudyContext`` field and the DICOM attribute it is.
+
+    ``type``: its DICOM Type there (1: always a value, the batch supplies a
+    default; 2: written even when empty; 3: only when known). ``module``:
+    where the objects carry it (Patient, General Study, the Request Attributes
+    Sequence item, General Series, written by the builder per object family);
+    ``request``: also copied into the Request Attributes Sequence item when
+    known. ``tracked``: an edit of a value that came from a worklist or PACS
+    is recorded in the Original Attributes Sequence. ``worklist``/``query``: where a Modality Worklist item and a
+    Study Root study-level C-FIND result hold it ('' when they do not).
+    ``limit``: characters (per component group for PN).
+    """
+
+    field: str
+    keyword: str
+    vr: str
+    limit: int
+    type: str
+    module: str
+    request: bool
+    tracked: bool
+    worklist: str
+    query: str
+    label: str
+
+
+ATTRIBUTES = (
+    # field, keyword, VR, limit, type, module, request, tracked, worklist item, PACS study result, label
+    Attribute("patient_name", "PatientName", "PN", 64, "2", PATIENT, False, True,
+              "PatientName", "PatientName", "patient name"),
+    Attribute("patient_id", "PatientID", "LO", 64, "2", PATIENT, False, True,
+              "PatientID", "PatientID", "patient ID"),
+    Attribute("issuer", "IssuerOfPatientID", "LO", 64, "3", PATIENT, False, True,
+              "IssuerOfPatientID", "IssuerOfPatientID", "issuer of patient ID"),
+    Attribute("birth_date", "PatientBirthDate", "DA", 8, "2", PATIENT, False, True,
+              "PatientBirthDate", "PatientBirthDate", "birth date"),
+    Attribute("sex", "PatientSex", "CS", 16, "2", PATIENT, False, True,
+              "PatientSex", "PatientSex", "sex"),
+    Attribute("accession", "AccessionNumber", "SH", 16, "2", STUDY, True, True,
+              "AccessionNumber", "AccessionNumber", "accession number"),
+    Attribute("referring_physician", "ReferringPhysicianName", "PN", 64, "2", STUDY, False, False,
+              "ReferringPhysicianName", "ReferringPhysicianName", "referring physician"),
+    Attribute("study_description", "StudyDescription", "LO", 64, "3", STUDY, False, False,
+              "RequestedProcedureDescription", "StudyDescription", "study description"),
+    Attribute("study_uid", "StudyInstanceUID", "UI", 64, "1", STUDY, True, False,
+              "StudyInstanceUID", "StudyInstanceUID", "study instance UID"),
+    Attribute("study_id", "StudyID", "SH", 16, "2", STUDY, False, False,
+              "StudyID", "StudyID", "study ID"),
+    Attribute("study_date", "StudyDate", "DA", 8, "2", STUDY, False, False,
+              "", "StudyDate", "study date"),
+    Attribute("study_time", "StudyTime", "TM", 16, "2", STUDY, False, False,
+              "", "StudyTime", "study time"),
+    Attribute("referenced_studies", "ReferencedStudySequence", "SQ", 0, "3", STUDY, False, False,
+              "ReferencedStudySequence", "", "referenced study"),
+    Attribute("requested_procedure_id", "RequestedProcedureID", "SH", 16, "1", REQUEST, False, False,
+              "RequestedProcedureID", "", "requested procedure ID"),
+    Attribute("requested_procedure_description", "RequestedProcedureDescription", "LO", 64, "3", REQUEST, False, False,
+              "RequestedProcedureDescription", "", "requested procedure description"),
+    Attribute("scheduled_step_id", "ScheduledProcedureStepID", "SH", 16, "1", REQUEST, False, False,
+              STEP + "ScheduledProcedureStepID", "", "scheduled procedure step ID"),
+    Attribute("scheduled_step_description", "ScheduledProcedureStepDescription", "LO", 64, "3", REQUEST, False, False,
+              STEP + "ScheduledProcedureStepDescription", "", "scheduled procedure step description"),
+    Attribute("modality", "Modality", "CS", 16, "1", SERIES, False, False,
+              "", "", "modality"),
+)
 
 
 class StudyError(KioskError):
@@ -104,41 +173,43 @@ class StudyContext:
 
     @classmethod
     def from_worklist(cls, ds: Any, source_ae: str = "") -> "StudyContext":
-        """A context from a Modality Worklist item (IHE RAD TF-2 Appendix A mapping)."""
-        step = _first(ds, "ScheduledProcedureStepSequence")
-        refs = tuple(
-            ReferencedStudy(str(item.get("ReferencedSOPClassUID", "")), str(item.get("ReferencedSOPInstanceUID", "")))
-            for item in ds.get("ReferencedStudySequence", None) or ()
-            if item.get("ReferencedSOPInstanceUID")
-        )
-        procedure = _text(ds, "RequestedProcedureDescription")
-        return cls(
-            **_patient_and_order(ds),
-            study_description=procedure,
-            study_uid=_text(ds, "StudyInstanceUID"),
-            study_id=_text(ds, "StudyID") or _text(ds, "RequestedProcedureID")[:16],
-            requested_procedure_id=_text(ds, "RequestedProcedureID"),
-            requested_procedure_description=procedure,
-            scheduled_step_id=_text(step, "ScheduledProcedureStepID") if step else "",
-            scheduled_step_description=_text(step, "ScheduledProcedureStepDescription") if step else "",
-            referenced_studies=refs,
-            origin=WORKLIST,
-            source_ae=source_ae,
-        ).normalized()
+        """A context from a Modality Worklist item (IHE RAD TF-2 Appendix A mapping, ``Attribute.worklist``)."""
+        return cls._read(ds, "worklist", WORKLIST, source_ae)
 
     @classmethod
     def from_pacs_study(cls, ds: Any, source_ae: str = "") -> "StudyContext":
-        """A context from a Study Root C-FIND result: new images join that study."""
-        return cls(
-            **_patient_and_order(ds),
-            study_description=_text(ds, "StudyDescription"),
-            study_uid=_text(ds, "StudyInstanceUID"),
-            study_id=_text(ds, "StudyID"),
-            study_date=_text(ds, "StudyDate"),
-            study_time=_text(ds, "StudyTime"),
-            origin=PACS,
-            source_ae=source_ae,
-        ).normalized()
+        """A context from a Study Root C-FIND result (``Attribute.query``): new images join that study."""
+        return cls._read(ds, "query", PACS, source_ae)
+
+    @classmethod
+    def _read(cls, ds: Any, column: str, origin: str, source_ae: str) -> "StudyContext":
+        values = {a.field: _read(ds, getattr(a, column), a.vr) for a in ATTRIBUTES if getattr(a, column)}
+        return cls(**values, charset=_charset(ds), origin=origin, source_ae=source_ae).normalized()
+
+    # -- the JSON form (session store, any file holding a context) ----------
+
+    def to_json(self) -> dict[str, Any]:
+        """The context as JSON-ready data: every field by name, the source's character set included."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["referenced_studies"] = [{"sop_class_uid": r.sop_class_uid, "sop_instance_uid": r.sop_instance_uid}
+                                      for r in self.referenced_studies]
+        data["charset"] = self.charset if isinstance(self.charset, str) else list(self.charset)
+        data["original"], data["misread"] = dict(self.original), dict(self.misread)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StudyContext":
+        """Back from ``to_json`` (unknown keys, e.g. of older kiosk versions, are left out);
+        ``ValueError`` when ``data`` is no such object."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the study context is a JSON {type(data).__name__}, not an object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        values["referenced_studies"] = tuple(ReferencedStudy(str(r["sop_class_uid"]), str(r["sop_instance_uid"]))
+                                             for r in values.get("referenced_studies", ()))
+        if isinstance(values.get("charset"), list):
+            values["charset"] = tuple(values["charset"])
+        return cls(**values)
 
     def with_reading(self, utf8: "StudyContext") -> "StudyContext":
         """This context (as declared) noting in ``misread`` where ``utf8``, the same item read as UTF-8, differs."""
@@ -165,10 +236,10 @@ class StudyContext:
         original = dict(self.original)
         edited = replace(self, **changes).normalized()
         if self.origin != MANUAL:
-            for name, keyword in DEMOGRAPHICS.items():
-                before, after = getattr(self, name), getattr(edited, name)
-                if before != after and keyword not in original:
-                    original[keyword] = before
+            for a in ATTRIBUTES:
+                before, after = getattr(self, a.field), getattr(edited, a.field)
+                if a.tracked and before != after and a.keyword not in original:
+                    original[a.keyword] = before
         return replace(edited, original=original)
 
     def normalized(self) -> "StudyContext":
@@ -181,7 +252,7 @@ class StudyContext:
             values[f.name] = value
         values["sex"] = values["sex"].upper()
         values["modality"] = values["modality"].upper()
-        for name in ("birth_date", "study_date"):
+        for name in (a.field for a in ATTRIBUTES if a.vr == "DA"):
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", values[name]):
                 values[name] = values[name].replace("-", "")
         return replace(self, **values)
@@ -199,28 +270,10 @@ class StudyContext:
             out.append("patient ID: is empty; give the patient's ID (or pick a worklist item)")
         if not self.patient_name:
             out.append("patient name: is empty; give it as Family^Given")
-        out += _check_pn("patient name", self.patient_name)
-        out += _check_pn("referring physician", self.referring_physician)
-        for label, value, limit in (
-            ("patient ID", self.patient_id, 64),
-            ("issuer of patient ID", self.issuer, 64),
-            ("accession number", self.accession, 16),
-            ("study description", self.study_description, 64),
-            ("study ID", self.study_id, 16),
-            ("requested procedure ID", self.requested_procedure_id, 16),
-            ("requested procedure description", self.requested_procedure_description, 64),
-            ("scheduled procedure step ID", self.scheduled_step_id, 16),
-            ("scheduled procedure step description", self.scheduled_step_description, 64),
-        ):
-            out += _check_text(label, value, limit)
-        out += _check_date("birth date", self.birth_date, not_after=dt.date.today())
-        out += _check_date("study date", self.study_date)
-        if self.study_time and not re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", self.study_time):
-            out.append(f"study time: {self.study_time!r} is not a time; write HHMMSS")
+        for a in ATTRIBUTES:
+            out += _CHECKS.get(a.vr, _no_check)(a, getattr(self, a.field))
         if self.sex not in ("", "M", "F", "O"):
             out.append(f"sex: {self.sex!r} is not M, F or O (other); leave it empty if unknown")
-        if self.study_uid:
-            out += check_uid("study instance UID", self.study_uid)
         if self.modality and not re.fullmatch(r"[A-Z0-9_ ]{1,16}", self.modality):
             out.append(f"modality: {self.modality!r} is not a DICOM modality code such as OT, DOC, XC")
         return out
@@ -241,6 +294,21 @@ def check_uid(label: str, value: str) -> list[str]:
     return []
 
 
+def _no_check(attribute: Attribute, value: Any) -> list[str]:
+    return []
+
+
+def _check_time(attribute: Attribute, value: str) -> list[str]:
+    if value and not re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", value):
+        return [f"{attribute.label}: {value!r} is not a time; write HHMMSS"]
+    return []
+
+
+def _check_date_of(attribute: Attribute, value: str) -> list[str]:
+    # Only the patient's date (of birth) cannot lie ahead.
+    return _check_date(attribute.label, value, not_after=dt.date.today() if attribute.module == PATIENT else None)
+
+
 def _check_text(label: str, value: str, limit: int) -> list[str]:
     out = []
     if len(value) > limit:
@@ -252,7 +320,7 @@ def _check_text(label: str, value: str, limit: int) -> list[str]:
     return out
 
 
-def _check_pn(label: str, value: str) -> list[str]:
+def _check_pn(label: str, value: str, limit: int) -> list[str]:
     if not value:
         return []
     groups = value.split("=")
@@ -260,8 +328,8 @@ def _check_pn(label: str, value: str) -> list[str]:
     if len(groups) > 3:
         out.append(f"{label}: has {len(groups)} '='-separated groups; at most 3 (alphabetic=ideographic=phonetic)")
     for group in groups:
-        if len(group) > 64:
-            out.append(f"{label}: the part {group[:20]!r}... is {len(group)} characters; at most 64 per group")
+        if len(group) > limit:
+            out.append(f"{label}: the part {group[:20]!r}... is {len(group)} characters; at most {limit} per group")
         if group.count("^") > 4:
             out.append(f"{label}: {group!r} has more than 5 '^'-separated parts (Family^Given^Middle^Prefix^Suffix)")
     if "\\" in value:
@@ -287,24 +355,31 @@ def _check_date(label: str, value: str, not_after: dt.date | None = None) -> lis
     return []
 
 
-def _first(ds: Any, keyword: str) -> Any:
-    seq = ds.get(keyword, None)
-    return seq[0] if seq else None
-
-
-def _patient_and_order(ds: Any) -> dict[str, Any]:
-    """The fields a worklist item and a PACS study both carry, in the dataset's character set."""
-    keywords = {"patient_name": "PatientName", "patient_id": "PatientID", "issuer": "IssuerOfPatientID",
-                "birth_date": "PatientBirthDate", "sex": "PatientSex", "accession": "AccessionNumber",
-                "referring_physician": "ReferringPhysicianName"}
-    return {field: _text(ds, keyword) for field, keyword in keywords.items()} | {"charset": _charset(ds)}
-
-
-def _text(ds: Any, keyword: str) -> str:
+def _read(ds: Any, path: str, vr: str) -> Any:
+    """The value at ``path`` ("Keyword" or "Sequence>Keyword", first item) as text, in the dataset's
+    character set; a ``ReferencedStudy`` tuple for the Referenced Study Sequence."""
+    *outer, keyword = path.split(">")
+    for sequence in outer:
+        items = ds.get(sequence, None) if ds is not None else None
+        ds = items[0] if items else None
     value = ds.get(keyword, None) if ds is not None else None
+    if vr == "SQ":
+        return tuple(ReferencedStudy(str(item.get("ReferencedSOPClassUID", "")),
+                                     str(item.get("ReferencedSOPInstanceUID", "")))
+                     for item in value or () if item.get("ReferencedSOPInstanceUID"))
     if value is None:
         return ""
     return str(value.value if hasattr(value, "value") else value)
+
+
+_CHECKS = {
+    "PN": lambda a, value: _check_pn(a.label, value, a.limit),
+    "LO": lambda a, value: _check_text(a.label, value, a.limit),
+    "SH": lambda a, value: _check_text(a.label, value, a.limit),
+    "DA": _check_date_of,
+    "TM": _check_time,
+    "UI": lambda a, value: check_uid(a.label, value) if value else [],
+}
 
 
 def _charset(ds: Any) -> str | tuple[str, ...]:

@@ -18,16 +18,8 @@ from typing import Any
 from kiosk.cli.results import DOUBT_KEY
 from kiosk.study import CONVERSION_TYPES, StudyContext, StudyError
 
-# option dest -> StudyContext field
-_FIELDS = {
-    "patient_name": "patient_name",
-    "patient_id": "patient_id",
-    "birth_date": "birth_date",
-    "sex": "sex",
-    "accession": "accession",
-    "study_description": "study_description",
-    "study_uid": "study_uid",
-}
+# The typed options, each named for the StudyContext field it sets (--patient-name: patient_name).
+_FIELDS = ("patient_name", "patient_id", "birth_date", "sex", "accession", "study_description", "study_uid", "modality")
 
 
 def add_study_options(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +41,7 @@ def add_study_options(parser: argparse.ArgumentParser) -> None:
 
 def study_from_args(args: argparse.Namespace, config: Any = None) -> StudyContext:
     """The study context the options describe; raises ``StudyError`` (one line per bad field)."""
-    typed = {field: getattr(args, dest, None) for dest, field in _FIELDS.items()}
-    typed["modality"] = getattr(args, "modality", None)
+    typed = {field: getattr(args, field, None) for field in _FIELDS}
     if getattr(args, "worklist_item", None):
         source = args.worklist_item
         context = StudyContext.from_worklist(read_worklist_item(source))

@@ -1,11 +1,14 @@
 """Specific Character Set (0008,0005): chosen from the content so names round-trip.
 
-Order of preference: the character set the data came in (a worklist's own,
-e.g. Japanese ``\\ISO 2022 IR 87`` with ideographic and phonetic name groups)
-if it holds every value exactly; no Specific Character Set for plain ASCII;
-``ISO_IR 100`` (Latin-1) when that suffices; ``ISO_IR 192`` (UTF-8) for
-everything else. A value is accepted for a set only if encoding and decoding
-it gives it back unchanged, so ``?`` replacement characters never reach a file.
+Order of preference: the character set the data came in (the study
+context's ``charset``: a worklist item's own, e.g. Japanese
+``\\ISO 2022 IR 87`` with ideographic and phonetic name groups, whether the
+item was read from the C-FIND response or from a ``--worklist-item`` file,
+which keeps (0008,0005)) if it holds every value exactly; no Specific
+Character Set for plain ASCII; ``ISO_IR 100`` (Latin-1) when that suffices;
+``ISO_IR 192`` (UTF-8) for everything else. A value is accepted for a set
+only if encoding and decoding it gives it back unchanged, so ``?``
+replacement characters never reach a file.
 
 ``misreadings`` finds values that came in declared Latin-1 (or the default
 repertoire) whose bytes are valid multi-byte UTF-8: a sender that wrote UTF-8

@@ -2,12 +2,14 @@
 General Series, General and SC Equipment, SOP Common, Original Attributes.
 
 Each ``add_*`` function fills one module (or a group of related ones) of a
-dataset from the study context and the batch settings.
+dataset from the study context and the batch settings; the patient, study
+and request attributes follow the study-context table (``kiosk.study.ATTRIBUTES``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -16,7 +18,7 @@ from kiosk import __version__
 from kiosk.capture import Capture, SourceKind
 from kiosk.dicomize.batch import BatchState, dicom_date, dicom_time
 from kiosk.dicomize.uids import MANUFACTURER, MODEL_NAME
-from kiosk.study import StudyContext
+from kiosk.study import ATTRIBUTES, PATIENT, REQUEST, STUDY, Attribute, StudyContext
 
 CONVERSION_TYPE = {
     SourceKind.SCANNED_DOCUMENT: "SD",
@@ -47,26 +49,15 @@ def patient_age(birth_date: str, on: dt.date) -> str:
 
 
 def add_patient_and_study(ds: Dataset, batch: BatchState) -> None:
-    """Patient, General Study and Patient Study modules, plus the order (request) attributes."""
+    """Patient, General Study and Patient Study modules from the study context (``kiosk.study.ATTRIBUTES``)."""
     study: StudyContext = batch.study
-    ds.PatientName = study.patient_name
-    ds.PatientID = study.patient_id
-    if study.issuer:
-        ds.IssuerOfPatientID = study.issuer
-    ds.PatientBirthDate = study.birth_date
-    ds.PatientSex = study.sex
-    ds.StudyInstanceUID = batch.study_uid
-    ds.StudyDate = batch.study_date
-    ds.StudyTime = batch.study_time
-    ds.ReferringPhysicianName = study.referring_physician
-    # Study ID is what DICOMDIRs and some viewers list; invent one when the order gave none.
-    ds.StudyID = study.study_id or study.accession[:16] or batch.now.strftime("%y%m%d%H%M%S")
-    ds.AccessionNumber = study.accession
-    if study.study_description:
-        ds.StudyDescription = study.study_description
-    if study.referenced_studies:
-        ds.ReferencedStudySequence = Sequence([_reference(r.sop_class_uid, r.sop_instance_uid)
-                                               for r in study.referenced_studies])
+    # Type 1 and the Study ID, which DICOMDIRs and some viewers list, get a value when the context has none.
+    defaults = {"study_uid": batch.study_uid, "study_date": batch.study_date, "study_time": batch.study_time,
+                "study_id": study.requested_procedure_id[:16] or study.accession[:16]
+                or batch.now.strftime("%y%m%d%H%M%S")}
+    for attribute in ATTRIBUTES:
+        if attribute.module in (PATIENT, STUDY):
+            _put(ds, attribute, getattr(study, attribute.field) or defaults.get(attribute.field, ""))
     age = patient_age(study.birth_date, dt.datetime.strptime(batch.study_date, "%Y%m%d").date())
     if age:
         ds.PatientAge = age
@@ -77,19 +68,23 @@ def add_request_attributes(ds: Dataset, study: StudyContext) -> None:
     if not (study.requested_procedure_id or study.scheduled_step_id):
         return
     item = Dataset()
-    item.RequestedProcedureID = study.requested_procedure_id
-    if study.accession:
-        item.AccessionNumber = study.accession
-    if study.study_uid:
-        item.StudyInstanceUID = study.study_uid
-    if study.requested_procedure_description:
-        item.RequestedProcedureDescription = study.requested_procedure_description
-    item.ScheduledProcedureStepID = study.scheduled_step_id
-    if study.scheduled_step_description:
-        item.ScheduledProcedureStepDescription = study.scheduled_step_description
+    for attribute in ATTRIBUTES:
+        if attribute.module == REQUEST:
+            _put(item, attribute, getattr(study, attribute.field))
+        elif attribute.request and getattr(study, attribute.field):  # the order's own values only
+            setattr(item, attribute.keyword, getattr(study, attribute.field))
     ds.RequestAttributesSequence = Sequence([item])
     if study.scheduled_step_description:
         ds.PerformedProcedureStepDescription = study.scheduled_step_description
+
+
+def _put(ds: Dataset, attribute: Attribute, value: Any) -> None:
+    """Write ``value`` as the attribute's Type asks: Type 3 only when known."""
+    if not value and attribute.type == "3":
+        return
+    if attribute.vr == "SQ":
+        value = Sequence([_reference(r.sop_class_uid, r.sop_instance_uid) for r in value])
+    setattr(ds, attribute.keyword, value)
 
 
 def add_series(ds: Dataset, batch: BatchState, series_uid: str, series_number: int, modality: str) -> None:

@@ -145,8 +145,11 @@ def _no_answer(node: NodeConfig, what: str, waited: float) -> errors.NetworkErro
 
 
 def to_json(ds: "Dataset") -> dict:
-    """PS3.18 F.2 DICOM JSON; values are Unicode, so the character set becomes ISO_IR 192."""
+    """PS3.18 F.2 DICOM JSON: the values in Unicode, Specific Character Set still the response's own.
+
+    The JSON text is UTF-8 whatever (0008,0005) says; keeping the source's term
+    (DICOM CP 2518) lets a context read from the file choose the same character
+    set for its objects as one read from the C-FIND response itself."""
     out = ds.copy()
-    out.decode()  # with the response's own Specific Character Set, before we relabel it
-    out.SpecificCharacterSet = "ISO_IR 192"
+    out.decode()  # with the response's own Specific Character Set
     return out.to_json_dict()

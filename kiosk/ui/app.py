@@ -235,8 +235,8 @@ class KioskApp(App):
             return ""
         c = self.session.context
         return text.markup(T["banner"].format(
-            name=text.person_name(c.get("patient_name", "")), patient_id=c.get("patient_id", ""),
-            birth_date=text.date(c.get("birth_date", "")) or "?"))
+            name=text.person_name(c.patient_name), patient_id=c.patient_id,
+            birth_date=text.date(c.birth_date) or "?"))
 
     banner_markup = AliasProperty(_banner_markup, None, bind=("session", "session_revision"))
 
@@ -248,12 +248,10 @@ class KioskApp(App):
         Clock.schedule_once(on_ui)
 
     def start_session(self, context: Any) -> None:
-        """Begin capturing for a confirmed patient (a StudyContext or a context dict)."""
-        from kiosk.session import context_to_dict
-
+        """Begin capturing for a confirmed patient (a ``StudyContext``)."""
         if self.session is not None:
             self.end_session()
-        self.session = self.store.start(context_to_dict(context))
+        self.session = self.store.start(context)
         self._session_changed()
         self.go("acquire")
 

@@ -238,9 +238,8 @@ class Services:
         """Build the session's objects and queue them durably in the outbox for each destination."""
         from kiosk.dicomize import BuildOptions
         from kiosk.outbox.destinations import DicomDestination
-        from kiosk.session import context_from_dict
 
-        study = context_from_dict(session.context)
+        study = session.context
         options = BuildOptions.from_config(self.config, series_description=session.series_description or None,
                                            multiframe=session.multiframe)
         datasets = build_session(session, study, options)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kiosk.study import StudyContext
+
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
 ROOT = Path(__file__).parent.parent.parent
 
@@ -41,7 +43,7 @@ def test_live_preview_1080p30(kiosk_ui, mjpeg_stream, tmp_path):
     from kiosk.config import parse_config
 
     ui = kiosk_ui(parse_config({"ui": {"sessions_dir": str(tmp_path / "s")}}))
-    ui.app.start_session({"patient_name": "BENCH^PREVIEW", "patient_id": "B1"})
+    ui.app.start_session(StudyContext(patient_name="BENCH^PREVIEW", patient_id="B1"))
     acquire = ui.screen("acquire")
     acquire.select(DeviceInfo(uri=f"video:{mjpeg_stream.url}", name="1080p30 stream", kind="camera"))
     ui.wait(lambda: acquire.frames_shown > 3, timeout=30, what="the first frames")
@@ -64,7 +66,7 @@ def test_ui_frames_while_scanning_encoding_sending(kiosk_ui, tmp_path):
     try:
         ui = kiosk_ui(config, demo=peers)
         idle = pump_timed(ui, 2.0 if QUICK else 5.0)
-        ui.app.start_session({"patient_name": "BENCH^LOAD", "patient_id": "B2", "accession": "B2"})
+        ui.app.start_session(StudyContext(patient_name="BENCH^LOAD", patient_id="B2", accession="B2"))
         acquire = ui.screen("acquire")
         pages = 3 if QUICK else 10
         ui.wait(lambda: acquire.devices, what="devices")

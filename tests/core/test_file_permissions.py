@@ -53,8 +53,9 @@ def test_session_folders_and_files(tmp_path):
         import numpy as np
         from kiosk.capture import Capture, EncodedFormat, SourceKind
         from kiosk.session import SessionStore
+        from kiosk.study import StudyContext
 
-        session = SessionStore({str(base)!r}).start({{"patient_name": "Doe^Jane", "birth_date": "19800101"}})
+        session = SessionStore({str(base)!r}).start(StudyContext(patient_name="Doe^Jane", birth_date="19800101"))
         session.add(Capture(SourceKind.SCANNED_DOCUMENT, pixels=np.zeros((8, 8), np.uint8)))
         session.add(Capture(SourceKind.VIDEO_FRAME, encoded=b"\\xff\\xd8jpeg\\xff\\xd9",
                             encoded_format=EncodedFormat.JPEG))

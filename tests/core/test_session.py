@@ -10,8 +10,9 @@ import pytest
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.session import ABANDONED, OPEN, SessionStore
+from kiosk.study import StudyContext
 
-CONTEXT = {"patient_name": "MÜLLER^JÜRGEN", "patient_id": "PID100", "accession": "ACC100"}
+CONTEXT = StudyContext(patient_name="MÜLLER^JÜRGEN", patient_id="PID100", accession="ACC100")
 
 
 def page(value: int, shape=(40, 30)) -> Capture:

@@ -118,7 +118,9 @@ def test_cli_worklist_json_is_dicom_json(wlmscpfs, capsys):
     items = json.loads(capsys.readouterr().out)
     back = {str(d.PatientID): str(d.PatientName) for d in map(Dataset.from_json, items)}
     assert back == EXPECTED
-    assert all(item["00080005"]["Value"] == ["ISO_IR 192"] for item in items)
+    # The JSON text is UTF-8; (0008,0005) still names the character set each item came in.
+    charsets = {str(d.PatientID): d.SpecificCharacterSet for d in map(Dataset.from_json, items)}
+    assert charsets == {"PID100": "ISO_IR 100", "PID192": "ISO_IR 192", "PID087": ["", "ISO 2022 IR 87"]}
 
 
 def test_cli_worklist_table(wlmscpfs, capsys):

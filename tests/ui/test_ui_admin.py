@@ -103,7 +103,7 @@ def test_abandoned_session_resumes_from_outbox(kiosk_ui, demo):
     ui.tap(row.ids.resume)
     ui.tap(ui.wait(lambda: ui.modal(ConfirmCard), what="the patient confirmation").ids.yes)
     ui.wait(lambda: ui.app.manager.current == "review", what="the review screen")
-    assert ui.app.session.context["patient_id"] == "DEMO001" and len(ui.app.session) == 1
+    assert ui.app.session.context.patient_id == "DEMO001" and len(ui.app.session) == 1
     assert "DEMO001" in ui.app.root.ids.banner.ids.patient.text
 
 

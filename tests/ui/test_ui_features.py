@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from kiosk.study import StudyContext
 from kiosk.ui.strings import T
 from tests.ui.test_ui_admin import press_pin
 from tests.ui.test_ui_flow import demo, open_source, start_session_by_barcode  # noqa: F401 (fixture)
@@ -60,7 +61,7 @@ def test_session_keeps_a_clip_on_disk(tmp_path):
     from kiosk.session import SessionStore
 
     store = SessionStore(tmp_path)
-    session = store.start({"patient_name": "CLIP^TEST", "patient_id": "C1"})
+    session = store.start(StudyContext(patient_name="CLIP^TEST", patient_id="C1"))
     frames = [Capture(kind=SourceKind.VIDEO_FRAME, pixels=np.full((4, 6, 3), i, np.uint8), index=i, frame_rate=25.0)
               for i in range(5)]
     session.add_clip(frames)
@@ -330,7 +331,7 @@ def test_scroll_views_clip_with_the_scissor_not_the_stencil(kiosk_ui, demo):
 
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    ui.app.start_session({"patient_name": "CLIP^VIEW", "patient_id": "V1"})
+    ui.app.start_session(StudyContext(patient_name="CLIP^VIEW", patient_id="V1"))
     acquire = ui.screen("acquire")
     ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
     view = acquire.ids.tiles.parent
@@ -398,8 +399,8 @@ def test_utf8_declared_latin1_needs_the_operators_choice(kiosk_ui, tmp_path, wlm
     ui.tap(confirm.ids.yes)
     ui.wait(lambda: ui.app.session is not None, what="the session")
     context = ui.app.session.context
-    assert context["patient_name"] == "ŠIMKOVÁ^ANNA" and context["misread"] == {}
-    assert context["requested_procedure_description"] == "Rentgen hrudníku"
+    assert context.patient_name == "ŠIMKOVÁ^ANNA" and context.misread == {}
+    assert context.requested_procedure_description == "Rentgen hrudníku"
 
     before = set(patient.ids.rows.children)
     ui.app.end_session()
@@ -412,4 +413,4 @@ def test_utf8_declared_latin1_needs_the_operators_choice(kiosk_ui, tmp_path, wlm
     [confirm] = ui.wait(lambda: _cards(T["confirm_title"]), what="the confirmation card")
     ui.tap(confirm.ids.yes)
     ui.wait(lambda: ui.app.session is not None, what="the session")
-    assert ui.app.session.context["patient_name"] == "Å\xa0IMKOVÃ\x81^ANNA"
+    assert ui.app.session.context.patient_name == "Å\xa0IMKOVÃ\x81^ANNA"

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from kiosk.study import StudyContext
 from kiosk.ui.strings import T
 from tests.ui.test_ui_admin import press_pin
 from tests.ui.test_ui_flow import demo, open_source, scan_one_page, start_session_by_barcode  # noqa: F401 (fixture)
@@ -212,7 +213,7 @@ def test_resume_from_the_outbox_confirms_the_patient_first(kiosk_ui, demo):
     ui.tap(row.ids.resume)
     ui.tap(ui.wait(lambda: ui.modal(ConfirmCard), what="the confirmation card").ids.yes)
     ui.wait(lambda: ui.app.manager.current == "review", what="the review screen")
-    assert ui.app.session.context["patient_id"] == "DEMO001" and len(ui.app.session) == 1
+    assert ui.app.session.context.patient_id == "DEMO001" and len(ui.app.session) == 1
     assert "DEMO001" in ui.app.root.ids.banner.ids.patient.text
 
 
@@ -223,7 +224,7 @@ def test_screens_follow_changes_made_to_the_session_elsewhere(kiosk_ui, demo):
 
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    ui.app.start_session({"patient_name": "STATE^TEST", "patient_id": "S1"})
+    ui.app.start_session(StudyContext(patient_name="STATE^TEST", patient_id="S1"))
     acquire = ui.screen("acquire")
     ui.pump(3)
     assert T["items_in_session"].format(count=0) in texts(acquire) and acquire.ids.review.disabled

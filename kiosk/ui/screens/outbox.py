@@ -82,7 +82,7 @@ class OutboxScreen(KioskScreen):
             context = entry["context"]
             row = Factory.KeptRow()
             row.text = text.markup(T["kept_line"].format(
-                name=text.person_name(context.get("patient_name", "")), patient_id=context.get("patient_id", ""),
+                name=text.person_name(context.patient_name), patient_id=context.patient_id,
                 count=entry["count"], created=entry["created"].replace("T", " ")))
             row.ids.resume.bind(on_release=lambda _b, e=entry: self.resume(e))
             row.ids.discard.bind(on_release=lambda _b, e=entry: self.discard(e))
