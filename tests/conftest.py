@@ -33,6 +33,11 @@ from peers import dciodvfy as run_dciodvfy  # noqa: E402
 from peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
 from ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/test_ui_*.py)
 
+from kiosk.net import fastpath  # noqa: E402
+
+#: KIOSK_FAST_PATH=false runs the suite on stock pynetdicom (packaging/test.sh does so for the network tests).
+FAST_PATH = fastpath.env_override() is not False
+
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 NETNS_PROBLEM: str | None = None
@@ -73,6 +78,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     test needs the locks for writing.
     """
     items.sort(key=lambda item: 0 if item.path.name.startswith("test_ui_") else 1)
+    if not FAST_PATH:
+        skip = pytest.mark.skip(reason="tests the fast path, which KIOSK_FAST_PATH=false turns off")
+        for item in items:
+            if item.get_closest_marker("fast_path"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fast_path_setting():
+    """Each test starts with the fast path as ``$KIOSK_FAST_PATH`` says (on when unset), whatever the last one set.
+
+    CLI subprocesses read the variable themselves (it overrides ``[network] fast_path``).
+    """
+    fastpath.enable(FAST_PATH)
+    yield
+    fastpath.enable(FAST_PATH)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -257,7 +257,7 @@ def test_store_command_is_what_pynetdicom_would_encode():
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import encode
 
-    from kiosk.net.pdata import store_command
+    from kiosk.net.fastpath.pdata import store_command
 
     for sop_class, sop_instance, message_id in [(SecondaryCaptureImageStorage, "1.2.3.4", 1),
                                                 ("1.2.840.10008.5.1.4.1.1.104.1", "1.2.826.0.1.3680043.10.543.77", 65535)]:

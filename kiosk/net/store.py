@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Seq
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
-from kiosk.net import errors
+from kiosk.net import errors, fastpath
 from kiosk.net.nodes import associate, release
 from kiosk.part10 import FileMeta
 
@@ -382,13 +382,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
 
     from pydicom.uid import UID
 
-    from pynetdicom import _config as pynetdicom_config
-
-    from kiosk.net import pdata
-
-    # Send files as they are (pynetdicom would otherwise decode and re-encode
-    # each one); we only send a file unchanged under its own transfer syntax.
-    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+    # On the fast path files go as they are (we only send a file unchanged under its own transfer syntax).
+    fastpath.prepare_store()
 
     bytes_total = sum(i.size for i in instances)
     state = {"done": 0, "bytes": 0, "current": None}
@@ -403,7 +398,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     reused = keep.take(contexts) if keep is not None else None
     if reused is None:
         assoc = associate(node, local, contexts, what="the objects to send (Storage)")
-        sender = pdata.FileSender.for_association(assoc)
+        sender = fastpath.file_sender(assoc)
         proposed = _context_keys(contexts)
     else:
         assoc, sender, proposed = reused
