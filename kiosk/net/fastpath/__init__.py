@@ -25,12 +25,15 @@ pynetdicom's private names (tests/test_fastpath_boundary.py).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
     from kiosk.config import Config
     from kiosk.net.fastpath.pdata import FileSender
+
+log = logging.getLogger(__name__)
 
 #: Overrides ``[network] fast_path`` for one process (and the processes it starts): "true" or "false".
 ENV_VAR = "KIOSK_FAST_PATH"
@@ -65,6 +68,9 @@ def apply(config: "Config") -> None:
     """Take the configuration's ``[network] fast_path`` into effect for this process (``$KIOSK_FAST_PATH`` wins)."""
     override = env_override()
     enable(override if override is not None else config.extra.get("network", {}).get("fast_path", True))
+    if not _enabled:
+        log.info("networking on stock pynetdicom (fast path off by %s)",
+                 ENV_VAR if override is not None else "[network] fast_path = false")
 
 
 def make_ae(ae_title: str) -> Any:
