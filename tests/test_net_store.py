@@ -165,6 +165,7 @@ def test_cli_store_refused_names_node_and_exits_1(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.fast_path  # TCP_NODELAY and quick ACKs are the fast path's
 @pytest.mark.parametrize("peer_env", [{"TCP_NODELAY": "1"}, {}], ids=["peer-nodelay", "peer-default"])
 def test_small_stores_do_not_wait_for_delayed_acks(tmp_path, peer_env):
     """A small C-STORE takes a few ms, not ~40: our TCP_NODELAY (else Nagle holds our data), and our

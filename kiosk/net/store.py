@@ -172,13 +172,15 @@ def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | st
 
     A file not ``known`` (the outbox checked those when accepting them) must
     hold a whole data set: a broken one would make the peer abort the association.
+    Off the fast path every file is checked: pynetdicom re-encodes what pydicom
+    reads, and would send a file cut short as a shorter, valid-looking data set.
     """
     from kiosk.dataset_check import check_complete
     from kiosk.part10 import NotPart10Error, read_meta
 
     try:
         meta = (known and known.meta) or read_meta(path)
-        if known is None:
+        if known is None or not fastpath.enabled():
             check_complete(path, meta.transfer_syntax)
         size = known.size if known else path.stat().st_size
     except NotPart10Error as exc:
