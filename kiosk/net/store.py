@@ -172,15 +172,13 @@ def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | st
 
     A file not ``known`` (the outbox checked those when accepting them) must
     hold a whole data set: a broken one would make the peer abort the association.
-    Off the fast path every file is checked: pynetdicom re-encodes what pydicom
-    reads, and would send a file cut short as a shorter, valid-looking data set.
     """
     from kiosk.dataset_check import check_complete
     from kiosk.part10 import NotPart10Error, read_meta
 
     try:
         meta = (known and known.meta) or read_meta(path)
-        if known is None or not fastpath.enabled():
+        if known is None:
             check_complete(path, meta.transfer_syntax)
         size = known.size if known else path.stat().st_size
     except NotPart10Error as exc:
@@ -188,6 +186,24 @@ def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | st
     except OSError as exc:
         return f"cannot read the file ({exc.strerror or exc})"
     return _Instance(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax, size)
+
+
+def _incomplete(inst: _Instance) -> str | None:
+    """Why a file no longer holds a whole data set, or None.
+
+    Needed off the fast path for files the outbox accepted (and so are not
+    checked again): pynetdicom re-encodes what pydicom reads and would send a
+    file cut short as a shorter data set the peer takes, where the fast path
+    sends the file as it is and the peer aborts.
+    """
+    from kiosk.dataset_check import check_complete
+    from kiosk.part10 import NotPart10Error
+
+    try:
+        check_complete(inst.path, inst.transfer_syntax)
+    except NotPart10Error as exc:
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return None
 
 
 def build_contexts(instances: Sequence[_Instance], preferred: str | None = None) -> list:
@@ -440,6 +456,10 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                                                      f"cannot read the file ({exc.strerror or exc})"))
                 continue
             with source:
+                if known and inst.path in known and not fastpath.enabled() and (problem := _incomplete(inst)):
+                    result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                         "failed", problem))
+                    continue
                 try:
                     payload = _what_to_send(inst, syntaxes, preferred)
                 except Exception as exc:  # noqa: BLE001 - pydicom cannot decode or encode this data set: this one fails

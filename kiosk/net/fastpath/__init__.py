@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Overrides ``[network] fast_path`` for one process (and the processes it starts): "true" or "false".
 ENV_VAR = "KIOSK_FAST_PATH"
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_BOOLEANS = {"true": True, "false": False}
 
 _enabled = True
 
@@ -60,14 +60,18 @@ def env_override() -> bool | None:
     if value not in _BOOLEANS:
         from kiosk.errors import UsageError
 
-        raise UsageError(f"{ENV_VAR} is {os.environ[ENV_VAR]!r}", f"set it to true or false, or unset it to use [network] fast_path")
+        raise UsageError(f"{ENV_VAR} is {os.environ[ENV_VAR]!r}",
+                         "set it to true or false, or unset it to use [network] fast_path")
     return _BOOLEANS[value]
 
 
 def apply(config: "Config") -> None:
     """Take the configuration's ``[network] fast_path`` into effect for this process (``$KIOSK_FAST_PATH`` wins)."""
+    from kiosk.config import NETWORK_FIELDS
+
     override = env_override()
-    enable(override if override is not None else config.extra.get("network", {}).get("fast_path", True))
+    configured = config.extra.get("network", {}).get("fast_path", NETWORK_FIELDS["fast_path"].default)
+    enable(configured if override is None else override)
     if not _enabled:
         log.info("networking on stock pynetdicom (fast path off by %s)",
                  ENV_VAR if override is not None else "[network] fast_path = false")
