@@ -316,11 +316,16 @@ ACQUISITION_FIELDS: dict[str, Field] = {
     "stall_timeout": Field((int, float), 1.5, check_positive, "seconds without a frame before a video source counts as stalled"),
 }
 
+NETWORK_FIELDS: dict[str, Field] = {
+    "fast_path": Field(bool, True, None, "pynetdicom tuned by the kiosk (faster, guarded listener); false: stock pynetdicom only"),
+}
+
 EXTRA_SECTIONS: dict[str, dict[str, Field]] = {
     "outbox": OUTBOX_FIELDS,
     "ui": UI_FIELDS,
     "presets": PRESET_FIELDS,
     "acquisition": ACQUISITION_FIELDS,
+    "network": NETWORK_FIELDS,
 }
 
 

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what is
-# missing, then runs pytest. Extra arguments go to pytest.
+# missing, then runs pytest. Extra arguments go to pytest (and only that run
+# is made). Without arguments the network tests run a second time on stock
+# pynetdicom ([network] fast_path = false, through KIOSK_FAST_PATH), as CI does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash packaging/install-deps.sh
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+    exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest
+echo "--- the network tests again, fast path off (stock pynetdicom) ---"
+KIOSK_FAST_PATH=false exec .venv/bin/python -m pytest tests/net \
+    tests/outbox/test_outbox_delivery.py

@@ -25,6 +25,7 @@ try:
 except OSError:
     pass  # no libdbus: SDL will not load it either
 
+from kiosk.net import fastpath  # noqa: E402
 from tests.support import netns  # noqa: E402
 from tests.support.netns import need_isolation as _need_isolation  # noqa: E402
 from tests.support.peers import dciodvfy as run_dciodvfy  # noqa: E402
@@ -32,6 +33,9 @@ from tests.support.peers import start_orthanc, start_storescp, start_wlmscpfs  #
 from tests.support.ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/ui/)
 
 UI_TESTS = Path(__file__).parent / "ui"
+
+#: KIOSK_FAST_PATH=false runs the suite on stock pynetdicom (packaging/test.sh does so for the network tests).
+FAST_PATH = fastpath.env_override() is not False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,6 +48,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     test needs the locks for writing.
     """
     items.sort(key=lambda item: 0 if item.path.is_relative_to(UI_TESTS) else 1)
+    if not FAST_PATH:
+        skip = pytest.mark.skip(reason="tests the fast path, which KIOSK_FAST_PATH=false turns off")
+        for item in items:
+            if item.get_closest_marker("fast_path"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fast_path_setting():
+    """Each test starts with the fast path as ``$KIOSK_FAST_PATH`` says (on when unset), whatever the last one set.
+
+    CLI subprocesses read the variable themselves (it overrides ``[network] fast_path``).
+    """
+    fastpath.enable(FAST_PATH)
+    yield
+    fastpath.enable(FAST_PATH)
 
 
 def pytest_configure(config: pytest.Config) -> None:

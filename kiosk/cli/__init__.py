@@ -65,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = None
         if getattr(args, "needs_config", True):
             from kiosk.config import load_config
+            from kiosk.net import fastpath
 
             config = load_config(args.config)
+            fastpath.apply(config)  # [network] fast_path, for this process
         return int(args.run(args, config) or 0)
     except KioskError as error:
         if args.debug:

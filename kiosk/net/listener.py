@@ -3,7 +3,9 @@
 Only configured nodes may associate: the calling AE title must belong to a
 configured node and the connection must come from that node's host; anyone
 else gets A-ASSOCIATE-RJ "calling AE title not recognised" (permanent, service
-user). Connections are read by ``guard`` before pynetdicom sees them. A
+user). On the fast path connections are read by ``fastpath.guard`` before
+pynetdicom sees them and pynetdicom's own calling-AE check is made per host;
+off it, an EVT_REQUESTED handler sends the same rejection. A
 commitment report is matched to its waiting request by Transaction UID and
 taken only from the node the request went to (AE title and host).
 """
@@ -17,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from kiosk.config import Config, LocalConfig, NodeConfig
-from kiosk.net import errors, guard
-from kiosk.net.nodes import make_ae, tune_socket
+from kiosk.net import errors, fastpath
+from kiosk.net.nodes import make_ae
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,7 @@ def _log_rejection(event) -> None:  # noqa: ANN001 - pynetdicom Event
     meaning = errors.REJECT_REASONS.get(key, (f"source {key[0]}, reason {key[1]}",))[0]
     reason = "not a configured node" if key == (1, 3) else meaning
     log.warning("rejected an association from %s at %s: %s",
-                event.assoc.requestor.ae_title, event.assoc.requestor.address, reason)
+                event.assoc.requestor.primitive.calling_ae_title, event.assoc.requestor.address, reason)
 
 
 class Listener:
@@ -226,52 +228,47 @@ class Listener:
         """The calling AE titles accepted (each from its node's host only)."""
         return sorted(self._allowed)
 
+    def titles_from(self, address: str) -> list[str]:
+        """The calling AE titles accepted from ``address``."""
+        return [aet for aet in self._allowed if self.allows(aet, address)]
+
+    def _refuse_strangers(self, event) -> None:  # noqa: ANN001 - pynetdicom Event
+        """EVT_REQUESTED handler off the fast path: reject as pynetdicom's calling-AE check would.
+
+        pynetdicom skips its negotiation once a handler has rejected; like its
+        own rejection, this one ends the association's DUL thread.
+        """
+        assoc = event.assoc
+        if self.allows(assoc.requestor.primitive.calling_ae_title, assoc.requestor.address):
+            return
+        assoc.acse.send_reject(0x01, 0x01, 0x03)  # rejected-permanent, service user, calling AE title not recognised
+        _log_rejection(event)
+        assoc.kill()
+
     def start(self) -> "Listener":
         from pynetdicom import evt
-        from pynetdicom.association import Association
 
         ae = make_ae(self.local)
-        listener = self
-
-        class AllowList(list):
-            """pynetdicom's calling-AE check, made per connection: only titles allowed from this host."""
-
-            def __bool__(self) -> bool:
-                return True
-
-            def _titles(self) -> list[str]:
-                assoc = threading.current_thread()
-                address = assoc.requestor.address if isinstance(assoc, Association) else ""
-                return [aet for aet in listener._allowed if listener.allows(aet, address)]
-
-            def __iter__(self):
-                return iter(self._titles())
-
-            def __contains__(self, title: object) -> bool:
-                return title in self._titles()
-
-        ae._require_calling_aet = AllowList()
         ae.maximum_pdu_size = MAX_PDU
         ae.add_supported_context(VERIFICATION)
         ae.add_supported_context(STORAGE_COMMITMENT, scu_role=True, scp_role=True)
         handlers = [
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_N_EVENT_REPORT, self.reports.handle_event_report),
-            (evt.EVT_CONN_OPEN, lambda event: tune_socket(event.assoc.dul.socket.socket)),
             (evt.EVT_REJECTED, _log_rejection),
         ]
+        address = (self.bind, self.port)
         try:
-            self._server = ae.make_server((self.bind, self.port), evt_handlers=handlers,
-                                          server_class=guard.server_class(), doorkeeper=guard.Doorkeeper(self.knows))
+            if fastpath.enabled():
+                self._server = fastpath.serve(ae, address, handlers, titles_from=self.titles_from, knows=self.knows)
+            else:
+                self._server = ae.start_server(address, block=False,
+                                               evt_handlers=[*handlers, (evt.EVT_REQUESTED, self._refuse_strangers)])
         except OSError as exc:
             raise errors.NetworkError(
                 f"cannot listen on port {self.port} ({exc.strerror or exc})",
                 "another program (or another kiosk) uses that port; stop it or change [local] port",
                 transient=False) from None
-        # What ae.start_server(block=False) does, for the guarded server.
-        threading.Thread(target=self._server.serve_forever, name=f"KioskListener@{self._server.server_address[1]}",
-                         daemon=True).start()
-        ae._servers.append(self._server)
         self.port = self._server.server_address[1]
         with Listener._running_lock:
             Listener._running[self.port] = self

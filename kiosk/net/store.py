@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Seq
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
-from kiosk.net import errors
+from kiosk.net import errors, fastpath
 from kiosk.net.nodes import associate, release
 from kiosk.part10 import FileMeta
 
@@ -186,6 +186,24 @@ def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | st
     except OSError as exc:
         return f"cannot read the file ({exc.strerror or exc})"
     return _Instance(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax, size)
+
+
+def _incomplete(inst: _Instance) -> str | None:
+    """Why a file no longer holds a whole data set, or None.
+
+    Needed off the fast path for files the outbox accepted (and so are not
+    checked again): pynetdicom re-encodes what pydicom reads and would send a
+    file cut short as a shorter data set the peer takes, where the fast path
+    sends the file as it is and the peer aborts.
+    """
+    from kiosk.dataset_check import check_complete
+    from kiosk.part10 import NotPart10Error
+
+    try:
+        check_complete(inst.path, inst.transfer_syntax)
+    except NotPart10Error as exc:
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return None
 
 
 def build_contexts(instances: Sequence[_Instance], preferred: str | None = None) -> list:
@@ -382,13 +400,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
 
     from pydicom.uid import UID
 
-    from pynetdicom import _config as pynetdicom_config
-
-    from kiosk.net import pdata
-
-    # Send files as they are (pynetdicom would otherwise decode and re-encode
-    # each one); we only send a file unchanged under its own transfer syntax.
-    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+    # On the fast path files go as they are (we only send a file unchanged under its own transfer syntax).
+    fastpath.prepare_store()
 
     bytes_total = sum(i.size for i in instances)
     state = {"done": 0, "bytes": 0, "current": None}
@@ -403,7 +416,7 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     reused = keep.take(contexts) if keep is not None else None
     if reused is None:
         assoc = associate(node, local, contexts, what="the objects to send (Storage)")
-        sender = pdata.FileSender.for_association(assoc)
+        sender = fastpath.file_sender(assoc)
         proposed = _context_keys(contexts)
     else:
         assoc, sender, proposed = reused
@@ -443,6 +456,10 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                                                      f"cannot read the file ({exc.strerror or exc})"))
                 continue
             with source:
+                if known and inst.path in known and not fastpath.enabled() and (problem := _incomplete(inst)):
+                    result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                         "failed", problem))
+                    continue
                 try:
                     payload = _what_to_send(inst, syntaxes, preferred)
                 except Exception as exc:  # noqa: BLE001 - pydicom cannot decode or encode this data set: this one fails

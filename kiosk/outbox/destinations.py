@@ -258,7 +258,7 @@ def preload() -> None:
     """Import the network code (pydicom, pynetdicom: ~0.3 s) now, so that the first association does not wait for it."""
     import pynetdicom  # noqa: F401
 
-    import kiosk.net.pdata  # noqa: F401
+    import kiosk.net.fastpath.pdata  # noqa: F401
     import kiosk.net.store  # noqa: F401
 
 

@@ -75,6 +75,7 @@ def run_ui(config: Config, demo: Any = None) -> int:
                          "start it inside the touch screen's X session, or use the command-line tools "
                          "(kiosk --help; kiosk demo --headless for the demo peers)")
     prepare_environment()
+    from kiosk.net import fastpath; fastpath.apply(config)  # noqa: E702 - [network] fast_path, for this process
     from kiosk.config import UI_FIELDS
 
     configure_window({k: f.default for k, f in UI_FIELDS.items()} | config.extra.get("ui", {}))

@@ -16,7 +16,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from tests.net.test_listener_service import echoscu, write_config
 
-from kiosk.net.guard import DROPS_LOGGED, MAX_WAITING, REQUEST_TIMEOUT, DropLog
+from kiosk.net.fastpath.guard import DROPS_LOGGED, MAX_WAITING, REQUEST_TIMEOUT, DropLog
 
 STRANGER = "127.0.0.2"  # a loopback address that is no configured node's host
 MB = 1024 * 1024
@@ -104,6 +104,7 @@ def echo_as_pacs(port: int) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.fast_path  # the guard reads connections before pynetdicom
 def test_a_header_claiming_4_gb_before_association_is_refused_at_once(listening):
     before = listening.rss_mb()
     socks = [connect(listening.port) for _ in range(4)]
@@ -119,6 +120,7 @@ def test_a_header_claiming_4_gb_before_association_is_refused_at_once(listening)
     assert "dropped a connection from 127.0.0.1: announced a 4294967301-byte association request" in listening.log()
 
 
+@pytest.mark.fast_path  # the guard reads connections before pynetdicom
 def test_a_pdu_longer_than_agreed_after_association_is_refused(listening):
     ae = AE(ae_title="PACS")
     ae.add_requested_context(Verification)
@@ -136,6 +138,7 @@ def test_a_pdu_longer_than_agreed_after_association_is_refused(listening):
     assert "hung up on 127.0.0.1: it announced a PDU of 4294967295 bytes, more than the 16382 agreed" in listening.log()
 
 
+@pytest.mark.fast_path  # the guard reads connections before pynetdicom
 def test_one_byte_connections_do_not_lock_out_configured_nodes(listening):
     garbage = [connect(listening.port) for _ in range(10)]
     silent = [connect(listening.port) for _ in range(10)]
@@ -158,6 +161,7 @@ def test_one_byte_connections_do_not_lock_out_configured_nodes(listening):
     assert "not a configured node" not in log and "Local Limit" not in log
 
 
+@pytest.mark.fast_path  # the guard reads connections before pynetdicom
 def test_200_idle_sockets_do_not_lock_out_configured_nodes(listening):
     idle = [connect(listening.port, STRANGER) for _ in range(200)]
     try:
@@ -170,6 +174,7 @@ def test_200_idle_sockets_do_not_lock_out_configured_nodes(listening):
     assert f"more than {MAX_WAITING} connections were waiting" in listening.log()
 
 
+@pytest.mark.fast_path  # the guard reads connections before pynetdicom
 def test_strangers_never_push_out_a_configured_hosts_connection(listening):
     ours = [connect(listening.port) for _ in range(5)]  # from PACS's host, slow to send their requests
     strangers = [connect(listening.port, STRANGER) for _ in range(100)]
@@ -201,6 +206,7 @@ def test_a_rejection_is_logged_with_its_reason(listening):
     assert "not a configured node" not in listening.log()
 
 
+@pytest.mark.fast_path  # the guard reads connections before pynetdicom
 def test_a_flood_of_garbage_connections_does_not_fill_the_log(listening):
     """Each dropped connection used to be one warning: a flood wrote the log full. Now at most
     DROPS_LOGGED a minute are, and the flood still cannot lock out the PACS."""
@@ -215,7 +221,7 @@ def test_a_flood_of_garbage_connections_does_not_fill_the_log(listening):
 
 def test_dropped_connections_beyond_the_budget_are_summed_up(caplog):
     drops = DropLog(budget=2, window=0.2)
-    with caplog.at_level("WARNING", logger="kiosk.net.guard"):
+    with caplog.at_level("WARNING", logger="kiosk.net.fastpath.guard"):
         for n in range(5):
             drops.dropped("127.0.0.2", f"garbage {n}")
         time.sleep(0.3)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from kiosk.config import LocalConfig, parse_node_url
 from kiosk.net.nodes import associate, release
+
+pytestmark = pytest.mark.fast_path
 
 
 def thread_cpu_seconds(thread: threading.Thread) -> float:

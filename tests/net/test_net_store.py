@@ -165,6 +165,7 @@ def test_cli_store_refused_names_node_and_exits_1(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.fast_path  # TCP_NODELAY and quick ACKs are the fast path's
 @pytest.mark.parametrize("peer_env", [{"TCP_NODELAY": "1"}, {}], ids=["peer-nodelay", "peer-default"])
 def test_small_stores_do_not_wait_for_delayed_acks(tmp_path, peer_env):
     """A small C-STORE takes a few ms, not ~40: our TCP_NODELAY (else Nagle holds our data), and our
@@ -257,7 +258,7 @@ def test_store_command_is_what_pynetdicom_would_encode():
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import encode
 
-    from kiosk.net.pdata import store_command
+    from kiosk.net.fastpath.pdata import store_command
 
     for sop_class, sop_instance, message_id in [(SecondaryCaptureImageStorage, "1.2.3.4", 1),
                                                 ("1.2.840.10008.5.1.4.1.1.104.1", "1.2.826.0.1.3680043.10.543.77", 65535)]:

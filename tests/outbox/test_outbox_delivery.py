@@ -11,6 +11,7 @@ from tests.support.outbox_data import make_instances, received_uids
 from tests.support.outbox_helpers import ScriptedSCP, deliver, outbox_config, queue
 from tests.support.peers import free_port, start_storescp
 
+from kiosk.net import fastpath
 from kiosk.outbox import Outbox
 from kiosk.outbox.events import DestinationStatus
 
@@ -218,7 +219,9 @@ def test_a_spooled_file_storescp_aborts_on_fails_alone(tmp_path, storescp):
     deliver(outbox, config, jobs)
     first, *rest = outbox.journal.jobs_by_id(jobs)
     assert [(j.state, j.attempts) for j in rest] == [("sent", 0)] * 3
-    assert first.state == "failed" and "aborted the association" in first.reason
+    # Off the fast path the file is checked before pynetdicom would re-encode it into a shorter data set.
+    why = "aborted the association" if fastpath.enabled() else "cut short"
+    assert first.state == "failed" and why in first.reason, first.reason
     assert sorted(received_uids(storescp.extra["received"])) == sorted(m.sop_instance_uid for m in metas[1:])
     outbox.close()
 

@@ -23,7 +23,7 @@ import time
 from io import BytesIO
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
-from kiosk.net.nodes import quick_ack
+from kiosk.net.fastpath.sockets import quick_ack
 from kiosk.part10 import dataset_offset
 
 if TYPE_CHECKING:
