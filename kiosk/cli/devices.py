@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     from drivers.base import discover_all, presets
 
     found = discover_all()
-    table = presets(config.extra.get("presets"))
+    table = presets(config.presets.tables())
     if args.json:
         print(json.dumps({"devices": [dataclasses.asdict(d) for d in found.devices],
                           "unavailable": found.unavailable,

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import UID
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.dicomize import codecs
 from kiosk.dicomize.charset import apply_charset
@@ -30,7 +31,7 @@ from kiosk.study import CONVERSION_TYPES, StudyContext
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Settings of a batch. ``transfer_syntax`` is one of ``codecs.TS_CHOICES``.
+    """Settings of a batch. ``transfer_syntax`` is one of ``transfer_syntaxes.CHOICES``.
 
     ``modality``/``conversion_type`` override the defaults (OT for images, DOC
     for PDFs; the Conversion Type from each capture's source kind).
@@ -118,8 +119,8 @@ class Batch:
                 out.append(build_sc(self, capture, self._images))
         for ds in out:
             apply_charset(ds, self.study.charset)
-            if self.options.transfer_syntax == "implicit" and not ds.file_meta.TransferSyntaxUID.is_compressed:
-                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            if self.options.transfer_syntax == tsx.IMPLICIT_LE.name and not ds.file_meta.TransferSyntaxUID.is_compressed:
+                ds.file_meta.TransferSyntaxUID = UID(tsx.IMPLICIT_LE.uid)
         return out
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
-from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
+from pydicom.uid import EncapsulatedPDFStorage
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.capture import Capture
 from kiosk.dicomize import modules
 from kiosk.dicomize.codecs import set_file_meta
@@ -35,5 +36,5 @@ def build_pdf(batch: "Batch", capture: Capture, instance_number: int) -> Dataset
     ds.EncapsulatedDocument = data + b"\0" if len(data) % 2 else data
     ds.EncapsulatedDocumentLength = len(data)
     modules.add_sop_common(ds, batch, EncapsulatedPDFStorage)
-    set_file_meta(ds, ExplicitVRLittleEndian)
+    set_file_meta(ds, tsx.EXPLICIT_LE.uid)
     return ds
