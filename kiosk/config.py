@@ -21,7 +21,6 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -201,7 +200,7 @@ def open_tables(name_check: Callable[[str], str | None], check: Check, doc: str)
 def _toml_type(hint: Any) -> type | tuple[type, ...]:
     if hint is float:
         return (int, float)
-    return dict if (typing.get_origin(hint) or hint) in (dict, Mapping) else hint
+    return dict if (typing.get_origin(hint) or hint) is dict else hint
 
 
 @functools.cache
@@ -248,7 +247,7 @@ class LocalConfig:
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """[….tls]: paths for a TLS connection; ``ca`` verifies the server."""
+    """[destinations.NAME.tls]: paths for a TLS connection; ``ca`` verifies the server."""
 
     ca: str = setting("", check_pem_ca, "CA bundle (PEM) that signed the peer's certificate")
     cert: str = setting("", check_pem_cert, "our client certificate (PEM), if the peer asks for one")
