@@ -92,3 +92,15 @@ def test_docs_list_exactly_the_tables_choices_and_rules():
         assert (uid, lossless, rgb_as, transcode) == (row.uid, "yes" if row.lossless else "no", row.rgb_as,
                                                       "yes" if row.transcode else "no"), name
         assert encoder == written_with.get(row.encoder, row.encoder), name
+
+
+def test_networking_docs_name_the_choices_sending_converts_to():
+    text = " ".join((ROOT / "docs" / "networking.md").read_text().split())
+    paragraph = text.split("A destination's `transfer_syntax` (other than `auto`)")[1].split("at send time")[0]
+    converted, lossy = paragraph.split("(lossless")[0], paragraph.split("The lossy choices")[1]
+
+    def names(part: str) -> list[str]:
+        return [name for name in re.findall(r"`([a-z0-9-]+)`", part) if name in tsx.BY_NAME]
+
+    assert names(converted) == [row.name for row in tsx.BY_NAME.values() if row.transcode]
+    assert sorted(names(lossy)) == sorted(row.name for row in tsx.BY_NAME.values() if not row.transcode)
