@@ -5,23 +5,28 @@ the platform's user config directory. A missing default file means built-in
 defaults; a file named explicitly must exist. Validation collects every problem
 (one line each, naming the key and the fix) and raises one ``ConfigError``.
 
-Sections are declared as schemas (``SECTIONS``, ``NODE_FIELDS``) so that a new
-feature adds its keys in one place and gets validation, defaults and
-``kiosk config show`` for free.
+Sections are frozen dataclasses whose ``setting`` fields are the TOML keys
+(``SECTIONS``, ``NodeConfig``): a new feature declares each key once (default,
+check, help text) and gets validation, defaults and ``kiosk config show`` for
+free.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from kiosk.errors import ConfigError, UsageError
+from kiosk.transfer_syntaxes import AUTO, choice_problem
 
 APP_NAME = "kiosk"
 CONFIG_FILENAME = "kiosk.toml"
@@ -140,118 +145,6 @@ def tls_pair_problem(cert: str, key: str) -> str | None:
     return None
 
 
-def check_transfer_syntax(value: str) -> str | None:
-    allowed = ("auto", "explicit", "implicit", "rle", "jpeg-ls", "j2k", "j2k-lossy", "jpeg")
-    return None if value in allowed else f"is {value!r}; use one of {', '.join(allowed)}"
-
-
-LOCAL_FIELDS: dict[str, Field] = {
-    "ae_title": Field(str, "KIOSK", check_ae_title, "our calling AE title"),
-    "port": Field(int, 11112, check_port, "our listener (C-ECHO, storage commitment reports)"),
-    "station_name": Field(str, "KIOSK", None, "Station Name written into every object"),
-    "institution_name": Field(str, "", None, "Institution Name written into every object"),
-    "uid_root": Field(str, "", check_uid_root, "optional organisation root for generated UIDs"),
-}
-
-TLS_FIELDS: dict[str, Field] = {
-    "ca": Field(str, "", check_pem_ca, "CA bundle (PEM) that signed the peer's certificate"),
-    "cert": Field(str, "", check_pem_cert, "our client certificate (PEM), if the peer asks for one"),
-    "key": Field(str, "", check_existing_file, "the key of our client certificate (PEM)"),
-}
-
-NODE_FIELDS: dict[str, Field] = {
-    "ae_title": Field(str, None, check_ae_title, "the peer's (called) AE title"),
-    "host": Field(str, None, check_host, "host name or IP address"),
-    "port": Field(int, None, check_port, "the peer's DICOM port"),
-    "connect_timeout": Field((int, float), 10.0, check_positive, "seconds to open the TCP connection"),
-    "acse_timeout": Field((int, float), 30.0, check_positive, "seconds to wait for association replies"),
-    "dimse_timeout": Field((int, float), 60.0, check_positive, "seconds to wait for a DIMSE response"),
-    "network_timeout": Field((int, float), 60.0, check_positive, "seconds of silence before giving up"),
-    "max_pdu": Field(int, 0, check_max_pdu, "largest PDU we accept (4096 or more), 0 for no limit"),
-}
-
-DESTINATION_FIELDS: dict[str, Field] = NODE_FIELDS | {
-    "storage_commitment": Field(bool, False, None, "ask for storage commitment after sending"),
-    "transfer_syntax": Field(str, "auto", check_transfer_syntax, "what we send: auto keeps each file's own"),
-}
-
-MAX_RESULTS_FIELD = Field(int, 500, check_non_negative, "C-CANCEL a query after this many matches, 0 for no limit")
-
-QUERY_FIELDS: dict[str, Field] = NODE_FIELDS | {"max_results": MAX_RESULTS_FIELD}
-
-WORKLIST_FIELDS: dict[str, Field] = NODE_FIELDS | {
-    "max_results": MAX_RESULTS_FIELD,
-    "station_ae_title": Field(str, "", lambda v: v and check_ae_title(v), "default Scheduled Station AE filter"),
-}
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """Paths for a TLS connection; ``ca`` verifies the server."""
-
-    ca: str = ""
-    cert: str = ""
-    key: str = ""
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """A remote DICOM node: a destination, the worklist or the query server."""
-
-    name: str
-    ae_title: str
-    host: str
-    port: int
-    connect_timeout: float = 10.0
-    acse_timeout: float = 30.0
-    dimse_timeout: float = 60.0
-    network_timeout: float = 60.0
-    max_pdu: int = 0
-    storage_commitment: bool = False
-    transfer_syntax: str = "auto"
-    station_ae_title: str = ""
-    max_results: int = 500
-    tls: TLSConfig | None = None
-
-    def __str__(self) -> str:
-        address = f"{self.ae_title}@{self.host}:{self.port}"
-        return address if self.name == address else f"{self.name} ({address})"
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    """This station: its AE title, listener and the names written into objects."""
-
-    ae_title: str = "KIOSK"
-    port: int = 11112
-    station_name: str = "KIOSK"
-    institution_name: str = ""
-    uid_root: str = ""
-
-
-@dataclass(frozen=True)
-class Config:
-    """The effective configuration."""
-
-    local: LocalConfig = field(default_factory=LocalConfig)
-    destinations: dict[str, NodeConfig] = field(default_factory=dict)
-    worklist: NodeConfig | None = None
-    query: NodeConfig | None = None
-    path: Path | None = None
-    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-OUTBOX_FIELDS: dict[str, Field] = {
-    "spool_dir": Field(str, "", None, "where accepted images wait; empty: <user data dir>/outbox"),
-    "retry_count": Field(int, 10, check_non_negative, "automatic retries of a transient failure, 0 for none (a job fails after retry_count + 1 attempts)"),
-    "retry_interval": Field((int, float), 30.0, check_positive, "seconds before the first retry; doubles each time"),
-    "retry_max_interval": Field((int, float), 3600.0, check_positive, "longest wait between two retries, seconds"),
-    "batch_size": Field(int, 100, check_positive, "jobs taken (marked sending) at a time; batches that follow one another share an association"),
-    "retention_hours": Field((int, float), 168.0, check_non_negative, "keep sent files this long; unsent files are never deleted"),
-    "min_free_mb": Field(int, 500, check_non_negative, "refuse new images when the spool disk has less free space (MB)"),
-    "commitment_timeout": Field((int, float), 60.0, check_positive, "seconds to wait for a storage commitment report"),
-}
-
 def check_pin(value: str) -> str | None:
     if value and not (value.isdigit() and 4 <= len(value) <= 12):
         return "must be 4 to 12 digits (or empty to lock settings out of the touch screen)"
@@ -268,34 +161,10 @@ def check_keyboard(value: str) -> str | None:
     return None if value in ("dock", "system") else f"is {value!r}; use \"dock\" (on-screen keyboard) or \"system\""
 
 
-UI_FIELDS: dict[str, Field] = {
-    "admin_pin": Field(str, "", check_pin, "PIN for Settings and removing outbox jobs; empty: locked"),
-    "idle_timeout": Field(int, 300, check_non_negative, "seconds without a touch before the session ends, 0 never"),
-    "kiosk_mode": Field(bool, False, None, "fullscreen borderless window for a dedicated touch screen"),
-    "keyboard": Field(str, "dock", check_keyboard, "dock: on-screen keyboard plus physical keys; system: physical only"),
-    "worklist_refresh": Field(int, 60, check_non_negative, "seconds between worklist refreshes, 0 for manual only"),
-    "sessions_dir": Field(str, "", None, "where captures wait until sent; empty: <user data dir>/sessions"),
-    "series_presets": Field(str, "Scanned documents;Consent form;Referral letter;Outside films;Photos", None,
-                            "series description choices, separated by ';'"),
-    "generate_patient_id": Field(bool, False, None, "the new-patient form proposes an ID (prefix + date + random)"),
-    "patient_id_prefix": Field(str, "K", check_id_prefix, "prefix of generated patient IDs (letters, digits, '-')"),
-}
-
-# Sections of the features beyond networking (outbox, ui, presets ...): each
-# declares its fields here and reads them from ``Config.extra[section]``.
 def check_preset(value: dict) -> str | None:
     from drivers.presets import check_preset as check  # lazy: drivers pull in numpy
 
     return check(value)
-
-
-# [presets.Document] / [presets.Film] / [presets.Photo]: overrides of the
-# built-in scan presets (drivers/presets.py BUILTIN_PRESETS); other names are
-# presets of one's own (OPEN_SECTIONS below); see docs/drivers.md.
-PRESET_FIELDS: dict[str, Field] = {
-    name: Field(dict, {}, check_preset, f"the {name} preset: mode, depth, dpi, source, film")
-    for name in ("Document", "Film", "Photo")
-}
 
 
 def check_preset_name(name: str) -> str | None:
@@ -304,29 +173,214 @@ def check_preset_name(name: str) -> str | None:
     return check(name)
 
 
-# Sections that also take tables under names of the user's choosing, each
-# name checked and each table validated by the Field: [presets.NAME] adds a
-# preset of one's own (same keys as the built-in ones).
-OPEN_SECTIONS: dict[str, tuple[Callable[[str], str | None], Field]] = {
-    "presets": (check_preset_name, Field(dict, {}, check_preset, "a preset of your own: mode, depth, dpi, source, film")),
-}
+# Each section is a frozen dataclass whose fields are its TOML keys: a field made
+# with ``setting`` declares the key's one default, its check and its help text;
+# ``schema`` reads the TOML type from the annotation (float also takes whole numbers).
+_SETTING = "kiosk.setting"
+_OPEN = "kiosk.open"
+_REQUIRED = object()
 
-ACQUISITION_FIELDS: dict[str, Field] = {
-    "max_clip_seconds": Field((int, float), 10.0, check_positive, "longest video clip recorded, seconds (frames are kept in memory)"),
-    "stall_timeout": Field((int, float), 1.5, check_positive, "seconds without a frame before a video source counts as stalled"),
-}
 
-NETWORK_FIELDS: dict[str, Field] = {
-    "fast_path": Field(bool, True, None, "pynetdicom tuned by the kiosk (faster, guarded listener); false: stock pynetdicom only"),
-}
+def setting(default: Any = _REQUIRED, check: Check | None = None, doc: str = "") -> Any:
+    """A dataclass field that is a TOML key; without a default the key must be given."""
+    metadata = {_SETTING: (check, doc)}
+    if default is _REQUIRED:
+        return field(metadata=metadata)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
-EXTRA_SECTIONS: dict[str, dict[str, Field]] = {
-    "outbox": OUTBOX_FIELDS,
-    "ui": UI_FIELDS,
-    "presets": PRESET_FIELDS,
-    "acquisition": ACQUISITION_FIELDS,
-    "network": NETWORK_FIELDS,
-}
+
+def open_tables(name_check: Callable[[str], str | None], check: Check, doc: str) -> Any:
+    """A dataclass field holding the tables of a section under names of the user's choosing
+    ([presets.NAME]): each name checked by ``name_check``, each table by ``check``."""
+    return field(default_factory=dict, metadata={_OPEN: (name_check, Field(dict, {}, check, doc))})
+
+
+def _toml_type(hint: Any) -> type | tuple[type, ...]:
+    if hint is float:
+        return (int, float)
+    return dict if (typing.get_origin(hint) or hint) is dict else hint
+
+
+@functools.cache
+def schema(cls: type) -> dict[str, Field]:
+    """The TOML keys of a section dataclass, from its ``setting`` fields, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Field] = {}
+    for spec in dataclasses.fields(cls):
+        if _SETTING in spec.metadata:
+            check, doc = spec.metadata[_SETTING]
+            if spec.default is not dataclasses.MISSING:
+                default = spec.default
+            elif spec.default_factory is not dataclasses.MISSING:
+                default = spec.default_factory()
+            else:
+                default = None  # required: reported as missing
+            out[spec.name] = Field(_toml_type(hints[spec.name]), default, check, doc)
+    return out
+
+
+def _open_field(cls: type) -> tuple[str, tuple[Callable[[str], str | None], Field]] | None:
+    """(field name, (name check, table field)) of a section taking tables of any name, or None."""
+    return next(((f.name, f.metadata[_OPEN]) for f in dataclasses.fields(cls) if _OPEN in f.metadata), None)
+
+
+def values_of(section: Any) -> dict[str, Any]:
+    """A section's TOML keys and values (tables of one's own last), as ``kiosk config show`` writes them."""
+    values = {key: getattr(section, key) for key in schema(type(section))}
+    if opened := _open_field(type(section)):
+        values.update(getattr(section, opened[0]))
+    return values
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """[local]: this station, its listener and the names written into objects."""
+
+    ae_title: str = setting("KIOSK", check_ae_title, "our calling AE title")
+    port: int = setting(11112, check_port, "our listener (C-ECHO, storage commitment reports)")
+    station_name: str = setting("KIOSK", None, "Station Name written into every object")
+    institution_name: str = setting("", None, "Institution Name written into every object")
+    uid_root: str = setting("", check_uid_root, "optional organisation root for generated UIDs")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """[destinations.NAME.tls]: paths for a TLS connection; ``ca`` verifies the server."""
+
+    ca: str = setting("", check_pem_ca, "CA bundle (PEM) that signed the peer's certificate")
+    cert: str = setting("", check_pem_cert, "our client certificate (PEM), if the peer asks for one")
+    key: str = setting("", check_existing_file, "the key of our client certificate (PEM)")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A remote DICOM node: a destination, the worklist or the query server.
+
+    Each kind takes some of the keys (``DESTINATION_FIELDS``, ``QUERY_FIELDS``, ``WORKLIST_FIELDS``).
+    """
+
+    name: str
+    ae_title: str = setting(check=check_ae_title, doc="the peer's (called) AE title")
+    host: str = setting(check=check_host, doc="host name or IP address")
+    port: int = setting(check=check_port, doc="the peer's DICOM port")
+    connect_timeout: float = setting(10.0, check_positive, "seconds to open the TCP connection")
+    acse_timeout: float = setting(30.0, check_positive, "seconds to wait for association replies")
+    dimse_timeout: float = setting(60.0, check_positive, "seconds to wait for a DIMSE response")
+    network_timeout: float = setting(60.0, check_positive, "seconds of silence before giving up")
+    max_pdu: int = setting(0, check_max_pdu, "largest PDU we accept (4096 or more), 0 for no limit")
+    storage_commitment: bool = setting(False, None, "ask for storage commitment after sending")
+    transfer_syntax: str = setting(AUTO, choice_problem, "what we send: auto keeps each file's own")
+    station_ae_title: str = setting("", lambda v: v and check_ae_title(v), "default Scheduled Station AE filter")
+    max_results: int = setting(500, check_non_negative, "C-CANCEL a query after this many matches, 0 for no limit")
+    tls: TLSConfig | None = None
+
+    def __str__(self) -> str:
+        address = f"{self.ae_title}@{self.host}:{self.port}"
+        return address if self.name == address else f"{self.name} ({address})"
+
+
+def _keys(cls: type, *names: str) -> dict[str, Field]:
+    return {name: schema(cls)[name] for name in names}
+
+
+LOCAL_FIELDS = schema(LocalConfig)
+TLS_FIELDS = schema(TLSConfig)
+NODE_FIELDS = _keys(NodeConfig, "ae_title", "host", "port", "connect_timeout", "acse_timeout", "dimse_timeout",
+                    "network_timeout", "max_pdu")
+DESTINATION_FIELDS = NODE_FIELDS | _keys(NodeConfig, "storage_commitment", "transfer_syntax")
+QUERY_FIELDS = NODE_FIELDS | _keys(NodeConfig, "max_results")
+WORKLIST_FIELDS = NODE_FIELDS | _keys(NodeConfig, "max_results", "station_ae_title")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """[outbox]: the spool and how delivery retries (docs/outbox.md)."""
+
+    spool_dir: str = setting("", None, "where accepted images wait; empty: <user data dir>/outbox")
+    retry_count: int = setting(10, check_non_negative, "automatic retries of a transient failure, 0 for none "
+                                                        "(a job fails after retry_count + 1 attempts)")
+    retry_interval: float = setting(30.0, check_positive, "seconds before the first retry; doubles each time")
+    retry_max_interval: float = setting(3600.0, check_positive, "longest wait between two retries, seconds")
+    batch_size: int = setting(100, check_positive, "jobs taken (marked sending) at a time; batches that follow "
+                                                   "one another share an association")
+    retention_hours: float = setting(168.0, check_non_negative, "keep sent files this long; unsent files are "
+                                                                "never deleted")
+    min_free_mb: int = setting(500, check_non_negative, "refuse new images when the spool disk has less free "
+                                                        "space (MB)")
+    commitment_timeout: float = setting(60.0, check_positive, "seconds to wait for a storage commitment report")
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    """[ui]: the touch UI (docs/ui.md)."""
+
+    admin_pin: str = setting("", check_pin, "PIN for Settings and removing outbox jobs; empty: locked")
+    idle_timeout: int = setting(300, check_non_negative, "seconds without a touch before the session ends, 0 never")
+    kiosk_mode: bool = setting(False, None, "fullscreen borderless window for a dedicated touch screen")
+    keyboard: str = setting("dock", check_keyboard, "dock: on-screen keyboard plus physical keys; system: "
+                                                    "physical only")
+    worklist_refresh: int = setting(60, check_non_negative, "seconds between worklist refreshes, 0 for manual only")
+    sessions_dir: str = setting("", None, "where captures wait until sent; empty: <user data dir>/sessions")
+    series_presets: str = setting("Scanned documents;Consent form;Referral letter;Outside films;Photos", None,
+                                  "series description choices, separated by ';'")
+    generate_patient_id: bool = setting(False, None, "the new-patient form proposes an ID (prefix + date + random)")
+    patient_id_prefix: str = setting("K", check_id_prefix, "prefix of generated patient IDs (letters, digits, '-')")
+
+
+@dataclass(frozen=True)
+class PresetsConfig:
+    """[presets]: ``Document``, ``Film``, ``Photo`` override the built-in scan presets
+    (drivers/presets.py BUILTIN_PRESETS); any other name is a preset of one's own (docs/drivers.md)."""
+
+    Document: dict[str, Any] = setting({}, check_preset, "the Document preset: mode, depth, dpi, source, film")
+    Film: dict[str, Any] = setting({}, check_preset, "the Film preset: mode, depth, dpi, source, film")
+    Photo: dict[str, Any] = setting({}, check_preset, "the Photo preset: mode, depth, dpi, source, film")
+    own: dict[str, dict[str, Any]] = open_tables(check_preset_name, check_preset,
+                                                 "a preset of your own: mode, depth, dpi, source, film")
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """Every preset table by name, built-in ones first (what ``drivers.presets.presets`` takes)."""
+        return values_of(self)
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """[acquisition]: live sources (cameras, video)."""
+
+    max_clip_seconds: float = setting(10.0, check_positive, "longest video clip recorded, seconds (frames are kept "
+                                                            "in memory)")
+    stall_timeout: float = setting(1.5, check_positive, "seconds without a frame before a video source counts as "
+                                                        "stalled")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """[network]: how the kiosk talks DICOM (docs/networking.md)."""
+
+    fast_path: bool = setting(True, None, "use the kiosk's tuned pynetdicom internals; false: stock pynetdicom only")
+
+
+#: The sections beyond networking, each a field of ``Config`` of the same name.
+SECTIONS: dict[str, type] = {"outbox": OutboxConfig, "ui": UIConfig, "presets": PresetsConfig,
+                             "acquisition": AcquisitionConfig, "network": NetworkConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration."""
+
+    local: LocalConfig = field(default_factory=LocalConfig)
+    destinations: dict[str, NodeConfig] = field(default_factory=dict)
+    worklist: NodeConfig | None = None
+    query: NodeConfig | None = None
+    path: Path | None = None
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
+    presets: PresetsConfig = field(default_factory=PresetsConfig)
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 def default_config_path() -> Path:
@@ -355,7 +409,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
                 [f"configuration file not found; create it (see docs/configuration.md) or fix the path"],
                 str(path),
             )
-        return Config(path=None, extra=_defaults_of_extra())
+        return Config(path=None)
     return parse_config(_read_toml(path), path)
 
 
@@ -398,7 +452,7 @@ def _section(data: Any, fields: dict[str, Field], where: str, problems: list[str
              other: tuple[Callable[[str], str | None], Field] | None = None) -> dict[str, Any]:
     """Validate one table against its fields; return values with defaults filled in.
 
-    ``other`` (name check, field) accepts further keys, as ``OPEN_SECTIONS`` do.
+    ``other`` (name check, field) accepts further keys, as a section with ``open_tables`` does.
     """
     if not isinstance(data, dict):
         problems.append(f"{where.rstrip('.')}: must be a table ([{where.rstrip('.')}])")
@@ -429,6 +483,16 @@ def _section(data: Any, fields: dict[str, Field], where: str, problems: list[str
     return out
 
 
+def _typed(cls: type, data: Any, where: str, problems: list[str]) -> Any:
+    """One section validated into its dataclass (defaults for what is missing or wrong)."""
+    keys, opened = schema(cls), _open_field(cls)
+    values = _section(data, keys, where, problems, opened[1] if opened else None)
+    fixed = {k: v for k, v in values.items() if k in keys}
+    if opened:
+        fixed[opened[0]] = {k: v for k, v in values.items() if k not in keys}
+    return cls(**fixed)
+
+
 def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: list[str]) -> NodeConfig | None:
     if not isinstance(data, dict):
         problems.append(f"{where.rstrip('.')}: must be a table with ae_title, host and port")
@@ -439,8 +503,7 @@ def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: 
     tls = None
     if tls_data is not None:
         before = len(problems)
-        tls_values = _section(tls_data, TLS_FIELDS, f"{where}tls.", problems)
-        tls = TLSConfig(**tls_values)
+        tls = _typed(TLSConfig, tls_data, f"{where}tls.", problems)
         if tls.cert and len(problems) == before and (problem := tls_pair_problem(tls.cert, tls.key)):
             key = "key" if tls.key else "cert"
             problems.append(f"{where}tls.{key}: {problem}; give an unencrypted PEM key that belongs to the certificate")
@@ -449,18 +512,14 @@ def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: 
     return NodeConfig(name=name, tls=tls, **values)
 
 
-def _defaults_of_extra() -> dict[str, dict[str, Any]]:
-    return {name: {k: f.default for k, f in fields.items()} for name, fields in EXTRA_SECTIONS.items()}
-
-
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Validate parsed TOML into a ``Config``; raise ``ConfigError`` listing every problem."""
     problems: list[str] = []
-    known = ["local", "destinations", "worklist", "query", *EXTRA_SECTIONS]
+    known = ["local", "destinations", "worklist", "query", *SECTIONS]
     for key in data:
         if key not in known:
             problems.append(_unknown(key, "", known).replace("unknown key", "unknown section"))
-    local = LocalConfig(**_section(data.get("local", {}), LOCAL_FIELDS, "local.", problems))
+    local = _typed(LocalConfig, data.get("local", {}), "local.", problems)
     destinations: dict[str, NodeConfig] = {}
     dest_data = data.get("destinations", {})
     if not isinstance(dest_data, dict):
@@ -475,13 +534,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         worklist = _node("worklist", data["worklist"], WORKLIST_FIELDS, "worklist.", problems)
     if "query" in data:
         query = _node("query", data["query"], QUERY_FIELDS, "query.", problems)
-    extra = {
-        name: _section(data.get(name, {}), fields, f"{name}.", problems, OPEN_SECTIONS.get(name))
-        for name, fields in EXTRA_SECTIONS.items()
-    }
+    sections = {name: _typed(cls, data.get(name, {}), f"{name}.", problems) for name, cls in SECTIONS.items()}
     if problems:
         raise ConfigError(problems, str(path) if path else "")
-    return Config(local, destinations, worklist, query, path, extra)
+    return Config(local, destinations, worklist, query, path, **sections)
 
 
 _NODE_URL = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[^\]]+\]|[^:@\[\]]+):(?P<port>\d+)$")
@@ -548,7 +604,7 @@ def _node_values(node: NodeConfig, fields: dict[str, Field]) -> dict[str, Any]:
 def to_toml(config: Config) -> str:
     """Render a configuration as TOML that ``load_config`` reads back unchanged."""
     lines: list[str] = []
-    _toml_table("local", {k: getattr(config.local, k) for k in LOCAL_FIELDS}, lines)
+    _toml_table("local", values_of(config.local), lines)
     nodes = [(f"destinations.{_toml_key(n.name)}", n, DESTINATION_FIELDS) for n in config.destinations.values()]
     if config.worklist:
         nodes.append(("worklist", config.worklist, WORKLIST_FIELDS))
@@ -557,7 +613,7 @@ def to_toml(config: Config) -> str:
     for header, node, fields in nodes:
         _toml_table(header, _node_values(node, fields), lines)
         if node.tls:
-            _toml_table(f"{header}.tls", {k: getattr(node.tls, k) for k in TLS_FIELDS}, lines)
-    for name, values in config.extra.items():
-        _toml_table(name, values, lines)
+            _toml_table(f"{header}.tls", values_of(node.tls), lines)
+    for name in SECTIONS:
+        _toml_table(name, values_of(getattr(config, name)), lines)
     return "\n".join(lines)

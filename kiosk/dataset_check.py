@@ -17,10 +17,8 @@ import zlib
 from pathlib import Path
 
 from kiosk.part10 import LONG_VRS, PREAMBLE, NotPart10Error
+from kiosk.transfer_syntaxes import DEFLATED, EXPLICIT_BE, IMPLICIT_LE
 
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-DEFLATED = "1.2.840.10008.1.2.1.99"
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
 PIXEL_DATA = (0x7FE0, 0x0010)
@@ -68,14 +66,14 @@ def check_complete(source: Path | bytes, transfer_syntax: str) -> None:
 def _check(data: bytes | mmap.mmap, transfer_syntax: str) -> None:
     # The meta group is walked too (always Explicit VR Little Endian): its group length is not trusted.
     offset = _Walker(data, explicit=True, little=True).data_set(PREAMBLE + 4, len(data), group=0x0002)
-    if transfer_syntax == DEFLATED:
+    if transfer_syntax == DEFLATED.uid:
         try:
             data, offset = zlib.decompress(data[offset:], -zlib.MAX_WBITS), 0
         except zlib.error as exc:
             raise IncompleteDataSet(f"the deflated data set cannot be inflated ({exc})") from None
     if offset >= len(data):
         raise IncompleteDataSet("the file holds no data set after its meta information")
-    _Walker(data, explicit=transfer_syntax != IMPLICIT_LE, little=transfer_syntax != EXPLICIT_BE).data_set(offset, len(data))
+    _Walker(data, explicit=transfer_syntax != IMPLICIT_LE.uid, little=transfer_syntax != EXPLICIT_BE.uid).data_set(offset, len(data))
 
 
 class _Walker:

@@ -21,11 +21,11 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kiosk.config import EXTRA_SECTIONS, Config, LocalConfig, NodeConfig
+from kiosk.config import Config, LocalConfig, NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,18 +143,16 @@ class DemoPeers:
         return f"{WORKLIST_AET}@{HOST}:{self.worklist_port}"
 
     def config(self, base: Config | None = None) -> Config:
-        """A configuration for the kiosk pointing at the demo peers (keeps ``base``'s extra sections)."""
-        extra = {name: {k: f.default for k, f in fields.items()} for name, fields in EXTRA_SECTIONS.items()}
-        if base:
-            extra.update(base.extra)
-        if "ui" in extra:
-            extra["ui"] = {**extra["ui"], "admin_pin": extra["ui"].get("admin_pin") or DEMO_PIN}
+        """A configuration for the kiosk pointing at the demo peers (keeps ``base``'s other sections)."""
+        base = base or Config()
         pacs = NodeConfig("demo-pacs", PACS_AET, HOST, self.pacs_port, storage_commitment=True,
                           connect_timeout=5.0, acse_timeout=10.0, dimse_timeout=30.0, network_timeout=30.0)
         worklist = NodeConfig("worklist", WORKLIST_AET, HOST, self.worklist_port, station_ae_title=KIOSK_AET,
                               connect_timeout=5.0, acse_timeout=10.0, dimse_timeout=30.0, network_timeout=30.0)
         local = LocalConfig(ae_title=KIOSK_AET, port=self.kiosk_port, station_name="DEMO", institution_name="Demo Clinic")
-        return Config(local, {"demo-pacs": pacs}, worklist, None, None, extra)
+        ui = replace(base.ui, admin_pin=base.ui.admin_pin or DEMO_PIN)
+        return replace(base, local=local, destinations={"demo-pacs": pacs}, worklist=worklist, query=None, path=None,
+                       ui=ui)
 
     def stop(self) -> None:
         for server in self._servers:

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kiosk.cli.convert import TS_CHOICES
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
-from kiosk.config import Config
+from kiosk.config import Config, values_of
 from kiosk.errors import KioskError, UsageError
 from kiosk.private import DIR_MODE
+from kiosk.transfer_syntaxes import AUTO, CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", metavar="DIR", help="folder for the DICOM files")
     parser.add_argument("--send", metavar="NODE", help="queue the files in the outbox for this destination")
     parser.add_argument("--wait", action="store_true", help="with --send: wait until delivered")
-    parser.add_argument("--ts", default="auto", choices=TS_CHOICES,
+    parser.add_argument("--ts", default=AUTO, choices=CHOICES,
                         help="transfer syntax (default auto: as kiosk convert chooses)")
     scan = parser.add_argument_group("scanner settings (the device reports what it actually used)")
     scan.add_argument("--preset", metavar="NAME",
@@ -58,7 +58,7 @@ def settings_from_args(args: argparse.Namespace, config: Config, scanner: bool) 
     from drivers.presets import parse_area, preset
 
     name = args.preset or ("Document" if scanner else None)
-    base = preset(name, config.extra.get("presets")) if name else Settings()
+    base = preset(name, config.presets.tables()) if name else Settings()
     area = parse_area(args.area) if args.area else None
     return base.merged(mode=args.mode, depth=args.depth, dpi=args.dpi, source="adf" if args.adf else None, area_mm=area)
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.dicomize import Batch
 
     study = study_from_args(args, config)
-    with open_device(args.source, config.extra.get("acquisition")) as device:
+    with open_device(args.source, values_of(config.acquisition)) as device:
         live = isinstance(device, LiveDevice)
         if args.area and device.info.kind != "scanner":
             raise UsageError(f"--area applies to scanners; {device.info.name} is a {device.info.kind}")

@@ -11,12 +11,9 @@ from typing import Any
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.errors import KioskError, UsageError
 from kiosk.private import DIR_MODE
+from kiosk.transfer_syntaxes import AUTO, CHOICES
 
 log = logging.getLogger(__name__)
-
-# Mirrors kiosk.dicomize.codecs.TS_CHOICES without importing pydicom for --help.
-TS_CHOICES = ("auto", "explicit", "implicit", "rle", "jpeg-ls", "j2k", "j2k-lossy", "jpeg")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -25,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Secondary Capture / Encapsulated PDF files, one line per output.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the .dcm files")
-    parser.add_argument("--ts", default="auto", choices=TS_CHOICES,
+    parser.add_argument("--ts", default=AUTO, choices=CHOICES,
                         help="transfer syntax (default auto: JPEG files kept as they are, others JPEG-LS lossless)")
     parser.add_argument("--multiframe", action="store_true",
                         help="one multi-frame object per multi-page file instead of one per page")

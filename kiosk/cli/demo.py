@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from kiosk.config import Config
@@ -28,15 +29,11 @@ def start(folder: Path):
 
     peers = start_demo_peers(folder / "pacs")
     config = peers.config()
-    extra = {**config.extra}
-    if "outbox" in extra:
-        extra["outbox"] = {**extra["outbox"], "spool_dir": str(folder / "outbox"), "min_free_mb": 50,
-                           "retry_interval": 5.0}
-    if "ui" in extra:
-        extra["ui"] = {**extra["ui"], "sessions_dir": str(folder / "sessions")}
+    config = replace(config, outbox=replace(config.outbox, spool_dir=str(folder / "outbox"), min_free_mb=50,
+                                            retry_interval=5.0),
+                     ui=replace(config.ui, sessions_dir=str(folder / "sessions")))
     path = folder / "kiosk-demo.toml"
-    path.write_text(to_toml(Config(config.local, config.destinations, config.worklist, config.query, None, extra)),
-                    encoding="utf-8")
+    path.write_text(to_toml(config), encoding="utf-8")
     return peers, load_config(path)
 
 
@@ -52,7 +49,7 @@ def run(args: argparse.Namespace, _config: Config | None) -> int:
             print("press Ctrl-C to stop", flush=True)
             threading.Event().wait()
             return 0
-        print(f"admin PIN for Settings: {config.extra['ui']['admin_pin']}", flush=True)
+        print(f"admin PIN for Settings: {config.ui.admin_pin}", flush=True)
         from kiosk.ui.launch import run_ui
 
         return run_ui(config, demo=peers)

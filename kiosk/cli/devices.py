@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     from drivers.registry import discover_all
 
     found = discover_all()
-    table = presets(config.extra.get("presets"))
+    table = presets(config.presets.tables())
     if args.json:
         print(json.dumps({"devices": [dataclasses.asdict(d) for d in found.devices],
                           "unavailable": found.unavailable,

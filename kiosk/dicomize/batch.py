@@ -28,7 +28,7 @@ def dicom_time(value: dt.datetime) -> str:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Settings of a batch. ``transfer_syntax`` is one of ``codecs.TS_CHOICES``.
+    """Settings of a batch. ``transfer_syntax`` is one of ``transfer_syntaxes.CHOICES``.
 
     ``modality``/``conversion_type`` override the defaults (OT for images, DOC
     for PDFs; the Conversion Type from each capture's source kind).

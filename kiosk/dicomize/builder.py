@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Iterable
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import UID
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.capture import Capture, EncodedFormat
 from kiosk.dicomize.batch import BatchState, BuildOptions
 from kiosk.dicomize.charset import apply_charset
@@ -56,8 +57,8 @@ class Batch(BatchState):
                 out.append(build_sc(self, capture, self._images))
         for ds in out:
             apply_charset(ds, self.study.charset)
-            if self.options.transfer_syntax == "implicit" and not ds.file_meta.TransferSyntaxUID.is_compressed:
-                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            if self.options.transfer_syntax == tsx.IMPLICIT_LE.name and not ds.file_meta.TransferSyntaxUID.is_compressed:
+                ds.file_meta.TransferSyntaxUID = UID(tsx.IMPLICIT_LE.uid)
         return out
 
 

@@ -15,42 +15,12 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import compress, pack_bits
-from pydicom.uid import (
-    UID,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGLSLossless,
-    RLELossless,
-)
+from pydicom.uid import UID
 from pydicom.valuerep import format_number_as_ds
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.errors import KioskError, UsageError
 from kiosk.jpeg import JpegInfo
-
-TRANSFER_SYNTAXES: dict[str, UID] = {
-    "explicit": ExplicitVRLittleEndian,
-    "implicit": ImplicitVRLittleEndian,
-    "rle": RLELossless,
-    "jpeg-ls": JPEGLSLossless,
-    "j2k": JPEG2000Lossless,
-    "j2k-lossy": JPEG2000,
-    "jpeg": JPEGBaseline8Bit,
-}
-TS_CHOICES = ("auto", *TRANSFER_SYNTAXES)
-# "auto": JPEG files pass through unchanged, everything else is JPEG-LS lossless
-# (see docs/objects.md for why).
-DEFAULT_LOSSLESS = "jpeg-ls"
-LOSSY = {"j2k-lossy", "jpeg"}
-
-JPEG_METHOD = "ISO_10918_1"
-J2K_METHOD = "ISO_15444_1"
-
-# Faster plugins than pydicom's pure-Python defaults (RLE: ~12x).
-_PLUGINS = {RLELossless: "pylibjpeg", JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg", JPEG2000: "pylibjpeg"}
-
 
 class EncodeError(KioskError):
     """The pixels cannot be stored in the chosen transfer syntax."""
@@ -58,15 +28,15 @@ class EncodeError(KioskError):
 
 def check_ts_name(name: str) -> str:
     """``name`` if it is a known transfer syntax choice, else a UsageError."""
-    if name not in TS_CHOICES:
-        raise UsageError(f"unknown transfer syntax {name!r}", f"use one of {', '.join(TS_CHOICES)}")
+    if name not in tsx.CHOICES:
+        raise UsageError(f"unknown transfer syntax {name!r}", f"use one of {', '.join(tsx.CHOICES)}")
     return name
 
 
-def set_file_meta(ds: Dataset, ts: UID) -> None:
+def set_file_meta(ds: Dataset, ts: str) -> None:
     if not hasattr(ds, "file_meta"):
         ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ts
+    ds.file_meta.TransferSyntaxUID = UID(ts)
 
 
 def write_pixels(ds: Dataset, frames: np.ndarray, name: str, history: list[tuple[float, str]],
@@ -77,31 +47,30 @@ def write_pixels(ds: Dataset, frames: np.ndarray, name: str, history: list[tuple
     ``history`` lists the lossy steps the pixels went through already (ratio, method).
     """
     history = list(history)
-    if ds.BitsAllocated == 1 and name not in ("explicit", "implicit"):
-        raise EncodeError(f"1-bit pixel data can only be stored uncompressed, not as {name}")
-    if name == "jpeg" and ds.BitsAllocated != 8:
-        raise EncodeError(f"JPEG Baseline holds 8-bit images only; this one has {ds.BitsStored} bits",
-                          "use --ts jpeg-ls, j2k or j2k-lossy for 16-bit images")
-    if name in ("explicit", "implicit"):
+    row = tsx.by_name(name)
+    if ds.BitsAllocated not in row.bits:
+        if ds.BitsAllocated == 1:
+            raise EncodeError(f"1-bit pixel data can only be stored uncompressed, not as {name}")
+        fits = ", ".join(r.name for r in tsx.BY_NAME.values() if ds.BitsAllocated in r.bits and r.encoder != tsx.NATIVE)
+        raise EncodeError(f"{row.title} holds {'/'.join(map(str, row.bits))}-bit images only; "
+                          f"this one has {ds.BitsStored} bits", f"use a --ts that holds them: {fits}")
+    ds.PhotometricInterpretation = row.photometric(ds.SamplesPerPixel, ds.PhotometricInterpretation)
+    if row.encoder == tsx.NATIVE:
         data = pack_bits(frames.astype(np.uint8)) if ds.BitsAllocated == 1 else frames.tobytes()
         ds.PixelData = data + b"\0" if len(data) % 2 else data
         ds["PixelData"].VR = "OW" if ds.BitsAllocated == 16 else "OB"
-        set_file_meta(ds, TRANSFER_SYNTAXES[name])
-    elif name == "jpeg":
-        _encode_jpeg_baseline(ds, frames, jpeg_quality, history)
+        set_file_meta(ds, row.uid)
+    elif row.encoder == tsx.PILLOW:
+        _encode_jpeg_baseline(ds, frames, jpeg_quality)
     else:
-        ts = TRANSFER_SYNTAXES[name]
-        if ds.SamplesPerPixel == 3 and ts in (JPEG2000Lossless, JPEG2000):
-            # Part 5 8.2.4: colour JPEG 2000 uses the reversible/irreversible component transform.
-            ds.PhotometricInterpretation = "YBR_RCT" if ts == JPEG2000Lossless else "YBR_ICT"
-        set_file_meta(ds, ExplicitVRLittleEndian)
-        kwargs = {"j2k_cr": [j2k_ratio]} if ts == JPEG2000 else {}
+        set_file_meta(ds, tsx.EXPLICIT_LE.uid)
+        kwargs = {"j2k_cr": [j2k_ratio]} if row is tsx.J2K_LOSSY else {}
         try:
-            compress(ds, ts, frames, encoding_plugin=_PLUGINS[ts], generate_instance_uid=False, **kwargs)
+            compress(ds, row.uid, frames, encoding_plugin=row.plugin, generate_instance_uid=False, **kwargs)
         except (RuntimeError, ValueError) as exc:
             raise EncodeError(f"cannot encode the pixels as {name}: {exc}") from None
-        if ts == JPEG2000:
-            history.append((_ratio(ds, frames), J2K_METHOD))
+    if row.method:
+        history.append((_ratio(ds, frames), row.method))
     set_lossy(ds, history)
 
 
@@ -111,9 +80,9 @@ def encapsulate_jpegs(ds: Dataset, streams: list[bytes], info: JpegInfo, history
     ds.PixelData = encapsulate(streams)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    set_file_meta(ds, JPEGBaseline8Bit)
+    set_file_meta(ds, tsx.JPEG_BASELINE.uid)
     raw = info.width * info.height * info.components * len(streams)
-    set_lossy(ds, [*history, (raw / sum(len(s) for s in streams), JPEG_METHOD)])
+    set_lossy(ds, [*history, (raw / sum(len(s) for s in streams), tsx.JPEG_BASELINE.method)])
 
 
 def photometric_of_jpeg(info: JpegInfo) -> str | None:
@@ -159,7 +128,7 @@ def _set_or_drop(ds: Dataset, keyword: str, value: list | None) -> None:
         delattr(ds, keyword)
 
 
-def _encode_jpeg_baseline(ds: Dataset, frames: np.ndarray, quality: int, history: list[tuple[float, str]]) -> None:
+def _encode_jpeg_baseline(ds: Dataset, frames: np.ndarray, quality: int) -> None:
     from PIL import Image
 
     stack = frames if "NumberOfFrames" in ds else frames[np.newaxis]
@@ -169,13 +138,10 @@ def _encode_jpeg_baseline(ds: Dataset, frames: np.ndarray, quality: int, history
         # subsampling=1 is 4:2:2, the only subsampling YBR_FULL_422 describes exactly.
         Image.fromarray(frame).save(out, "JPEG", quality=quality, subsampling=1, optimize=False)
         streams.append(out.getvalue())
-    if ds.SamplesPerPixel == 3:
-        ds.PhotometricInterpretation = "YBR_FULL_422"
     ds.PixelData = encapsulate(streams)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    set_file_meta(ds, JPEGBaseline8Bit)
-    history.append((frames.nbytes / sum(len(s) for s in streams), JPEG_METHOD))
+    set_file_meta(ds, tsx.JPEG_BASELINE.uid)
 
 
 def _ratio(ds: Dataset, frames: np.ndarray) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.valuerep import format_number_as_ds
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.capture import Capture, EncodedFormat
 from kiosk.dicomize import codecs
 from kiosk.errors import KioskError
@@ -57,12 +58,12 @@ def plan_pixels(captures: list[Capture], ts_name: str, monochrome1: bool = False
     """Plan the pixels of one object from ``captures`` (one per frame); returns the
     plan and the transfer syntax name resolved from "auto"."""
     infos = [passthrough_info(c) for c in captures]
-    if ts_name in ("auto", "jpeg") and not monochrome1 and all(infos) and _same_jpeg_layout(infos):
+    if ts_name in (tsx.AUTO, tsx.JPEG_BASELINE.name) and not monochrome1 and all(infos) and _same_jpeg_layout(infos):
         info = infos[0]
         plan = PixelPlan(info.height, info.width, info.components, codecs.photometric_of_jpeg(info), 8, 8,
                          jpeg_streams=[c.encoded for c in captures], jpeg_info=info,
                          history=_prior_history(captures))
-        return plan, "jpeg"
+        return plan, tsx.JPEG_BASELINE.name
     arrays, history, decoded_ratios = [], _prior_history(captures), []
     for capture in captures:
         pixels, bits, lossy = _decoded(capture)
@@ -72,7 +73,7 @@ def plan_pixels(captures: list[Capture], ts_name: str, monochrome1: bool = False
     if decoded_ratios:
         # One step for the object, not one per frame: its ratio is all frames' size over all their
         # JPEG bytes (the frames are the same size, so the harmonic mean of their ratios).
-        history.append((len(decoded_ratios) / sum(1 / r for r in decoded_ratios), codecs.JPEG_METHOD))
+        history.append((len(decoded_ratios) / sum(1 / r for r in decoded_ratios), tsx.JPEG_BASELINE.method))
     shapes = {(a.shape, a.dtype) for a, _ in arrays}
     if len(shapes) != 1:
         raise PixelError("the frames of one object must all have the same size and colour type")
@@ -80,11 +81,11 @@ def plan_pixels(captures: list[Capture], ts_name: str, monochrome1: bool = False
     bits = max(b for _, b in arrays)
     stack = np.stack([a for a, _ in arrays]) if len(arrays) > 1 else first
     if first.dtype == np.bool_:
-        keep_bits = single_bit and ts_name in ("auto", "explicit", "implicit")
+        keep_bits = single_bit and (ts_name == tsx.AUTO or 1 in tsx.by_name(ts_name).bits)
         if not keep_bits:
             stack, bits = stack.astype(np.uint8) * np.uint8(255), 8
-    if ts_name == "auto":
-        ts_name = "explicit" if stack.dtype == np.bool_ else codecs.DEFAULT_LOSSLESS
+    if ts_name == tsx.AUTO:
+        ts_name = (tsx.EXPLICIT_LE if stack.dtype == np.bool_ else tsx.DEFAULT_LOSSLESS).name
     return _describe(stack, bits, first.ndim == 3, monochrome1, history), ts_name
 
 
@@ -165,7 +166,7 @@ def _decoded(capture: Capture) -> tuple[np.ndarray, int, tuple[float, str] | Non
             pixels, bits = decode_jpeg(capture.encoded, info)
         except JpegError as exc:
             raise PixelError(str(exc)) from None
-        lossy = None if info.lossless else (codecs.jpeg_ratio(info, len(capture.encoded)), codecs.JPEG_METHOD)
+        lossy = None if info.lossless else (codecs.jpeg_ratio(info, len(capture.encoded)), tsx.JPEG_BASELINE.method)
         return pixels, bits, lossy
     raise PixelError(f"a {capture.encoded_format.value if capture.encoded_format else 'capture'} "
                      "without pixels cannot become an image")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
-from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
+from pydicom.uid import EncapsulatedPDFStorage
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.capture import Capture
 from kiosk.dicomize import modules
 from kiosk.dicomize.batch import BatchState
@@ -31,5 +32,5 @@ def build_pdf(batch: BatchState, capture: Capture, instance_number: int) -> Data
     ds.EncapsulatedDocument = data + b"\0" if len(data) % 2 else data
     ds.EncapsulatedDocumentLength = len(data)
     modules.add_sop_common(ds, batch, EncapsulatedPDFStorage)
-    set_file_meta(ds, ExplicitVRLittleEndian)
+    set_file_meta(ds, tsx.EXPLICIT_LE.uid)
     return ds

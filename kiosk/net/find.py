@@ -9,6 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
 from kiosk.net import errors
@@ -90,7 +91,7 @@ def _responses(node: NodeConfig, local: LocalConfig, model: str, identifier: "Da
     import pynetdicom  # noqa: F401
     from pynetdicom.presentation import build_context
 
-    context = build_context(model, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    context = build_context(model, [tsx.EXPLICIT_LE.uid, tsx.IMPLICIT_LE.uid])
     assoc = associate(node, local, [context], what=what)
     limit = matches.limit
     try:

@@ -26,6 +26,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
@@ -41,25 +42,13 @@ log = logging.getLogger(__name__)
 #: "damaged": the file no longer holds what its ``KnownFile.sha256`` says; it was not sent.
 Outcome = Literal["success", "warning", "transient", "failed", "damaged"]
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE)
+EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE = UNCOMPRESSED = tsx.UNCOMPRESSED
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 CANCEL_GRACE = 1.0  # s an answer in flight may still take once cancelled
 CANCEL_POLL = 0.2
 
 WARNINGS_AS_SUCCESS = {0xB000, 0xB006, 0xB007}
 
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-# Destination ``transfer_syntax`` choices a send may apply: lossless, so the instance keeps its identity.
-LOSSLESS_CHOICES = {"explicit": EXPLICIT_LE, "implicit": IMPLICIT_LE, "rle": RLE_LOSSLESS,
-                    "jpeg-ls": JPEG_LS_LOSSLESS, "j2k": JPEG2000_LOSSLESS}
-LOSSY_CHOICES = {"j2k-lossy", "jpeg"}
-# Faster encoders than pydicom's defaults (its own RLE is ~12x slower).
-ENCODERS = {RLE_LOSSLESS: "pylibjpeg", JPEG_LS_LOSSLESS: "pyjpegls", JPEG2000_LOSSLESS: "pylibjpeg"}
 
 
 @dataclass(frozen=True)
@@ -255,9 +244,10 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
     if target_uid.is_compressed:
         if "PixelData" not in ds:
             raise ValueError("it has no pixel data to compress")
-        if target == JPEG2000_LOSSLESS and ds.SamplesPerPixel == 3:
-            ds.PhotometricInterpretation = "YBR_RCT"  # PS3.5 8.2.4: colour JPEG 2000 lossless
-        ds.compress(target, encoding_plugin=ENCODERS.get(target, ""), generate_instance_uid=False)
+        row = tsx.BY_UID.get(target)
+        if row is not None:
+            ds.PhotometricInterpretation = row.photometric(ds.SamplesPerPixel, ds.PhotometricInterpretation)
+        ds.compress(target, encoding_plugin=row.plugin if row else "", generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = target
     if ds.original_encoding != (target_uid.is_implicit_VR, target_uid.is_little_endian):
         # Written out in the target encoding and read back: pydicom then looks up the
@@ -273,11 +263,12 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
 
 def preferred_syntax(node: NodeConfig) -> str | None:
     """The destination's ``transfer_syntax`` as a UID; None for auto (and for lossy choices, see docs)."""
-    if node.transfer_syntax in LOSSY_CHOICES:
+    row = tsx.BY_NAME.get(node.transfer_syntax)
+    if row is not None and not row.transcode:
         log.warning("%s: transfer_syntax = %s applies when objects are made (kiosk convert/acquire); "
                     "files are sent in their own transfer syntax", node, node.transfer_syntax)
         return None
-    return LOSSLESS_CHOICES.get(node.transfer_syntax)
+    return row.uid if row else None
 
 
 def _what_to_send(inst: _Instance, accepted: list[str], preferred: str | None) -> "Path | Dataset":

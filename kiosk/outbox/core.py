@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from kiosk.config import Config
+from kiosk.config import Config, OutboxConfig, values_of
 from kiosk.dataset_check import check_complete
 from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
@@ -33,27 +33,20 @@ LOCK_NAME = "delivery.lock"
 
 
 @dataclass(frozen=True)
-class OutboxSettings:
-    """The ``[outbox]`` section, with the spool folder resolved."""
+class OutboxSettings(OutboxConfig):
+    """The ``[outbox]`` section (its defaults), with the spool folder resolved."""
 
-    spool_dir: Path
-    retry_count: int = 10
-    retry_interval: float = 30.0
-    retry_max_interval: float = 3600.0
-    batch_size: int = 100
-    retention_hours: float = 168.0
-    min_free_mb: int = 500
-    commitment_timeout: float = 60.0
+    spool_dir: Path  # type: ignore[assignment]  # resolved: a folder, not the configured text
 
     @classmethod
     def from_config(cls, config: Config) -> "OutboxSettings":
-        values = dict(config.extra.get("outbox", {}))
-        folder = values.pop("spool_dir", "")
+        section = config.outbox
+        folder = section.spool_dir
         if not folder:
             import platformdirs
 
-            folder = Path(platformdirs.user_data_dir("kiosk", appauthor=False)) / "outbox"
-        return cls(spool_dir=Path(folder).expanduser(), **values)
+            folder = str(Path(platformdirs.user_data_dir("kiosk", appauthor=False)) / "outbox")
+        return cls(**{**values_of(section), "spool_dir": Path(folder).expanduser()})
 
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt number ``attempts + 1``: doubling from retry_interval, capped."""

@@ -38,13 +38,6 @@ BG = (0.07, 0.08, 0.10, 1)  # theme.kv's BG
 SCREENS = ("patient", "acquire", "review", "send", "outbox", "settings")
 
 
-def ui_settings(config: Config) -> dict[str, Any]:
-    """The [ui] section (defaults when the config came from elsewhere)."""
-    from kiosk.config import UI_FIELDS
-
-    return {k: f.default for k, f in UI_FIELDS.items()} | config.extra.get("ui", {})
-
-
 def process_age() -> float | None:
     """Seconds since this process started (Linux), or None."""
     try:
@@ -69,8 +62,8 @@ class KioskApp(App):
         super().__init__(**kwargs)
         self.title = T["title"]
         self.kiosk_config = kiosk_config
-        self.ui = ui_settings(kiosk_config)
-        self.store = store or SessionStore(Path(self.ui["sessions_dir"]).expanduser() if self.ui["sessions_dir"] else None)
+        self.ui = kiosk_config.ui
+        self.store = store or SessionStore(Path(self.ui.sessions_dir).expanduser() if self.ui.sessions_dir else None)
         self.demo = demo
         self.last_activity = time.monotonic()
         self._generation = 0
@@ -145,7 +138,7 @@ class KioskApp(App):
         from kiosk.ui.services import Services
 
         self.kiosk_config = config
-        self.ui = ui_settings(config)
+        self.ui = config.ui
         old, self.services = self.services, Services(config, demo=self.demo)
         old.close()  # frees the port before the new listener takes it
         self.run_async(self.services.start_listener, lambda _r: None, session_bound=False)
@@ -289,7 +282,7 @@ class KioskApp(App):
         self.last_activity = time.monotonic()
 
     def _check_idle(self, _dt: float) -> None:
-        timeout = self.ui["idle_timeout"]
+        timeout = self.ui.idle_timeout
         if not timeout or self.session is None:
             return
         if any(getattr(screen, "busy", False) for screen in self.manager.screens):
@@ -306,7 +299,7 @@ class KioskApp(App):
         """Run ``then`` after the admin PIN was typed; refuse when no PIN is configured."""
         from kiosk.ui.widgets.dialogs import PinPad
 
-        pin = self.ui["admin_pin"]
+        pin = self.ui.admin_pin
         if not pin:
             self.show_message(T["pin_locked"])
             return

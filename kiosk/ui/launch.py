@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from kiosk.config import Config
+from kiosk.config import Config, UIConfig
 from kiosk.errors import KioskError
 
 
@@ -27,17 +27,17 @@ def prepare_environment() -> None:
     os.makedirs(os.environ["KIVY_HOME"], exist_ok=True)
 
 
-def configure_window(ui: dict[str, Any]) -> None:
+def configure_window(ui: UIConfig) -> None:
     """Window options that must be set before the window exists (kiosk mode, keyboard)."""
     from kivy.config import Config as KivyConfig
 
     KivyConfig.set("kivy", "exit_on_escape", "0")
-    KivyConfig.set("kivy", "keyboard_mode", "systemanddock" if ui["keyboard"] == "dock" else "system")
+    KivyConfig.set("kivy", "keyboard_mode", "systemanddock" if ui.keyboard == "dock" else "system")
     KivyConfig.set("input", "mouse", "mouse,disable_multitouch")
     # Kivy asks for 2x multisampling by default: with software GL (Mesa llvmpipe, no GPU) that triples
     # the cost of every frame (a 1280x800 redraw took ~40 ms instead of ~14 ms); flat UI needs none.
     KivyConfig.set("graphics", "multisamples", "0")
-    if ui["kiosk_mode"]:
+    if ui.kiosk_mode:
         # Without a window manager, fullscreen=auto draws at the wrong size: size it by hand.
         width, height = _screen_size()
         for key, value in (("borderless", "1"), ("fullscreen", "0"), ("position", "custom"), ("left", "0"),
@@ -76,9 +76,7 @@ def run_ui(config: Config, demo: Any = None) -> int:
                          "(kiosk --help; kiosk demo --headless for the demo peers)")
     prepare_environment()
     from kiosk.net import fastpath; fastpath.apply(config)  # noqa: E702 - [network] fast_path, for this process
-    from kiosk.config import UI_FIELDS
-
-    configure_window({k: f.default for k, f in UI_FIELDS.items()} | config.extra.get("ui", {}))
+    configure_window(config.ui)
     from kiosk.ui.app import KioskApp
 
     KioskApp(config, demo=demo).run()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kiosk.config import Config, NodeConfig
+from kiosk.config import Config, NodeConfig, values_of
 from kiosk.errors import KioskError
 from kiosk.ui.background import background_priority
 from kiosk.ui.strings import T
@@ -185,7 +185,7 @@ class Services:
     def presets(self) -> list[str]:
         """Preset names; flatbed presets also come as a document-feeder variant."""
         names = []
-        for name, settings in _module("drivers.presets").presets(self.config.extra.get("presets")).items():
+        for name, settings in _module("drivers.presets").presets(self.config.presets.tables()).items():
             names.append(name)
             if settings.source in (None, "flatbed"):
                 names.append(name + FEEDER)
@@ -193,18 +193,15 @@ class Services:
 
     def open(self, uri: str) -> Any:
         """Open a source with the [acquisition] settings (clip length, stall timeout)."""
-        return _module("drivers.registry").open_device(uri, self.config.extra.get("acquisition"))
+        return _module("drivers.registry").open_device(uri, values_of(self.config.acquisition))
 
     def max_clip_seconds(self) -> float:
-        from kiosk.config import ACQUISITION_FIELDS
-
-        return float(self.config.extra.get("acquisition", {}).get(
-            "max_clip_seconds", ACQUISITION_FIELDS["max_clip_seconds"].default))
+        return self.config.acquisition.max_clip_seconds
 
     def configure(self, device: Any, preset_name: str) -> Any:
         presets = _module("drivers.presets")
         feeder = preset_name.endswith(FEEDER)
-        settings = presets.preset(preset_name.removesuffix(FEEDER), self.config.extra.get("presets"))
+        settings = presets.preset(preset_name.removesuffix(FEEDER), self.config.presets.tables())
         return device.configure(settings.merged(source="adf") if feeder else settings)
 
     # -- sending -------------------------------------------------------------------

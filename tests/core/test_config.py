@@ -46,9 +46,9 @@ def test_example_config_is_valid_and_complete():
     for fields in (cfg.LOCAL_FIELDS, cfg.DESTINATION_FIELDS, cfg.WORKLIST_FIELDS, cfg.TLS_FIELDS):
         for key in fields:
             assert f"{key} =" in text, f"{key} is not documented in {EXAMPLE.name}"
-    for section, fields in cfg.EXTRA_SECTIONS.items():
+    for section, cls in cfg.SECTIONS.items():
         assert f"[{section}]" in text, f"[{section}] is not documented in {EXAMPLE.name}"
-        for key in fields:
+        for key in cfg.schema(cls):
             assert f"{key} =" in text, f"{section}.{key} is not documented in {EXAMPLE.name}"
 
 
@@ -79,6 +79,10 @@ def test_good_config_checks_ok(tmp_path, capsys):
         ("[worklist]\nae_title='W'\nhost='bad host'\nport=104", "worklist.host: is not a host name"),
         ("[local]\nuid_root = '1.02.3'", "local.uid_root: is not a UID root"),
         ("destinations = 3", "destinations: must be tables"),
+        ("[outbox]\nretry = 3", "outbox.retry: unknown key; did you mean 'retry_count'?"),
+        ("[network]\nfastpath = true", "network.fastpath: unknown key; did you mean 'fast_path'?"),
+        ("[network]\nfast_path = 'no'", "network.fast_path: is 'no', must be true or false"),
+        ("[presets]\n' x' = { dpi = 100 }", "presets. x: a preset name must not be empty or start or end with spaces"),
     ],
 )
 def test_bad_config_gives_one_clear_line_and_exit_2(tmp_path, capsys, text, expected):
@@ -126,6 +130,43 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert cfg.load_config(None).path is None  # no file there: built-in defaults
 
 
+def test_built_in_defaults_are_the_validated_defaults():
+    """No file, an empty file and a file naming every section give one and the same configuration."""
+    empty = cfg.parse_config({})
+    assert cfg.Config() == empty == cfg.parse_config({name: {} for name in cfg.SECTIONS})
+    assert empty.network.fast_path is True and empty.outbox.retry_count == 10 and empty.presets.tables() == {
+        "Document": {}, "Film": {}, "Photo": {}}
+
+
+def test_each_default_is_declared_once_in_its_dataclass(capsys, tmp_path):
+    """The schema (validation, config show) reads its defaults from the section dataclasses."""
+    from kiosk.outbox.core import OutboxSettings
+
+    for cls in (*cfg.SECTIONS.values(), cfg.LocalConfig, cfg.TLSConfig):
+        assert {k: f.default for k, f in cfg.schema(cls).items()} == cfg.values_of(cls()), cls.__name__
+    node = cfg.NodeConfig("pacs", "PACS", "h", 104)
+    assert {k: f.default for k, f in cfg.DESTINATION_FIELDS.items() if f.default is not None} == {
+        k: getattr(node, k) for k in cfg.DESTINATION_FIELDS if k not in ("ae_title", "host", "port")}
+    resolved = OutboxSettings.from_config(cfg.parse_config({"outbox": {"spool_dir": str(tmp_path)}}))
+    assert resolved == OutboxSettings(spool_dir=tmp_path)  # the outbox's own settings take the same defaults
+    empty = tmp_path / "kiosk.toml"
+    empty.write_text("")
+    assert main(["--config", str(empty), "config", "show"]) == 0
+    shown = tomllib.loads(capsys.readouterr().out)
+    for name, cls in cfg.SECTIONS.items():
+        assert shown[name] == cfg.values_of(cls()), name
+
+
+def test_sections_are_typed():
+    config = cfg.parse_config({"outbox": {"retry_interval": 5}, "network": {"fast_path": False},
+                               "presets": {"Film": {"dpi": 600}, "Quick": {"dpi": 40}}})
+    assert isinstance(config.outbox, cfg.OutboxConfig) and config.outbox.retry_interval == 5.0
+    assert isinstance(config.outbox.retry_interval, float)  # TOML's 5 is a number of seconds
+    assert config.network == cfg.NetworkConfig(fast_path=False)
+    assert config.presets.Film == {"dpi": 600} and config.presets.own == {"Quick": {"dpi": 40}}
+    assert list(config.presets.tables()) == ["Document", "Film", "Photo", "Quick"]
+
+
 def test_show_round_trips(tmp_path, capsys):
     source = cfg.load_config(EXAMPLE)
     assert main(["--config", str(EXAMPLE), "config", "show"]) == 0
@@ -134,7 +175,7 @@ def test_show_round_trips(tmp_path, capsys):
     assert again.local == source.local
     assert again.destinations == source.destinations
     assert again.worklist == source.worklist and again.query == source.query
-    assert again.extra == source.extra
+    assert all(getattr(again, name) == getattr(source, name) for name in cfg.SECTIONS)
 
 
 def test_path_command(tmp_path, capsys):

@@ -95,9 +95,9 @@ def test_cli_area_errors(tmp_path):
 def test_custom_presets_start_from_document():
     config = parse_config({"presets": {"Quick": {"dpi": 40, "mode": "color"}, "ID card": {"dpi": 600},
                                        "Photo": {"dpi": 400}}})
-    table = presets(config.extra["presets"])
+    table = presets(config.presets.tables())
     assert list(table) == ["Document", "Film", "Photo", "Quick", "ID card"]
-    assert preset("quick", config.extra["presets"]) == Settings(mode="color", depth=8, dpi=40, source="flatbed")
+    assert preset("quick", config.presets.tables()) == Settings(mode="color", depth=8, dpi=40, source="flatbed")
     assert table["ID card"].mode == "gray" and table["ID card"].dpi == 600
     assert table["Photo"].dpi == 400 and table["Photo"].photo
 

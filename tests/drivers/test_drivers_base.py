@@ -51,10 +51,10 @@ def test_presets_are_configurable(tmp_path):
     path = tmp_path / "kiosk.toml"
     path.write_text('[presets.Document]\ndpi = 200\nmode = "color"\n\n[acquisition]\nmax_clip_seconds = 10\n')
     config = load_config(path)
-    document = preset("Document", config.extra["presets"])
+    document = preset("Document", config.presets.tables())
     assert (document.dpi, document.mode, document.depth) == (200, "color", 8)
-    assert preset("Film", config.extra["presets"]) == BUILTIN_PRESETS["Film"]
-    assert config.extra["acquisition"]["max_clip_seconds"] == 10
+    assert preset("Film", config.presets.tables()) == BUILTIN_PRESETS["Film"]
+    assert config.acquisition.max_clip_seconds == 10
     path.write_text('[presets.Film]\ndepth = 12\n')
     with pytest.raises(ConfigError, match="presets.Film: depth = 12; use 8 or 16"):
         load_config(path)

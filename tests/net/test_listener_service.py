@@ -14,7 +14,7 @@ from tests.support.outbox_data import make_instances
 from tests.support.outbox_helpers import outbox_config
 from tests.support.peers import HOST, free_port, require_binary, wait_for_port
 
-from kiosk.config import LocalConfig, parse_config, parse_node_url, to_toml
+from kiosk.config import LocalConfig, parse_config, parse_node_url, to_toml, values_of
 from kiosk.net.echo import echo
 from kiosk.net.errors import NetworkError
 
@@ -22,7 +22,7 @@ REJECTED = "calling AE title not recognised"
 
 
 def write_config(tmp_path, port: int, destinations: dict) -> str:
-    base = outbox_config(tmp_path).extra["outbox"]
+    base = values_of(outbox_config(tmp_path).outbox)
     config = parse_config({"local": {"ae_title": "KIOSK", "port": port}, "destinations": destinations, "outbox": base})
     path = tmp_path / "kiosk.toml"
     path.write_text(to_toml(config))

@@ -83,8 +83,8 @@ def test_fast_path_must_be_true_or_false():
     with pytest.raises(ConfigError) as raised:
         parse_config({"network": {"fast_path": "no"}})
     assert "network.fast_path: is 'no', must be true or false" in str(raised.value)
-    assert parse_config({}).extra["network"] == {"fast_path": True}
-    assert parse_config({"network": {"fast_path": False}}).extra["network"] == {"fast_path": False}
+    assert parse_config({}).network.fast_path is True
+    assert parse_config({"network": {"fast_path": False}}).network.fast_path is False
 
 
 def test_kiosk_fast_path_environment_variable_is_checked(tmp_path):

@@ -18,6 +18,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import (ExplicitVRLittleEndian, JPEGLSLossless, RLELossless, SecondaryCaptureImageStorage)
 from pynetdicom import evt
 
+from kiosk import transfer_syntaxes as tsx
 from kiosk.cli import main
 from kiosk.config import LocalConfig, parse_node_url
 from kiosk.net.errors import NetworkError
@@ -207,17 +208,38 @@ def test_fast_path_fragments_for_any_peer_maximum(tmp_path, max_pdu):
         assert got[sent.SOPInstanceUID] == sent.PixelData
 
 
-@pytest.mark.parametrize("choice, uid", [("jpeg-ls", JPEGLSLossless), ("rle", RLELossless),
-                                         ("j2k", "1.2.840.10008.1.2.4.90"), ("implicit", "1.2.840.10008.1.2")])
-def test_destination_transfer_syntax_is_applied_losslessly(storescp_factory, tmp_path, choice, uid):
+@pytest.mark.parametrize("row", tsx.BY_NAME.values(), ids=lambda row: row.name)
+def test_destination_transfer_syntax_follows_the_table(storescp_factory, tmp_path, caplog, row):
+    """A transcodable (lossless) choice converts each RGB file with the row's photometric rule; a lossy
+    one applies when objects are made: files go as they are, with a warning."""
     peer = storescp_factory(options=["+xa"])
-    node = dataclasses.replace(parse_node_url(peer.url), transfer_syntax=choice)
+    node = dataclasses.replace(parse_node_url(peer.url), transfer_syntax=row.name)
     path = make_sc(tmp_path / "rgb.dcm", 64, 48)
     assert store_files(node, LOCAL, [path]).ok
     original = pydicom.dcmread(path)
     arrived = received(peer)[original.SOPInstanceUID]
-    assert arrived.file_meta.TransferSyntaxUID == uid
+    if row.transcode:
+        assert arrived.file_meta.TransferSyntaxUID == row.uid
+        assert arrived.PhotometricInterpretation == row.photometric(3, "RGB")
+    else:
+        assert arrived.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert arrived.PhotometricInterpretation == "RGB" and "applies when objects are made" in caplog.text
+    assert arrived.SOPInstanceUID == original.SOPInstanceUID
     assert (arrived.pixel_array == original.pixel_array).all()
+
+
+def test_transcoding_relabels_rgb_only(storescp_factory, tmp_path):
+    """A YBR_FULL file sent as j2k is not labelled YBR_RCT (the row's rule is for RGB): its colours arrive."""
+    peer = storescp_factory(options=["+xa"])
+    node = dataclasses.replace(parse_node_url(peer.url), transfer_syntax=tsx.J2K.name)
+    path = make_sc(tmp_path / "ybr.dcm", 64, 48)
+    original = pydicom.dcmread(path)
+    original.PhotometricInterpretation = "YBR_FULL"
+    original.save_as(path, enforce_file_format=True)
+    assert store_files(node, LOCAL, [path]).ok
+    arrived = received(peer)[original.SOPInstanceUID]
+    assert arrived.file_meta.TransferSyntaxUID == tsx.J2K.uid and arrived.PhotometricInterpretation == "YBR_FULL"
+    assert (arrived.pixel_array == pydicom.dcmread(path).pixel_array).all()
 
 
 @pytest.mark.parametrize("transfer_syntax", ["auto", "implicit"])  # sent as it is / transcoded by pynetdicom's path
@@ -242,15 +264,6 @@ def test_files_that_no_longer_have_their_checksum_are_not_sent(storescp, tmp_pat
     assert "changed after it was accepted" in result.results[2].message
     assert result.results[5].message == f"{small[3]} is missing"
     assert set(received(storescp)) == {pydicom.dcmread(p).SOPInstanceUID for p in (small[0], big[0], small[2])}
-
-
-def test_lossy_destination_choice_leaves_files_as_they_are(storescp_factory, tmp_path, caplog):
-    peer = storescp_factory(options=["+xa"])
-    node = dataclasses.replace(parse_node_url(peer.url), transfer_syntax="jpeg")
-    path = make_sc(tmp_path / "rgb.dcm")
-    assert store_files(node, LOCAL, [path]).ok
-    assert received(peer)[pydicom.dcmread(path).SOPInstanceUID].file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    assert "applies when objects are made" in caplog.text
 
 
 def test_store_command_is_what_pynetdicom_would_encode():

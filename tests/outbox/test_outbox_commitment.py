@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.support.outbox_data import make_instances
 from tests.support.outbox_helpers import deliver, outbox_config
 
-from kiosk.config import parse_config
+from kiosk.config import parse_config, values_of
 from kiosk.outbox import Outbox
 from kiosk.outbox.journal import Update
 from kiosk.outbox.worker import AWAITING
@@ -17,7 +17,7 @@ def orthanc_config(tmp_path, orthanc):
         "local": {"ae_title": "KIOSK", "port": orthanc.extra["kiosk_port"]},
         "destinations": {"pacs": {"ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.port,
                                   "storage_commitment": True}},
-        "outbox": base.extra["outbox"],
+        "outbox": values_of(base.outbox),
     })
 
 

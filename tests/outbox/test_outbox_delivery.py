@@ -228,7 +228,7 @@ def test_a_spooled_file_storescp_aborts_on_fails_alone(tmp_path, storescp):
 
 def test_the_documented_retry_figures_are_what_delivery_does(tmp_path, scripted):
     """A job fails after retry_count + 1 attempts; the docs give that and the default backoff's total."""
-    from kiosk.config import OUTBOX_FIELDS
+    from kiosk.config import OutboxConfig, schema
     from kiosk.outbox.core import OutboxSettings
 
     from tests.support.paths import ROOT as root
@@ -244,7 +244,7 @@ def test_the_documented_retry_figures_are_what_delivery_does(tmp_path, scripted)
 
     defaults = OutboxSettings(spool_dir=tmp_path)
     hours = sum(defaults.backoff(n) for n in range(1, defaults.retry_count + 1)) / 3600
-    assert "retry_count + 1" in OUTBOX_FIELDS["retry_count"].doc
+    assert "retry_count + 1" in schema(OutboxConfig)["retry_count"].doc
     for doc in ("docs/outbox.md", "docs/configuration.md", "packaging/kiosk.example.toml"):
         text = " ".join((root / doc).read_text().split())
         assert f"{hours:.2f} h" in text and "retry_count + 1" in text, doc

@@ -170,9 +170,7 @@ def kiosk_ui(xvfb, private_sane, tmp_path):
         from kiosk.ui.launch import configure_window, prepare_environment
 
         prepare_environment()
-        from kiosk.config import UI_FIELDS
-
-        configure_window({k: f.default for k, f in UI_FIELDS.items()} | config.extra.get("ui", {}))
+        configure_window(config.ui)
         from kivy.base import runTouchApp
         from kivy.core.window import Window
 

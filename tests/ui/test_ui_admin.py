@@ -50,7 +50,7 @@ def test_settings_need_the_pin_then_echo_validate_and_save(kiosk_ui, demo):
     saved = tomllib.loads(config.path.read_text(encoding="utf-8"))
     assert saved["local"]["port"] == 11113 and saved["ui"]["idle_timeout"] == 120
     assert saved["local"]["institution_name"] == "Clinique Saint-Éloi"
-    assert ui.app.ui["idle_timeout"] == 120
+    assert ui.app.ui.idle_timeout == 120
 
 
 def test_no_pin_configured_means_locked(kiosk_ui, demo):
@@ -59,7 +59,7 @@ def test_no_pin_configured_means_locked(kiosk_ui, demo):
     from kiosk.ui.widgets.dialogs import MessageCard, PinPad
 
     peers, config = demo
-    config = replace(config, extra={**config.extra, "ui": {**config.extra["ui"], "admin_pin": ""}})
+    config = replace(config, ui=replace(config.ui, admin_pin=""))
     ui = kiosk_ui(config, demo=peers)
     ui.tap(ui.app.root.ids.banner.ids.settings)
     card = ui.wait(lambda: ui.modal(MessageCard), what="the locked message")

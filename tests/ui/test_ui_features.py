@@ -21,7 +21,7 @@ UI_DIR = ROOT / "kiosk" / "ui"
 
 
 def with_extra(config, section, **values):
-    return replace(config, extra={**config.extra, section: {**config.extra.get(section, {}), **values}})
+    return replace(config, **{section: replace(getattr(config, section), **values)})
 
 
 def test_camera_clip_with_timer_becomes_one_multiframe_object(kiosk_ui, demo, dciodvfy):
@@ -284,7 +284,7 @@ def test_scan_presets_are_edited_and_validated_in_settings(kiosk_ui, demo):
     assert saved["Document"]["mode"] == "color" and saved["Photo"]["dpi"] == 400
     from drivers.presets import preset
 
-    assert preset("Photo", ui.app.kiosk_config.extra["presets"]).dpi == 400
+    assert preset("Photo", ui.app.kiosk_config.presets.tables()).dpi == 400
 
 
 def test_the_ui_runs_our_listener_for_echo_and_commitment(kiosk_ui, demo):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -140,7 +141,7 @@ def test_idle_timeout_clears_the_patient(kiosk_ui, demo):
     ui = kiosk_ui(config, demo=peers)
     acquire = scan_one_page(ui, "A1001")
     folder = ui.app.session.folder
-    ui.app.ui["idle_timeout"] = 1
+    ui.app.ui = replace(ui.app.ui, idle_timeout=1)
     # A scan still running is not idleness, however long it takes.
     acquire.busy = True
     until = time.monotonic() + 2.5

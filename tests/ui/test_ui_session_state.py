@@ -175,7 +175,7 @@ def test_finish_can_discard_unsent_images_with_the_pin(kiosk_ui, demo):
 
 def test_finish_says_discarding_is_locked_without_a_pin(kiosk_ui, demo):
     peers, config = demo
-    config = replace(config, extra={**config.extra, "ui": {**config.extra["ui"], "admin_pin": ""}})
+    config = replace(config, ui=replace(config.ui, admin_pin=""))
     ui = kiosk_ui(config, demo=peers)
     scan_one_page(ui, "A1001")
     card = finish_card(ui)

@@ -67,10 +67,8 @@ def env_override() -> bool | None:
 
 def apply(config: "Config") -> None:
     """Take the configuration's ``[network] fast_path`` into effect for this process (``$KIOSK_FAST_PATH`` wins)."""
-    from kiosk.config import NETWORK_FIELDS
-
     override = env_override()
-    configured = config.extra.get("network", {}).get("fast_path", NETWORK_FIELDS["fast_path"].default)
+    configured = config.network.fast_path
     enable(configured if override is None else override)
     if not _enabled:
         log.info("networking on stock pynetdicom (fast path off by %s)",

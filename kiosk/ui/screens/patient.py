@@ -87,7 +87,7 @@ class PatientScreen(KioskScreen):
         self.query_available = self.app.services.query_available()
         self.ids.search.text = ""
         self.refresh()
-        interval = self.app.ui["worklist_refresh"]
+        interval = self.app.ui.worklist_refresh
         if interval and self._refresh_event is None:
             self._refresh_event = self.app.schedule(lambda _dt: self.refresh(quiet=True), interval)
 
@@ -254,8 +254,8 @@ class PatientScreen(KioskScreen):
         self.card = card
 
     def new_patient(self) -> None:
-        prefix = self.app.ui["patient_id_prefix"]
-        propose = (lambda: generated_patient_id(prefix)) if self.app.ui["generate_patient_id"] else None
+        prefix = self.app.ui.patient_id_prefix
+        propose = (lambda: generated_patient_id(prefix)) if self.app.ui.generate_patient_id else None
         NewPatientCard(on_done=self.confirm, propose=propose).open()
 
 

@@ -76,7 +76,7 @@ class ReviewScreen(KioskScreen):
 
     def on_enter(self) -> None:
         session = self.app.session
-        self.ids.series.values = [p.strip() for p in self.app.ui["series_presets"].split(";") if p.strip()]
+        self.ids.series.values = [p.strip() for p in self.app.ui.series_presets.split(";") if p.strip()]
         if session is not None:
             self.series = session.series_description or (self.ids.series.values or [""])[0]
             self.multiframe = session.multiframe

@@ -101,9 +101,9 @@ class SettingsScreen(KioskScreen):
                 (f"presets.{name}.{key}", T[f"preset_{key}"], _preset_value(getattr(settings, key)))
                 for key in PRESET_FIELDS])
         ui = self.app.ui
-        self._section(T["settings"], [("ui.idle_timeout", T["idle_timeout"], ui["idle_timeout"])])
+        self._section(T["settings"], [("ui.idle_timeout", T["idle_timeout"], ui.idle_timeout)])
         row = Factory.SettingsCheck()
-        row.text, row.ids.check.active = T["kiosk_mode"], ui["kiosk_mode"]
+        row.text, row.ids.check.active = T["kiosk_mode"], ui.kiosk_mode
         self.fields["ui.kiosk_mode"] = row
         box.add_widget(row)
 
@@ -118,7 +118,7 @@ class SettingsScreen(KioskScreen):
             from drivers.presets import presets
         except ImportError:
             return {}
-        table = presets(self.app.kiosk_config.extra.get("presets"))
+        table = presets(self.app.kiosk_config.presets.tables())
         return {name: table[name] for name in PRESET_NAMES if name in table}
 
     def _section(self, title: str, rows: list[tuple[str, str, Any]], node: Any = None, button: str = "") -> None:

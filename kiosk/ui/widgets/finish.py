@@ -54,5 +54,5 @@ def confirm_finish(app: Any) -> None:
             session.discard()
             app.end_session(T["finish_discarded"].format(count=count))
 
-    FinishCard(count=count, locked=not app.ui["admin_pin"], send_action=lambda: app.go("send"),
+    FinishCard(count=count, locked=not app.ui.admin_pin, send_action=lambda: app.go("send"),
                keep_action=keep, discard_action=lambda: app.require_pin(discard)).open()
