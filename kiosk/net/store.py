@@ -60,6 +60,9 @@ LOSSLESS_CHOICES = {"explicit": EXPLICIT_LE, "implicit": IMPLICIT_LE, "rle": RLE
 LOSSY_CHOICES = {"j2k-lossy", "jpeg"}
 # Faster encoders than pydicom's defaults (its own RLE is ~12x slower).
 ENCODERS = {RLE_LOSSLESS: "pylibjpeg", JPEG_LS_LOSSLESS: "pyjpegls", JPEG2000_LOSSLESS: "pylibjpeg"}
+# pydicom decodes JPEG-LS with pylibjpeg-libjpeg first: ~10x slower than CharLS (an A4 300 dpi
+# colour page 0.42 s against 0.045 s), and on the path to a PACS that accepts no JPEG-LS.
+DECODERS = {JPEG_LS_LOSSLESS: "pyjpegls"}
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
     ds = pydicom.dcmread(inst.path)
     target_uid, source = UID(target), UID(inst.transfer_syntax)
     if source.is_compressed:
-        ds.decompress(generate_instance_uid=False)
+        ds.decompress(decoding_plugin=DECODERS.get(source, ""), generate_instance_uid=False)
     if target_uid.is_compressed:
         if "PixelData" not in ds:
             raise ValueError("it has no pixel data to compress")
