@@ -11,14 +11,17 @@ UI runs it). Each page is timed at each step:
 
     leaves scanner -> built and encoded -> spooled (accepted) -> stored -> committed
 
-"Stored" is the C-STORE answer from DCMTK storescp (the job's ``sent`` event;
-the file is then checked to be in storescp's folder). "Committed" is a second
-run of the same pages to Orthanc with storage commitment (the job's
-``committed`` event, after Orthanc's N-EVENT-REPORT). Pages are fed as fast
-as the kiosk takes them: the next page leaves the scanner when the previous
-one is accepted, as ``kiosk acquire`` streams them, so delivery of one page
-runs while the next is encoded. Targets, to stored on storescp: p50 <= 1.0 s,
-p95 <= 2.0 s. ``KIOSK_BENCH_QUICK=1`` runs 5 pages and asserts no target.
+"Stored" is the C-STORE answer from DCMTK storescp (the job's ``sent`` event);
+the moment the file appears in storescp's folder is printed too. storescp runs
+twice: with ``+xa`` (it accepts the kiosk's JPEG-LS, as Orthanc and most PACS
+do) and as DCMTK starts it (uncompressed only: each page is decoded and sent
+as 26 MB). "Committed" is a third run of the pages, to Orthanc with storage
+commitment (the job's ``committed`` event, after Orthanc's N-EVENT-REPORT).
+Pages are fed as fast as the kiosk takes them: the next page leaves the
+scanner when the previous one is accepted, as ``kiosk acquire`` streams them,
+so delivery of one page runs while the next is encoded. Targets, to stored on
+storescp: p50 <= 1.0 s, p95 <= 2.0 s (docs/benchmarks.md has the figures).
+``KIOSK_BENCH_QUICK=1`` runs 5 pages and asserts no target.
 """
 
 from __future__ import annotations
@@ -122,6 +125,10 @@ def _pages_through_outbox(config: Config, destination: str, commit: bool, inbox:
         assert finished.wait(120), f"not every page reached {wanted} within 120 s"
         states = [job.state for job in outbox.journal.jobs_by_id(list(pages))]
         assert states == [wanted] * PAGES, states
+        deadline = time.monotonic() + 10  # the watcher may not have looked since the last file came
+        while inbox is not None and not all(p.uid in arrived for p in pages.values()):
+            assert time.monotonic() < deadline, "a stored page's file is not in storescp's folder"
+            time.sleep(0.01)
     finally:
         watching.set()
         delivery.shutdown()
