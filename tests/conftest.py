@@ -29,6 +29,7 @@ try:
 except OSError:
     pass  # no libdbus: SDL will not load it either
 
+from benchmark_support import benchmark_leaves_nothing_running  # noqa: E402,F401  (autouse, benchmarks only)
 from peers import dciodvfy as run_dciodvfy  # noqa: E402
 from peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402
 from ui_support import kiosk_ui, private_sane, xvfb  # noqa: E402,F401  (fixtures for tests/test_ui_*.py)
