@@ -60,6 +60,31 @@ def test_compressed_files_are_transcoded_when_peer_accepts_only_uncompressed(sto
     assert "transcoded rle.dcm from RLE Lossless" in caplog.text
 
 
+@pytest.mark.parametrize("options, syntax", [([], ExplicitVRLittleEndian), (["+xi"], "1.2.840.10008.1.2")],
+                         ids=["explicit", "implicit-only"])
+def test_converted_pages_arrive_whole_and_progress_counts_the_files(storescp_factory, tmp_path, options, syntax):
+    peer = storescp_factory(options=options)
+    files = []
+    for n in range(3):  # pages of paper: smooth, so the file is much smaller than the converted data set
+        ds = pydicom.dcmread(make_sc(tmp_path / f"jls{n}.dcm", 640, 480, seed=n))
+        ds.PixelData = np.full((480, 640, 3), 250 - n, dtype=np.uint8).tobytes()
+        ds.compress(JPEGLSLossless, generate_instance_uid=False)
+        ds.save_as(tmp_path / f"jls{n}.dcm", enforce_file_format=True)
+        files.append(tmp_path / f"jls{n}.dcm")
+    progress: list[StoreProgress] = []
+    result = store_files(parse_node_url(peer.url), LOCAL, files, progress=progress.append)
+    assert [r.outcome for r in result.results] == ["success"] * 3
+    got = received(peer)
+    for path in files:
+        original = pydicom.dcmread(path)
+        arrived = got[original.SOPInstanceUID]
+        assert arrived.file_meta.TransferSyntaxUID == syntax
+        assert (arrived.pixel_array == original.pixel_array).all()
+    # The converted data sets are bigger than the spool files: progress still counts the files' bytes.
+    done = [p.bytes_done for p in progress]
+    assert done == sorted(done) and done[-1] == progress[-1].bytes_total == sum(f.stat().st_size for f in files)
+
+
 def test_compressed_files_go_unchanged_to_a_peer_accepting_them(storescp_factory, tmp_path):
     peer = storescp_factory(options=["+xa"])
     jls = make_sc(tmp_path / "jls.dcm", 64, 48, rgb=False, transfer_syntax=JPEGLSLossless)
