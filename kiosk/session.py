@@ -1,4 +1,4 @@
-"""One patient's capture session: the state the touch UI and the CLI share.
+"""One patient's capture session on disk: what a touch-UI ``kiosk.station.Station`` persists.
 
 A session holds the patient/study context picked by the user and the captures
 in their review order. Every capture is written to disk (and fsync'ed) the
@@ -6,7 +6,7 @@ moment it is added, and the manifest is replaced atomically after every
 change, so a crash or power loss loses nothing. A session ends in one of two
 ways:
 
-* ``finish()`` once its objects are in the outbox: the folder is removed;
+* ``finish()`` once its objects are in the outbox (``Station.send``): the folder is removed;
 * ``abandon()`` (idle timeout, "Finish" without sending): the folder is kept,
   marked abandoned, and can be resumed or discarded later (Outbox screen).
 

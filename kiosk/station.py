@@ -272,8 +272,7 @@ class Station:
     def _add(self, captures: Sequence[Capture], persist: Callable[[], Any] | None, multiframe: bool | None) -> None:
         with self._lock:
             if self.state != OPEN or self.study is None:
-                raise StationClosed(f"this session is {self.state if self.study is not None else 'not started'}; "
-                                    "no more images can be added", "start a new session for more images")
+                raise self._closed("no more images can be added to it")
             if self.session is not None:
                 persist()
                 self._publish(CaptureAdded(self, captures[0], len(captures) if multiframe else 1))
@@ -286,6 +285,10 @@ class Station:
     def count_objects(self, captures: Sequence[Capture]) -> int:
         """How many objects ``add_pages(captures)`` makes (nothing is built)."""
         return sum(1 for _ in self._batch.plan(captures))
+
+    def _closed(self, consequence: str) -> StationClosed:
+        why = {OPEN: "has no patient or study chosen", DELIVERING: "is already in the outbox"}.get(self.state, "has ended")
+        return StationClosed(f"this session {why}: {consequence}", "start a new session for more images")
 
     def _hand_over(self, dataset: Any) -> None:
         """Give one object to every output, then forget it."""
@@ -318,7 +321,7 @@ class Station:
         with self._lock:
             session = self.session
             if session is None or self.state != OPEN:
-                raise StationClosed(f"this session is {self.state}; there is nothing to send")
+                raise self._closed("there is nothing more to send")
             from kiosk.session import context_from_dict
 
             base = self.options or BuildOptions()

@@ -1,8 +1,10 @@
 """``kiosk acquire --source URI -o DIR | --send NODE``: scan or grab, dicomize, write or queue.
 
-Pages are dicomized and written one by one as they come off the scanner, so
-memory does not grow with the length of an ADF batch, and the pages already
-written are kept when the feeder jams or the user presses Ctrl-C.
+A streaming ``kiosk.station.Station``: pages are dicomized and written and/or
+queued one by one as they come off the scanner, so memory does not grow with
+the length of an ADF batch, and the pages already written or queued are kept
+when the feeder jams or the user presses Ctrl-C. With ``--send --wait`` the
+first page is on its way while the next is scanned.
 """
 
 from __future__ import annotations
