@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Protocol, Sequence
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
-from kiosk.part10 import FileMeta, set_file_meta
+from kiosk.part10 import FileMeta, identify, set_file_meta
 
 log = logging.getLogger(__name__)
 
@@ -259,12 +259,6 @@ def _kiosk_file_set() -> type:
     """pydicom's FileSet, writing the kiosk's Implementation Class UID and Version Name into the
     DICOMDIR's file meta (pydicom puts its own in a new DICOMDIR and keeps a loaded one's)."""
     from pydicom.fileset import FileSet
-
-    from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-
-    def identify(meta: Any) -> None:
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
 
     class KioskFileSet(FileSet):
         # pydicom has no public way to set the DICOMDIR's file meta: its two private seams, the new
