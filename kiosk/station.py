@@ -233,18 +233,18 @@ class Station:
     # -- events ------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[StationEvent], None], *names: str) -> Callable[[], None]:
         """Call ``callback(event)`` for this station's events (only those ``names`` if given)."""
-        if names:
-            wanted = set(names)
-            unknown = wanted - {c.name for c in StationEvent.__subclasses__()}
-            if unknown:
-                raise ValueError(f"no station event {', '.join(sorted(unknown))}")
-            inner = callback
+        if not names:
+            return self._bus.subscribe(callback)
+        wanted = set(names)
+        unknown = wanted - {c.name for c in StationEvent.__subclasses__()}
+        if unknown:
+            raise ValueError(f"no station event {', '.join(sorted(unknown))}")
 
-            def callback(event: StationEvent) -> None:
-                if event.name in wanted:
-                    inner(event)
+        def filtered(event: StationEvent) -> None:
+            if event.name in wanted:
+                callback(event)
 
-        return self._bus.subscribe(callback)
+        return self._bus.subscribe(filtered)
 
     def _publish(self, event: StationEvent) -> None:
         self._bus.publish(event)

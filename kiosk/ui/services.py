@@ -3,8 +3,8 @@
 Every method here may block (network, devices, disk) and is called from a
 worker thread, except the cheap ``*_configured``/``*_available`` checks. The
 UI adds no DICOM or device logic: this module only calls ``kiosk.net``,
-``drivers``, ``kiosk.dicomize`` and ``kiosk.outbox`` and translates their
-results for the screens.
+``drivers``, ``kiosk.station`` (which builds and queues a session's objects)
+and ``kiosk.outbox`` and translates their results for the screens.
 """
 
 from __future__ import annotations
