@@ -135,6 +135,11 @@ def set_file_meta(ds: Any) -> None:
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    identify(meta)
+    ds.file_meta = meta
+
+
+def identify(meta: Any) -> None:
+    """Put the kiosk's Implementation Class UID and Version Name in a file meta group (PS3.10 7.1)."""
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    ds.file_meta = meta

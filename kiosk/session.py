@@ -1,4 +1,4 @@
-"""One patient's capture session: the state the touch UI and the CLI share.
+"""One patient's capture session on disk: what a touch-UI ``kiosk.station.Station`` persists.
 
 A session holds the patient/study context picked by the user (a
 ``StudyContext``, kept in the manifest in its JSON form: the session module
@@ -8,7 +8,7 @@ moment it is added, and the manifest is replaced atomically after every
 change, so a crash or power loss loses nothing. A session ends in one of two
 ways:
 
-* ``finish()`` once its objects are in the outbox: the folder is removed;
+* ``finish()`` once its objects are in the outbox (``Station.send``): the folder is removed;
 * ``abandon()`` (idle timeout, "Finish" without sending): the folder is kept,
   marked abandoned, and can be resumed or discarded later (Outbox screen).
 

@@ -1,19 +1,20 @@
 """``kiosk acquire --source URI -o DIR | --send NODE``: scan or grab, dicomize, write or queue.
 
-Pages are dicomized and written one by one as they come off the scanner, so
-memory does not grow with the length of an ADF batch, and the pages already
-written are kept when the feeder jams or the user presses Ctrl-C.
+A streaming ``kiosk.station.Station``: pages are dicomized and written and/or
+queued one by one as they come off the scanner, so memory does not grow with
+the length of an ADF batch, and the pages already written or queued are kept
+when the feeder jams or the user presses Ctrl-C. With ``--send --wait`` the
+first page is on its way while the next is scanned.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli.send import claim_delivery, follow, parse_destinations, print_queued
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.config import Config, values_of
 from kiosk.errors import KioskError, UsageError
@@ -72,9 +73,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         settings_from_args(args, config, scanner=True)  # an unknown preset or bad area fails before the device opens
     from drivers.live import LiveDevice
     from drivers.registry import open_device
-    from kiosk.dicomize import Batch
+    from kiosk.station import Station
 
     study = study_from_args(args, config)
+    options = options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip))
     with open_device(args.source, values_of(config.acquisition)) as device:
         live = isinstance(device, LiveDevice)
         if args.area and device.info.kind != "scanner":
@@ -84,64 +86,84 @@ def run(args: argparse.Namespace, config: Config) -> int:
         _note(f"{device.info.name}: {_describe(effective)}")
         if settings.area_mm:
             _note_area(device.info.name, settings.area_mm, effective.area_mm)
-        batch = Batch(study, options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip)))
-        out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="kiosk-acquire-"))
-        try:
-            out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
-        writer = _Writer(batch, out_dir)
-        try:
+        with _Outputs(args, config) as outputs:
+            station = Station.stream(study, options, outputs.all)
             try:
                 if live:
-                    _acquire_live(device, args, writer)
+                    _acquire_live(device, args, station)
                 else:
                     for capture in device.batch(_progress):
-                        writer.add([capture])
+                        station.add(capture)
             except KeyboardInterrupt:
                 device.cancel()
-                _note(f"interrupted: {len(writer.files)} file(s) kept in {out_dir}")
+                station.abandon()
+                if outputs.folder is not None:
+                    _note(f"interrupted: {len(outputs.folder.files)} file(s) kept in {outputs.folder.folder}")
+                raise
+            except BaseException:
+                station.abandon()  # what was written or queued is kept
                 raise
             finally:
                 _end_progress()
-                if writer.files:
-                    _note(f"wrote {len(writer.files)} file(s) to {out_dir}")
-            if args.send:
-                return _send(args, config, writer.files)
-            return 0
-        finally:
-            if not args.output:
-                shutil.rmtree(out_dir, ignore_errors=True)
+                if outputs.folder is not None and outputs.folder.files:
+                    _note(f"wrote {len(outputs.folder.files)} file(s) to {outputs.folder.folder}")
+                if outputs.outbox is not None and station.jobs:
+                    print_queued(station.jobs, outputs.outbox.commitment)
+            if outputs.outbox is None:
+                station.finish()
+                return 0
+            return follow(outputs.outbox.outbox, station, args.wait)
 
 
-def _acquire_live(device: Any, args: argparse.Namespace, writer: "_Writer") -> None:
+def _acquire_live(device: Any, args: argparse.Namespace, station: Any) -> None:
     if args.clip:
-        writer.add(device.record(args.clip))
+        station.add_clip(device.record(args.clip))
     else:
         for capture in device.snapshots(args.frames or 1):
-            writer.add([capture])
+            station.add(capture)
 
 
-class _Writer:
-    """Dicomize and write as captures arrive; remembers the files written."""
+class _Outputs:
+    """Where acquired objects go: the ``-o`` folder and/or the outbox (``--send``, delivering here
+    with ``--wait`` while the pages are still coming, unless a delivery service runs)."""
 
-    def __init__(self, batch: Any, out_dir: Path) -> None:
-        self.batch = batch
-        self.out_dir = out_dir
-        self.files: list[Path] = []
+    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+        self.args, self.config = args, config
+        self.folder: Any = None  # kiosk.station.FolderOutput
+        self.outbox: Any = None  # kiosk.station.OutboxOutput
+        self.delivery: Any = None
 
-    def add(self, captures: list[Any]) -> None:
-        from kiosk.dicomize import write_dataset
+    @property
+    def all(self) -> list[Any]:
+        return [o for o in (self.folder, self.outbox) if o is not None]
 
-        for ds in self.batch.build(captures):
-            self.files.append(write_dataset(ds, self.out_dir / f"{ds.SOPInstanceUID}.dcm"))
+    def __enter__(self) -> "_Outputs":
+        from kiosk.station import FolderOutput, OutboxOutput
 
+        if self.args.output:
+            out_dir = Path(self.args.output)
+            try:
+                out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+            self.folder = FolderOutput(out_dir)
+        if self.args.send:
+            from kiosk.outbox import Outbox
 
-def _send(args: argparse.Namespace, config: Config, files: list[Path]) -> int:
-    from kiosk.cli import send
+            destinations, commitment = parse_destinations(self.config, [self.args.send], False)
+            outbox = Outbox.from_config(self.config)
+            self.outbox = OutboxOutput(outbox, destinations, commitment)
+            if self.args.wait:
+                self.delivery = claim_delivery(outbox, self.config)
+                if self.delivery is not None:
+                    self.delivery.start()
+        return self
 
-    return send.run(argparse.Namespace(paths=[str(f) for f in files], to=[args.send], commit=False,
-                                       wait=args.wait), config)
+    def __exit__(self, *_exc: Any) -> None:
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.outbox is not None:
+            self.outbox.outbox.close()
 
 
 def _note_area(name: str, wanted: tuple[float, ...], used: tuple[float, ...] | None) -> None:

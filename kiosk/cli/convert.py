@@ -34,14 +34,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
+    from pydicom.uid import UID
+
     from drivers.file_reader import DEFAULT_MAX_PIXELS, find_files, load_file
-    from kiosk.dicomize import Batch, write_dataset
+    from kiosk.station import FolderOutput, Station
 
     study = study_from_args(args, config)
     options = options_from_args(args, config, transfer_syntax=args.ts, multiframe=args.multiframe,
                                 monochrome1=args.monochrome1)
-    batch = Batch(study, options)
     out_dir = Path(args.output)
+    current = {"path": Path(), "count": 0, "index": 0}  # the input being converted, its objects
+
+    def name_of(_ds: Any) -> Path:
+        current["index"] += 1
+        suffix = f"-{current['index']}" if current["count"] > 1 else ""
+        return _unique(out_dir / (current["path"].stem + suffix + ".dcm"))
+
+    # No fsync per file: a converter run can be repeated; the outbox is the durable path.
+    station = Station.stream(study, options, [FolderOutput(out_dir, durable=False, name_of=name_of)])
     try:
         out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:
@@ -49,24 +59,31 @@ def run(args: argparse.Namespace, config: Any) -> int:
     files = list(find_files(args.inputs))
     if not files:
         raise UsageError("no input files found", "name image or PDF files, or folders holding them")
-    failed = written = 0
+    outputs: list[Path] = []
+
+    def written(event: Any) -> None:
+        outputs.append(event.path)
+        print(f"{event.path}  <- {current['path']} ({UID(event.sop_class_uid).name}, "
+              f"{UID(event.transfer_syntax).name})")
+
+    station.subscribe(written, "queued")
+    failed = written_count = 0
     for path in files:
-        outputs: list[Path] = []
+        outputs.clear()
         try:
-            datasets = batch.build(load_file(path, args.max_pixels or DEFAULT_MAX_PIXELS))
-            for index, ds in enumerate(datasets, 1):
-                target = _unique(out_dir / (path.stem + (f"-{index}" if len(datasets) > 1 else "") + ".dcm"))
-                # No fsync per file: a converter run can be repeated; the outbox is the durable path.
-                outputs.append(write_dataset(ds, target, durable=False))
-                print(f"{target}  <- {path} ({ds.SOPClassUID.name}, {ds.file_meta.TransferSyntaxUID.name})")
-            written += len(outputs)
+            captures = load_file(path, args.max_pixels or DEFAULT_MAX_PIXELS)
+            current.update(path=path, count=station.count_objects(captures), index=0)
+            station.add_pages(captures)
+            del captures
+            written_count += len(outputs)
         except KioskError as error:
             line = str(error)  # message and hint
             failed += _fail(path, line if str(path) in error.message else f"{path}: {line}", outputs)
         except Exception as error:  # noqa: BLE001 - one broken input must not stop the others
             log.debug("converting %s failed", path, exc_info=True)
             failed += _fail(path, f"{path}: internal error: {type(error).__name__}: {error}", outputs)
-    print(f"kiosk: {written} object(s) written, {len(files) - failed} of {len(files)} input(s) converted",
+    station.finish()
+    print(f"kiosk: {written_count} object(s) written, {len(files) - failed} of {len(files)} input(s) converted",
           file=sys.stderr)
     return 1 if failed else 0
 

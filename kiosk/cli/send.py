@@ -35,73 +35,75 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.errors import KioskError
     from kiosk.net.store import collect_files
     from kiosk.outbox import Outbox
-    from kiosk.outbox.destinations import parse_destination
+    from kiosk.station import OutboxOutput, Station
 
-    destinations: dict[str, dict] = {}
-    commitment: set[str] = set()
-    for text in args.to:
-        name, spec = parse_destination(config, text)
-        destinations[name] = spec
-        if spec["kind"] == "dicom" and (args.commit or spec.get("storage_commitment")):
-            commitment.add(name)
+    destinations, commitment = parse_destinations(config, args.to, args.commit)
     files = collect_files(args.paths)
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
     outbox = Outbox.from_config(config)
     # With --wait and no delivery service, deliver here, starting while files are still being accepted.
-    delivery = _claim_delivery(outbox, config) if args.wait else None
+    delivery = claim_delivery(outbox, config) if args.wait else None
+    station = Station()
     try:
+        output = OutboxOutput(outbox, destinations, commitment)
         if delivery is not None and len(files) >= HELPER_MIN:
-            jobs = _accept_in_helper(outbox, delivery, files, destinations, commitment)
+            jobs = station.queue_files(files, output, lambda chunk: _accept_in_helper(
+                outbox, delivery, chunk, destinations, commitment))
         else:
             if delivery is not None:
                 delivery.start()
-            jobs = outbox.accept_files(files, destinations, commitment)
-        for name, ids in jobs.items():
-            extra = ", with storage commitment" if name in commitment else ""
-            numbers = f"job {ids[0]}" if len(ids) == 1 else f"jobs {ids[0]}-{ids[-1]}"
-            print(f"queued {len(ids)} instance(s) for {name}{extra}: {numbers}", flush=True)
-        if not args.wait:
-            if not outbox.delivery_running():
-                print("note: no delivery service is running; start 'kiosk outbox run' (or send with --wait)",
-                      file=sys.stderr)
-            return 0
-        return wait(outbox, [i for ids in jobs.values() for i in ids])
+            jobs = station.queue_files(files, output)
+        print_queued(jobs, commitment)
+        return follow(outbox, station, args.wait)
+    except BaseException:
+        station.abandon()  # nothing to keep: what was queued stays queued
+        raise
     finally:
         if delivery is not None:
             delivery.stop()
         outbox.close()
 
 
-class _Background:
-    """A delivery loop in a thread of this process, holding the spool's delivery lock."""
+def parse_destinations(config: Config, texts: list[str], commit: bool) -> tuple[dict[str, dict], set[str]]:
+    """``--to`` values -> (name -> spec, the names asked for storage commitment)."""
+    from kiosk.outbox.destinations import parse_destination
 
-    def __init__(self, outbox, config: Config, lock: int) -> None:  # noqa: ANN001 - Outbox
-        from kiosk.outbox.worker import Delivery
-
-        self.outbox, self.lock = outbox, lock
-        self.delivery = Delivery(outbox, config, poll=0.5)
-        self.thread = threading.Thread(target=self.delivery.run, name="kiosk-send-delivery", daemon=True)
-
-    def start(self) -> None:
-        from kiosk.outbox.destinations import preload
-
-        # Imported before the thread starts: pydicom imported by two threads at once fails
-        # ("partially initialized module"), and accepting a file may need pydicom's reader.
-        preload()
-        self.thread.start()
-
-    def stop(self) -> None:
-        # Shutdown cancels the association; unsent jobs go back to "queued" for the next run.
-        self.delivery.shutdown()
-        if self.thread.ident is not None:
-            self.thread.join()
-        self.outbox.unlock_delivery(self.lock)
+    destinations: dict[str, dict] = {}
+    commitment: set[str] = set()
+    for text in texts:
+        name, spec = parse_destination(config, text)
+        destinations[name] = spec
+        if spec["kind"] == "dicom" and (commit or spec.get("storage_commitment")):
+            commitment.add(name)
+    return destinations, commitment
 
 
-def _accept_in_helper(outbox, delivery: _Background, files: list, destinations: dict,  # noqa: ANN001 - Outbox
+def print_queued(jobs: dict[str, list[int]], commitment: set[str]) -> None:
+    for name, ids in jobs.items():
+        extra = ", with storage commitment" if name in commitment else ""
+        numbers = f"job {ids[0]}" if len(ids) == 1 else f"jobs {ids[0]}-{ids[-1]}"
+        print(f"queued {len(ids)} instance(s) for {name}{extra}: {numbers}", flush=True)
+
+
+def follow(outbox, station, wait_too: bool) -> int:  # noqa: ANN001 - Outbox, Station
+    """After queueing: with ``wait_too`` wait for the station's jobs and report, else say who delivers."""
+    if not wait_too:
+        if not outbox.delivery_running():
+            print("note: no delivery service is running; start 'kiosk outbox run' (or send with --wait)",
+                  file=sys.stderr)
+        station.finish()
+        return 0
+    try:
+        return wait(outbox, [i for ids in station.jobs.values() for i in ids])
+    finally:
+        station.finish()
+
+
+def _accept_in_helper(outbox, delivery, files: list, destinations: dict,  # noqa: ANN001 - Outbox
                       commitment: set[str]) -> dict[str, list[int]]:
-    """``accept_files`` in a helper process while this one delivers (``delivery`` is started here).
+    """``accept_files`` in a helper process while this one delivers (``delivery``, a
+    ``kiosk.station.BackgroundDelivery``, is started here).
 
     In one process, copying and sending thousands of small files take turns
     at Python's interpreter lock: on two cores, 10,000 files of 50 KB were
@@ -140,7 +142,7 @@ def _accept_in_helper(outbox, delivery: _Background, files: list, destinations: 
                 break
             except subprocess.TimeoutExpired:
                 # The helper's events do not reach this process: point the delivery at the journal meanwhile.
-                delivery.delivery.wake()
+                delivery.wake()
     except KeyboardInterrupt:
         helper.communicate()  # it ignores Ctrl-C: what it has begun to queue ends up queued
         raise
@@ -196,10 +198,11 @@ def _accept_files(settings, files: list, destinations: dict, commitment: set[str
         outbox.close()
 
 
-def _claim_delivery(outbox, config: Config) -> _Background | None:  # noqa: ANN001 - Outbox
+def claim_delivery(outbox, config: Config):  # noqa: ANN001, ANN201 - Outbox -> BackgroundDelivery | None
     """A delivery loop for this process (not started yet), or None if another process delivers."""
-    lock = outbox.try_lock_delivery()
-    return None if lock is None else _Background(outbox, config, lock)
+    from kiosk.station import BackgroundDelivery
+
+    return BackgroundDelivery.claim(outbox, config, poll=0.5)
 
 
 def wait(outbox, job_ids: list[int]) -> int:  # noqa: ANN001 - Outbox

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -35,31 +35,43 @@ from kiosk.study import StudyContext
 class Batch(BatchState):
     """A ``BatchState`` that builds: captures in, datasets out, numbered in order."""
 
-    def build(self, captures: Iterable[Capture]) -> list[Dataset]:
-        """Datasets for ``captures`` in order: PDFs encapsulated, images as SC
-        (one per capture, or multi-frame per run of same-sized captures)."""
-        out: list[Dataset] = []
-        images: list[Capture] = []
+    def plan(self, captures: Iterable[Capture], multiframe: bool | None = None) -> Iterator[list[Capture]]:
+        """The captures of each object, as soon as each is complete: a PDF alone; images one each, or
+        (``multiframe``, default ``options.multiframe``) one object per run of same-layout images."""
+        if multiframe is None:
+            multiframe = self.options.multiframe
+        run: list[Capture] = []
         for capture in captures:
-            if capture.encoded_format is EncodedFormat.PDF:
-                self._documents += 1
-                out.append(build_pdf(self, capture, self._documents))
-            else:
-                images.append(capture)
-        if self.options.multiframe:
-            for group in _runs_of_same_layout(images):
-                self._images += 1
-                out.append(build_multiframe(self, group, self._images) if len(group) > 1
-                           else build_sc(self, group[0], self._images))
+            if capture.encoded_format is EncodedFormat.PDF or not multiframe:
+                yield [capture]
+                continue
+            key = _layout(capture)
+            if run and (key is None or key != _layout(run[0])):
+                yield run
+                run = []
+            run.append(capture)
+        if run:
+            yield run
+
+    def build_one(self, captures: Sequence[Capture]) -> Dataset:
+        """The one object for a group of captures from ``plan``: Encapsulated PDF, SC or multi-frame SC."""
+        first = captures[0]
+        if first.encoded_format is EncodedFormat.PDF:
+            self._documents += 1
+            ds = build_pdf(self, first, self._documents)
         else:
-            for capture in images:
-                self._images += 1
-                out.append(build_sc(self, capture, self._images))
-        for ds in out:
-            apply_charset(ds, self.study.charset)
-            if self.options.transfer_syntax == tsx.IMPLICIT_LE.name and not ds.file_meta.TransferSyntaxUID.is_compressed:
-                ds.file_meta.TransferSyntaxUID = UID(tsx.IMPLICIT_LE.uid)
-        return out
+            self._images += 1
+            ds = build_multiframe(self, list(captures), self._images) if len(captures) > 1 \
+                else build_sc(self, first, self._images)
+        apply_charset(ds, self.study.charset)
+        if self.options.transfer_syntax == tsx.IMPLICIT_LE.name and not ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.file_meta.TransferSyntaxUID = UID(tsx.IMPLICIT_LE.uid)
+        return ds
+
+    def build(self, captures: Iterable[Capture]) -> list[Dataset]:
+        """Datasets for ``captures``, one per group of ``plan`` (all in memory: for a few captures;
+        ``kiosk.station`` builds one object at a time)."""
+        return [self.build_one(group) for group in self.plan(captures)]
 
 
 def build_datasets(captures: Iterable[Capture], study: StudyContext, options: BuildOptions | None = None) -> list[Dataset]:
@@ -94,18 +106,6 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _runs_of_same_layout(captures: list[Capture]) -> list[list[Capture]]:
-    """Consecutive captures that can share one multi-frame object."""
-    runs: list[list[Capture]] = []
-    for capture in captures:
-        key = _layout(capture)
-        if runs and _layout(runs[-1][0]) == key and key is not None:
-            runs[-1].append(capture)
-        else:
-            runs.append([capture])
-    return runs
 
 
 def _layout(capture: Capture) -> tuple | None:

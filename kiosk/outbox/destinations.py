@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, Callable, ClassVar, Protocol, Sequence
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
-from kiosk.part10 import FileMeta
+from kiosk.part10 import FileMeta, identify, set_file_meta
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,8 @@ class FolderDestination:
     def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
         from pydicom import dcmread
         from pydicom.errors import InvalidDicomError
-        from pydicom.fileset import FileSet
 
+        FileSet = _kiosk_file_set()
         if not self.folder.is_dir():
             raise DeliveryError(f"the export folder {self.folder} is not there",
                                 "insert the USB stick or medium, or create the folder")
@@ -224,7 +225,9 @@ class FolderDestination:
                 return outcomes
             try:
                 with open_checked(item.path, item.sha256) as handle:
-                    fileset.add(dcmread(handle))
+                    instance = dcmread(handle)
+                set_file_meta(instance)  # the kiosk writes the File-set's copy: its identity, not the sender's
+                fileset.add(instance)
                 outcomes.append(Outcome("success"))
             except FileChanged as exc:
                 outcomes.append(Outcome("damaged", None, str(exc)))
@@ -249,6 +252,28 @@ class FolderDestination:
 
     def close(self) -> None:
         pass  # nothing is kept open between batches
+
+
+@functools.cache
+def _kiosk_file_set() -> type:
+    """pydicom's FileSet, writing the kiosk's Implementation Class UID and Version Name into the
+    DICOMDIR's file meta (pydicom puts its own in a new DICOMDIR and keeps a loaded one's)."""
+    from pydicom.fileset import FileSet
+
+    class KioskFileSet(FileSet):
+        # pydicom has no public way to set the DICOMDIR's file meta: its two private seams, the new
+        # DICOMDIR and the loaded one (tests/test_outbox_dicomdir.py notices if they change).
+        def _create_dicomdir(self) -> Any:
+            ds = super()._create_dicomdir()
+            identify(ds.file_meta)
+            return ds
+
+        def write(self, path: Any = None, use_existing: bool = False, force_implicit: bool = False) -> None:
+            if self._ds:
+                identify(self._ds.file_meta)
+            super().write(path, use_existing, force_implicit)
+
+    return KioskFileSet
 
 
 KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, FolderDestination)}

@@ -27,6 +27,7 @@ from kivy.uix.screenmanager import NoTransition
 from kiosk.config import Config
 from kiosk.errors import KioskError
 from kiosk.session import Session, SessionStore
+from kiosk.station import Station
 from kiosk.ui import text
 from kiosk.ui.background import background_priority
 from kiosk.ui.strings import T
@@ -52,7 +53,8 @@ def process_age() -> float | None:
 class KioskApp(App):
     """The capture station UI. ``kiosk_config`` is the loaded TOML configuration."""
 
-    session: Session | None = ObjectProperty(None, allownone=True)
+    session: Session | None = ObjectProperty(None, allownone=True)  # the station's persisted session
+    station: Station | None = ObjectProperty(None, allownone=True)  # kiosk.station: the session's lifecycle
     session_revision = NumericProperty(0)  # counts the session's saved changes (bumped on the UI thread)
     has_session = BooleanProperty(False)
     message = StringProperty("")
@@ -124,8 +126,8 @@ class KioskApp(App):
             screen.on_app_stop()
         if self.services:
             self.services.close()
-        if self.session is not None and len(self.session):
-            self.session.abandon()
+        if self.station is not None and self.station.captures:
+            self.station.abandon()
 
     def schedule(self, callback: Callable[[float], None], interval: float) -> Any:
         """A repeating timer cancelled when the app stops."""
@@ -244,26 +246,24 @@ class KioskApp(App):
         """Begin capturing for a confirmed patient (a ``StudyContext``)."""
         if self.session is not None:
             self.end_session()
-        self.session = self.store.start(context)
+        self.station = Station.start(self.store, context, self.services.build_options())
+        self.session = self.station.session
         self._session_changed()
         self.go("acquire")
 
     def resume_session(self, folder: Path) -> None:
         if self.session is not None:
             self.end_session()
-        self.session = self.store.load(folder)
-        self.session.resume()
+        self.station = Station.resume(self.store.load(folder), self.services.build_options())
+        self.session = self.station.session
         self._session_changed()
         self.go("review")
 
     def end_session(self, reason: str = "") -> None:
         """Finish/idle: keep unsent captures in the store, clear every screen, back to Patient."""
-        session, self.session = self.session, None
-        if session is not None:
-            if len(session):
-                session.abandon()
-            else:
-                session.discard()
+        station, self.station, self.session = self.station, None, None
+        if station is not None:
+            station.end()
         self._session_changed()
         self.go("patient")
         if reason:

@@ -3,8 +3,8 @@
 Every method here may block (network, devices, disk) and is called from a
 worker thread, except the cheap ``*_configured``/``*_available`` checks. The
 UI adds no DICOM or device logic: this module only calls ``kiosk.net``,
-``drivers``, ``kiosk.dicomize`` and ``kiosk.outbox`` and translates their
-results for the screens.
+``drivers``, ``kiosk.station`` (which builds and queues a session's objects)
+and ``kiosk.outbox`` and translates their results for the screens.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,11 +40,10 @@ def _module(name: str) -> Any:
 
 @dataclass
 class SendJob:
-    """One Send press: the outbox job ids per destination and what became of them."""
+    """One Send press: the outbox job ids per destination, and how many objects were queued."""
 
     jobs: dict[str, list[int]]
     total: int
-    instances: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Found(list):
@@ -77,9 +76,7 @@ class Services:
         self.config = config
         self.demo = demo
         self._outbox: Any = None
-        self._delivery: Any = None
-        self._delivery_thread: threading.Thread | None = None
-        self._lock_fd: int | None = None
+        self._delivery: Any = None  # kiosk.station.BackgroundDelivery
         self._lock = threading.Lock()
         self.listener: Any = None
         self.listener_problem = ""
@@ -215,41 +212,31 @@ class Services:
             return self._outbox
 
     def _start_delivery(self) -> None:
-        worker = _module("kiosk.outbox.worker")
-        fd = self._outbox.try_lock_delivery()
-        if fd is None:
+        from kiosk.station import BackgroundDelivery
+
+        # Delivery threads it starts inherit the lower priority.
+        self._delivery = BackgroundDelivery.claim(self._outbox, self.config, poll=1.0, prepare=background_priority)
+        if self._delivery is None:
             log.info("another process delivers this outbox; the kiosk only queues")
             return
-        self._lock_fd = fd
-        self._delivery = worker.Delivery(self._outbox, self.config, poll=1.0)
-        delivery = self._delivery
+        self._delivery.start()
 
-        def run() -> None:
-            background_priority()  # delivery threads it starts inherit the lower priority
-            delivery.run()
-
-        self._delivery_thread = threading.Thread(target=run, name="kiosk-delivery", daemon=True)
-        self._delivery_thread.start()
-
-    def send(self, session: Any, destinations: list[str]) -> SendJob:
-        """Build the session's objects and queue them durably in the outbox for each destination."""
+    def build_options(self) -> Any:
+        """The station's build options from the configuration (a session adds its own series options)."""
         from kiosk.dicomize import BuildOptions
-        from kiosk.outbox.destinations import DicomDestination
 
-        study = session.context
-        options = BuildOptions.from_config(self.config, series_description=session.series_description or None,
-                                           multiframe=session.multiframe)
-        datasets = build_session(session, study, options)
+        return BuildOptions.from_config(self.config)
+
+    def send(self, station: Any, destinations: list[str]) -> SendJob:
+        """Build the station's objects one at a time, each queued durably in the outbox for each destination."""
+        from kiosk.outbox.destinations import DicomDestination
+        from kiosk.station import OutboxOutput
+
         nodes = {name: self.config.destinations[name] for name in destinations}
         specs = {name: DicomDestination.spec_of(node) for name, node in nodes.items()}
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
-        outbox = self.outbox()
-        jobs: dict[str, list[int]] = {name: [] for name in nodes}
-        for ds in datasets:
-            for name, ids in outbox.accept_dataset(ds, specs, commitment).items():
-                jobs[name].extend(ids)
-        log.info("queued %d object(s) of %s for %s", len(datasets), session.label(), ", ".join(nodes))
-        return SendJob(jobs, len(datasets), [(str(d.SOPClassUID), str(d.SOPInstanceUID)) for d in datasets])
+        station.send([OutboxOutput(self.outbox(), specs, commitment)])
+        return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)
 
     def job_states(self, job: SendJob) -> dict[str, list[Any]]:
         """The current outbox jobs of a send, per destination."""
@@ -276,37 +263,10 @@ class Services:
         if listener is not None:
             listener.stop()
         if self._delivery is not None:
-            self._delivery.shutdown()
-            if self._delivery_thread is not None:
-                self._delivery_thread.join(timeout=10)
+            self._delivery.stop(timeout=10)
         if self._outbox is not None:
-            if self._lock_fd is not None:
-                self._outbox.unlock_delivery(self._lock_fd)
             self._outbox.close()
         self._outbox = self._delivery = None
-
-
-def build_session(session: Any, study: Any, options: Any) -> list[Any]:
-    """The session's datasets in review order: each clip is one multi-frame object; the other
-    captures follow ``options.multiframe`` (one object per page, or one per run of same-sized pages).
-    One Batch, so every object shares the study and series."""
-    from dataclasses import replace
-
-    from kiosk.dicomize import Batch
-
-    batch = Batch(study, options)
-    out: list[Any] = []
-    pending: list[Any] = []
-    for item in session.items:
-        if item.clip is None:
-            pending.append(item.capture)
-            continue
-        out += batch.build(pending)
-        pending = []
-        batch.options = replace(options, multiframe=True)
-        out += batch.build(item.clip)
-        batch.options = options
-    return out + batch.build(pending)
 
 
 def _has(name: str) -> bool:

@@ -68,7 +68,8 @@ def _pages_through_outbox(config: Config, destination: str, commit: bool, inbox:
 
     ``inbox``: storescp's folder, watched for each page's file to appear.
     """
-    from drivers.base import Settings, open_device
+    from drivers.device import Settings
+    from drivers.registry import open_device
     from kiosk.dicomize import Batch, BuildOptions
     from kiosk.outbox import COMMITTED, SENT, Outbox
     from kiosk.outbox import events as ev

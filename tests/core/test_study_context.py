@@ -205,7 +205,8 @@ def ui_route(tmp_path, peer, photo, edits: dict) -> tuple[Dataset, StudyContext]
     from drivers.file_reader import load_file
     from kiosk.config import parse_config
     from kiosk.dicomize import BuildOptions
-    from kiosk.ui.services import Services, build_session
+    from kiosk.station import FolderOutput, Station
+    from kiosk.ui.services import Services
 
     config = parse_config({"worklist": {"ae_title": peer.aet, "host": "127.0.0.1", "port": peer.port,
                                         "station_ae_title": ""}})
@@ -213,12 +214,16 @@ def ui_route(tmp_path, peer, photo, edits: dict) -> tuple[Dataset, StudyContext]
     [context] = [c for c in services.worklist(date="") if c.patient_id == "PID087"]
     context = context.with_edits(**edits)
     store = SessionStore(tmp_path / "sessions")
-    session = store.start(context)
+    options = BuildOptions.from_config(config)
+    station = Station.start(store, context, options)
     for capture in load_file(photo):
-        session.add(capture)
-    session = store.load(session.folder)  # the context as the session store kept it
-    [ds] = build_session(session, session.context, BuildOptions.from_config(config))
-    return pydicom.dcmread(write_dataset(ds, tmp_path / "ui.dcm")), context
+        station.add(capture)
+    station = Station.resume(store.load(station.session.folder), options)  # the context as the store kept it
+    (tmp_path / "ui").mkdir()
+    output = FolderOutput(tmp_path / "ui")
+    station.send([output])
+    [path] = output.files
+    return pydicom.dcmread(path), context
 
 
 def cli_route(tmp_path, peer, photo, capsys, command: str, edits: dict) -> Dataset:

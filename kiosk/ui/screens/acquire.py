@@ -159,8 +159,8 @@ class AcquireScreen(KioskScreen):
 
     # -- scanning --------------------------------------------------------------
     def scan(self) -> None:
-        session = self.app.session
-        if self.selected is None or session is None or self.busy:
+        station = self.app.station
+        if self.selected is None or station is None or self.busy:
             return
         self.busy = True
         self.status = T["scanning"].format(page=1)
@@ -177,7 +177,7 @@ class AcquireScreen(KioskScreen):
                 try:
                     self.app.services.configure(device, preset)
                     for capture in device.batch(lambda p: Clock.schedule_once(lambda _dt: self._progress(p))):
-                        session.add(capture)
+                        station.add(capture)
                         state["pages"] += 1
                         preview = self._preview_of(capture)
                         Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
@@ -221,8 +221,8 @@ class AcquireScreen(KioskScreen):
 
     def import_files(self, paths: list[str]) -> None:
         """Add every page of the chosen image/PDF files, in the order chosen."""
-        session = self.app.session
-        if session is None or not paths or self.busy:
+        station = self.app.station
+        if station is None or not paths or self.busy:
             return
         self.busy = True
         state = {"pages": 0}
@@ -231,7 +231,7 @@ class AcquireScreen(KioskScreen):
             for path in paths:
                 with self.app.services.open(f"file:{path}") as device:
                     for capture in device.batch():
-                        session.add(capture)
+                        station.add(capture)
                         state["pages"] += 1
                         preview = self._preview_of(capture)
                         Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
@@ -330,14 +330,14 @@ class AcquireScreen(KioskScreen):
 
     def capture(self) -> None:
         """Keep the next live frame (button, space/enter key or a foot pedal)."""
-        session, device = self.app.session, self.device
-        if session is None or device is None or not self.live or self.busy:
+        station, device = self.app.station, self.device
+        if station is None or device is None or not self.live or self.busy:
             return
         self.busy = True
 
         def work() -> Any:
             capture = device.acquire()
-            session.add(capture)
+            station.add(capture)
             return capture
 
         def done(_capture: Any) -> None:
@@ -352,8 +352,8 @@ class AcquireScreen(KioskScreen):
         if self.recording:
             self._clip_stop.set()
             return
-        session, device = self.app.session, self.device
-        if session is None or device is None or not self.live or self.busy:
+        station, device = self.app.station, self.device
+        if station is None or device is None or not self.live or self.busy:
             return
         limit = self.app.services.max_clip_seconds()
         self._clip_stop = stop = threading.Event()
@@ -369,7 +369,7 @@ class AcquireScreen(KioskScreen):
 
         def work() -> int:
             frames = device.record(limit, stop=stop)
-            session.add_clip(frames)
+            station.add_clip(frames)
             return len(frames)
 
         def done(frames: int) -> None:

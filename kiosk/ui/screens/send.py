@@ -87,16 +87,16 @@ class SendScreen(KioskScreen):
         self._stop_following()
 
     def send(self) -> None:
-        session = self.app.session
+        station = self.app.station
         names = [name for name, row in self.checks.items() if row.active]
-        if session is None or not names or self.sending:
+        if station is None or not names or self.sending:
             return
         self.sending = True
         self.result = T["busy"]
+
         def work() -> Any:
-            job = self.app.services.send(session, names)
-            session.finish()  # the objects are in the outbox: the session's own copies can go
-            self.app.session_saved(session)  # it holds no images now: every screen says so
+            job = self.app.services.send(station, names)  # the station then removes the session's own copies
+            self.app.session_saved(station.session)  # it holds no images now: every screen says so
             return job
 
         self.app.run_async(work, self._queued, self._failed)

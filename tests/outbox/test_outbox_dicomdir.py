@@ -1,0 +1,41 @@
+"""A ``folder:`` export (DICOMDIR File-set) carries the kiosk's identity in every file it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.outbox_data import make_instances
+from tests.support.outbox_helpers import deliver, outbox_config, queue
+from pydicom.filereader import read_file_meta_info
+
+from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from kiosk.outbox import Outbox
+
+
+def identities(folder: Path) -> dict[str, tuple[str, str]]:
+    """File name (relative) -> (Implementation Class UID, Version Name) of every file under ``folder``."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        meta = read_file_meta_info(path)
+        out[str(path.relative_to(folder))] = (str(meta.ImplementationClassUID),
+                                              str(meta.get("ImplementationVersionName", "")))
+    return out
+
+
+def test_the_dicomdir_and_every_file_of_a_folder_export_carry_the_kiosks_implementation_class_uid(tmp_path):
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    config = outbox_config(tmp_path)
+    outbox = Outbox.from_config(config)
+    try:
+        # Files another program wrote (here pydicom, with its own identity), exported in two batches:
+        # a new DICOMDIR, then the same one loaded and written again.
+        for batch in ("a", "b"):
+            jobs = queue(outbox, config, list(make_instances(tmp_path / batch, 2).values()), f"folder:{usb}")
+            deliver(outbox, config, jobs)
+            assert {job.state for job in outbox.journal.jobs_by_id(jobs)} == {"sent"}
+            found = identities(usb)
+            assert "DICOMDIR" in found and len(found) == 1 + (2 if batch == "a" else 4)
+            assert set(found.values()) == {(IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)}, found
+    finally:
+        outbox.close()
