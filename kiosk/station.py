@@ -308,9 +308,12 @@ class Station:
             self.jobs.setdefault(name, []).extend(ids)
 
     # -- objects out ---------------------------------------------------------------------------
-    def send(self, outputs: Sequence[Any]) -> None:
+    def send(self, outputs: Sequence[Any], options: "BuildOptions | None" = None) -> None:
         """Build the persisted session's objects one at a time and hand each to ``outputs``; then the
         session's own copies go (the outputs hold the objects) and the station is ``delivering``.
+        ``options`` (default: the station's) are taken here, in the sending thread: the touch UI
+        starts a station on its own thread, where importing the dicomizer (pydicom) would stall
+        drawing and can race a worker thread's first pydicom import.
         On a failure the session keeps every capture (objects already queued stay queued)."""
         from kiosk.dicomize import Batch, BuildOptions
 
@@ -318,7 +321,7 @@ class Station:
             session = self.session
             if session is None or self.state != OPEN:
                 raise self._closed("there is nothing more to send")
-            base = self.options or BuildOptions()
+            base = options or self.options or BuildOptions()
             options = dataclasses.replace(base, series_description=session.series_description or base.series_description,
                                           multiframe=session.multiframe)
             self.outputs = list(outputs)

@@ -246,7 +246,7 @@ class KioskApp(App):
         """Begin capturing for a confirmed patient (a ``StudyContext``)."""
         if self.session is not None:
             self.end_session()
-        self.station = Station.start(self.store, context, self.services.build_options())
+        self.station = Station.start(self.store, context)
         self.session = self.station.session
         self._session_changed()
         self.go("acquire")
@@ -254,7 +254,7 @@ class KioskApp(App):
     def resume_session(self, folder: Path) -> None:
         if self.session is not None:
             self.end_session()
-        self.station = Station.resume(self.store.load(folder), self.services.build_options())
+        self.station = Station.resume(self.store.load(folder))
         self.session = self.station.session
         self._session_changed()
         self.go("review")

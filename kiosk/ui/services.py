@@ -235,7 +235,7 @@ class Services:
         nodes = {name: self.config.destinations[name] for name in destinations}
         specs = {name: DicomDestination.spec_of(node) for name, node in nodes.items()}
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
-        station.send([OutboxOutput(self.outbox(), specs, commitment)])
+        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options())
         return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)
 
     def job_states(self, job: SendJob) -> dict[str, list[Any]]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from tests.support.outbox_helpers import outbox_config
 
-from kiosk.config import Config, parse_config
+from kiosk.config import Config, parse_config, values_of
 
 pytestmark = pytest.mark.benchmark
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
@@ -184,7 +184,7 @@ def test_time_to_committed_by_orthanc(tmp_path, orthanc):
         "local": {"ae_title": "KIOSK", "port": orthanc.extra["kiosk_port"]},
         "destinations": {"pacs": {"ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.port,
                                   "storage_commitment": True}},
-        "outbox": base.extra["outbox"],
+        "outbox": values_of(base.outbox),
     })
     pages = _pages_through_outbox(config, "pacs", commit=True)
     stored = {orthanc.tags(i)["SOPInstanceUID"] for i in orthanc.instances()}

@@ -85,8 +85,7 @@ dpi = 60
     held = lock_delivery(tmp_path / "spool")
     services = Services(config)
     try:
-        station = Station.start(SessionStore(tmp_path / "sessions"), StudyContext.manual(**PATIENT),
-                                services.build_options())
+        station = Station.start(SessionStore(tmp_path / "sessions"), StudyContext.manual(**PATIENT))
         with services.open("demo:scanner") as device:
             services.configure(device, "Quick (feeder)")
             for capture in device.batch():
@@ -250,3 +249,25 @@ def test_kiosk_send_queues_files_through_a_station(tmp_path):
     assert names(events) == ["queued", "finished"] and len(events[0].jobs[name]) == 3 == len(jobs[name])
     with pytest.raises(ValueError, match="no station event"):
         station.subscribe(events.append, "built")
+
+
+def test_starting_a_persisted_station_does_not_load_the_dicomizer(tmp_path):
+    """The touch UI starts and resumes stations on its own thread: importing pydicom there stalls
+    drawing for a third of a second and can race a worker thread's first import of it (pydicom's
+    circular imports then fail). The dicomizer is loaded by ``send``, in the sending thread."""
+    script = (
+        "import sys\n"
+        "from kiosk.session import SessionStore\n"
+        "from kiosk.station import Station\n"
+        "from kiosk.study import StudyContext\n"
+        f"store = SessionStore({str(tmp_path)!r})\n"
+        "import numpy as np\n"
+        "from kiosk.capture import Capture, SourceKind\n"
+        "station = Station.start(store, StudyContext.manual(patient_name='Doe^Jane', patient_id='P1'))\n"
+        "station.add(Capture(SourceKind.SCANNED_DOCUMENT, pixels=np.zeros((8, 8), np.uint8), dpi=300.0))\n"
+        "station.abandon()\n"
+        "Station.resume(store.load(station.session.folder))\n"
+        "print(sorted(m for m in ('pydicom', 'kiosk.dicomize') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
