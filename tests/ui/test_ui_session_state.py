@@ -237,3 +237,11 @@ def test_screens_follow_changes_made_to_the_session_elsewhere(kiosk_ui, demo):
     ui.app.go("send")
     ui.pump(3)
     assert T["items_in_session"].format(count=1) in texts(ui.screen("send"))
+    review = ui.screen("review")
+    ui.app.go("review")
+    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the review thumbnails")
+    worker = threading.Thread(target=lambda: ui.app.session.add(page))  # a capture added while Review is shown
+    worker.start()
+    worker.join()
+    ui.wait(lambda: len(review.ids.thumbs.children) == 2, what="the added capture among the thumbnails")
+    assert T["item_of"].format(index=1, count=2) in review.status

@@ -75,12 +75,22 @@ class ReviewScreen(KioskScreen):
         return self.app.image_count
 
     def on_enter(self) -> None:
+        self.app.bind(session_revision=self._session_saved)
         session = self.app.session
         self.ids.series.values = [p.strip() for p in self.app.ui.series_presets.split(";") if p.strip()]
         if session is not None:
             self.series = session.series_description or (self.ids.series.values or [""])[0]
             self.multiframe = session.multiframe
         self.reload()
+
+    def on_leave(self) -> None:
+        self.app.unbind(session_revision=self._session_saved)
+
+    def _session_saved(self, *_args: Any) -> None:
+        """A capture added or changed elsewhere (another thread, the station) while this screen is
+        shown: show the session as it is now. This screen's own edits reload when they are done."""
+        if not self.busy:
+            self.reload()
 
     def on_session(self, session: Session | None) -> None:
         self.ids.thumbs.clear_widgets()
