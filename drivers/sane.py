@@ -340,10 +340,12 @@ class SaneDevice(Device):
         dev = self._handle.dev
 
         failed = False
+        got_data = False  # some of the page came
 
         def on_progress(done: int, total: int) -> None:
             # Called from C inside sane_read: an exception here would segfault.
-            nonlocal failed
+            nonlocal failed, got_data
+            got_data = got_data or done > 0
             if done >= total > 0:
                 try:
                     _settle(self._threads_before)  # the backend ends its reader on the next read
@@ -357,19 +359,29 @@ class SaneDevice(Device):
                 failed = True  # report once, then stop calling it for this page
                 log.warning("progress callback failed", exc_info=True)
 
-        self._scanning.set()
-        self._threads_before = _native_threads()
-        try:
-            dev.start()
-            expected = dev.get_parameters()
-            data, width, height, samples, sample_size = dev.snap(feeder, True, on_progress)
-        except self._error as error:
-            mapped = map_error(self.info.name, error)
-            if self._cancel.is_set():
-                self.check_cancelled()
-            raise mapped from None
-        finally:
-            self._scanning.clear()
+        for attempt in (1, 2):
+            self._scanning.set()
+            self._threads_before = _native_threads()
+            got_data = False
+            try:
+                dev.start()
+                expected = dev.get_parameters()
+                data, width, height, samples, sample_size = dev.snap(feeder, True, on_progress)
+                break
+            except self._error as error:
+                mapped = map_error(self.info.name, error)
+                if self._cancel.is_set():
+                    self.check_cancelled()
+                if isinstance(mapped, CancelledError) and not got_data and attempt == 1:
+                    # Nobody cancelled this scan and no line of it came: the backend was still ending
+                    # the one cancelled before (slow on a busy machine). Once it has, start again.
+                    # (A cancel from the scanner's own button comes mid-page, and is reported.)
+                    log.info("%s: the previous scan was still being cancelled; starting again", self.info.uri)
+                    _settle(self._threads_before)
+                    continue
+                raise mapped from None
+            finally:
+                self._scanning.clear()
         self.check_cancelled()
         lines = expected[2][1]
         if not data or (lines > 0 and height < lines):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,10 @@ def fast_path_setting():
 
 def pytest_configure(config: pytest.Config) -> None:
     netns.isolate()
+    # A run started in the background (`cmd &` in a script) has SIGINT ignored, and the kiosk
+    # processes tests start would inherit that: the tests' Ctrl-C would then never reach them.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     base = Path(config.rootpath) / ".pytest_cache" / "home"
     if hasattr(config, "workerinput"):
         base = base / config.workerinput["workerid"]
