@@ -164,7 +164,7 @@ class Driver(ABC):
         """Raise DriverUnavailableError if the optional dependency is missing."""
         problem = self.problem()
         if problem:
-            raise DriverUnavailableError(problem, f"or use another source; 'kiosk devices' lists what works")
+            raise DriverUnavailableError(problem, "or use another source; 'kiosk devices' lists what works")
 
     @abstractmethod
     def discover(self) -> list[DeviceInfo]:

@@ -406,7 +406,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     if not path.exists():
         if named:
             raise ConfigError(
-                [f"configuration file not found; create it (see docs/configuration.md) or fix the path"],
+                ["configuration file not found; create it (see docs/configuration.md) or fix the path"],
                 str(path),
             )
         return Config(path=None)

@@ -14,7 +14,7 @@ from pydicom.sequence import Sequence
 from tests.support.dicomize_helpers import capture_of
 from tests.support.paths import ROOT
 from kiosk.cli import main
-from kiosk.dicomize import build_datasets, write_dataset
+from kiosk.dicomize import build_datasets
 from kiosk.session import SessionStore, context_from_dict, context_to_dict
 from kiosk.study import ATTRIBUTES, MANUAL, PATIENT, REQUEST, SERIES, STUDY, ReferencedStudy, StudyContext
 

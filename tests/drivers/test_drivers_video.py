@@ -147,7 +147,7 @@ def test_missing_device_file_and_stream(tmp_path):
 
 
 def test_v4l2_discovery_reads_sysfs_and_by_id(tmp_path):
-    sys_dir, by_id, dev = tmp_path / "sys", tmp_path / "by-id", tmp_path / "dev"
+    sys_dir, by_id = tmp_path / "sys", tmp_path / "by-id"
     for node, name, index in (("video0", "USB3 Capture", "0"), ("video1", "USB3 Capture", "1"),
                               ("video2", "Integrated Camera", "0")):
         (sys_dir / node).mkdir(parents=True)

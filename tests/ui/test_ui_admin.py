@@ -84,7 +84,7 @@ def test_camera_preview_and_capture_key(kiosk_ui, demo):
 def test_abandoned_session_resumes_from_outbox(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    acquire = scan_one_page(ui, "A1001")
+    scan_one_page(ui, "A1001")
     ui.tap(ui.app.root.ids.banner.ids.finish)
     from kiosk.ui.widgets.dialogs import ConfirmCard, MessageCard
     from kiosk.ui.widgets.finish import FinishCard
@@ -182,7 +182,7 @@ def test_discarding_an_unsent_session_needs_the_pin(kiosk_ui, demo):
 
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
-    acquire = scan_one_page(ui, "A1002")
+    scan_one_page(ui, "A1002")
     ui.app.end_session()
     ui.app.go("outbox")
     outbox = ui.screen("outbox")
