@@ -93,7 +93,7 @@ def setup_logging(debug: bool = False, verbose: bool = False, to_file: bool = Tr
 
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("PIL").setLevel(logging.INFO if debug else logging.WARNING)
-    # pypdf warns about every repair it makes to a PDF being checked (drivers/files.py).
+    # pypdf warns about every repair it makes to a PDF being checked (drivers/file_reader.py).
     logging.getLogger("pypdf").setLevel(logging.INFO if debug else logging.ERROR)
 
     if not to_file:

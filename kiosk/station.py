@@ -66,7 +66,7 @@ class StationEvent:
 @dataclass(frozen=True)
 class ContextChosen(StationEvent):
     name: ClassVar[str] = "context_chosen"
-    study: Any = None  # a StudyContext (a plain dict for sessions kept by older versions)
+    study: Any = None  # the StudyContext
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,7 @@ def _kiosk_file_set() -> type:
 
     class KioskFileSet(FileSet):
         # pydicom has no public way to set the DICOMDIR's file meta: its two private seams, the new
-        # DICOMDIR and the loaded one (tests/test_outbox_dicomdir.py notices if they change).
+        # DICOMDIR and the loaded one (tests/outbox/test_outbox_dicomdir.py notices if they change).
         def _create_dicomdir(self) -> Any:
             ds = super()._create_dicomdir()
             identify(ds.file_meta)

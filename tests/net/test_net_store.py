@@ -144,16 +144,21 @@ def test_no_presentation_context_is_a_permanent_error(tmp_path):
     assert "accepted none of the proposed presentation contexts" in caught.value.message
 
 
-def test_abort_during_store_raises_transient_error_with_partial_results(tmp_path):
+def abort_at_second_store():
+    """An EVT_C_STORE handler that aborts the association on the second instance."""
     calls = []
 
     def handle(event):
         calls.append(1)
         if len(calls) == 2:
             event.assoc.abort()
-            return 0x0000
         return 0x0000
 
+    return handle
+
+
+def test_abort_during_store_raises_transient_error_with_partial_results(tmp_path):
+    handle = abort_at_second_store()
     files = [make_sc(tmp_path / f"a{n}.dcm", seed=n) for n in range(3)]
     with ScriptedSCP(contexts=[SecondaryCaptureImageStorage], handlers=[(evt.EVT_C_STORE, handle)]) as scp:
         with pytest.raises(NetworkError) as caught:
@@ -408,14 +413,7 @@ def test_cli_store_refuses_a_file_cut_short_and_sends_the_others(storescp, tmp_p
 
 
 def test_cli_store_prints_a_line_for_every_file_after_an_abort(tmp_path, capsys):
-    calls = []
-
-    def handle(event):
-        calls.append(1)
-        if len(calls) == 2:
-            event.assoc.abort()
-        return 0x0000
-
+    handle = abort_at_second_store()
     files = [make_sc(tmp_path / f"a{n}.dcm", seed=n) for n in range(3)]
     with ScriptedSCP(contexts=[SecondaryCaptureImageStorage], handlers=[(evt.EVT_C_STORE, handle)]) as scp:
         assert main(["store", *map(str, files), "--to", scp.url]) == 1

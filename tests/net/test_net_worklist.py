@@ -91,21 +91,27 @@ def test_cancel_after_maximum_sends_c_cancel():
     assert seen["cancelled"] and seen["sent"] < 50
 
 
-def test_cancel_on_request():
-    cancel = threading.Event()
+def scripted_items(count: int, pause: float = 0.0):
+    """A C-FIND handler sending ``count`` matches, ``pause`` seconds apart (stopping at a C-CANCEL)."""
 
     def on_find(event):
-        for n in range(200):
+        for n in range(count):
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
             ds = Dataset()
             ds.PatientID = f"P{n}"
             yield 0xFF00, ds
-            time.sleep(0.01)
+            if pause:
+                time.sleep(pause)
         yield 0x0000, None
 
-    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, on_find)]) as scp:
+    return on_find
+
+
+def test_cancel_on_request():
+    cancel = threading.Event()
+    with ScriptedSCP(contexts=[MODALITY_WORKLIST_FIND], handlers=[(evt.EVT_C_FIND, scripted_items(200, pause=0.01))]) as scp:
         got = []
         for item in find_worklist(parse_node_url(scp.url), LOCAL, WorklistQuery(date=""), cancel=cancel):
             got.append(item)
@@ -144,22 +150,6 @@ def test_worklist_json_feeds_kiosk_convert(wlmscpfs, tmp_path, capsys):
     [made] = list(out.rglob("*.dcm"))
     ds = pydicom.dcmread(made)
     assert str(ds.PatientName) == EXPECTED["PID087"] and ds.AccessionNumber == "ACC087"
-
-
-def scripted_items(count: int):
-    """A C-FIND handler sending ``count`` matches (stopping at a C-CANCEL)."""
-
-    def on_find(event):
-        for n in range(count):
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            ds = Dataset()
-            ds.PatientID = f"P{n}"
-            yield 0xFF00, ds
-        yield 0x0000, None
-
-    return on_find
 
 
 @pytest.mark.parametrize("sent, truncated", [(10, True), (4, True), (3, False), (2, False)])

@@ -19,7 +19,7 @@ What each part buys (docs/networking.md, "The fast path"):
 With the fast path off the kiosk uses stock pynetdicom through its public API
 only; ``kiosk.net`` keeps the same behaviour where correctness needs it (the
 allow-list, error messages, timeouts). Nothing outside this package may use
-pynetdicom's private names (tests/test_fastpath_boundary.py).
+pynetdicom's private names (tests/core/test_fastpath_boundary.py).
 """
 
 from __future__ import annotations
