@@ -177,6 +177,7 @@ class Station:
         self.state = OPEN
         self.outputs: list[Any] = []
         self.jobs: dict[str, list[int]] = {}
+        self._job_ids: dict[str, set[int]] = {}  # the same ids, for the relay's per-event lookup
         self.objects = 0  # built and handed to the outputs
         self._batch: Batch | None = None
         self._bus = EventBus()
@@ -306,6 +307,7 @@ class Station:
             self._follow(output.outbox)
         for name, ids in jobs.items():
             self.jobs.setdefault(name, []).extend(ids)
+            self._job_ids.setdefault(name, set()).update(ids)
 
     # -- objects out ---------------------------------------------------------------------------
     def send(self, outputs: Sequence[Any], options: "BuildOptions | None" = None) -> None:
@@ -360,7 +362,7 @@ class Station:
 
         def relay(event: Any) -> None:
             if isinstance(event, ev.StateChanged):
-                ours = event.job_id in self.jobs.get(event.destination, ())
+                ours = event.job_id in self._job_ids.get(event.destination, ())
             else:
                 ours = isinstance(event, (ev.Progress, ev.DestinationStatus)) and event.destination in self.jobs
             if ours:

@@ -182,13 +182,21 @@ def sane_device(sane_test_backend):
                 device.set_option(option, value)
 
 
+@pytest.fixture(scope="session")
+def mjpeg_clip(tmp_path_factory):
+    """Four seconds of ffmpeg's testsrc2 at 1080p30 as MJPEG, made once per run."""
+    from tests.support.sources import make_mjpeg_clip
+
+    return make_mjpeg_clip(tmp_path_factory.mktemp("mjpeg") / "testsrc2-1080p30.mkv")
+
+
 @pytest.fixture
-def mjpeg_stream():
-    """A live, paced ffmpeg testsrc2 1080p30 MJPEG stream on a free TCP port (``.url``), stopped by PID."""
+def mjpeg_stream(mjpeg_clip):
+    """A live, paced 1080p30 MJPEG stream (the clip in a loop) on a free TCP port (``.url``), stopped by PID."""
     from tests.support.peers import free_port
     from tests.support.sources import Stream
 
-    stream = Stream(free_port()).start()
+    stream = Stream(free_port(), mjpeg_clip).start()
     yield stream
     if stream.proc is not None and stream.proc.poll() is None:
         stream.resume()

@@ -1,8 +1,8 @@
 """Dicomizer benchmarks (issue 3). Run: ``.venv/bin/pytest -s tests/benchmarks/test_convert_bench.py``.
 
 Figures are ratios against DCMTK measured in the same run on the same input:
-- 100 JPEG photos through one ``kiosk convert`` vs 100 ``img2dcm`` runs
-  (target: time ratio <= 0.5);
+- 100 JPEG photos through one ``kiosk convert`` vs 100 ``img2dcm`` runs,
+  three alternating rounds, best of each (target: time ratio <= 0.5);
 - lossless encoding of an A4 300 dpi RGB page and a 16-bit 4300 x 5200 film
   with the default lossless codec (JPEG-LS) vs ``dcmcjpls`` (target: time
   ratio <= 1.0 at an equal or better compression ratio).
@@ -27,6 +27,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.benchmark
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
+ROUNDS = 1 if QUICK else 3
 ROOT = Path(__file__).resolve().parents[2]
 KIOSK = [str(ROOT / ".venv" / "bin" / "kiosk")] if (ROOT / ".venv" / "bin" / "kiosk").exists() else [sys.executable, "-m", "kiosk"]
 
@@ -82,24 +83,32 @@ def test_convert_100_jpegs_vs_img2dcm(tmp_path):
         Image.fromarray(photo(1024, 768, i % 10)).save(inputs / f"p{i:03d}.jpg", quality=90)
     files = sorted(inputs.iterdir())
 
-    out_ref = tmp_path / "ref"
-    out_ref.mkdir()
-    start = time.perf_counter()
-    for path in files:
-        subprocess.run([img2dcm, "-i", "JPEG", "-k", "PatientName=DOE^JANE", "-k", "PatientID=PID1",
-                        str(path), str(out_ref / (path.stem + ".dcm"))], check=True, capture_output=True)
-    reference = time.perf_counter() - start
+    def reference(out: Path) -> None:
+        for path in files:
+            subprocess.run([img2dcm, "-i", "JPEG", "-k", "PatientName=DOE^JANE", "-k", "PatientID=PID1",
+                            str(path), str(out / (path.stem + ".dcm"))], check=True, capture_output=True)
 
-    out = tmp_path / "out"
-    start = time.perf_counter()
-    result = subprocess.run([*KIOSK, "convert", str(inputs), "-o", str(out), "--patient-name", "DOE^JANE",
-                             "--patient-id", "PID1"], capture_output=True, text=True)
-    ours = time.perf_counter() - start
-    assert result.returncode == 0, result.stderr
-    assert len(list(out.iterdir())) == count
-    ratio = ours / reference
-    print(f"\n[convert] {count} JPEGs: kiosk convert {ours:.2f} s, {count} x img2dcm {reference:.2f} s, "
-          f"ratio {ratio:.2f} (target <= 0.5)")
+    def kiosk(out: Path) -> None:
+        result = subprocess.run([*KIOSK, "convert", str(inputs), "-o", str(out), "--patient-name", "DOE^JANE",
+                                 "--patient-id", "PID1"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert len(list(out.iterdir())) == count
+
+    # Rounds alternate the two sides and the best of each is compared: one run of either
+    # swings by 25 % with what else the machine does at that moment.
+    times: dict[str, list[float]] = {"img2dcm": [], "kiosk": []}
+    for run in range(ROUNDS):
+        for name, side in (("img2dcm", reference), ("kiosk", kiosk)):
+            out = tmp_path / f"{name}{run}"
+            out.mkdir()
+            start = time.perf_counter()
+            side(out)
+            times[name].append(time.perf_counter() - start)
+    ours, theirs = min(times["kiosk"]), min(times["img2dcm"])
+    ratio = ours / theirs
+    print(f"\n[convert] {count} JPEGs, best of {ROUNDS}: kiosk convert {ours:.2f} s, {count} x img2dcm {theirs:.2f} s, "
+          f"ratio {ratio:.2f} (target <= 0.5); rounds: kiosk "
+          + ", ".join(f"{t:.2f}" for t in times["kiosk"]) + " s, img2dcm " + ", ".join(f"{t:.2f}" for t in times["img2dcm"]) + " s")
     if not QUICK:
         assert ratio <= 0.5
 

@@ -13,7 +13,10 @@ Each measured run gets a new storescp writing to a new folder in RAM
 (/dev/shm; up to 2 GB for two rounds): a PACS writes to its own disk, and a
 storescp that has already stored 10,000 files grows slower.
 Rounds alternate reference and outbox (``KIOSK_BENCH_ROUNDS``, default 2);
-the target applies to the total time of all rounds.
+the target applies to the total time of all rounds. Each measured run starts
+after ``sync``: the outbox's own ``syncfs`` would otherwise also write out what
+the benchmark itself has just written (the 500 MB of input files, the previous
+round's spool) and charge it to the outbox.
 ``KIOSK_BENCH_QUICK=1`` sends 300 instances once (~15 s) and asserts no target.
 """
 
@@ -116,6 +119,7 @@ def test_outbox_throughput_and_memory(tmp_path):
             inbox = peer_root / f"reference{run}"
             peer = fresh_storescp(tmp_path, inbox, 2 * run)
             try:
+                os.sync()
                 started = time.perf_counter()
                 subprocess.run([*base, "store", str(files), "--to", peer.url], check=True, capture_output=True, timeout=3600)
                 references.append(time.perf_counter() - started)
@@ -128,6 +132,7 @@ def test_outbox_throughput_and_memory(tmp_path):
             inbox = peer_root / f"outbox{run}"
             peer = fresh_storescp(tmp_path, inbox, 2 * run + 1)
             try:
+                os.sync()
                 started = time.perf_counter()
                 proc = subprocess.Popen([*base, "send", str(files), "--to", peer.url, "--wait"],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

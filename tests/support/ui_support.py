@@ -96,12 +96,31 @@ class UI:
             parent.scroll_to(widget, padding=0, animate=False)
             self.pump(2)
         self.settle(widget)
+        self.uncovered(widget)
         x, y = widget.to_window(*widget.center)
         touch = UnitTestTouch(x, y)
         touch.touch_down()
         self.pump(1)
         touch.touch_up()
         self.pump(2)
+
+    def uncovered(self, widget: Any, timeout: float = 5.0) -> None:
+        """Pump frames until no card other than the one holding ``widget`` is on the window: a card
+        that was just answered stays there while it fades out and takes every touch (a user waits)."""
+        from kivy.core.window import Window
+        from kivy.uix.modalview import ModalView
+
+        root = widget
+        while root.parent is not None and root.parent is not root and root.parent is not Window:
+            root = root.parent
+        deadline = time.monotonic() + timeout
+        while True:
+            covering = [c for c in Window.children if isinstance(c, ModalView) and c is not root]
+            if not covering or (isinstance(root, ModalView) and Window.children.index(root) < Window.children.index(covering[0])):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"{type(covering[0]).__name__} still covers {widget} after {timeout} s")
+            self.pump(1)
 
     def settle(self, widget: Any, timeout: float = 5.0) -> None:
         """Pump frames until ``widget`` stops moving: a tap on a widget that is still being laid

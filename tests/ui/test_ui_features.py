@@ -8,6 +8,7 @@ import re
 import tomllib
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from kiosk.study import StudyContext
@@ -324,7 +325,7 @@ def test_every_user_facing_string_lives_in_strings_py():
     assert not problems, "\n".join(problems)
 
 
-def test_scroll_views_clip_with_the_scissor_not_the_stencil(kiosk_ui, demo):
+def test_scroll_views_and_the_screen_manager_clip_with_the_scissor_not_the_stencil(kiosk_ui, demo):
     """The stencil costs ~20 ms a frame with software GL; the scissor rectangle must match the view."""
     from kivy.graphics import StencilPush
     from kivy.graphics.scissor_instructions import ScissorPush
@@ -340,6 +341,25 @@ def test_scroll_views_clip_with_the_scissor_not_the_stencil(kiosk_ui, demo):
     [scissor] = [i for i in before if isinstance(i, ScissorPush)]
     x, y = view.to_window(view.x, view.y)
     assert (scissor.x, scissor.y, scissor.width, scissor.height) == (int(x), int(y), int(view.width), int(view.height))
+    manager = ui.app.manager
+    instructions = manager.canvas.before.children + manager.canvas.after.children
+    assert not any(isinstance(i, StencilPush) for i in instructions)
+    [scissor] = [i for i in manager.canvas.before.children if isinstance(i, ScissorPush)]
+    x, y = manager.to_window(manager.x, manager.y)
+    assert (scissor.x, scissor.y, scissor.width, scissor.height) == (int(x), int(y), int(manager.width), int(manager.height))
+
+
+@pytest.mark.parametrize(("frame", "preview", "expected"), [
+    ((1080, 1920), (952, 526), (540, 960)),    # halved; the GPU does the last 1 %
+    ((1080, 1920), (640, 360), (360, 640)),    # a third
+    ((1079, 1919), (952, 526), (539, 959)),    # an odd size loses one edge pixel, keeps the fast path
+    ((720, 1280), (952, 526), (720, 1280)),    # less than twice the preview: as it is
+])
+def test_preview_frames_are_scaled_by_a_whole_factor(frame, preview, expected):
+    from kiosk.ui.screens.acquire import fit
+
+    pixels = np.zeros((*frame, 3), np.uint8)
+    assert fit(pixels, preview).shape == (*expected, 3)
 
 
 def test_worklist_cut_at_max_results_says_so_on_the_patient_screen(kiosk_ui, demo):

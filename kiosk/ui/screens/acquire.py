@@ -30,16 +30,26 @@ log = logging.getLogger(__name__)
 
 
 def fit(pixels: Any, size: tuple[int, int]) -> Any:
-    """Scale a frame down to the preview's size on the reader thread: smaller uploads, less to draw."""
+    """Scale a frame down on the reader thread by the largest whole factor that keeps it at least
+    the preview's ``size``: smaller uploads, less to draw; the GPU scales the rest.
+
+    Whole factors because OpenCV's area filter takes ~0.5 ms for them and ~8 ms for any other
+    scale of a 1080p frame: CPU the window's redraw needs on a machine without a GPU.
+    """
     height, width = pixels.shape[:2]
-    scale = min(size[0] / width, size[1] / height)
-    if scale >= 1 or scale <= 0:
+    if size[0] <= 0 or size[1] <= 0:
+        return pixels
+    factor = int(min(width / size[0], height / size[1]))
+    if factor < 2:
         return pixels
     try:
         import cv2
     except ImportError:  # without OpenCV the GPU scales the full frame
         return pixels
-    return cv2.resize(pixels, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
+    # A crop to a multiple of the factor (at most factor - 1 edge pixels) keeps OpenCV's fast path.
+    rows, columns = height // factor, width // factor
+    whole = pixels[: rows * factor, : columns * factor]
+    return cv2.resize(whole, (columns, rows), interpolation=cv2.INTER_AREA)
 
 
 class ImportCard(ModalView):

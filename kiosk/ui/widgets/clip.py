@@ -1,10 +1,11 @@
-"""ClipScrollView: a ScrollView that clips with the scissor test instead of the stencil buffer.
+"""Clipping with the scissor test instead of the stencil buffer: ClipScrollView, ClipScreenManager.
 
-Kivy's ScrollView (a StencilView) draws its rectangle twice into the stencil
-buffer every frame. With software GL (Mesa llvmpipe, no GPU) that cost ~20 ms
-per frame for the Acquire screen's source list alone, halving the live
-preview's frame rate. A scissor rectangle clips the same axis-aligned area for
-free. Window coordinates are recomputed when the view moves or resizes.
+Kivy's ScrollView (a StencilView) and ScreenManager draw their rectangle twice
+into the stencil buffer every frame. With software GL (Mesa llvmpipe, no GPU)
+that cost ~20 ms per frame for the Acquire screen's source list alone, halving
+the live preview's frame rate; the screen manager's full-window stencil cost as
+much again. A scissor rectangle clips the same axis-aligned area for free.
+Window coordinates are recomputed when the widget moves or resizes.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any
 
 from kivy.graphics import BindTexture, StencilPop, StencilPush, StencilUnUse, StencilUse
 from kivy.graphics.scissor_instructions import ScissorPop, ScissorPush
+from kivy.uix.screenmanager import ScreenManager
 from kivy.uix.scrollview import ScrollView
 
 _STENCIL = (StencilPush, StencilUse, StencilUnUse, StencilPop)
 
 
-class ClipScrollView(ScrollView):
-    """A ScrollView for screens that are not rotated or scaled (scissor clipping is axis-aligned)."""
+class ScissorClip:
+    """Mixin for a widget whose .kv rule clips with the stencil; for widgets that are not rotated
+    or scaled (scissor clipping is axis-aligned)."""
 
     _scissor: ScissorPush | None = None
 
@@ -52,3 +55,11 @@ def _replace_stencil(group: Any, replacement: Any) -> None:
         if not isinstance(instruction, BindTexture):  # removing a Rectangle removes its BindTexture
             group.remove(instruction)
     group.insert(first, replacement)
+
+
+class ClipScrollView(ScissorClip, ScrollView):
+    """A ScrollView clipped by the scissor."""
+
+
+class ClipScreenManager(ScissorClip, ScreenManager):
+    """A ScreenManager clipped by the scissor (the kiosk's screens do not slide or rotate)."""
