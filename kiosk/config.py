@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kiosk.errors import ConfigError, UsageError
+from kiosk.modalities import LIVE_MODALITIES, SERIES_DESCRIPTIONS, check_series_descriptions
 from kiosk.transfer_syntaxes import AUTO, choice_problem
 
 APP_NAME = "kiosk"
@@ -161,6 +162,11 @@ def check_keyboard(value: str) -> str | None:
     return None if value in ("dock", "system") else f"is {value!r}; use \"dock\" (on-screen keyboard) or \"system\""
 
 
+def check_modality_list(value: str) -> str | None:
+    bad = [m for m in value.split(";") if m.strip() and not re.fullmatch(r"[A-Z0-9_]{1,16}", m.strip().upper())]
+    return f"has {bad[0]!r}, which is not a modality code such as ES or XC" if bad else None
+
+
 def check_preset(value: dict) -> str | None:
     from drivers.presets import check_preset as check  # lazy: drivers pull in numpy
 
@@ -242,6 +248,8 @@ class LocalConfig:
     port: int = setting(11112, check_port, "our listener (C-ECHO, storage commitment reports)")
     station_name: str = setting("KIOSK", None, "Station Name written into every object")
     institution_name: str = setting("", None, "Institution Name written into every object")
+    institution_address: str = setting("", None, "Institution Address written into every object")
+    department: str = setting("", None, "Institutional Department Name written into every object")
     uid_root: str = setting("", check_uid_root, "optional organisation root for generated UIDs")
 
 
@@ -353,6 +361,11 @@ class AcquisitionConfig:
                                                             "in memory)")
     stall_timeout: float = setting(1.5, check_positive, "seconds without a frame before a video source counts as "
                                                         "stalled")
+    live_modalities: str = setting(LIVE_MODALITIES, check_modality_list, "orders of these modalities (';'-separated) "
+                                   "offer the camera or capture card first, all others the scanner")
+    series_descriptions: dict[str, str] = setting(SERIES_DESCRIPTIONS, check_series_descriptions,
+                                                  "series description by source kind: scanned_document, "
+                                                  "digitized_film, scanned_image, video_frame, file_import")
 
 
 @dataclass(frozen=True)

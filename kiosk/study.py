@@ -43,13 +43,18 @@ class Attribute:
 
     ``type``: its DICOM Type there (1: always a value, the batch supplies a
     default; 2: written even when empty; 3: only when known). ``module``:
-    where the objects carry it (Patient, General Study, the Request Attributes
-    Sequence item, General Series, written by the builder per object family);
-    ``request``: also copied into the Request Attributes Sequence item when
-    known. ``tracked``: an edit of a value that came from a worklist or PACS
-    is recorded in the Original Attributes Sequence. ``worklist``/``query``: where a Modality Worklist item and a
-    Study Root study-level C-FIND result hold it ('' when they do not).
-    ``limit``: characters (per component group for PN).
+    where the objects carry it (Patient and Patient Study, General Study, the
+    Request Attributes Sequence item, General Series, written by the builder
+    per object family). ``request``: the keyword it is also written as in the
+    Request Attributes Sequence item, when known ('' when it is not).
+    ``performed``: the keyword it is also written as among the General
+    Series' Performed Procedure Step attributes. ``tracked``: an edit of a
+    value that came from a worklist or PACS is recorded in the Original
+    Attributes Sequence. ``worklist``/``query``: where a Modality Worklist
+    item and a Study Root study-level C-FIND result hold it ('' when they do
+    not). ``limit``: characters (per component group for PN). Sequences
+    (VR SQ) travel as their items in the DICOM JSON model (PS3.18 F.2), so a
+    code or an issuer keeps every attribute the source gave.
     """
 
     field: str
@@ -58,51 +63,64 @@ class Attribute:
     limit: int
     type: str
     module: str
-    request: bool
+    request: str
+    performed: str
     tracked: bool
     worklist: str
     query: str
     label: str
 
 
+def _row(field: str, keyword: str, vr: str, limit: int, type_: str, module: str, label: str, *,
+         worklist: str | None = None, query: str | None = "", request: str = "", performed: str = "",
+         tracked: bool = False) -> Attribute:
+    """A row; ``worklist`` defaults to the keyword (a worklist item holds most attributes as objects do)."""
+    return Attribute(field, keyword, vr, limit, type_, module, request, performed, tracked,
+                     keyword if worklist is None else worklist, query or "", label)
+
+
 ATTRIBUTES = (
-    # field, keyword, VR, limit, type, module, request, tracked, worklist item, PACS study result, label
-    Attribute("patient_name", "PatientName", "PN", 64, "2", PATIENT, False, True,
-              "PatientName", "PatientName", "patient name"),
-    Attribute("patient_id", "PatientID", "LO", 64, "2", PATIENT, False, True,
-              "PatientID", "PatientID", "patient ID"),
-    Attribute("issuer", "IssuerOfPatientID", "LO", 64, "3", PATIENT, False, True,
-              "IssuerOfPatientID", "IssuerOfPatientID", "issuer of patient ID"),
-    Attribute("birth_date", "PatientBirthDate", "DA", 8, "2", PATIENT, False, True,
-              "PatientBirthDate", "PatientBirthDate", "birth date"),
-    Attribute("sex", "PatientSex", "CS", 16, "2", PATIENT, False, True,
-              "PatientSex", "PatientSex", "sex"),
-    Attribute("accession", "AccessionNumber", "SH", 16, "2", STUDY, True, True,
-              "AccessionNumber", "AccessionNumber", "accession number"),
-    Attribute("referring_physician", "ReferringPhysicianName", "PN", 64, "2", STUDY, False, False,
-              "ReferringPhysicianName", "ReferringPhysicianName", "referring physician"),
-    Attribute("study_description", "StudyDescription", "LO", 64, "3", STUDY, False, False,
-              "RequestedProcedureDescription", "StudyDescription", "study description"),
-    Attribute("study_uid", "StudyInstanceUID", "UI", 64, "1", STUDY, True, False,
-              "StudyInstanceUID", "StudyInstanceUID", "study instance UID"),
-    Attribute("study_id", "StudyID", "SH", 16, "2", STUDY, False, False,
-              "StudyID", "StudyID", "study ID"),
-    Attribute("study_date", "StudyDate", "DA", 8, "2", STUDY, False, False,
-              "", "StudyDate", "study date"),
-    Attribute("study_time", "StudyTime", "TM", 16, "2", STUDY, False, False,
-              "", "StudyTime", "study time"),
-    Attribute("referenced_studies", "ReferencedStudySequence", "SQ", 0, "3", STUDY, False, False,
-              "ReferencedStudySequence", "", "referenced study"),
-    Attribute("requested_procedure_id", "RequestedProcedureID", "SH", 16, "1", REQUEST, False, False,
-              "RequestedProcedureID", "", "requested procedure ID"),
-    Attribute("requested_procedure_description", "RequestedProcedureDescription", "LO", 64, "3", REQUEST, False, False,
-              "RequestedProcedureDescription", "", "requested procedure description"),
-    Attribute("scheduled_step_id", "ScheduledProcedureStepID", "SH", 16, "1", REQUEST, False, False,
-              STEP + "ScheduledProcedureStepID", "", "scheduled procedure step ID"),
-    Attribute("scheduled_step_description", "ScheduledProcedureStepDescription", "LO", 64, "3", REQUEST, False, False,
-              STEP + "ScheduledProcedureStepDescription", "", "scheduled procedure step description"),
-    Attribute("modality", "Modality", "CS", 16, "1", SERIES, False, False,
-              "", "", "modality"),
+    # IHE RAD TF-2 Appendix A (Scheduled Workflow): what a worklist item gives, where each object carries it.
+    _row("patient_name", "PatientName", "PN", 64, "2", PATIENT, "patient name", query="PatientName", tracked=True),
+    _row("patient_id", "PatientID", "LO", 64, "2", PATIENT, "patient ID", query="PatientID", tracked=True),
+    _row("issuer", "IssuerOfPatientID", "LO", 64, "3", PATIENT, "issuer of patient ID",
+         query="IssuerOfPatientID", tracked=True),
+    _row("issuer_qualifiers", "IssuerOfPatientIDQualifiersSequence", "SQ", 0, "3", PATIENT,
+         "issuer of patient ID qualifiers"),
+    _row("other_patient_ids", "OtherPatientIDsSequence", "SQ", 0, "3", PATIENT, "other patient IDs"),
+    _row("birth_date", "PatientBirthDate", "DA", 8, "2", PATIENT, "birth date", query="PatientBirthDate", tracked=True),
+    _row("sex", "PatientSex", "CS", 16, "2", PATIENT, "sex", query="PatientSex", tracked=True),
+    _row("patient_age", "PatientAge", "AS", 4, "3", PATIENT, "patient age"),
+    _row("patient_weight", "PatientWeight", "DS", 16, "3", PATIENT, "patient weight (kg)"),
+    _row("patient_size", "PatientSize", "DS", 16, "3", PATIENT, "patient size (m)"),
+    _row("admission_id", "AdmissionID", "LO", 64, "3", PATIENT, "admission ID"),
+    _row("accession", "AccessionNumber", "SH", 16, "2", STUDY, "accession number", query="AccessionNumber",
+         request="AccessionNumber", tracked=True),
+    _row("issuer_of_accession", "IssuerOfAccessionNumberSequence", "SQ", 0, "3", STUDY, "issuer of accession number",
+         request="IssuerOfAccessionNumberSequence"),
+    _row("referring_physician", "ReferringPhysicianName", "PN", 64, "2", STUDY, "referring physician",
+         query="ReferringPhysicianName"),
+    _row("study_description", "StudyDescription", "LO", 64, "3", STUDY, "study description",
+         worklist="RequestedProcedureDescription", query="StudyDescription"),
+    _row("procedure_codes", "ProcedureCodeSequence", "SQ", 0, "3", STUDY, "procedure code",
+         worklist="RequestedProcedureCodeSequence", request="RequestedProcedureCodeSequence"),
+    _row("study_uid", "StudyInstanceUID", "UI", 64, "1", STUDY, "study instance UID", query="StudyInstanceUID",
+         request="StudyInstanceUID"),
+    _row("study_id", "StudyID", "SH", 16, "2", STUDY, "study ID", query="StudyID"),
+    _row("study_date", "StudyDate", "DA", 8, "2", STUDY, "study date", worklist="", query="StudyDate"),
+    _row("study_time", "StudyTime", "TM", 16, "2", STUDY, "study time", worklist="", query="StudyTime"),
+    _row("referenced_studies", "ReferencedStudySequence", "SQ", 0, "3", STUDY, "referenced study"),
+    _row("requested_procedure_id", "RequestedProcedureID", "SH", 16, "1", REQUEST, "requested procedure ID"),
+    _row("requested_procedure_description", "RequestedProcedureDescription", "LO", 64, "3", REQUEST,
+         "requested procedure description"),
+    _row("scheduled_step_id", "ScheduledProcedureStepID", "SH", 16, "1", REQUEST, "scheduled procedure step ID",
+         worklist=STEP + "ScheduledProcedureStepID"),
+    _row("scheduled_step_description", "ScheduledProcedureStepDescription", "LO", 64, "3", REQUEST,
+         "scheduled procedure step description", worklist=STEP + "ScheduledProcedureStepDescription",
+         performed="PerformedProcedureStepDescription"),
+    _row("scheduled_protocol_codes", "ScheduledProtocolCodeSequence", "SQ", 0, "3", REQUEST, "scheduled protocol code",
+         worklist=STEP + "ScheduledProtocolCodeSequence", performed="PerformedProtocolCodeSequence"),
+    _row("modality", "Modality", "CS", 16, "1", SERIES, "modality", worklist=STEP + "Modality"),
 )
 
 
@@ -130,7 +148,8 @@ class StudyContext:
 
     ``patient_name`` and ``referring_physician`` are DICOM PN strings
     (``Family^Given^Middle^Prefix^Suffix``, component groups separated by
-    ``=``). Dates are ``YYYYMMDD``. ``charset`` is the Specific Character Set
+    ``=``). Dates are ``YYYYMMDD``. Sequence fields hold their items in the
+    DICOM JSON model (``Dataset.to_json_dict()``). ``charset`` is the Specific Character Set
     the data came in (a worklist's own), preferred when writing if it can hold
     every value. ``original`` maps DICOM keywords to the values that edits
     replaced. ``misread`` maps fields to their UTF-8 reading when the source
@@ -141,11 +160,19 @@ class StudyContext:
     patient_name: str = ""
     patient_id: str = ""
     issuer: str = ""
+    issuer_qualifiers: tuple[dict[str, Any], ...] = ()
+    other_patient_ids: tuple[dict[str, Any], ...] = ()
     birth_date: str = ""
     sex: str = ""
+    patient_age: str = ""
+    patient_weight: str = ""
+    patient_size: str = ""
+    admission_id: str = ""
     accession: str = ""
+    issuer_of_accession: tuple[dict[str, Any], ...] = ()
     referring_physician: str = ""
     study_description: str = ""
+    procedure_codes: tuple[dict[str, Any], ...] = ()
     study_uid: str = ""
     study_id: str = ""
     study_date: str = ""
@@ -154,6 +181,7 @@ class StudyContext:
     requested_procedure_description: str = ""
     scheduled_step_id: str = ""
     scheduled_step_description: str = ""
+    scheduled_protocol_codes: tuple[dict[str, Any], ...] = ()
     referenced_studies: tuple[ReferencedStudy, ...] = ()
     modality: str = ""
     charset: str | tuple[str, ...] = ""
@@ -194,6 +222,9 @@ class StudyContext:
         data["referenced_studies"] = [{"sop_class_uid": r.sop_class_uid, "sop_instance_uid": r.sop_instance_uid}
                                       for r in self.referenced_studies]
         data["charset"] = self.charset if isinstance(self.charset, str) else list(self.charset)
+        for a in ATTRIBUTES:
+            if a.vr == "SQ" and a.field != "referenced_studies":
+                data[a.field] = [dict(item) for item in data[a.field]]
         data["original"], data["misread"] = dict(self.original), dict(self.misread)
         return data
 
@@ -207,6 +238,9 @@ class StudyContext:
         values = {k: v for k, v in data.items() if k in known and v is not None}
         values["referenced_studies"] = tuple(ReferencedStudy(str(r["sop_class_uid"]), str(r["sop_instance_uid"]))
                                              for r in values.get("referenced_studies", ()))
+        for a in ATTRIBUTES:
+            if a.vr == "SQ" and a.field != "referenced_studies":
+                values[a.field] = tuple(dict(item) for item in values.get(a.field, ()))
         if isinstance(values.get("charset"), list):
             values["charset"] = tuple(values["charset"])
         return cls(**values)
@@ -252,6 +286,7 @@ class StudyContext:
             values[f.name] = value
         values["sex"] = values["sex"].upper()
         values["modality"] = values["modality"].upper()
+        values["patient_age"] = values["patient_age"].upper()
         for name in (a.field for a in ATTRIBUTES if a.vr == "DA"):
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", values[name]):
                 values[name] = values[name].replace("-", "")
@@ -320,6 +355,11 @@ def _check_text(label: str, value: str, limit: int) -> list[str]:
     return out
 
 
+def check_person_name(label: str, value: str) -> list[str]:
+    """A DICOM person name (PN): component groups of at most 64 characters, no backslash or controls."""
+    return _check_pn(label, value, 64)
+
+
 def _check_pn(label: str, value: str, limit: int) -> list[str]:
     if not value:
         return []
@@ -357,23 +397,60 @@ def _check_date(label: str, value: str, not_after: dt.date | None = None) -> lis
 
 def _read(ds: Any, path: str, vr: str) -> Any:
     """The value at ``path`` ("Keyword" or "Sequence>Keyword", first item) as text, in the dataset's
-    character set; a ``ReferencedStudy`` tuple for the Referenced Study Sequence."""
+    character set; for a sequence, its items (``sequence_from``)."""
     *outer, keyword = path.split(">")
     for sequence in outer:
         items = ds.get(sequence, None) if ds is not None else None
         ds = items[0] if items else None
     value = ds.get(keyword, None) if ds is not None else None
     if vr == "SQ":
-        return tuple(ReferencedStudy(str(item.get("ReferencedSOPClassUID", "")),
-                                     str(item.get("ReferencedSOPInstanceUID", "")))
-                     for item in value or () if item.get("ReferencedSOPInstanceUID"))
+        return sequence_from(keyword, value or ())
     if value is None:
         return ""
     return str(value.value if hasattr(value, "value") else value)
 
 
+def sequence_from(keyword: str, items: Any) -> tuple:
+    """A context's value for a sequence: ``ReferencedStudy`` tuples for the Referenced Study
+    Sequence, else each item in the DICOM JSON model."""
+    if keyword == "ReferencedStudySequence":
+        return tuple(ReferencedStudy(str(item.get("ReferencedSOPClassUID", "")),
+                                     str(item.get("ReferencedSOPInstanceUID", "")))
+                     for item in items if item.get("ReferencedSOPInstanceUID"))
+    return tuple(item.to_json_dict() for item in items)
+
+
+def sequence_items(value: tuple) -> list[Any]:
+    """The datasets of a context's sequence value (the inverse of ``sequence_from``)."""
+    from pydicom.dataset import Dataset
+
+    items = []
+    for entry in value:
+        if isinstance(entry, ReferencedStudy):
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = entry.sop_class_uid, entry.sop_instance_uid
+        else:
+            item = Dataset.from_json(entry)
+        items.append(item)
+    return items
+
+
+def _check_decimal(attribute: Attribute, value: str) -> list[str]:
+    if value and (len(value) > 16 or not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", value)):
+        return [f"{attribute.label}: {value!r} is not a decimal number of at most 16 characters"]
+    return []
+
+
+def _check_age(attribute: Attribute, value: str) -> list[str]:
+    if value and not re.fullmatch(r"\d{3}[DWMY]", value):
+        return [f"{attribute.label}: {value!r} is not an age such as 042Y, 011M, 003W or 005D"]
+    return []
+
+
 _CHECKS = {
     "PN": lambda a, value: _check_pn(a.label, value, a.limit),
+    "DS": _check_decimal,
+    "AS": _check_age,
     "LO": lambda a, value: _check_text(a.label, value, a.limit),
     "SH": lambda a, value: _check_text(a.label, value, a.limit),
     "DA": _check_date_of,

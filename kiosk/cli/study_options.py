@@ -34,7 +34,9 @@ def add_study_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--study-description", metavar="TEXT")
     group.add_argument("--series-description", metavar="TEXT")
     group.add_argument("--study-uid", metavar="UID", help="add to this study (default: the worklist's, else a new one)")
-    group.add_argument("--modality", metavar="CODE", help="default OT for images, DOC for PDFs")
+    group.add_argument("--modality", metavar="CODE", help="default: the worklist item's, else OT; DOC for PDFs")
+    group.add_argument("--operator", metavar="NAME", help="Operators' Name (Family^Given) written into the series")
+    group.add_argument("--body-part", metavar="TERM", help="Body Part Examined, e.g. CHEST, ABDOMEN, STOMACH")
     group.add_argument("--conversion-type", metavar="CODE", choices=CONVERSION_TYPES,
                        help=f"one of {', '.join(CONVERSION_TYPES)} (default: from the source)")
 
@@ -62,6 +64,8 @@ def options_from_args(args: argparse.Namespace, config: Any = None, **changes: A
         series_description=getattr(args, "series_description", None),
         modality=(getattr(args, "modality", None) or "").upper() or None,
         conversion_type=getattr(args, "conversion_type", None),
+        operators_name=getattr(args, "operator", None),
+        body_part=(getattr(args, "body_part", None) or "").upper() or None,
         **changes,
     )
 

@@ -8,14 +8,18 @@ builder imports the module that calls it.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kiosk.capture import Capture, SourceKind
 from kiosk.dicomize import codecs
 from kiosk.dicomize.uids import new_uid
 from kiosk.errors import UsageError
-from kiosk.study import CONVERSION_TYPES, StudyContext
+from kiosk.modalities import series_description
+from kiosk.study import CONVERSION_TYPES, StudyContext, check_person_name
 
 
 def dicom_date(value: dt.datetime | dt.date) -> str:
@@ -30,8 +34,12 @@ def dicom_time(value: dt.datetime) -> str:
 class BuildOptions:
     """Settings of a batch. ``transfer_syntax`` is one of ``transfer_syntaxes.CHOICES``.
 
-    ``modality``/``conversion_type`` override the defaults (OT for images, DOC
-    for PDFs; the Conversion Type from each capture's source kind).
+    ``modality``/``conversion_type`` override the defaults (the order's
+    modality, else OT, for images, DOC for PDFs; the Conversion Type from each
+    capture's source kind). ``operators_name`` (PN) and ``body_part`` (Body
+    Part Examined, a PS3.16 CID 4031 term) are written when given. Without a
+    ``series_description`` each series is described by the kind of its first
+    capture (``series_descriptions``, else ``kiosk.modalities``' defaults).
     """
 
     transfer_syntax: str = "auto"
@@ -42,6 +50,11 @@ class BuildOptions:
     series_description: str = ""
     station_name: str = "KIOSK"
     institution_name: str = ""
+    institution_address: str = ""
+    department: str = ""
+    operators_name: str = ""
+    body_part: str = ""
+    series_descriptions: Mapping[str, str] = field(default_factory=dict)
     uid_root: str = ""
     j2k_ratio: float = 10.0
     jpeg_quality: int = 90
@@ -50,8 +63,10 @@ class BuildOptions:
     def from_config(cls, config: Any, **changes: Any) -> "BuildOptions":
         """Options with station, institution and UID root from a ``Config``."""
         local = config.local if config is not None else None
-        base = cls() if local is None else cls(station_name=local.station_name,
-                                                 institution_name=local.institution_name, uid_root=local.uid_root)
+        base = cls() if local is None else cls(
+            station_name=local.station_name, institution_name=local.institution_name,
+            institution_address=local.institution_address, department=local.department, uid_root=local.uid_root,
+            series_descriptions=config.acquisition.series_descriptions)
         return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
     def check(self) -> None:
@@ -59,6 +74,12 @@ class BuildOptions:
         if self.conversion_type and self.conversion_type not in CONVERSION_TYPES:
             raise UsageError(f"unknown conversion type {self.conversion_type!r}",
                              f"use one of {', '.join(CONVERSION_TYPES)}")
+        if self.body_part and not re.fullmatch(r"[A-Z0-9_ ]{1,16}", self.body_part):
+            raise UsageError(f"body part {self.body_part!r} is not a DICOM code string",
+                             "use a term such as CHEST or ABDOMEN (capitals, at most 16 characters)")
+        problems = check_person_name("operator", self.operators_name)
+        if problems:
+            raise UsageError(problems[0], "give the operator as Family^Given")
         if not 1 < self.j2k_ratio <= 1000:
             raise UsageError(f"JPEG 2000 compression ratio {self.j2k_ratio} is out of range (1 to 1000)")
 
@@ -81,9 +102,18 @@ class BatchState:
         self.image_modality = self.options.modality or study.modality or "OT"
         self.document_modality = self.options.modality or "DOC"
         self._images = self._documents = 0
+        self._descriptions: dict[str, str] = {}
+        # One batch is one performed procedure step; its ID is unique per station and second.
+        self.pps_id = self.now.strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10_000):04d}"
 
     def new_uid(self) -> str:
         return new_uid(self.options.uid_root)
+
+    def series_description(self, series_uid: str, kind: SourceKind) -> str:
+        """The description of a series: the option, else the default for the kind of its first capture."""
+        if self.options.series_description:
+            return self.options.series_description
+        return self._descriptions.setdefault(series_uid, series_description(kind, self.options.series_descriptions))
 
     def burned_in(self, capture: Capture) -> bool:
         """Scanned documents carry names and dates in the pixels; other sources may say so in metadata."""

@@ -2,8 +2,9 @@
 General Series, General and SC Equipment, SOP Common, Original Attributes.
 
 Each ``add_*`` function fills one module (or a group of related ones) of a
-dataset from the study context and the batch settings; the patient, study
-and request attributes follow the study-context table (``kiosk.study.ATTRIBUTES``).
+dataset from the study context and the batch settings; the patient, study,
+request and performed procedure step attributes follow the study-context
+table (``kiosk.study.ATTRIBUTES``), IHE RAD TF-2 Appendix A.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kiosk import __version__
 from kiosk.capture import Capture, SourceKind
 from kiosk.dicomize.batch import BatchState, dicom_date, dicom_time
 from kiosk.dicomize.uids import MANUFACTURER, MODEL_NAME
-from kiosk.study import ATTRIBUTES, PATIENT, REQUEST, STUDY, Attribute, StudyContext
+from kiosk.study import ATTRIBUTES, PATIENT, REQUEST, STUDY, Attribute, StudyContext, sequence_items
 
 CONVERSION_TYPE = {
     SourceKind.SCANNED_DOCUMENT: "SD",
@@ -58,8 +59,8 @@ def add_patient_and_study(ds: Dataset, batch: BatchState) -> None:
     for attribute in ATTRIBUTES:
         if attribute.module in (PATIENT, STUDY):
             _put(ds, attribute, getattr(study, attribute.field) or defaults.get(attribute.field, ""))
-    age = patient_age(study.birth_date, dt.datetime.strptime(batch.study_date, "%Y%m%d").date())
-    if age:
+    age = study.patient_age or patient_age(study.birth_date, dt.datetime.strptime(batch.study_date, "%Y%m%d").date())
+    if age:  # the order's own, else worked out from the birth date on the study date
         ds.PatientAge = age
 
 
@@ -72,30 +73,44 @@ def add_request_attributes(ds: Dataset, study: StudyContext) -> None:
         if attribute.module == REQUEST:
             _put(item, attribute, getattr(study, attribute.field))
         elif attribute.request and getattr(study, attribute.field):  # the order's own values only
-            setattr(item, attribute.keyword, getattr(study, attribute.field))
+            _put(item, attribute, getattr(study, attribute.field), attribute.request)
     ds.RequestAttributesSequence = Sequence([item])
-    if study.scheduled_step_description:
-        ds.PerformedProcedureStepDescription = study.scheduled_step_description
 
 
-def _put(ds: Dataset, attribute: Attribute, value: Any) -> None:
-    """Write ``value`` as the attribute's Type asks: Type 3 only when known."""
+def add_performed_procedure_step(ds: Dataset, batch: BatchState) -> None:
+    """The General Series' Performed Procedure Step attributes: this batch is one step (the ID and
+    start an MPPS for it carries), described as the scheduled step was."""
+    ds.PerformedProcedureStepID = batch.pps_id
+    ds.PerformedProcedureStepStartDate = dicom_date(batch.now)
+    ds.PerformedProcedureStepStartTime = dicom_time(batch.now)
+    for attribute in ATTRIBUTES:
+        if attribute.performed and getattr(batch.study, attribute.field):
+            _put(ds, attribute, getattr(batch.study, attribute.field), attribute.performed)
+
+
+def _put(ds: Dataset, attribute: Attribute, value: Any, keyword: str = "") -> None:
+    """Write ``value`` as ``keyword`` (the attribute's own by default) as its Type asks: Type 3 only when known."""
     if not value and attribute.type == "3":
         return
     if attribute.vr == "SQ":
-        value = Sequence([_reference(r.sop_class_uid, r.sop_instance_uid) for r in value])
-    setattr(ds, attribute.keyword, value)
+        value = Sequence(sequence_items(value))
+    setattr(ds, keyword or attribute.keyword, value)
 
 
-def add_series(ds: Dataset, batch: BatchState, series_uid: str, series_number: int, modality: str) -> None:
-    """General Series (or Encapsulated Document Series) module."""
+def add_series(ds: Dataset, batch: BatchState, series_uid: str, series_number: int, modality: str,
+               kind: SourceKind) -> None:
+    """General Series (or Encapsulated Document Series) module; ``kind``: the source of its first capture."""
     ds.Modality = modality
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
     ds.SeriesDate = batch.series_date
     ds.SeriesTime = batch.series_time
-    if batch.options.series_description:
-        ds.SeriesDescription = batch.options.series_description
+    ds.SeriesDescription = batch.series_description(series_uid, kind)
+    if batch.options.operators_name:
+        ds.OperatorsName = batch.options.operators_name
+    if batch.options.body_part:
+        ds.BodyPartExamined = batch.options.body_part
+    add_performed_procedure_step(ds, batch)
     add_request_attributes(ds, batch.study)
 
 
@@ -105,6 +120,10 @@ def add_equipment(ds: Dataset, batch: BatchState, capture: Capture) -> None:
     ds.Manufacturer = MANUFACTURER
     if options.institution_name:
         ds.InstitutionName = options.institution_name
+    if options.institution_address:
+        ds.InstitutionAddress = options.institution_address
+    if options.department:
+        ds.InstitutionalDepartmentName = options.department
     if options.station_name:
         ds.StationName = options.station_name
     ds.ManufacturerModelName = MODEL_NAME
@@ -149,13 +168,9 @@ def add_capture_times(ds: Dataset, capture: Capture) -> None:
     when = capture.acquired_at
     ds.ContentDate = dicom_date(when)
     ds.ContentTime = dicom_time(when)
+    ds.AcquisitionDate = dicom_date(when)
+    ds.AcquisitionTime = dicom_time(when)
     ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
     ds.DateOfSecondaryCapture = dicom_date(when)
     ds.TimeOfSecondaryCapture = dicom_time(when)
 
-
-def _reference(sop_class: str, sop_instance: str) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = sop_class
-    item.ReferencedSOPInstanceUID = sop_instance
-    return item

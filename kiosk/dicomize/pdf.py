@@ -17,12 +17,15 @@ def build_pdf(batch: BatchState, capture: Capture, instance_number: int) -> Data
     data = capture.encoded or b""
     ds = Dataset()
     modules.add_patient_and_study(ds, batch)
-    modules.add_series(ds, batch, batch.document_series_uid, batch.document_series_number, batch.document_modality)
+    modules.add_series(ds, batch, batch.document_series_uid, batch.document_series_number,
+                       batch.document_modality, capture.kind)
     modules.add_equipment(ds, batch, capture)
     ds.InstanceNumber = instance_number
     modules.add_capture_times(ds, capture)
-    for keyword in ("DateOfSecondaryCapture", "TimeOfSecondaryCapture"):
-        delattr(ds, keyword)  # SC Image module is not part of this IOD
+    # Neither the SC Image nor the General Image module, nor the operator, is part of this IOD.
+    for keyword in ("DateOfSecondaryCapture", "TimeOfSecondaryCapture", "AcquisitionDate", "AcquisitionTime",
+                    "OperatorsName"):
+        ds.pop(keyword, None)
     ds.BurnedInAnnotation = "YES"
     title = capture.metadata.get("title") or capture.source.rsplit("/", 1)[-1]
     ds.DocumentTitle = str(title)[:64]

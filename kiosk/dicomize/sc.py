@@ -15,7 +15,8 @@ def image_dataset(batch: BatchState, capture: Capture, instance_number: int, pla
     """The modules every SC image shares (single- and multi-frame), described by its first capture."""
     ds = Dataset()
     modules.add_patient_and_study(ds, batch)
-    modules.add_series(ds, batch, batch.image_series_uid, batch.image_series_number, batch.image_modality)
+    modules.add_series(ds, batch, batch.image_series_uid, batch.image_series_number, batch.image_modality,
+                       capture.kind)
     modules.add_equipment(ds, batch, capture)
     add_general_image(ds, capture, instance_number, batch.burned_in(capture))
     modules.add_capture_times(ds, capture)

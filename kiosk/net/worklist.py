@@ -21,10 +21,13 @@ MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 
 RETURN_KEYS = (
     "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "OtherPatientIDs",
-    "PatientWeight", "PatientSize", "AccessionNumber", "ReferringPhysicianName", "StudyInstanceUID",
+    "PatientAge", "PatientWeight", "PatientSize", "AccessionNumber", "ReferringPhysicianName", "StudyInstanceUID",
     "RequestedProcedureID", "RequestedProcedureDescription", "StudyID", "AdmissionID",
     "RequestingPhysician", "RequestedProcedurePriority",
 )
+# Asked for whole (an empty sequence is universal matching, PS3.4 C.2.2.2.6): the item's
+# attributes are whatever the RIS holds (issuer qualifiers, other IDs and their issuers).
+SEQUENCE_KEYS = ("IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence", "IssuerOfAccessionNumberSequence")
 STEP_KEYS = (
     "ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime", "Modality",
     "ScheduledPerformingPhysicianName", "ScheduledProcedureStepDescription", "ScheduledProcedureStepID",
@@ -55,6 +58,8 @@ def build_identifier(query: WorklistQuery) -> "Dataset":
         ds.SpecificCharacterSet = charset
     for key in RETURN_KEYS:
         setattr(ds, key, "")
+    for key in SEQUENCE_KEYS:
+        setattr(ds, key, Sequence([]))
     ds.PatientName = query.patient_name
     ds.PatientID = query.patient_id
     ds.AccessionNumber = query.accession

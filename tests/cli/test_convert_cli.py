@@ -231,3 +231,36 @@ def test_a_huge_sparse_file_is_refused_from_its_first_bytes(tmp_path):
     peak_kb = int(message.split("VmHWM:")[1].split()[0])
     assert peak_kb < 500 << 10, f"peak memory {peak_kb >> 10} MB"
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_endoscopy_order_with_its_codes_operator_body_part_and_site(tmp_path, capsys, dciodvfy):
+    """The ES order's modality and codes reach the object through `--worklist-item`, with the site's
+    address and department from [local] and the operator and body part from the command line."""
+    from tests.support.worklist_data import appendix_a_item
+
+    item = appendix_a_item()
+    (tmp_path / "item.json").write_text(json.dumps(item.to_json_dict()), encoding="utf-8")
+    (tmp_path / "kiosk.toml").write_text('[local]\ninstitution_name = "Klinikum Nord"\n'
+                                         'institution_address = "Hauptstrasse 1, Nordstadt"\n'
+                                         'department = "Gastroenterologie"\n', encoding="utf-8")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "frame.jpg").write_bytes(jpeg_bytes(pixels_of("rgb8")[0]))
+    code = main(["--config", str(tmp_path / "kiosk.toml"), "convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                 "--worklist-item", str(tmp_path / "item.json"), "--operator", "Keller^Eva", "--body-part", "stomach"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    ds = pydicom.dcmread(tmp_path / "out" / "frame.dcm")
+    dciodvfy(tmp_path / "out" / "frame.dcm")
+    assert ds.Modality == "ES" and ds.BodyPartExamined == "STOMACH" and str(ds.OperatorsName) == "Keller^Eva"
+    assert (ds.InstitutionAddress, ds.InstitutionalDepartmentName) == ("Hauptstrasse 1, Nordstadt", "Gastroenterologie")
+    assert ds.ProcedureCodeSequence[0].CodeValue == "GAS01"
+    assert ds.PerformedProtocolCodeSequence[0].CodeMeaning == "Standardprotokoll Endoskopie"
+    assert ds.OtherPatientIDsSequence[0].PatientID == "NAT-4711"
+
+
+def test_a_body_part_that_is_no_code_string_is_refused(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(jpeg_bytes(gradient()))
+    code, _, err = run(capsys, tmp_path / "in", "-o", tmp_path / "out", *PATIENT, "--body-part", "left knee!")
+    assert code == 2 and "body part 'LEFT KNEE!' is not a DICOM code string" in "\n".join(err)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

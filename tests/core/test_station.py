@@ -37,10 +37,11 @@ VARYING_VRS = {"UI", "DA", "TM", "DT"}
 
 def comparable(ds: pydicom.Dataset) -> dict:
     """The data set (file meta included) as nested values, without UIDs, dates and times (nor the
-    file meta's group length, which follows the lengths of the UIDs)."""
+    file meta's group length, which follows the lengths of the UIDs, nor the Performed Procedure
+    Step ID, which, like a UID, is new for each batch)."""
     out = {}
     for elem in [*ds.file_meta, *ds]:
-        if elem.VR in VARYING_VRS or elem.tag == 0x00020000:
+        if elem.VR in VARYING_VRS or elem.tag in (0x00020000, 0x00400253):
             continue
         if elem.VR == "SQ":
             out[elem.tag] = [comparable_items(item) for item in elem.value]

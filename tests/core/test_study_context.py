@@ -16,7 +16,8 @@ from tests.support.paths import ROOT
 from kiosk.cli import main
 from kiosk.dicomize import build_datasets
 from kiosk.session import SessionStore, context_from_dict, context_to_dict
-from kiosk.study import ATTRIBUTES, MANUAL, PATIENT, REQUEST, SERIES, STUDY, ReferencedStudy, StudyContext
+from kiosk.study import (ATTRIBUTES, MANUAL, PATIENT, REQUEST, SERIES, STUDY, ReferencedStudy, StudyContext,
+                         sequence_from, sequence_items)
 
 SC_STUDY = "1.2.840.10008.3.1.2.3.1"
 
@@ -32,8 +33,18 @@ def sample(attribute, n: int = 1):
         "TM": f"10{index % 60:02d}00",
         "UI": f"1.2.826.0.1.3680043.10.{index}",
         "CS": {"sex": "FMO"[n % 3], "modality": ("XC", "SM", "ES")[n % 3]}.get(attribute.field, "X"),
-        "SQ": (ReferencedStudy(SC_STUDY, f"1.2.826.0.1.3680043.11.{index}"),),
+        "AS": f"{index % 100:03d}Y",
+        "DS": f"{index}.5",
+        "SQ": (ReferencedStudy(SC_STUDY, f"1.2.826.0.1.3680043.11.{index}"),) if attribute.field == "referenced_studies"
+        else (code_item(f"C{index}", f"Meaning {index} ÄÖ"),),
     }[attribute.vr]
+
+
+def code_item(value: str, meaning: str) -> dict:
+    """A code sequence item in the DICOM JSON model (as a context holds sequence items)."""
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "99KIOSK", meaning
+    return item.to_json_dict()
 
 
 def put(ds: Dataset, path: str, attribute, value) -> None:
@@ -44,14 +55,8 @@ def put(ds: Dataset, path: str, attribute, value) -> None:
             setattr(ds, sequence, Sequence([Dataset()]))
         ds = getattr(ds, sequence)[0]
     if attribute.vr == "SQ":
-        value = Sequence([_reference(r) for r in value])
+        value = Sequence(sequence_items(value))
     setattr(ds, keyword, value)
-
-
-def _reference(ref: ReferencedStudy) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = ref.sop_class_uid, ref.sop_instance_uid
-    return item
 
 
 def full_item(column: str, n: int = 1) -> Dataset:
@@ -90,11 +95,13 @@ def test_every_row_is_read_from_where_the_table_says(column, read):
     context.validate()
 
 
-def object_value(ds: Dataset, attribute):
-    holder = ds.RequestAttributesSequence[0] if attribute.module == REQUEST else ds
-    value = holder.get(attribute.keyword)
+def object_value(ds: Dataset, attribute, keyword: str = ""):
+    """The row's value in ``ds``: under its keyword in its module, or under ``keyword`` (its request or performed one)."""
+    in_request = keyword == attribute.request if keyword else attribute.module == REQUEST
+    holder = ds.RequestAttributesSequence[0] if in_request else ds
+    value = holder.get(keyword or attribute.keyword)
     if attribute.vr == "SQ":
-        return tuple(ReferencedStudy(i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID) for i in value or ())
+        return sequence_from(attribute.keyword, value or ())
     return "" if value is None else str(value)
 
 
@@ -104,7 +111,9 @@ def test_every_row_is_written_in_its_module():
     for attribute in ATTRIBUTES:
         assert object_value(ds, attribute) == values[attribute.field], attribute.field
         if attribute.request:  # the order's own values are repeated in the request item
-            assert str(ds.RequestAttributesSequence[0].get(attribute.keyword)) == str(values[attribute.field])
+            assert object_value(ds, attribute, attribute.request) == values[attribute.field], attribute.request
+        if attribute.performed:  # and what was scheduled is what was performed
+            assert object_value(ds, attribute, attribute.performed) == values[attribute.field], attribute.performed
     modules = {a.module for a in ATTRIBUTES}
     assert modules == {PATIENT, STUDY, REQUEST, SERIES}
 
@@ -286,10 +295,10 @@ def test_the_conformance_statement_lists_the_table():
     section = text.split("### Patient and order attributes", 1)[1].split("\n#", 1)[0]
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Attribute")]
-    documented = [(keyword, module.lower(), kind.split()[0], request == "yes",
+    documented = [(keyword, module.lower(), kind.split()[0], request, performed,
                    worklist.replace("SPS > ", "ScheduledProcedureStepSequence>"), query, edit == "yes")
-                  for _, keyword, _, module, kind, request, worklist, query, edit in rows]
-    assert documented == [(a.keyword, a.module, a.type, a.request, a.worklist, a.query, a.tracked)
+                  for _, keyword, _, module, kind, request, performed, worklist, query, edit in rows]
+    assert documented == [(a.keyword, a.module, a.type, a.request, a.performed, a.worklist, a.query, a.tracked)
                           for a in ATTRIBUTES]
 
 

@@ -54,6 +54,35 @@ def make_worklist_item(
     return ds
 
 
+def code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def appendix_a_item(charset: str = "ISO_IR 192", modality: str = "ES") -> Dataset:
+    """A worklist item holding every attribute IHE RAD TF-2 Appendix A maps into the objects."""
+    ds = make_worklist_item("ŠIMKOVÁ^ANNA^MARIE", "PIDA01", "ACCA01", charset, modality=modality,
+                            procedure="Gastroskopie", issuer="KLINIKUM")
+    qualifier = Dataset()
+    qualifier.UniversalEntityID, qualifier.UniversalEntityIDType = "1.2.826.0.1.3680043.10.543.1", "ISO"
+    ds.IssuerOfPatientIDQualifiersSequence = Sequence([qualifier])
+    other = Dataset()
+    other.PatientID, other.IssuerOfPatientID, other.TypeOfPatientID = "NAT-4711", "NATIONAL", "TEXT"
+    ds.OtherPatientIDsSequence = Sequence([other])
+    ds.PatientAge = "037Y"
+    ds.PatientWeight = "61.5"
+    ds.PatientSize = "1.68"
+    ds.AdmissionID = "ADM-2026-0042"
+    accession_issuer = Dataset()
+    accession_issuer.LocalNamespaceEntityID = "RIS-KLINIKUM"
+    ds.IssuerOfAccessionNumberSequence = Sequence([accession_issuer])
+    ds.RequestedProcedureCodeSequence = Sequence([code("GAS01", "99KLINIKUM", "Ösophagogastroduodenoskopie")])
+    step = ds.ScheduledProcedureStepSequence[0]
+    step.ScheduledProtocolCodeSequence = Sequence([code("P-ENDO-1", "99KLINIKUM", "Standardprotokoll Endoskopie")])
+    return ds
+
+
 def standard_items() -> list[Dataset]:
     """Items in ISO_IR 100, ISO_IR 192 and Japanese ISO 2022 IR 87."""
     return [

@@ -98,6 +98,28 @@ def test_camera_capture_is_announced_as_an_image_not_a_page(kiosk_ui, demo):
     assert T["items_in_session"].format(count=1) in texts(acquire)
 
 
+def test_the_orders_modality_offers_its_source_first_and_names_the_series_by_source(kiosk_ui, demo):
+    """An endoscopy order (ES) starts on the camera and its frames are a "Video capture" series; the
+    next order, for a document (DOC), starts on the scanner."""
+    peers, config = demo
+    ui = kiosk_ui(config, demo=peers)
+    ui.tap(start_session_by_barcode(ui, "A1005").ids.yes)  # Endoscopy video, ES
+    acquire = ui.screen("acquire")
+    ui.wait(lambda: acquire.selected is not None and acquire.live and acquire.frames_shown > 2,
+            what="the camera, selected and live")
+    assert acquire.selected.kind == "camera" and acquire.devices[0].kind == "camera"
+    ui.tap(acquire.ids.scan)  # Capture
+    ui.wait(lambda: acquire.count == 1 and not acquire.busy, what="a captured frame")
+    ui.tap(acquire.ids.review)
+    review = ui.screen("review")
+    ui.wait(lambda: review.series, what="the series description")
+    assert review.series == "Video capture"
+    ui.app.end_session()
+    ui.tap(start_session_by_barcode(ui, "A1001").ids.yes)  # Referral letter, DOC
+    ui.wait(lambda: ui.app.manager.current == "acquire" and acquire.selected is not None, what="a source")
+    assert acquire.selected.kind == "scanner" and not acquire.live
+
+
 def test_the_empty_scanner_preview_says_what_to_do_first(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)

@@ -19,6 +19,7 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.modalview import ModalView
 
 from kiosk.errors import KioskError
+from kiosk.modalities import source_order
 from kiosk.session import Session
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.services import FEEDER
@@ -109,6 +110,8 @@ class AcquireScreen(KioskScreen):
     def on_enter(self) -> None:
         if not self.devices:
             self.discover()
+        elif self.selected is None:
+            self.select(self.devices[0])
 
     def on_leave(self) -> None:
         self.stop_recording()
@@ -122,6 +125,9 @@ class AcquireScreen(KioskScreen):
         self._texture = None
         self.status = ""
         self.progress = 0
+        if session is not None and self.devices:
+            self.selected = None  # the new order's modality picks the source offered first (on entering)
+            self._show_tiles(self.devices)
 
     def on_app_stop(self) -> None:
         self.stop_recording()
@@ -134,6 +140,16 @@ class AcquireScreen(KioskScreen):
         self.app.run_async(self.app.services.devices, self._discovered, self._failed, session_bound=False)
 
     def _discovered(self, devices: list[Any]) -> None:
+        self._show_tiles(devices)
+        self.status = "" if devices else T["acquire_no_devices"]
+        if devices and self.selected is None:
+            self.select(self.devices[0])
+
+    def _show_tiles(self, devices: list[Any]) -> None:
+        """One tile per source, the kind the session's order asks for first (``kiosk.modalities``)."""
+        session = self.app.session
+        devices = source_order(devices, session.context.modality if session is not None else "",
+                               self.app.kiosk_config.acquisition.live_modalities)
         self.devices = devices
         tiles = self.ids.tiles
         tiles.clear_widgets()
@@ -143,11 +159,10 @@ class AcquireScreen(KioskScreen):
             tile.uri = info.uri
             tile.bind(on_release=lambda _t, i=info: self.select(i))
             tiles.add_widget(tile)
-        self.status = "" if devices else T["acquire_no_devices"]
-        if devices and self.selected is None:
-            self.select(devices[0])
 
     def select(self, info: Any) -> None:
+        if self.live and self.selected is not None and self.selected.uri == info.uri:
+            return  # its tile tapped again: the preview runs on
         self.stop_recording()
         self.stop_preview()
         self.selected = info
@@ -304,7 +319,8 @@ class AcquireScreen(KioskScreen):
                 if not stop.is_set():
                     Clock.schedule_once(lambda _dt, e=error: self._preview_lost(e))
             finally:
-                self.device = None
+                if self.device is device:  # a newer reader may already have opened the source again
+                    self.device = None
                 device.close()
 
         self._preview_size = self.ids.preview.size

@@ -12,6 +12,7 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.widget import Widget
 
 from kiosk import processing
+from kiosk.modalities import series_description
 from kiosk.session import Session
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.strings import T
@@ -79,12 +80,18 @@ class ReviewScreen(KioskScreen):
         session = self.app.session
         self.ids.series.values = [p.strip() for p in self.app.ui.series_presets.split(";") if p.strip()]
         if session is not None:
-            self.series = session.series_description or (self.ids.series.values or [""])[0]
+            self.series = session.series_description or self._default_series(session)
             self.multiframe = session.multiframe
         self.reload()
 
     def on_leave(self) -> None:
         self.app.unbind(session_revision=self._session_saved)
+
+    def _default_series(self, session: Session) -> str:
+        """Described by where the first image came from (camera frames are no scanned documents)."""
+        if not session.items:
+            return (self.ids.series.values or [""])[0]
+        return series_description(session.items[0].capture.kind, self.app.kiosk_config.acquisition.series_descriptions)
 
     def _session_saved(self, *_args: Any) -> None:
         """A capture added or changed elsewhere (another thread, the station) while this screen is
