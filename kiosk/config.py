@@ -264,7 +264,7 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """A remote DICOM node: a destination, the worklist or the query server.
+    """A remote DICOM node: a destination, the worklist, the query server or the MPPS SCP (the RIS).
 
     Each kind takes some of the keys (``DESTINATION_FIELDS``, ``QUERY_FIELDS``, ``WORKLIST_FIELDS``).
     """
@@ -300,6 +300,7 @@ NODE_FIELDS = _keys(NodeConfig, "ae_title", "host", "port", "connect_timeout", "
 DESTINATION_FIELDS = NODE_FIELDS | _keys(NodeConfig, "storage_commitment", "transfer_syntax")
 QUERY_FIELDS = NODE_FIELDS | _keys(NodeConfig, "max_results")
 WORKLIST_FIELDS = NODE_FIELDS | _keys(NodeConfig, "max_results", "station_ae_title")
+MPPS_FIELDS = NODE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,7 @@ class Config:
     worklist: NodeConfig | None = None
     query: NodeConfig | None = None
     path: Path | None = None
+    mpps: NodeConfig | None = None
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     ui: UIConfig = field(default_factory=UIConfig)
     presets: PresetsConfig = field(default_factory=PresetsConfig)
@@ -528,7 +530,7 @@ def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Validate parsed TOML into a ``Config``; raise ``ConfigError`` listing every problem."""
     problems: list[str] = []
-    known = ["local", "destinations", "worklist", "query", *SECTIONS]
+    known = ["local", "destinations", "worklist", "query", "mpps", *SECTIONS]
     for key in data:
         if key not in known:
             problems.append(_unknown(key, "", known).replace("unknown key", "unknown section"))
@@ -547,10 +549,11 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         worklist = _node("worklist", data["worklist"], WORKLIST_FIELDS, "worklist.", problems)
     if "query" in data:
         query = _node("query", data["query"], QUERY_FIELDS, "query.", problems)
+    mpps = _node("mpps", data["mpps"], MPPS_FIELDS, "mpps.", problems) if "mpps" in data else None
     sections = {name: _typed(cls, data.get(name, {}), f"{name}.", problems) for name, cls in SECTIONS.items()}
     if problems:
         raise ConfigError(problems, str(path) if path else "")
-    return Config(local, destinations, worklist, query, path, **sections)
+    return Config(local, destinations, worklist, query, path, mpps, **sections)
 
 
 _NODE_URL = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[^\]]+\]|[^:@\[\]]+):(?P<port>\d+)$")
@@ -572,11 +575,11 @@ def parse_node_url(text: str) -> NodeConfig:
 
 
 def resolve_node(config: Config, text: str, role: str = "destination") -> NodeConfig:
-    """A configured node by name (destinations, or ``worklist``/``query``) or ``AET@host:port``."""
+    """A configured node by name (destinations, or ``worklist``/``query``/``mpps``) or ``AET@host:port``."""
     if "@" in text:
         return parse_node_url(text)
     named = dict(config.destinations)
-    for special in (config.worklist, config.query):
+    for special in (config.worklist, config.query, config.mpps):
         if special is not None:
             named.setdefault(special.name, special)
     if text in named:
@@ -623,6 +626,8 @@ def to_toml(config: Config) -> str:
         nodes.append(("worklist", config.worklist, WORKLIST_FIELDS))
     if config.query:
         nodes.append(("query", config.query, QUERY_FIELDS))
+    if config.mpps:
+        nodes.append(("mpps", config.mpps, MPPS_FIELDS))
     for header, node, fields in nodes:
         _toml_table(header, _node_values(node, fields), lines)
         if node.tls:

@@ -33,3 +33,10 @@ def private_opener(path: str | os.PathLike[str], flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def private_sqlite(path: Path) -> None:
+    """A SQLite database holding patient data, with its WAL and shared-memory files, owner only."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            file.chmod(FILE_MODE)

@@ -10,6 +10,8 @@ state          step                                            event
 ``open``       ``add``, ``add_clip``, ``add_pages``            ``capture_added``
 (any)          each object is built, then written and/or       ``object_built``,
                queued before the next one is built             ``queued``
+``delivering`` every object is queued (``send``; ``finish`` of  ``delivering``
+               a streaming station)
 ``delivering`` the outbox reports on the station's jobs        ``delivery_status``
 ``finished``   ``finish``                                      ``finished``
 ``abandoned``  ``abandon``: ended without sending              ``abandoned``
@@ -106,6 +108,14 @@ class DeliveryStatus(StationEvent):
 
 
 @dataclass(frozen=True)
+class Delivering(StationEvent):
+    """Every object of the session is built and handed to the outputs (accepted by the outbox)."""
+
+    name: ClassVar[str] = "delivering"
+    objects: int = 0
+
+
+@dataclass(frozen=True)
 class Finished(StationEvent):
     name: ClassVar[str] = "finished"
     objects: int = 0
@@ -180,6 +190,7 @@ class Station:
         self._job_ids: dict[str, set[int]] = {}  # the same ids, for the relay's per-event lookup
         self.objects = 0  # built and handed to the outputs
         self._batch: Batch | None = None
+        self._step: Any = None  # the PerformedStep, once the first capture is taken
         self._bus = EventBus()
         self._lock = threading.RLock()  # the UI adds captures from worker threads
         self._following: list[Callable[[], None]] = []
@@ -219,9 +230,26 @@ class Station:
         for callback in subscribers:
             station.subscribe(callback)
         station.outputs = list(outputs)
-        station._batch = Batch(study, options)
+        station.study = study
+        step = station.performed_step(options.uid_root)
+        station._batch = Batch(study, dataclasses.replace(options, step=step))
         station._chosen(study)
         return station
+
+    @property
+    def streaming(self) -> bool:
+        """Each capture is built and handed over as it is added (``stream``)."""
+        return self.session is None and self._batch is not None
+
+    def performed_step(self, uid_root: str = "") -> Any:
+        """The performed procedure step this session is (a ``PerformedStep``), begun now if not yet:
+        at the first capture, or when a streaming station starts. Its objects and its MPPS share it."""
+        from kiosk.dicomize import PerformedStep
+
+        with self._lock:
+            if self._step is None:
+                self._step = PerformedStep.new(self.study, uid_root)
+            return self._step
 
     def _chosen(self, study: Any) -> None:
         self.study = study
@@ -325,7 +353,7 @@ class Station:
                 raise self._closed("there is nothing more to send")
             base = options or self.options or BuildOptions()
             options = dataclasses.replace(base, series_description=session.series_description or base.series_description,
-                                          multiframe=session.multiframe)
+                                          multiframe=session.multiframe, step=self.performed_step(base.uid_root))
             self.outputs = list(outputs)
             self._batch = batch = Batch(session.context, options)
             pending: list[Capture] = []
@@ -343,6 +371,7 @@ class Station:
             log.info("built and queued %d object(s) of %s", self.objects, session.label())
             session.finish()
             self.state = DELIVERING
+        self._publish(Delivering(self, self.objects))
 
     def queue_files(self, files: Sequence[Path], output: OutboxOutput,
                     accept: Callable[[Sequence[Path]], dict[str, list[int]]] | None = None) -> dict[str, list[int]]:
@@ -385,8 +414,11 @@ class Station:
                     raise StationClosed("this session still holds unsent images",
                                         "send them, or end the session keeping them for later")
                 self.session.discard()
+            streamed = self.streaming  # its objects went out as they came
             self.state = FINISHED
             self._stop_following()
+        if streamed:
+            self._publish(Delivering(self, self.objects))
         self._publish(Finished(self, self.objects))
 
     def abandon(self) -> None:

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         settings_from_args(args, config, scanner=True)  # an unknown preset or bad area fails before the device opens
     from drivers.live import LiveDevice
     from drivers.registry import open_device
+    from kiosk.mpps import track
     from kiosk.station import Station
 
     study = study_from_args(args, config)
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             _note_area(device.info.name, settings.area_mm, effective.area_mm)
         with _Outputs(args, config) as outputs:
             station = Station.stream(study, options, outputs.all)
+            mpps = track(station, outputs.outbox.outbox if outputs.outbox is not None else None, config)
             try:
                 if live:
                     _acquire_live(device, args, station)
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             if outputs.outbox is None:
                 station.finish()
                 return 0
-            return follow(outputs.outbox.outbox, station, args.wait)
+            return follow(outputs.outbox.outbox, station, args.wait, mpps is not None)
 
 
 def _acquire_live(device: Any, args: argparse.Namespace, station: Any) -> None:

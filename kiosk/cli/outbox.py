@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -74,10 +75,13 @@ def run_list(args: argparse.Namespace, config: Config) -> int:
     try:
         jobs = outbox.journal.jobs(state=args.state, destination=args.destination)
         summary = outbox.summary()
+        steps = [m for m in outbox.step_messages() if args.state in (None, m.state)
+                 and args.destination in (None, m.node)]
     finally:
         outbox.close()
     if args.json:
-        print(json.dumps({"jobs": [job.as_dict() for job in jobs], "summary": summary}, indent=2))
+        mpps = [{k: v for k, v in dataclasses.asdict(m).items() if k not in ("dataset", "spec")} for m in steps]
+        print(json.dumps({"jobs": [job.as_dict() for job in jobs], "summary": summary, "mpps": mpps}, indent=2))
         return 0
     if jobs:
         print(f"{'JOB':>6}  {'STATE':<9}  {'DESTINATION':<24}  {'SOP INSTANCE UID':<64}  REASON")
@@ -86,7 +90,13 @@ def run_list(args: argparse.Namespace, config: Config) -> int:
         # A reason may quote a peer's error comment: no control characters reach the terminal.
         print(f"{job.id:>6}  {job.state:<9}  {_short(job.destination, 24):<24}  {job.sop_instance_uid:<64}  "
               f"{printable(reason)}")
-    if not summary:
+    if steps:
+        print(f"{'MPPS':>6}  {'STATE':<9}  {'NODE':<24}  {'MESSAGE':<24}  {'STEP':<40}  REASON")
+    for m in steps:
+        status = f" (status 0x{m.status:04X})" if m.status else ""
+        print(f"{m.id:>6}  {m.state:<9}  {_short(m.node, 24):<24}  {m.action + ' ' + m.step_status:<24}  "
+              f"{_short(m.label, 40):<40}  {printable(m.reason)}{status}")
+    if not summary and not steps:
         print("the outbox is empty")
     for destination, counts in summary.items():
         text = ", ".join(f"{n} {state}" for state, n in counts.items() if n)

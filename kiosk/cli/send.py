@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import threading
+import time
 
 from kiosk.config import Config
 
@@ -86,18 +87,42 @@ def print_queued(jobs: dict[str, list[int]], commitment: set[str]) -> None:
         print(f"queued {len(ids)} instance(s) for {name}{extra}: {numbers}", flush=True)
 
 
-def follow(outbox, station, wait_too: bool) -> int:  # noqa: ANN001 - Outbox, Station
-    """After queueing: with ``wait_too`` wait for the station's jobs and report, else say who delivers."""
+def follow(outbox, station, wait_too: bool, step: bool = False) -> int:  # noqa: ANN001 - Outbox, Station
+    """After queueing: with ``wait_too`` wait for the station's jobs (and, with ``step``, its MPPS
+    messages) and report, else say who delivers."""
     if not wait_too:
         if not outbox.delivery_running():
             print("note: no delivery service is running; start 'kiosk outbox run' (or send with --wait)",
                   file=sys.stderr)
         station.finish()
         return 0
+    station.finish()  # every object is queued: the step's N-SET goes with them
+    code = wait(outbox, [i for ids in station.jobs.values() for i in ids])
+    if step and code != 130:
+        code = max(code, wait_for_step(outbox, station.performed_step().uid))
+    return code
+
+
+def wait_for_step(outbox, step_uid: str) -> int:  # noqa: ANN001 - Outbox
+    """Wait until the step's MPPS messages are sent or failed; 0 if all were sent, else 1 (each failure named)."""
+    from kiosk.outbox.steps import FAILED, SENT
+
     try:
-        return wait(outbox, [i for ids in station.jobs.values() for i in ids])
-    finally:
-        station.finish()
+        while True:
+            messages = outbox.steps.messages(step_uid)
+            if all(m.state in (SENT, FAILED) for m in messages):
+                break
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        print("interrupted: the performed procedure step messages stay in the outbox ('kiosk outbox list')",
+              file=sys.stderr)
+        return 130
+    failed = [m for m in messages if m.state == FAILED]
+    for m in failed:
+        print(f"kiosk: error: MPPS {m.action} ({m.step_status}) of {m.label} to {m.node}: {m.reason}", file=sys.stderr)
+    if messages and not failed:
+        print(f"MPPS: {', '.join(f'{m.action} {m.step_status}' for m in messages)} sent to {messages[0].node}")
+    return 1 if failed else 0
 
 
 def _accept_in_helper(outbox, delivery, files: list, destinations: dict,  # noqa: ANN001 - Outbox

@@ -31,6 +31,31 @@ def dicom_time(value: dt.datetime) -> str:
 
 
 @dataclass(frozen=True)
+class PerformedStep:
+    """The performed procedure step a batch belongs to: what its objects and the MPPS for it say.
+
+    ``uid`` is the MPPS SOP Instance UID; ``study_uid`` the study's when the order gives none."""
+
+    id: str
+    uid: str
+    start: dt.datetime
+    study_uid: str
+
+    @classmethod
+    def new(cls, study: StudyContext, uid_root: str = "", now: dt.datetime | None = None) -> "PerformedStep":
+        """A step starting ``now``: its ID is unique per station and second (yyMMddHHmmss + 4 random digits)."""
+        now = now or dt.datetime.now()
+        return cls(now.strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10_000):04d}", new_uid(uid_root), now,
+                   study.study_uid or new_uid(uid_root))
+
+
+def default_study_id(study: StudyContext, step: PerformedStep) -> str:
+    """The Study ID when the order gives none, which DICOMDIRs and some viewers list: the requested
+    procedure ID, else the accession number, else the step's start (yyMMddHHmmss)."""
+    return study.requested_procedure_id[:16] or study.accession[:16] or step.start.strftime("%y%m%d%H%M%S")
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     """Settings of a batch. ``transfer_syntax`` is one of ``transfer_syntaxes.CHOICES``.
 
@@ -55,6 +80,7 @@ class BuildOptions:
     operators_name: str = ""
     body_part: str = ""
     series_descriptions: Mapping[str, str] = field(default_factory=dict)
+    step: PerformedStep | None = None
     uid_root: str = ""
     j2k_ratio: float = 10.0
     jpeg_quality: int = 90
@@ -93,7 +119,8 @@ class BatchState:
         self.options = options or BuildOptions()
         self.options.check()
         self.now = now or dt.datetime.now()
-        self.study_uid = study.study_uid or self.new_uid()
+        step = self.options.step or PerformedStep.new(study, self.options.uid_root, self.now)
+        self.study_uid = study.study_uid or step.study_uid
         self.study_date = study.study_date or dicom_date(self.now)
         self.study_time = study.study_time or (dicom_time(self.now) if not study.study_date else "")
         self.series_date, self.series_time = dicom_date(self.now), dicom_time(self.now)
@@ -103,8 +130,7 @@ class BatchState:
         self.document_modality = self.options.modality or "DOC"
         self._images = self._documents = 0
         self._descriptions: dict[str, str] = {}
-        # One batch is one performed procedure step; its ID is unique per station and second.
-        self.pps_id = self.now.strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10_000):04d}"
+        self.step = step
 
     def new_uid(self) -> str:
         return new_uid(self.options.uid_root)

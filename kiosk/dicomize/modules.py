@@ -17,7 +17,7 @@ from pydicom.sequence import Sequence
 
 from kiosk import __version__
 from kiosk.capture import Capture, SourceKind
-from kiosk.dicomize.batch import BatchState, dicom_date, dicom_time
+from kiosk.dicomize.batch import BatchState, default_study_id, dicom_date, dicom_time
 from kiosk.dicomize.uids import MANUFACTURER, MODEL_NAME
 from kiosk.study import ATTRIBUTES, PATIENT, REQUEST, STUDY, Attribute, StudyContext, sequence_items
 
@@ -54,8 +54,7 @@ def add_patient_and_study(ds: Dataset, batch: BatchState) -> None:
     study: StudyContext = batch.study
     # Type 1 and the Study ID, which DICOMDIRs and some viewers list, get a value when the context has none.
     defaults = {"study_uid": batch.study_uid, "study_date": batch.study_date, "study_time": batch.study_time,
-                "study_id": study.requested_procedure_id[:16] or study.accession[:16]
-                or batch.now.strftime("%y%m%d%H%M%S")}
+                "study_id": default_study_id(study, batch.step)}
     for attribute in ATTRIBUTES:
         if attribute.module in (PATIENT, STUDY):
             _put(ds, attribute, getattr(study, attribute.field) or defaults.get(attribute.field, ""))
@@ -78,11 +77,11 @@ def add_request_attributes(ds: Dataset, study: StudyContext) -> None:
 
 
 def add_performed_procedure_step(ds: Dataset, batch: BatchState) -> None:
-    """The General Series' Performed Procedure Step attributes: this batch is one step (the ID and
-    start an MPPS for it carries), described as the scheduled step was."""
-    ds.PerformedProcedureStepID = batch.pps_id
-    ds.PerformedProcedureStepStartDate = dicom_date(batch.now)
-    ds.PerformedProcedureStepStartTime = dicom_time(batch.now)
+    """The General Series' Performed Procedure Step attributes: the batch's step (the ID and start
+    the MPPS for it carries), described as the scheduled step was."""
+    ds.PerformedProcedureStepID = batch.step.id
+    ds.PerformedProcedureStepStartDate = dicom_date(batch.step.start)
+    ds.PerformedProcedureStepStartTime = dicom_time(batch.step.start)
     for attribute in ATTRIBUTES:
         if attribute.performed and getattr(batch.study, attribute.field):
             _put(ds, attribute, getattr(batch.study, attribute.field), attribute.performed)

@@ -25,9 +25,11 @@ from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
 from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
+from kiosk.outbox.steps import StepQueue
 from kiosk.part10 import FileMeta, NotPart10Error, read_meta, set_file_meta
 
 JOURNAL_NAME = "journal.sqlite"
+STEPS_NAME = "steps.sqlite"  # performed procedure step (MPPS) messages
 ACCEPT_CHUNK = 200  # files per journal transaction in accept_files
 LOCK_NAME = "delivery.lock"
 
@@ -70,6 +72,33 @@ class Outbox:
         except sqlite3.OperationalError as exc:
             raise self._unusable(exc) from None
         self.events = ev.EventBus()
+        self._steps: StepQueue | None = None
+
+    @property
+    def steps(self) -> StepQueue:
+        """The performed procedure step messages waiting to go (opened on first use)."""
+        if self._steps is None:
+            self._steps = StepQueue(self.settings.spool_dir / STEPS_NAME)
+        return self._steps
+
+    def _has_steps(self) -> bool:
+        # Never create the file only to look: no MPPS configured, or a full disk.
+        return self._steps is not None or (self.settings.spool_dir / STEPS_NAME).exists()
+
+    def step_messages(self, limit: int = 200) -> list[Any]:
+        """The latest MPPS messages (``kiosk.outbox.steps.StepMessage``); none if none was ever queued."""
+        return self.steps.messages(limit=limit) if self._has_steps() else []
+
+    def next_step_due(self) -> float | None:
+        """When the next MPPS message falls due (``StepQueue.next_due``); None if none waits."""
+        return self.steps.next_due() if self._has_steps() else None
+
+    def queue_step(self, step_uid: str, action: str, step_status: str, label: str, node: str,
+                   spec: dict[str, Any], dataset: dict[str, Any]) -> int:
+        """Queue one MPPS message durably (after every earlier one of its step); its id."""
+        message_id = self.steps.add(step_uid, action, step_status, label, node, spec, dataset)
+        self.events.publish(ev.StepQueued(message_id, step_uid))
+        return message_id
 
     def _unusable(self, exc: sqlite3.OperationalError) -> KioskError:
         """The error for a journal SQLite cannot open: a full disk says so, with what to do."""
@@ -89,6 +118,8 @@ class Outbox:
 
     def close(self) -> None:
         self.journal.close()
+        if self._steps is not None:
+            self._steps.close()
 
     # -- accepting --------------------------------------------------------
 

@@ -55,7 +55,27 @@ class DestinationStatus:
     reason: str = ""
 
 
-Event = Union[JobsAdded, Progress, StateChanged, DestinationStatus]
+@dataclass(frozen=True)
+class StepQueued:
+    """A performed procedure step message (MPPS) was queued."""
+
+    message_id: int
+    step_uid: str
+
+
+@dataclass(frozen=True)
+class StepChanged:
+    """A performed procedure step message was sent, will be retried, or failed (``reason`` says why)."""
+
+    message_id: int
+    step_uid: str
+    action: str
+    new: str
+    status: int | None = None
+    reason: str = ""
+
+
+Event = Union[JobsAdded, Progress, StateChanged, DestinationStatus, StepQueued, StepChanged]
 Subscriber = Callable[[Event], None]
 
 

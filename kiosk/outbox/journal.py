@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from kiosk.errors import KioskError
+from kiosk.private import private_sqlite
 from kiosk.outbox.spool import SpoolEntry
 
 QUEUED, SENDING, SENT, COMMITTED, RETRYING, FAILED = "queued", "sending", "sent", "committed", "retrying", "failed"
@@ -199,10 +200,7 @@ class Journal:
         except JournalDamagedError:
             self._db.close()
             raise
-        # The WAL holds job rows too; the spool folder is 0700 already, the files follow suit.
-        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
-            if path.exists():
-                path.chmod(0o600)
+        private_sqlite(self.path)  # the WAL holds job rows too; the spool folder is 0700 already
 
     def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")

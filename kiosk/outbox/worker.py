@@ -28,12 +28,14 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from kiosk.config import Config
+from kiosk.config import Config, NodeConfig, TLSConfig
 from kiosk.outbox import events as ev
 from kiosk.outbox.core import Outbox
 from kiosk.outbox.destinations import DeliveryError, Destination, Item, Outcome, destination_from_spec, preload
 from kiosk.outbox.housekeeping import delete_expired
 from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
+from kiosk.outbox.steps import N_CREATE, StepMessage
+from kiosk.outbox.steps import RETRYING as STEP_RETRYING
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ PAUSE_AFTER_ERROR = 5.0
 WAIT_GROUP = 500  # job ids per question in wait_for
 AWAITING = "awaiting storage commitment"
 CANNOT_SEND = "this image cannot be sent, capture or import it again"
+DUPLICATE = 0x0111  # an N-CREATE's "duplicate SOP instance"
+STEPS = " mpps"  # the worker for performed procedure step messages (no destination has this name)
 
 
 class Delivery:
@@ -62,7 +66,8 @@ class Delivery:
         self._unsubscribe = outbox.events.subscribe(self._on_event)
 
     def _on_event(self, event: ev.Event) -> None:
-        if isinstance(event, (ev.JobsAdded, ev.StateChanged)) and getattr(event, "new", QUEUED) == QUEUED:
+        if isinstance(event, ev.StepQueued) or (isinstance(event, (ev.JobsAdded, ev.StateChanged))
+                                                and getattr(event, "new", QUEUED) == QUEUED):
             self._wake.set()
 
     def wake(self) -> None:
@@ -104,9 +109,15 @@ class Delivery:
                         thread = threading.Thread(target=self._serve, args=(name,), name=f"outbox-{name}", daemon=True)
                         self._workers[name] = thread
                         thread.start()
+                step_due = self._step_due()
+                if step_due is not None and step_due <= now and STEPS not in self._workers:
+                    thread = threading.Thread(target=self._serve_steps, name="outbox-mpps", daemon=True)
+                    self._workers[STEPS] = thread
+                    thread.start()
                 if until is not None and until():
                     return
-                wait = min([self.poll] + [max(when - now, 0.01) for when in due.values() if when > now])
+                later = [when for when in [*due.values(), step_due or 0.0] if when > now]
+                wait = min([self.poll] + [max(when - now, 0.01) for when in later])
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
@@ -114,6 +125,13 @@ class Delivery:
             for thread in list(self._workers.values()):
                 thread.join()
             self._unsubscribe()
+
+    def _step_due(self) -> float | None:
+        try:
+            return self.outbox.next_step_due()
+        except sqlite3.OperationalError as exc:  # e.g. a full disk: the messages wait, as the jobs do
+            log.warning("outbox: the MPPS messages cannot be read (%s); they wait", exc)
+            return None
 
     def _housekeeping(self) -> None:
         try:
@@ -306,6 +324,70 @@ class Delivery:
                       next_attempt=time.time() + delay, attempts=attempts)
 
 
+    # -- performed procedure steps (MPPS) ------------------------------------
+
+    def _serve_steps(self) -> None:
+        """Send the due step messages, each step's in order, one association each."""
+        steps = self.outbox.steps
+        try:
+            for message in steps.blocked():
+                self._step_outcome(message, FAILED, None, "not sent: an earlier message of this step failed")
+            while not self.stop.is_set():
+                due = steps.due()
+                if not due:
+                    return
+                for message in due:
+                    if self.stop.is_set():
+                        return
+                    self._send_step(message)
+        except Exception:  # noqa: BLE001 - a bug must not kill the service; the messages stay queued
+            log.exception("outbox: sending performed procedure steps failed; tried again in %g s", PAUSE_AFTER_ERROR)
+        finally:
+            self._wake.set()
+
+    def _send_step(self, message: StepMessage) -> None:
+        from pydicom.dataset import Dataset
+
+        from kiosk.net.errors import NetworkError
+        from kiosk.net.mpps import MppsRefused, send_message
+
+        configured = self.config.mpps
+        node = configured if configured is not None and configured.name == message.node else \
+            NodeConfig(**{k: v for k, v in message.spec.items() if k != "tls"},
+                       tls=TLSConfig(**message.spec["tls"]) if message.spec.get("tls") else None)
+        dataset = Dataset.from_json(message.dataset)
+        try:
+            status = send_message(node, self.config.local, message.action == N_CREATE, message.step_uid, dataset)
+        except MppsRefused as exc:
+            if exc.status == DUPLICATE and message.action == N_CREATE:
+                # The UID is ours alone: an earlier attempt reached the RIS before its answer was lost.
+                self._step_outcome(message, SENT, exc.status, "the RIS had it already (an earlier attempt arrived)", 0)
+            else:
+                self._step_outcome(message, FAILED, exc.status, exc.message)
+            return
+        except NetworkError as exc:
+            if not exc.transient:
+                self._step_outcome(message, FAILED, None, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+                return
+            attempts = message.attempts + 1
+            if attempts > self.settings.retry_count:
+                self._step_outcome(message, FAILED, None, f"{exc.message} (gave up after {attempts} attempts)", attempts)
+                return
+            delay = self.settings.backoff(attempts)
+            self._step_outcome(message, STEP_RETRYING, None, f"{exc.message}; retry {attempts} of "
+                               f"{self.settings.retry_count} in {delay:g} s", attempts, time.time() + delay)
+            return
+        warning = f"accepted with warning (status 0x{status:04X})" if status else ""
+        self._step_outcome(message, SENT, status, warning, 0)
+
+    def _step_outcome(self, message: StepMessage, state: str, status: int | None, reason: str,
+                      attempts: int | None = None, next_attempt: float | None = None) -> None:
+        self.outbox.steps.update(message.id, state, status, reason, next_attempt, attempts)
+        log.log(logging.INFO if state == SENT else logging.WARNING, "outbox: MPPS %s (%s, %s) to %s: %s%s",
+                message.action, message.step_status, message.label, message.node, state, f": {reason}" if reason else "")
+        self.outbox.events.publish(ev.StepChanged(message.id, message.step_uid, message.action, state, status, reason))
+
+
 def wait_for(outbox: Outbox, job_ids: Sequence[int]) -> Callable[[], bool]:
     """An ``until`` for ``Delivery.run``: true once every job is delivered or failed.
 
@@ -331,5 +413,5 @@ def wait_for(outbox: Outbox, job_ids: Sequence[int]) -> Callable[[], bool]:
 
 
 def idle(outbox: Outbox) -> bool:
-    """Nothing left to do: no job queued, sending, retrying or awaiting commitment."""
-    return not outbox.journal.destinations_due(float("inf"))
+    """Nothing left to do: no job queued, sending, retrying or awaiting commitment, no step message waiting."""
+    return not outbox.journal.destinations_due(float("inf")) and outbox.next_step_due() is None

@@ -250,6 +250,7 @@ class KioskApp(App):
         if self.session is not None:
             self.end_session()
         self.station = Station.start(self.store, context)
+        self.services.track(self.station)
         self.session = self.station.session
         self._session_changed()
         self.go("acquire")
@@ -258,6 +259,7 @@ class KioskApp(App):
         if self.session is not None:
             self.end_session()
         self.station = Station.resume(self.store.load(folder))
+        self.services.track(self.station)
         self.session = self.station.session
         self._session_changed()
         self.go("review")

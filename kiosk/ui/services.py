@@ -202,6 +202,12 @@ class Services:
         return device.configure(settings.merged(source="adf") if feeder else settings)
 
     # -- sending -------------------------------------------------------------------
+    def track(self, station: Any) -> None:
+        """Report ``station``'s performed procedure step to the RIS (MPPS) when ``[mpps]`` is set."""
+        from kiosk.mpps import track
+
+        track(station, self.outbox, self.config)
+
     def outbox(self) -> Any:
         """The outbox, opened on first use, with its delivery loop running in this process."""
         with self._lock:
@@ -249,6 +255,10 @@ class Services:
     # -- outbox screen -----------------------------------------------------------
     def outbox_jobs(self, limit: int = 200) -> list[Any]:
         return self.outbox().journal.jobs(limit=limit)
+
+    def outbox_steps(self, limit: int = 50) -> list[Any]:
+        """The latest performed procedure step (MPPS) messages."""
+        return self.outbox().step_messages(limit=limit)
 
     def retry(self, job_ids: list[int]) -> int:
         return self.outbox().retry(job_ids)

@@ -165,6 +165,7 @@ T: dict[str, str] = {
     "retry_selected": "Retry {count} selected",
     "remove_selected": "Remove {count} selected",
     "job_line": "{when}   {destination}   {state}   {reason}",
+    "step_line": "{when}   {destination}   MPPS {message}   {state}   {reason}",
     "state_queued": "waiting",
     "state_sending": "sending",
     "state_retrying": "will retry",

@@ -177,7 +177,7 @@ def test_lifecycle_events_of_a_streamed_acquisition_in_order(tmp_path):
     finally:
         stop()
     assert names(events) == ["context_chosen", "capture_added", "object_built", "queued",
-                             "capture_added", "object_built", "queued", "finished"]
+                             "capture_added", "object_built", "queued", "delivering", "finished"]
     assert events[4].frames == 2 and events[-1].objects == 2 and station.state == "finished"
     assert events[3].path.is_file() and events[3].sop_instance_uid == str(pydicom.dcmread(events[3].path).SOPInstanceUID)
     assert everywhere == events  # what MPPS, audit ... attach to
@@ -214,7 +214,7 @@ def test_lifecycle_of_a_persisted_session_through_delivery_to_finished(tmp_path)
     order = names(events)
     assert [n for n in order if n != "delivery_status"] == ["context_chosen", "capture_added", "capture_added",
                                                            "object_built", "queued", "object_built", "queued",
-                                                           "finished"]
+                                                           "delivering", "finished"]
     first_queued, end = order.index("queued"), order.index("finished")
     statuses = [e.event for e in events if e.name == "delivery_status"]
     assert all(first_queued < i < end for i, n in enumerate(order) if n == "delivery_status")

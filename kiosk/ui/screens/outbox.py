@@ -46,14 +46,15 @@ class OutboxScreen(KioskScreen):
             problem = ""
             try:
                 jobs = self.app.services.outbox_jobs()
+                steps = [m for m in self.app.services.outbox_steps() if m.state != "sent"]
             except KioskError as error:
-                jobs, problem = [], T["outbox_unavailable"].format(reason=error.message)
-            return jobs, self.app.store.summaries(), problem
+                jobs, steps, problem = [], [], T["outbox_unavailable"].format(reason=error.message)
+            return jobs, steps, self.app.store.summaries(), problem
 
         self.app.run_async(work, self._show, session_bound=False)
 
-    def _show(self, result: tuple[list[Any], list[dict[str, Any]], str]) -> None:
-        jobs, kept, problem = result
+    def _show(self, result: tuple[list[Any], list[Any], list[dict[str, Any]], str]) -> None:
+        jobs, steps, kept, problem = result
         box = self.ids.jobs
         box.clear_widgets()
         counts: dict[str, int] = {}
@@ -70,6 +71,11 @@ class OutboxScreen(KioskScreen):
             row.selected = job.id in self.selected_jobs
             row.bind(on_release=self.toggle)
             box.add_widget(row)
+        for message in steps:  # what the RIS has not been told yet, or refused
+            when = dt.datetime.fromtimestamp(message.created).strftime("%d.%m. %H:%M")
+            box.add_widget(Factory.JobRow(text=text.markup(T["step_line"].format(
+                when=when, destination=message.node, message=f"{message.action} {message.step_status}",
+                state=T.get(f"state_{message.state}", message.state), reason=message.reason))))
         self.summary = "   ".join(f"{T.get(f'state_{state}', state)}: {n}" for state, n in sorted(counts.items())) \
             or T["outbox_empty"]
         self.problems = [j.id for j in jobs if j.state in PROBLEM_STATES]
