@@ -16,6 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--accession", default="", metavar="NUMBER")
     parser.add_argument("--date", default="today", help="today (default), YYYYMMDD, YYYYMMDD-YYYYMMDD, or any")
     parser.add_argument("--modality", default="", help="e.g. OT, XC, DOC")
+    parser.add_argument("--time", default="", metavar="HHMM[-HHMM]", help="the step's start time or a range")
+    parser.add_argument("--birth-date", default="", metavar="YYYYMMDD", help="the patient's birth date (or a range)")
+    parser.add_argument("--sex", default="", metavar="M|F|O")
+    parser.add_argument("--referring-physician", default="", metavar="NAME", help="e.g. 'HOUSE^*'")
+    parser.add_argument("--procedure", default="", metavar="TEXT",
+                        help="Requested Procedure Description, e.g. '*Thorax*'")
+    parser.add_argument("--study-uid", default="", metavar="UID")
     parser.add_argument("--station-aet", default=None, metavar="AET",
                         help="Scheduled Station AE Title (default: station_ae_title of [worklist]; '' for any)")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="cancel after N items (default: max_results)")
@@ -42,7 +49,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     node = server_node(config, args.server, "worklist")
     query = WorklistQuery(args.patient_name, args.patient_id, args.accession, args.date, args.modality,
-                          args.station_aet if args.station_aet is not None else node.station_ae_title)
+                          args.station_aet if args.station_aet is not None else node.station_ae_title,
+                          birth_date=args.birth_date, sex=args.sex, referring_physician=args.referring_physician,
+                          procedure=args.procedure, study_uid=args.study_uid, time=args.time)
     limit = node.max_results if args.max is None else args.max
     columns = [("Patient name", 28, field("PatientName")), ("ID", 12, field("PatientID")),
                ("Birth", 8, field("PatientBirthDate")), ("Sex", 3, field("PatientSex")),

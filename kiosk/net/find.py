@@ -41,6 +41,18 @@ def date_filter(text: str | None, today: dt.date | None = None) -> str:
     return text
 
 
+def time_filter(text: str | None) -> str:
+    """``HHMM``, ``HHMMSS`` or a range ``HHMM-HHMM`` (either end open) as a DICOM TM matching value; '' for any."""
+    if text is None or not text.strip():
+        return ""
+    text = text.strip().replace(":", "")
+    parts = text.split("-")
+    if len(parts) > 2 or not all(re.fullmatch(r"([01]\d|2[0-3])[0-5]\d([0-5]\d)?", p) for p in parts if p) \
+            or not any(parts):
+        raise UsageError(f"time {text!r} is not understood", "write HHMM, HHMMSS or a range HHMM-HHMM, e.g. 0800-1200")
+    return text
+
+
 def query_charset(*values: str) -> str | None:
     """The Specific Character Set for matching values: none for ASCII, Latin-1 if it fits, else UTF-8.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kiosk.config import LocalConfig, NodeConfig
-from kiosk.net.find import Matches, date_filter, find, query_charset
+from kiosk.net.find import Matches, date_filter, find, query_charset, time_filter
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -37,7 +37,8 @@ STEP_KEYS = (
 
 @dataclass(frozen=True)
 class WorklistQuery:
-    """Matching keys; empty strings match everything. ``date``: today, YYYYMMDD, a range, or '' for any."""
+    """Matching keys; empty strings match everything. ``date``: today, YYYYMMDD, a range, or '' for any;
+    ``time``: the step's start time, HHMM, HHMMSS or a range HHMM-HHMM (either end open)."""
 
     patient_name: str = ""
     patient_id: str = ""
@@ -45,6 +46,12 @@ class WorklistQuery:
     date: str = "today"
     modality: str = ""
     station_aet: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    referring_physician: str = ""
+    procedure: str = ""  # Requested Procedure Description (wildcards * and ?)
+    study_uid: str = ""
+    time: str = ""
 
 
 def build_identifier(query: WorklistQuery) -> "Dataset":
@@ -53,7 +60,7 @@ def build_identifier(query: WorklistQuery) -> "Dataset":
     from pydicom.sequence import Sequence
 
     ds = Dataset()
-    charset = query_charset(query.patient_name)
+    charset = query_charset(query.patient_name, query.referring_physician, query.procedure)
     if charset:
         ds.SpecificCharacterSet = charset
     for key in RETURN_KEYS:
@@ -63,6 +70,11 @@ def build_identifier(query: WorklistQuery) -> "Dataset":
     ds.PatientName = query.patient_name
     ds.PatientID = query.patient_id
     ds.AccessionNumber = query.accession
+    ds.PatientBirthDate = date_filter(query.birth_date or None)
+    ds.PatientSex = query.sex.upper()
+    ds.ReferringPhysicianName = query.referring_physician
+    ds.RequestedProcedureDescription = query.procedure
+    ds.StudyInstanceUID = query.study_uid
     code = Dataset()
     code.CodeValue = code.CodingSchemeDesignator = code.CodeMeaning = ""
     ds.RequestedProcedureCodeSequence = Sequence([code])
@@ -75,6 +87,7 @@ def build_identifier(query: WorklistQuery) -> "Dataset":
     step.ScheduledStationAETitle = query.station_aet
     step.ScheduledProcedureStepStartDate = date_filter(query.date)
     step.Modality = query.modality
+    step.ScheduledProcedureStepStartTime = time_filter(query.time)
     step_code = Dataset()
     step_code.CodeValue = step_code.CodingSchemeDesignator = step_code.CodeMeaning = ""
     step.ScheduledProtocolCodeSequence = Sequence([step_code])
