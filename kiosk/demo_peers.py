@@ -3,11 +3,14 @@
 Both run in-process on pynetdicom, bound to 127.0.0.1 only, on free ports:
 
 * ``DEMOPACS``: Storage SCP for every storage SOP class and transfer syntax,
-  writing what it receives to a folder, with C-ECHO and Storage Commitment
+  writing what it receives to a folder, with C-ECHO, Storage Commitment
   (the N-EVENT-REPORT comes on a new association to the kiosk's listener,
-  as real archives do);
-* ``DEMOWL``: Modality Worklist SCP serving a handful of items scheduled for
-  today, names in several scripts, with the usual matching keys.
+  as real archives do) and Study Root C-FIND at study and series level over
+  what it holds: a prior study of ŠIMKOVÁ^ANNA (DEMO002, series 1 and 2) and
+  everything stored since;
+* ``DEMOWL``: the RIS: Modality Worklist SCP serving a handful of items
+  scheduled for today, names in several scripts, with the usual matching
+  keys, and MPPS SCP (N-CREATE, N-SET) keeping each step's state.
 
 ``DemoPeers.config()`` returns a ``Config`` that points the kiosk at them.
 """
@@ -131,6 +134,8 @@ class DemoPeers:
     kiosk_port: int
     items: list[Any] = field(default_factory=list)
     stored: dict[str, Path] = field(default_factory=dict)
+    headers: list[Any] = field(default_factory=list)  # what C-FIND on the PACS looks at: one per instance
+    steps: dict[str, Any] = field(default_factory=dict)  # MPPS SOP Instance UID -> the step as it stands
     _servers: list[Any] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -151,8 +156,12 @@ class DemoPeers:
                               connect_timeout=5.0, acse_timeout=10.0, dimse_timeout=30.0, network_timeout=30.0)
         local = LocalConfig(ae_title=KIOSK_AET, port=self.kiosk_port, station_name="DEMO", institution_name="Demo Clinic")
         ui = replace(base.ui, admin_pin=base.ui.admin_pin or DEMO_PIN)
-        return replace(base, local=local, destinations={"demo-pacs": pacs}, worklist=worklist, query=None, path=None,
-                       ui=ui)
+        query = NodeConfig("query", PACS_AET, HOST, self.pacs_port, connect_timeout=5.0, acse_timeout=10.0,
+                           dimse_timeout=30.0, network_timeout=30.0)
+        mpps = NodeConfig("mpps", WORKLIST_AET, HOST, self.worklist_port, connect_timeout=5.0, acse_timeout=10.0,
+                          dimse_timeout=30.0, network_timeout=30.0)
+        return replace(base, local=local, destinations={"demo-pacs": pacs}, worklist=worklist, query=query, path=None,
+                       ui=ui, mpps=mpps)
 
     def stop(self) -> None:
         for server in self._servers:
@@ -168,6 +177,7 @@ class DemoPeers:
         ds.save_as(path, enforce_file_format=True)
         with self._lock:
             self.stored[uid] = path
+            self.headers.append(_header(ds))
         log.info("demo PACS stored %s", uid)
         return 0x0000
 
@@ -179,6 +189,51 @@ class DemoPeers:
                 return
             if _item_matches(item, query):
                 yield 0xFF00, _response(item, query)
+
+    def _on_study_find(self, event: Any):
+        """Study Root C-FIND, STUDY or SERIES level: one answer per study (series) among the headers."""
+        query = event.identifier
+        level = str(query.get("QueryRetrieveLevel", "STUDY")).upper()
+        key = "StudyInstanceUID" if level == "STUDY" else "SeriesInstanceUID"
+        with self._lock:
+            headers = list(self.headers)
+        answered = set()
+        for header in headers:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            if header.get(key) in answered or not all(
+                    _matches(header.get(e.keyword), e.value) for e in query
+                    if e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet") and e.VR != "SQ"):
+                continue
+            answered.add(header.get(key))
+            answer = _response(header, query)
+            answer.QueryRetrieveLevel = level
+            yield 0xFF00, answer
+
+    def _on_mpps(self, event: Any):
+        """N-CREATE / N-SET of a performed procedure step (the RIS learns what was done)."""
+        from pynetdicom import evt
+
+        if event.event is evt.EVT_N_CREATE:
+            uid, ds = str(event.request.AffectedSOPInstanceUID), event.attribute_list
+            with self._lock:
+                if uid in self.steps:
+                    return 0x0111, None
+                self.steps[uid] = ds
+            log.info("demo RIS: step %s IN PROGRESS", ds.get("PerformedProcedureStepID", ""))
+            return 0x0000, ds
+        uid, ds = str(event.request.RequestedSOPInstanceUID), event.modification_list
+        with self._lock:
+            step = self.steps.get(uid)
+            if step is None:
+                return 0x0112, None
+            if step.PerformedProcedureStepStatus != "IN PROGRESS":
+                return 0xC310, None
+            for element in ds:
+                step[element.tag] = element
+        log.info("demo RIS: step %s %s", step.get("PerformedProcedureStepID", ""), step.PerformedProcedureStepStatus)
+        return 0x0000, ds
 
     def _on_commit(self, event: Any):
         request = event.action_information
@@ -227,28 +282,74 @@ class DemoPeers:
             assoc.release()
 
 
+_HEADER_KEYS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+                "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "StudyDescription", "ReferringPhysicianName",
+                "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime", "SeriesDescription", "Modality",
+                "BodyPartExamined")
+
+
+def _header(ds: Any) -> Any:
+    """The attributes C-FIND matches and answers with, of one stored instance."""
+    from pydicom.dataset import Dataset
+
+    header = Dataset()
+    header.SpecificCharacterSet = ds.get("SpecificCharacterSet", "ISO_IR 192")
+    for keyword in _HEADER_KEYS:
+        if keyword in ds:
+            setattr(header, keyword, ds[keyword].value)
+    header.ModalitiesInStudy = header.get("Modality", "")
+    return header
+
+
+def prior_study(patient: tuple = DEMO_PATIENTS[1]) -> list[Any]:
+    """A study the demo PACS already holds for one patient: two series (1, 2) of outside films."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    name, pid, birth, sex, *_ = patient
+    study = generate_uid()
+    headers = []
+    for number, description in ((1, "Chest PA"), (2, "Chest lateral")):
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.PatientName, ds.PatientID, ds.IssuerOfPatientID, ds.PatientBirthDate, ds.PatientSex = name, pid, "DEMO", birth, sex
+        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study, "20250314", "093000", "PRIOR1"
+        ds.AccessionNumber, ds.StudyDescription, ds.ReferringPhysicianName = "P0001", "Chest X-ray (outside)", "WELBY^MARCUS"
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription, ds.Modality = generate_uid(), number, description, "CR"
+        headers.append(_header(ds))
+    return headers
+
+
 def start_demo_peers(folder: Path | None = None, kiosk_port: int | None = None) -> DemoPeers:
     """Start the demo PACS and worklist on loopback; received objects go to ``folder`` (temp by default)."""
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-    from pynetdicom.sop_class import ModalityWorklistInformationFind, StorageCommitmentPushModel, Verification
+    from pynetdicom.sop_class import (ModalityPerformedProcedureStep, ModalityWorklistInformationFind,
+                                      StorageCommitmentPushModel, StudyRootQueryRetrieveInformationModelFind,
+                                      Verification)
 
     received = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="kiosk-demo-pacs-"))
     received.mkdir(parents=True, exist_ok=True)
-    peers = DemoPeers(received, free_port(), free_port(), kiosk_port or free_port(), demo_worklist())
+    peers = DemoPeers(received, free_port(), free_port(), kiosk_port or free_port(), demo_worklist(),
+                      headers=prior_study())
 
     pacs = AE(ae_title=PACS_AET)
     for context in AllStoragePresentationContexts:
         pacs.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     pacs.add_supported_context(Verification)
     pacs.add_supported_context(StorageCommitmentPushModel)
+    pacs.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
     pacs.maximum_pdu_size = 0
     peers._servers.append(pacs.start_server(
         (HOST, peers.pacs_port), block=False,
-        evt_handlers=[(evt.EVT_C_STORE, peers._on_store), (evt.EVT_N_ACTION, peers._on_commit)]))
+        evt_handlers=[(evt.EVT_C_STORE, peers._on_store), (evt.EVT_N_ACTION, peers._on_commit),
+                      (evt.EVT_C_FIND, peers._on_study_find)]))
 
     worklist = AE(ae_title=WORKLIST_AET)
     worklist.add_supported_context(ModalityWorklistInformationFind)
+    worklist.add_supported_context(ModalityPerformedProcedureStep)
     worklist.add_supported_context(Verification)
     peers._servers.append(worklist.start_server(
-        (HOST, peers.worklist_port), block=False, evt_handlers=[(evt.EVT_C_FIND, peers._on_find)]))
+        (HOST, peers.worklist_port), block=False,
+        evt_handlers=[(evt.EVT_C_FIND, peers._on_find), (evt.EVT_N_CREATE, peers._on_mpps),
+                      (evt.EVT_N_SET, peers._on_mpps)]))
     return peers

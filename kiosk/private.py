@@ -40,3 +40,13 @@ def private_sqlite(path: Path) -> None:
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists():
             file.chmod(FILE_MODE)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (fsync, then rename), owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb", opener=private_opener) as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

@@ -34,7 +34,7 @@ import numpy as np
 
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
-from kiosk.private import DIR_MODE, private_dir, private_opener
+from kiosk.private import DIR_MODE, private_dir, private_opener, write_private
 from kiosk.study import StudyContext
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,6 @@ def default_sessions_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("kiosk", appauthor=False)) / "sessions"
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb", opener=private_opener) as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -209,7 +200,7 @@ class Session:
                 os.fsync(out.fileno())
             os.replace(tmp, self.folder / f"{item.id}.npy")
         if capture.encoded is not None:
-            _fsync_write(self.folder / f"{item.id}.bin", capture.encoded)
+            write_private(self.folder / f"{item.id}.bin", capture.encoded)
 
     def _remove_files(self, item_id: str) -> None:
         for suffix in (".npy", ".bin"):
@@ -233,7 +224,7 @@ class Session:
                 "items": [describe(i) for i in self.items]}
 
     def _save(self) -> None:
-        _fsync_write(self.folder / MANIFEST, json.dumps(self._manifest(), ensure_ascii=False, indent=1).encode())
+        write_private(self.folder / MANIFEST, json.dumps(self._manifest(), ensure_ascii=False, indent=1).encode())
         if self.on_change:
             self.on_change(self)
 

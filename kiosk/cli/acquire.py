@@ -76,8 +76,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.mpps import track
     from kiosk.station import Station
 
-    study = study_from_args(args, config)
-    options = options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip))
+    from kiosk.existing_study import join_study
+
+    study, first_series = join_study(study_from_args(args, config), config)
+    options = options_from_args(args, config, transfer_syntax=args.ts, multiframe=bool(args.clip),
+                                first_series_number=first_series)
     with open_device(args.source, values_of(config.acquisition)) as device:
         live = isinstance(device, LiveDevice)
         if args.area and device.info.kind != "scanner":

@@ -39,9 +39,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
     from drivers.file_reader import DEFAULT_MAX_PIXELS, find_files, load_file
     from kiosk.station import FolderOutput, Station
 
-    study = study_from_args(args, config)
+    from kiosk.existing_study import join_study
+
+    study, first_series = join_study(study_from_args(args, config), config)
     options = options_from_args(args, config, transfer_syntax=args.ts, multiframe=args.multiframe,
-                                monochrome1=args.monochrome1)
+                                monochrome1=args.monochrome1, first_series_number=first_series)
     out_dir = Path(args.output)
     current = {"path": Path(), "count": 0, "index": 0}  # the input being converted, its objects
 

@@ -81,6 +81,7 @@ class BuildOptions:
     body_part: str = ""
     series_descriptions: Mapping[str, str] = field(default_factory=dict)
     step: PerformedStep | None = None
+    first_series_number: int = 1  # the images' series; PDFs take the next (kiosk.existing_study)
     uid_root: str = ""
     j2k_ratio: float = 10.0
     jpeg_quality: int = 90
@@ -125,7 +126,8 @@ class BatchState:
         self.study_time = study.study_time or (dicom_time(self.now) if not study.study_date else "")
         self.series_date, self.series_time = dicom_date(self.now), dicom_time(self.now)
         self.image_series_uid, self.document_series_uid = self.new_uid(), self.new_uid()
-        self.image_series_number, self.document_series_number = 1, 2
+        first = self.options.first_series_number
+        self.image_series_number, self.document_series_number = first, first + 1
         self.image_modality = self.options.modality or study.modality or "OT"
         self.document_modality = self.options.modality or "DOC"
         self._images = self._documents = 0

@@ -9,6 +9,7 @@ and ``kiosk.outbox`` and translates their results for the screens.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import threading
@@ -47,9 +48,11 @@ class SendJob:
 
 
 class Found(list):
-    """StudyContexts from a C-FIND; ``cut_at`` is the limit the answer was cut at (0: complete)."""
+    """StudyContexts from a C-FIND; ``cut_at`` is the limit the answer was cut at (0: complete);
+    ``offline_since`` (time.time()) when the node could not be reached and these are its last answer."""
 
     cut_at = 0
+    offline_since = 0.0
 
     @classmethod
     def of(cls, matches: Any, make: Callable[[Any], Any]) -> "Found":
@@ -95,10 +98,36 @@ class Services:
         worklist = _module("kiosk.net.worklist")
         from kiosk.study import StudyContext
 
+        from kiosk import worklist_cache
+        from kiosk.net.errors import NetworkError
+        from kiosk.net.find import date_filter
+
         node = self.config.worklist
-        items = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date=date, modality=modality),
-                                       limit=getattr(node, "max_results", 0))
-        return Found.of(items, lambda ds: StudyContext.from_worklist(ds, node.ae_title))
+        query = f"{date_filter(date)}|{modality}"  # "today" as the day it was
+        matches = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date=date, modality=modality),
+                                         limit=getattr(node, "max_results", 0))
+        try:
+            items = list(matches)
+        except NetworkError:
+            kept = worklist_cache.load(self.cache_dir, query)
+            if kept is None:
+                raise
+            found = Found(_with_reading(ds, lambda d: StudyContext.from_worklist(d, node.ae_title)) for ds in kept.items)
+            found.offline_since = kept.saved
+            log.warning("the worklist server cannot be reached: showing its answer of %s",
+                        dt.datetime.fromtimestamp(kept.saved).strftime("%Y-%m-%d %H:%M"))
+            return found
+        worklist_cache.save(self.cache_dir, query, items)
+        found = Found(_with_reading(ds, lambda d: StudyContext.from_worklist(d, node.ae_title)) for ds in items)
+        found.cut_at = matches.limit if matches.truncated else 0
+        return found
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where the worklist's last answer is kept (with the sessions: both hold patient data)."""
+        from kiosk.session import default_sessions_dir
+
+        return Path(self.config.ui.sessions_dir).expanduser() if self.config.ui.sessions_dir else default_sessions_dir()
 
     def find_studies(self, text: str) -> list[Any]:
         """Studies on the PACS for a patient ID or accession number (or a name, as a prefix)."""
@@ -227,11 +256,14 @@ class Services:
             return
         self._delivery.start()
 
-    def build_options(self) -> Any:
-        """The station's build options from the configuration (a session adds its own series options)."""
+    def build_options(self, study: Any = None) -> Any:
+        """The station's build options from the configuration (a session adds its own series options);
+        for ``study`` (a StudyContext) the first free Series Number of its study on the PACS."""
         from kiosk.dicomize import BuildOptions
+        from kiosk.existing_study import join_study
 
-        return BuildOptions.from_config(self.config)
+        first = join_study(study, self.config)[1] if study is not None else 1
+        return BuildOptions.from_config(self.config, first_series_number=first)
 
     def send(self, station: Any, destinations: list[str]) -> SendJob:
         """Build the station's objects one at a time, each queued durably in the outbox for each destination."""
@@ -241,7 +273,7 @@ class Services:
         nodes = {name: self.config.destinations[name] for name in destinations}
         specs = {name: DicomDestination.spec_of(node) for name, node in nodes.items()}
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
-        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options())
+        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study))
         return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)
 
     def job_states(self, job: SendJob) -> dict[str, list[Any]]:

@@ -39,6 +39,8 @@ T: dict[str, str] = {
     "worklist_empty": "No patients scheduled for this station today. Try Refresh, or use New patient.",
     "worklist_none": "No worklist server is set up. Use New patient, or ask the administrator to add one in Settings.",
     "worklist_count": "{count} scheduled ({when}; updated {time})",
+    "worklist_offline": "[b]Offline:[/b] the worklist server cannot be reached. This is its list as it was at {time} "
+                        "({minutes} min ago); new orders since then are missing.",
     "pull_to_refresh": "Pull the list down to refresh",
     "date_today": "Today",
     "date_yesterday": "Yesterday",

@@ -21,7 +21,7 @@ from kiosk.net.worklist import WorklistQuery, find_worklist
 from kiosk.study import StudyContext
 from tests.support.dicomize_helpers import capture_of, pdf_bytes
 from tests.support.peers import start_orthanc
-from tests.support.worklist_data import appendix_a_item
+from tests.support.worklist_data import APPENDIX_A_VARIANTS, appendix_a_item
 
 SPS = "ScheduledProcedureStepSequence>"
 REQ = "RequestAttributesSequence>"
@@ -73,18 +73,28 @@ def at(ds: Dataset, path: str):
 
 
 @pytest.fixture(scope="module")
-def worklist_item(tmp_path_factory):
-    """The Appendix A item as the kiosk's own worklist query gets it from Orthanc."""
+def worklist_items(tmp_path_factory):
+    """The Appendix A items (one per character set and modality) as the kiosk's own worklist query gets
+    them from Orthanc, by patient ID."""
     from tests.support.netns import need_isolation
 
     need_isolation()
-    peer = start_orthanc(tmp_path_factory.mktemp("orthanc-appendix-a"), [appendix_a_item()])
+    items = [appendix_a_item(charset, modality, name, index)
+             for index, (name, charset, modality) in enumerate(APPENDIX_A_VARIANTS, start=1)]
+    peer = start_orthanc(tmp_path_factory.mktemp("orthanc-appendix-a"), items)
     try:
         node = NodeConfig(name="worklist", ae_title=peer.aet, host="127.0.0.1", port=peer.port)
-        [item] = list(find_worklist(node, LocalConfig(), WorklistQuery(date="")))
+        found = list(find_worklist(node, LocalConfig(), WorklistQuery(date="")))
     finally:
         peer.stop()
-    return item
+    assert len(found) == len(items)
+    return {str(item.PatientID): item for item in found}
+
+
+@pytest.fixture(params=range(1, len(APPENDIX_A_VARIANTS) + 1),
+                ids=[f"{charset.strip(chr(92))}-{modality}" for _, charset, modality in APPENDIX_A_VARIANTS])
+def worklist_item(worklist_items, request):
+    return worklist_items[f"PIDA{request.param:02d}"]
 
 
 def objects(kind: str, study: StudyContext, options: BuildOptions) -> list[Dataset]:
@@ -110,6 +120,7 @@ def test_every_appendix_a_attribute_of_the_worklist_item_is_in_the_object(tmp_pa
         assert at(back, in_object) == at(worklist_item, in_item), f"{in_object} (from {in_item})"
     # The order's modality for images; an encapsulated document stays DOC.
     assert back.Modality == ("DOC" if kind == "pdf" else at(worklist_item, SPS + "Modality"))
+    assert back.SpecificCharacterSet == worklist_item.SpecificCharacterSet
     # This session is one performed procedure step, started when the batch began.
     assert len(back.PerformedProcedureStepID) == 16
     assert back.PerformedProcedureStepStartDate == back.SeriesDate
@@ -128,3 +139,27 @@ def test_the_performed_step_is_one_per_batch_and_the_same_in_each_of_its_objects
     second = build_datasets([capture_of("gray8")], study)
     assert first[0].PerformedProcedureStepID == first[1].PerformedProcedureStepID
     assert second[0].PerformedProcedureStepID != first[0].PerformedProcedureStepID
+
+
+def test_the_codes_and_modality_dcmtk_wlmscpfs_answers_reach_the_object(tmp_path, dciodvfy):
+    """DCMTK's worklist server answers a subset of the keys; what it gives goes where Appendix A puts it."""
+    from tests.support.netns import need_isolation
+    from tests.support.peers import start_wlmscpfs
+
+    need_isolation()
+    source = appendix_a_item("ISO_IR 100", "XC", "MÜLLER^JÜRGEN")
+    peer = start_wlmscpfs(tmp_path / "wlmscpfs", [source])
+    try:
+        node = NodeConfig(name="worklist", ae_title=peer.aet, host="127.0.0.1", port=peer.port)
+        [item] = list(find_worklist(node, LocalConfig(), WorklistQuery(date="")))
+    finally:
+        peer.stop()
+    [ds] = build_datasets([capture_of("rgb8", SourceKind.VIDEO_FRAME)], StudyContext.from_worklist(item, "WLM"))
+    path = write_dataset(ds, tmp_path / "wl.dcm")
+    dciodvfy(path)
+    back = pydicom.dcmread(path)
+    assert back.Modality == "XC" and str(back.PatientName) == "MÜLLER^JÜRGEN"
+    assert at(back, "ProcedureCodeSequence") == at(source, "RequestedProcedureCodeSequence")
+    assert at(back, "PerformedProtocolCodeSequence") == at(source, SPS + "ScheduledProtocolCodeSequence")
+    assert (back.PatientWeight, back.PatientSize, back.AdmissionID) == (source.PatientWeight, source.PatientSize,
+                                                                      source.AdmissionID)

@@ -60,9 +60,16 @@ def code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def appendix_a_item(charset: str = "ISO_IR 192", modality: str = "ES") -> Dataset:
+# (patient name, character set, modality): the Appendix A items, one per script and order kind.
+APPENDIX_A_VARIANTS = [("ŠIMKOVÁ^ANNA^MARIE", "ISO_IR 192", "ES"), ("MÜLLER^JÜRGEN", "ISO_IR 100", "XC"),
+                       ("Yamada^Tarou=山田^太郎=やまだ^たろう", "\\ISO 2022 IR 87", "DOC"),
+                       ("ΠΑΠΑΔΟΠΟΥΛΟΣ^ΝΙΚΟΣ", "ISO_IR 192", "US")]
+
+
+def appendix_a_item(charset: str = "ISO_IR 192", modality: str = "ES", name: str = "ŠIMKOVÁ^ANNA^MARIE",
+                    index: int = 1) -> Dataset:
     """A worklist item holding every attribute IHE RAD TF-2 Appendix A maps into the objects."""
-    ds = make_worklist_item("ŠIMKOVÁ^ANNA^MARIE", "PIDA01", "ACCA01", charset, modality=modality,
+    ds = make_worklist_item(name, f"PIDA{index:02d}", f"ACCA{index:02d}", charset, modality=modality,
                             procedure="Gastroskopie", issuer="KLINIKUM")
     qualifier = Dataset()
     qualifier.UniversalEntityID, qualifier.UniversalEntityIDType = "1.2.826.0.1.3680043.10.543.1", "ISO"

@@ -7,6 +7,7 @@ ID, birth date, sex, accession and procedure.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import secrets
 from typing import Any, Callable
@@ -23,6 +24,8 @@ from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.strings import T
 from kiosk.ui.widgets.dialogs import ConfirmCard
 from kiosk.ui.widgets.patient_card import confirm_patient, procedure_of, value_of
+
+log = logging.getLogger(__name__)
 
 
 def date_range(choice: str, custom: str, today: dt.date | None = None) -> str:
@@ -82,6 +85,7 @@ class PatientScreen(KioskScreen):
     modality = StringProperty("")
     _refresh_event: Any = None
     _updated = ""
+    _offline = 0.0  # when the list shown is the worklist's last answer (the server unreachable)
 
     def on_enter(self) -> None:
         self.query_available = self.app.services.query_available()
@@ -135,8 +139,12 @@ class PatientScreen(KioskScreen):
 
     def _loaded(self, contexts: list[Any]) -> None:
         self.loading = False
-        self._updated = dt.datetime.now().strftime("%H:%M")
+        self._offline = offline = getattr(contexts, "offline_since", 0.0)
+        self._updated = dt.datetime.fromtimestamp(offline or dt.datetime.now().timestamp()).strftime("%H:%M")
         self._set_notice(contexts, "worklist_cut")
+        if offline:
+            minutes = int((dt.datetime.now().timestamp() - offline) // 60)
+            self.notice = T["worklist_offline"].format(time=self._updated, minutes=minutes)
         self.contexts = contexts
         self.show()
 
@@ -222,6 +230,7 @@ class PatientScreen(KioskScreen):
 
     def _found(self, contexts: list[Any]) -> None:
         self.loading = False
+        self._offline = 0.0
         self._updated = dt.datetime.now().strftime("%H:%M")
         self.ids.search.text = ""
         self._set_notice(contexts, "pacs_cut")
@@ -232,6 +241,8 @@ class PatientScreen(KioskScreen):
         if getattr(context, "misread", None):
             self.ask_reading(context)
             return
+        if self._offline and context in self.contexts:
+            log.warning("a worklist entry is picked from the offline copy of %s", self._updated)
         self.card = confirm_patient(context, lambda: self.app.start_session(context))
 
     def ask_reading(self, context: Any) -> None:
