@@ -97,13 +97,15 @@ def _matches(value: Any, wanted: Any) -> bool:
 
 
 def _item_matches(item: Any, query: Any) -> bool:
-    for keyword in ("PatientName", "PatientID", "AccessionNumber"):
+    for keyword in ("PatientName", "PatientID", "AccessionNumber", "PatientBirthDate", "PatientSex",
+                    "ReferringPhysicianName", "RequestedProcedureDescription", "StudyInstanceUID"):
         if keyword in query and not _matches(item.get(keyword), query.get(keyword)):
             return False
     steps = query.get("ScheduledProcedureStepSequence")
     if steps:
         wanted, have = steps[0], item.ScheduledProcedureStepSequence[0]
-        for keyword in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality"):
+        for keyword in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime",
+                        "Modality"):
             if keyword in wanted and not _matches(have.get(keyword), wanted.get(keyword)):
                 return False
     return True

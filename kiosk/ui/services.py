@@ -92,9 +92,9 @@ class Services:
     def query_available(self) -> bool:
         return self.config.query is not None and _has("kiosk.net.query")
 
-    def worklist(self, date: str = "today", modality: str = "") -> list[Any]:
+    def worklist(self, date: str = "today", modality: str = "", **keys: str) -> list[Any]:
         """Scheduled items for this station as StudyContexts: ``date`` is today, YYYYMMDD, a range
-        YYYYMMDD-YYYYMMDD or '' (any); ``modality`` '' for any."""
+        YYYYMMDD-YYYYMMDD or '' (any); ``modality`` '' for any; ``keys`` more ``WorklistQuery`` keys."""
         worklist = _module("kiosk.net.worklist")
         from kiosk.study import StudyContext
 
@@ -103,8 +103,9 @@ class Services:
         from kiosk.net.find import date_filter
 
         node = self.config.worklist
-        query = f"{date_filter(date)}|{modality}"  # "today" as the day it was
-        matches = worklist.find_worklist(node, self.config.local, worklist.WorklistQuery(date=date, modality=modality),
+        query = "|".join([date_filter(date), modality, *(f"{k}={v}" for k, v in sorted(keys.items()))])
+        matches = worklist.find_worklist(node, self.config.local,
+                                         worklist.WorklistQuery(date=date, modality=modality, **keys),
                                          limit=getattr(node, "max_results", 0))
         try:
             items = list(matches)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from kivy.app import App
 from kivy.factory import Factory
-from kivy.properties import BooleanProperty, ListProperty, StringProperty
+from kivy.properties import BooleanProperty, DictProperty, ListProperty, StringProperty
 from kivy.uix.modalview import ModalView
 
 from kiosk.errors import KioskError
@@ -83,6 +83,7 @@ class PatientScreen(KioskScreen):
     MODALITIES = MODALITIES
     date_choice = StringProperty("date_today")
     modality = StringProperty("")
+    filters = DictProperty({})  # more worklist matching keys (``WorklistQuery`` fields), from ``FilterCard``
     _refresh_event: Any = None
     _updated = ""
     _offline = 0.0  # when the list shown is the worklist's last answer (the server unreachable)
@@ -119,9 +120,12 @@ class PatientScreen(KioskScreen):
         self.loading = True
         if not quiet:
             self.status = T["worklist_loading"]
-        modality = self.modality
-        self.app.run_async(lambda: services.worklist(dates, modality), self._loaded, self._failed,
+        modality, keys = self.modality, dict(self.filters)
+        self.app.run_async(lambda: services.worklist(dates, modality, **keys), self._loaded, self._failed,
                            session_bound=False)
+
+    def open_filters(self) -> None:
+        FilterCard(self).open()
 
     def choose_date(self, label: str) -> None:
         """The date spinner: a named choice; the typed date box is cleared."""
@@ -268,6 +272,24 @@ class PatientScreen(KioskScreen):
         prefix = self.app.ui.patient_id_prefix
         propose = (lambda: generated_patient_id(prefix)) if self.app.ui.generate_patient_id else None
         NewPatientCard(on_done=self.confirm, propose=propose).open()
+
+
+class FilterCard(ModalView):
+    """More worklist matching keys (birth date, sex, referring physician, procedure, start time, study);
+    the worklist server matches them, so an order beyond ``max_results`` can still be found."""
+
+    KEYS = ("birth_date", "sex", "referring_physician", "procedure", "time", "study_uid")
+
+    def __init__(self, screen: PatientScreen, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.screen = screen
+        for key in self.KEYS:
+            self.ids[key].text = screen.filters.get(key, "")
+
+    def apply(self, clear: bool = False) -> None:
+        self.screen.filters = {} if clear else {k: self.ids[k].text.strip() for k in self.KEYS if self.ids[k].text.strip()}
+        self.dismiss()
+        self.screen.refresh()
 
 
 class NewPatientCard(ModalView):
