@@ -79,7 +79,9 @@ def _with_pacs_study(study: StudyContext, config: Any) -> StudyContext:
         raise StudyJoinError(f"the study {study.study_uid} is not on the PACS ({config.query})",
                              "check the Study Instance UID, or leave out --study-uid to start a new study")
     pacs = StudyContext.from_pacs_study(found[0], source_ae=config.query.ae_title)
-    if study.patient_id and pacs.patient_id and (study.patient_id, study.issuer) != (pacs.patient_id, pacs.issuer or study.issuer):
+    other_id = study.patient_id != pacs.patient_id
+    other_issuer = bool(pacs.issuer) and study.issuer != pacs.issuer
+    if study.patient_id and pacs.patient_id and (other_id or other_issuer):
         raise StudyJoinError(f"the study {study.study_uid} on the PACS belongs to patient ID {pacs.patient_id}, "
                              f"not {study.patient_id}: nothing was added to it",
                              "check the patient and the study; images never go into another patient's study")

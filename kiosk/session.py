@@ -49,6 +49,11 @@ def default_sessions_dir() -> Path:
     return Path(platformdirs.user_data_dir("kiosk", appauthor=False)) / "sessions"
 
 
+def sessions_dir(configured: str) -> Path:
+    """The sessions folder ``[ui] sessions_dir`` names, or the default when it is empty."""
+    return Path(configured).expanduser() if configured else default_sessions_dir()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -115,6 +115,15 @@ def _outcomes(items: Sequence[Item], results: Sequence[Any]) -> list[Outcome]:
     return outcomes
 
 
+def node_from_spec(spec: dict[str, Any], configured: NodeConfig | None) -> NodeConfig:
+    """The node a journaled spec names: the ``configured`` one when there is one (today's settings:
+    an administrator may have fixed its address since the job was queued), else the spec's."""
+    if configured is not None:
+        return configured
+    values = {k: v for k, v in spec.items() if k not in ("kind", "tls")}
+    return NodeConfig(tls=TLSConfig(**spec["tls"]) if spec.get("tls") else None, **values)
+
+
 class DicomDestination:
     """C-STORE to a DICOM node through ``kiosk.net.store``; storage commitment through ``kiosk.net.commitment``."""
 
@@ -131,14 +140,7 @@ class DicomDestination:
 
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "DicomDestination":
-        # A configured destination uses today's settings (an administrator may
-        # have fixed its address since the job was queued).
-        node = config.destinations.get(name)
-        if node is None:
-            values = {k: v for k, v in spec.items() if k not in ("kind", "tls")}
-            tls = TLSConfig(**spec["tls"]) if spec.get("tls") else None
-            node = NodeConfig(tls=tls, **values)
-        return cls(name, node, config)
+        return cls(name, node_from_spec(spec, config.destinations.get(name)), config)
 
     @staticmethod
     def spec_of(node: NodeConfig) -> dict[str, Any]:

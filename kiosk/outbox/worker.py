@@ -28,14 +28,17 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from kiosk.config import Config, NodeConfig, TLSConfig
+from kiosk.config import Config
 from kiosk.outbox import events as ev
 from kiosk.outbox.core import Outbox
-from kiosk.outbox.destinations import DeliveryError, Destination, Item, Outcome, destination_from_spec, preload
+from kiosk.outbox.destinations import (DeliveryError, Destination, Item, Outcome, destination_from_spec, node_from_spec,
+                                       preload)
 from kiosk.outbox.housekeeping import delete_expired
 from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
+from kiosk.outbox.steps import FAILED as STEP_FAILED
 from kiosk.outbox.steps import N_CREATE, StepMessage
 from kiosk.outbox.steps import RETRYING as STEP_RETRYING
+from kiosk.outbox.steps import SENT as STEP_SENT
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +210,16 @@ class Delivery:
         if self.stop.is_set():
             return Update(job.id, QUEUED, status, reason)  # interrupted by shutdown: not an attempt
         attempts = job.attempts + 1
-        if attempts > self.settings.retry_count:
+        delay = self._retry_delay(attempts)
+        if delay is None:
             return Update(job.id, FAILED, status, f"{reason} (gave up after {attempts} attempts)", attempts=attempts)
-        delay = self.settings.backoff(attempts)
         return Update(job.id, RETRYING, status, f"{reason}; retry {attempts} of {self.settings.retry_count} in {delay:g} s",
                       next_attempt=time.time() + delay, attempts=attempts)
+
+    def _retry_delay(self, attempts: int) -> float | None:
+        """Seconds to wait after failed attempt number ``attempts``; None once the first try and
+        ``retry_count`` retries are used up."""
+        return None if attempts > self.settings.retry_count else self.settings.backoff(attempts)
 
     def _deliver(self, destination: Destination, jobs: list[Job]) -> None:
         # Each file is checked against its SHA-256 by the destination, on the bytes it delivers.
@@ -316,10 +324,10 @@ class Delivery:
 
     def _commit_later(self, job: Job, reason: str) -> Update:
         attempts = job.attempts + 1
-        if attempts > self.settings.retry_count:
+        delay = self._retry_delay(attempts)
+        if delay is None:
             return Update(job.id, FAILED, None, f"{reason} (gave up after {attempts} requests); "
                           f"'kiosk outbox retry {job.id}' sends it again", attempts=attempts)
-        delay = self.settings.backoff(attempts)
         return Update(job.id, SENT, None, f"{AWAITING}: {reason}; asking again in {delay:g} s",
                       next_attempt=time.time() + delay, attempts=attempts)
 
@@ -331,7 +339,7 @@ class Delivery:
         steps = self.outbox.steps
         try:
             for message in steps.blocked():
-                self._step_outcome(message, FAILED, None, "not sent: an earlier message of this step failed")
+                self._step_outcome(message, STEP_FAILED, None, "not sent: an earlier message of this step failed")
             while not self.stop.is_set():
                 due = steps.due()
                 if not due:
@@ -351,39 +359,37 @@ class Delivery:
         from kiosk.net.errors import NetworkError
         from kiosk.net.mpps import MppsRefused, send_message
 
-        configured = self.config.mpps
-        node = configured if configured is not None and configured.name == message.node else \
-            NodeConfig(**{k: v for k, v in message.spec.items() if k != "tls"},
-                       tls=TLSConfig(**message.spec["tls"]) if message.spec.get("tls") else None)
+        mpps = self.config.mpps
+        node = node_from_spec(message.spec, mpps if mpps is not None and mpps.name == message.node else None)
         dataset = Dataset.from_json(message.dataset)
         try:
             status = send_message(node, self.config.local, message.action == N_CREATE, message.step_uid, dataset)
         except MppsRefused as exc:
             if exc.status == DUPLICATE and message.action == N_CREATE:
                 # The UID is ours alone: an earlier attempt reached the RIS before its answer was lost.
-                self._step_outcome(message, SENT, exc.status, "the RIS had it already (an earlier attempt arrived)", 0)
+                self._step_outcome(message, STEP_SENT, exc.status, "the RIS had it already (an earlier attempt arrived)", 0)
             else:
-                self._step_outcome(message, FAILED, exc.status, exc.message)
+                self._step_outcome(message, STEP_FAILED, exc.status, exc.message)
             return
         except NetworkError as exc:
             if not exc.transient:
-                self._step_outcome(message, FAILED, None, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+                self._step_outcome(message, STEP_FAILED, None, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
                 return
             attempts = message.attempts + 1
-            if attempts > self.settings.retry_count:
-                self._step_outcome(message, FAILED, None, f"{exc.message} (gave up after {attempts} attempts)", attempts)
+            delay = self._retry_delay(attempts)
+            if delay is None:
+                self._step_outcome(message, STEP_FAILED, None, f"{exc.message} (gave up after {attempts} attempts)", attempts)
                 return
-            delay = self.settings.backoff(attempts)
             self._step_outcome(message, STEP_RETRYING, None, f"{exc.message}; retry {attempts} of "
                                f"{self.settings.retry_count} in {delay:g} s", attempts, time.time() + delay)
             return
         warning = f"accepted with warning (status 0x{status:04X})" if status else ""
-        self._step_outcome(message, SENT, status, warning, 0)
+        self._step_outcome(message, STEP_SENT, status, warning, 0)
 
     def _step_outcome(self, message: StepMessage, state: str, status: int | None, reason: str,
                       attempts: int | None = None, next_attempt: float | None = None) -> None:
         self.outbox.steps.update(message.id, state, status, reason, next_attempt, attempts)
-        log.log(logging.INFO if state == SENT else logging.WARNING, "outbox: MPPS %s (%s, %s) to %s: %s%s",
+        log.log(logging.INFO if state == STEP_SENT else logging.WARNING, "outbox: MPPS %s (%s, %s) to %s: %s%s",
                 message.action, message.step_status, message.label, message.node, state, f": {reason}" if reason else "")
         self.outbox.events.publish(ev.StepChanged(message.id, message.step_uid, message.action, state, status, reason))
 

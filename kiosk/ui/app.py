@@ -27,7 +27,7 @@ from kivy.uix.screenmanager import NoTransition
 
 from kiosk.config import Config
 from kiosk.errors import KioskError
-from kiosk.session import Session, SessionStore
+from kiosk.session import Session, SessionStore, sessions_dir
 from kiosk.station import Station
 from kiosk.ui import text
 from kiosk.ui.background import background_priority
@@ -66,7 +66,7 @@ class KioskApp(App):
         self.title = T["title"]
         self.kiosk_config = kiosk_config
         self.ui = kiosk_config.ui
-        self.store = store or SessionStore(Path(self.ui.sessions_dir).expanduser() if self.ui.sessions_dir else None)
+        self.store = store or SessionStore(sessions_dir(self.ui.sessions_dir))
         self.demo = demo
         self.last_activity = time.monotonic()
         self._generation = 0

@@ -55,10 +55,13 @@ class Found(list):
     offline_since = 0.0
 
     @classmethod
-    def of(cls, matches: Any, make: Callable[[Any], Any]) -> "Found":
-        """``make(ds)`` for each of the ``kiosk.net.find.Matches``, noting whether they were cut short."""
-        found = cls(_with_reading(ds, make) for ds in matches)
-        found.cut_at = matches.limit if matches.truncated else 0
+    def of(cls, datasets: list[Any], make: Callable[[Any], Any], matches: Any = None,
+           offline_since: float = 0.0) -> "Found":
+        """``make(ds)`` for each dataset, noting whether ``matches`` (the ``kiosk.net.find.Matches``
+        they came from, once iterated) were cut short."""
+        found = cls(_with_reading(ds, make) for ds in datasets)
+        found.cut_at = matches.limit if matches is not None and matches.truncated else 0
+        found.offline_since = offline_since
         return found
 
 
@@ -103,6 +106,10 @@ class Services:
         from kiosk.net.find import date_filter
 
         node = self.config.worklist
+
+        def make(ds: Any) -> Any:
+            return StudyContext.from_worklist(ds, node.ae_title)
+
         query = "|".join([date_filter(date), modality, *(f"{k}={v}" for k, v in sorted(keys.items()))])
         matches = worklist.find_worklist(node, self.config.local,
                                          worklist.WorklistQuery(date=date, modality=modality, **keys),
@@ -113,22 +120,18 @@ class Services:
             kept = worklist_cache.load(self.cache_dir, query)
             if kept is None:
                 raise
-            found = Found(_with_reading(ds, lambda d: StudyContext.from_worklist(d, node.ae_title)) for ds in kept.items)
-            found.offline_since = kept.saved
             log.warning("the worklist server cannot be reached: showing its answer of %s",
                         dt.datetime.fromtimestamp(kept.saved).strftime("%Y-%m-%d %H:%M"))
-            return found
+            return Found.of(kept.items, make, offline_since=kept.saved)
         worklist_cache.save(self.cache_dir, query, items)
-        found = Found(_with_reading(ds, lambda d: StudyContext.from_worklist(d, node.ae_title)) for ds in items)
-        found.cut_at = matches.limit if matches.truncated else 0
-        return found
+        return Found.of(items, make, matches)
 
     @property
     def cache_dir(self) -> Path:
         """Where the worklist's last answer is kept (with the sessions: both hold patient data)."""
-        from kiosk.session import default_sessions_dir
+        from kiosk.session import sessions_dir
 
-        return Path(self.config.ui.sessions_dir).expanduser() if self.config.ui.sessions_dir else default_sessions_dir()
+        return sessions_dir(self.config.ui.sessions_dir)
 
     def find_studies(self, text: str) -> list[Any]:
         """Studies on the PACS for a patient ID or accession number (or a name, as a prefix)."""
@@ -142,7 +145,7 @@ class Services:
         for keys in ({"patient_id": text}, {"accession": text}, {"patient_name": f"{text.upper()}*"}):
             results = query.find_studies(node, self.config.local, query.StudyQuery(**keys),
                                          limit=getattr(node, "max_results", 0))
-            found = Found.of(results, lambda ds: StudyContext.from_pacs_study(ds, node.ae_title))
+            found = Found.of(list(results), lambda ds: StudyContext.from_pacs_study(ds, node.ae_title), results)
             if found:
                 return found
         return Found()
