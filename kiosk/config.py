@@ -167,6 +167,44 @@ def check_modality_list(value: str) -> str | None:
     return f"has {bad[0]!r}, which is not a modality code such as ES or XC" if bad else None
 
 
+def check_secret_file(value: str) -> str | None:
+    """A readable file (a password or token) that others cannot read."""
+    if not value:
+        return None
+    if problem := check_existing_file(value):
+        return problem
+    if Path(value).expanduser().stat().st_mode & 0o077:
+        return f"names {value!r}, which others can read; chmod 600 {value}"
+    return None
+
+
+def check_stow_url(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"is {value!r}; write the DICOMweb base URL, e.g. \"https://pacs.example.org/dicom-web\""
+    if parts.username or parts.password:
+        return "must not hold a user name or password; use username and password_file"
+    return None
+
+
+def check_coerce_table(value: dict) -> str | None:
+    from kiosk.coerce import check_rules  # lazy: it reads pydicom's data dictionary
+
+    return check_rules(value)
+
+
+def check_route(value: dict) -> str | None:
+    from kiosk.routing import check_rule  # lazy: it reads pydicom's data dictionary
+
+    return check_rule(value)
+
+
+def check_route_name(name: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name) else "use a name of letters, digits, '-' or '_'"
+
+
 def check_preset(value: dict) -> str | None:
     from drivers.presets import check_preset as check  # lazy: drivers pull in numpy
 
@@ -192,8 +230,8 @@ def setting(default: Any = _REQUIRED, check: Check | None = None, doc: str = "")
     metadata = {_SETTING: (check, doc)}
     if default is _REQUIRED:
         return field(metadata=metadata)
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=metadata)
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -206,7 +244,8 @@ def open_tables(name_check: Callable[[str], str | None], check: Check, doc: str)
 def _toml_type(hint: Any) -> type | tuple[type, ...]:
     if hint is float:
         return (int, float)
-    return dict if (typing.get_origin(hint) or hint) is dict else hint
+    origin = typing.get_origin(hint) or hint
+    return origin if origin in (dict, list) else hint
 
 
 @functools.cache
@@ -263,6 +302,20 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class CoerceConfig:
+    """[destinations.NAME.coerce]: changes made to the copy sent to this destination (kiosk/coerce.py)."""
+
+    set: dict[str, Any] = setting({}, None, "attributes added or overwritten, by keyword: { InstitutionName = \"...\" }")
+    remove: list[str] = setting([], None, "attributes removed from the copy, by keyword")
+    require: list[str] = setting([], None, "attributes that must have a value, or the object is not sent")
+    character_set: str = setting("", None, "send text in this Specific Character Set, e.g. \"ISO_IR 100\"; "
+                                 "values that do not fit are refused")
+    name_format: str = setting("", None, "Person Names rewritten, e.g. \"{family}^{given}\" (family, given, "
+                               "middle, prefix, suffix)")
+    sop_class_fallback: dict[str, str] = setting({}, None, "SOP classes sent as another, by keyword or UID")
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A remote DICOM node: a destination, the worklist, the query server or the MPPS SCP (the RIS).
 
@@ -282,10 +335,19 @@ class NodeConfig:
     transfer_syntax: str = setting(AUTO, choice_problem, "what we send: auto keeps each file's own")
     station_ae_title: str = setting("", lambda v: v and check_ae_title(v), "default Scheduled Station AE filter")
     max_results: int = setting(500, check_non_negative, "C-CANCEL a query after this many matches, 0 for no limit")
+    calling_ae_title: str = setting("", lambda v: v and check_ae_title(v), "our AE title towards this node; empty: "
+                                    "[local] ae_title")
+    commitment_node: str = setting("", None, "ask this other destination for storage commitment of what was sent")
+    stow_url: str = setting("", check_stow_url, "DICOMweb base URL (.../dicom-web): the destination takes STOW-RS")
+    username: str = setting("", None, "HTTP basic authentication user (with password_file)")
+    password_file: str = setting("", check_secret_file, "file holding the HTTP password (mode 0600)")
+    token_file: str = setting("", check_secret_file, "file holding a bearer token (mode 0600)")
+    max_request_mb: float = setting(50.0, check_positive, "largest STOW-RS request, MB; bigger batches are split")
     tls: TLSConfig | None = None
+    coerce: CoerceConfig | None = None
 
     def __str__(self) -> str:
-        address = f"{self.ae_title}@{self.host}:{self.port}"
+        address = self.stow_url or f"{self.ae_title}@{self.host}:{self.port}"
         return address if self.name == address else f"{self.name} ({address})"
 
 
@@ -297,7 +359,12 @@ LOCAL_FIELDS = schema(LocalConfig)
 TLS_FIELDS = schema(TLSConfig)
 NODE_FIELDS = _keys(NodeConfig, "ae_title", "host", "port", "connect_timeout", "acse_timeout", "dimse_timeout",
                     "network_timeout", "max_pdu")
-DESTINATION_FIELDS = NODE_FIELDS | _keys(NodeConfig, "storage_commitment", "transfer_syntax")
+COERCE_FIELDS = schema(CoerceConfig)
+DESTINATION_FIELDS = NODE_FIELDS | _keys(NodeConfig, "storage_commitment", "transfer_syntax", "calling_ae_title",
+                                         "commitment_node")
+#: A STOW-RS destination: a URL instead of an AE title, host and port.
+STOW_FIELDS = _keys(NodeConfig, "stow_url", "username", "password_file", "token_file", "max_request_mb",
+                    "connect_timeout", "network_timeout", "storage_commitment", "transfer_syntax", "commitment_node")
 QUERY_FIELDS = NODE_FIELDS | _keys(NodeConfig, "max_results")
 WORKLIST_FIELDS = NODE_FIELDS | _keys(NodeConfig, "max_results", "station_ae_title")
 MPPS_FIELDS = NODE_FIELDS
@@ -370,6 +437,15 @@ class AcquisitionConfig:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    """[routing]: which destinations a session's objects go to (kiosk/routing.py)."""
+
+    default: list[str] = setting([], None, "destinations when no rule matches; empty: every destination")
+    rules: dict[str, dict[str, Any]] = open_tables(check_route_name, check_route,
+                                                   "a rule: send_to, and any of modality, source, sop_class")
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     """[network]: how the kiosk talks DICOM (docs/networking.md)."""
 
@@ -378,7 +454,7 @@ class NetworkConfig:
 
 #: The sections beyond networking, each a field of ``Config`` of the same name.
 SECTIONS: dict[str, type] = {"outbox": OutboxConfig, "ui": UIConfig, "presets": PresetsConfig,
-                             "acquisition": AcquisitionConfig, "network": NetworkConfig}
+                             "acquisition": AcquisitionConfig, "network": NetworkConfig, "routing": RoutingConfig}
 
 
 @dataclass(frozen=True)
@@ -396,6 +472,7 @@ class Config:
     presets: PresetsConfig = field(default_factory=PresetsConfig)
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 def default_config_path() -> Path:
@@ -444,7 +521,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
-    names = {str: "a string (in quotes)", int: "a whole number", float: "a number", bool: "true or false", dict: "a table"}
+    names = {str: "a string (in quotes)", int: "a whole number", float: "a number", bool: "true or false", dict: "a table",
+             list: "a list, e.g. [\"A\", \"B\"]"}
     if isinstance(t, tuple):
         return names[float] if float in t else " or ".join(names[x] for x in t)
     return names[t]
@@ -514,7 +592,9 @@ def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: 
         return None
     data = dict(data)
     tls_data = data.pop("tls", None)
-    values = _section(data, fields, where, problems)
+    coerce_data = data.pop("coerce", None) if fields is DESTINATION_FIELDS else None
+    stow = fields is DESTINATION_FIELDS and "stow_url" in data
+    values = _section(data, STOW_FIELDS if stow else fields, where, problems)
     tls = None
     if tls_data is not None:
         before = len(problems)
@@ -522,9 +602,52 @@ def _node(name: str, data: Any, fields: dict[str, Field], where: str, problems: 
         if tls.cert and len(problems) == before and (problem := tls_pair_problem(tls.cert, tls.key)):
             key = "key" if tls.key else "cert"
             problems.append(f"{where}tls.{key}: {problem}; give an unencrypted PEM key that belongs to the certificate")
+    coerce = None
+    if coerce_data is not None:
+        before = len(problems)
+        coerce = _typed(CoerceConfig, coerce_data, f"{where}coerce.", problems)
+        if len(problems) == before and (problem := check_coerce_table(values_of(coerce))):
+            problems.append(f"{where}coerce.{problem}")
+    if stow:
+        return _stow_node(name, values, tls, coerce, where, problems)
     if any(values[k] is None for k in ("ae_title", "host", "port")):
         return None
-    return NodeConfig(name=name, tls=tls, **values)
+    return NodeConfig(name=name, tls=tls, coerce=coerce, **values)
+
+
+def _stow_node(name: str, values: dict[str, Any], tls: TLSConfig | None, coerce: CoerceConfig | None, where: str,
+               problems: list[str]) -> NodeConfig | None:
+    """A STOW-RS destination: its host and port come from the URL (for messages and the audit trail)."""
+    from urllib.parse import urlsplit
+
+    if values["password_file"] and values["token_file"]:
+        problems.append(f"{where}token_file: give either username + password_file or token_file, not both")
+    if bool(values["username"]) != bool(values["password_file"]):
+        key = "password_file" if values["username"] else "username"
+        problems.append(f"{where}{key}: missing; HTTP basic authentication needs both username and password_file")
+    if not values["stow_url"] or check_stow_url(values["stow_url"]):
+        return None
+    parts = urlsplit(values["stow_url"])
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return NodeConfig(name=name, ae_title="", host=parts.hostname or "", port=port, tls=tls, coerce=coerce, **values)
+
+
+def _cross_check(destinations: dict[str, NodeConfig], routing: RoutingConfig, problems: list[str]) -> None:
+    """What one destination or rule says about another: names that must exist and be of the right kind."""
+    for name, node in destinations.items():
+        where = f"destinations.{name}."
+        other = destinations.get(node.commitment_node)
+        if node.commitment_node and (other is None or other.stow_url or other is node):
+            problems.append(f"{where}commitment_node: is {node.commitment_node!r}; name another DICOM destination "
+                            f"(configured: {', '.join(n for n, d in destinations.items() if not d.stow_url and n != name) or 'none'})")
+        if node.stow_url and node.storage_commitment and not node.commitment_node:
+            problems.append(f"{where}storage_commitment: STOW-RS has no storage commitment; set commitment_node to the "
+                            "DICOM node of the same archive, or remove storage_commitment")
+    known = ", ".join(destinations) or "none configured"
+    for key, names in [("routing.default", routing.default),
+                       *((f"routing.{rule}.send_to", table.get("send_to", [])) for rule, table in routing.rules.items())]:
+        for missing in [n for n in names if n not in destinations]:
+            problems.append(f"{key}: names {missing!r}, which is not a destination (configured: {known})")
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
@@ -551,6 +674,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         query = _node("query", data["query"], QUERY_FIELDS, "query.", problems)
     mpps = _node("mpps", data["mpps"], MPPS_FIELDS, "mpps.", problems) if "mpps" in data else None
     sections = {name: _typed(cls, data.get(name, {}), f"{name}.", problems) for name, cls in SECTIONS.items()}
+    _cross_check(destinations, sections["routing"], problems)
     if problems:
         raise ConfigError(problems, str(path) if path else "")
     return Config(local, destinations, worklist, query, path, mpps, **sections)
@@ -603,6 +727,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, dict):  # e.g. [presets] Document = { dpi = 200 }
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
@@ -621,7 +747,8 @@ def to_toml(config: Config) -> str:
     """Render a configuration as TOML that ``load_config`` reads back unchanged."""
     lines: list[str] = []
     _toml_table("local", values_of(config.local), lines)
-    nodes = [(f"destinations.{_toml_key(n.name)}", n, DESTINATION_FIELDS) for n in config.destinations.values()]
+    nodes = [(f"destinations.{_toml_key(n.name)}", n, STOW_FIELDS if n.stow_url else DESTINATION_FIELDS)
+             for n in config.destinations.values()]
     if config.worklist:
         nodes.append(("worklist", config.worklist, WORKLIST_FIELDS))
     if config.query:
@@ -632,6 +759,8 @@ def to_toml(config: Config) -> str:
         _toml_table(header, _node_values(node, fields), lines)
         if node.tls:
             _toml_table(f"{header}.tls", values_of(node.tls), lines)
+        if node.coerce:
+            _toml_table(f"{header}.coerce", values_of(node.coerce), lines)
     for name in SECTIONS:
         _toml_table(name, values_of(getattr(config, name)), lines)
     return "\n".join(lines)
