@@ -1,4 +1,8 @@
-"""``kiosk send FILE|DIR... --to NODE [--to NODE2] [--commit] [--wait]``: queue in the outbox."""
+"""``kiosk send FILE|DIR... [--to NODE [--to NODE2]] [--commit] [--wait] [--explain]``: queue in the outbox.
+
+Without ``--to`` the ``[routing]`` rules choose the destinations; ``--explain``
+prints what would happen, per destination, and sends nothing.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +27,17 @@ HELPER_NICENESS = 5
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("send", help="queue DICOM files in the outbox for delivery (survives crashes and outages)")
     parser.add_argument("paths", nargs="+", metavar="FILE|DIR", help="DICOM files, or folders searched recursively")
-    parser.add_argument("--to", required=True, action="append", metavar="NODE",
-                        help="a configured destination, AET@host:port, or folder:PATH (DICOMDIR File-set); repeatable")
+    parser.add_argument("--to", action="append", metavar="NODE",
+                        help="a configured destination, AET@host:port, or folder:PATH (DICOMDIR File-set); repeatable; "
+                             "without it the [routing] rules choose")
     parser.add_argument("--commit", action="store_true",
                         help="ask DICOM destinations for storage commitment (also done when storage_commitment = true)")
     parser.add_argument("--wait", action="store_true",
                         help="wait until every job is delivered or failed, showing progress (delivers itself if no "
                              "'kiosk outbox run' is running)")
+    parser.add_argument("--explain", action="store_true",
+                        help="print, per destination, whether it gets the files, which rules apply and what is "
+                             "changed on the copy it receives; send nothing")
     parser.set_defaults(run=run, needs_config=True)
 
 
@@ -39,10 +47,15 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.outbox import Outbox
     from kiosk.station import OutboxOutput, Station
 
-    destinations, commitment = parse_destinations(config, args.to, args.commit)
     files = collect_files(args.paths)
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
+    if args.explain:
+        from kiosk.routing import explain
+
+        print("\n".join(explain(config, routed_files(files), args.to)))
+        return 0
+    destinations, commitment = parse_destinations(config, args.to or routed_destinations(config, files), args.commit)
     outbox = Outbox.from_config(config)
     # With --wait and no delivery service, deliver here, starting while files are still being accepted.
     delivery = claim_delivery(outbox, config) if args.wait else None
@@ -65,6 +78,40 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if delivery is not None:
             delivery.stop()
         outbox.close()
+
+
+def routed_files(files: list) -> list:
+    """How routing sees each file (its header only)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    from kiosk.errors import KioskError
+    from kiosk.routing import of_dataset
+
+    routed = []
+    for path in files:
+        try:
+            routed.append(of_dataset(dcmread(path, stop_before_pixels=True,
+                                             specific_tags=["Modality", "ConversionType", "SOPClassUID"])))
+        except (InvalidDicomError, OSError, ValueError) as exc:
+            raise KioskError(f"{path}: cannot be read as DICOM ({exc})", "remove it from the files to send") from None
+    return routed
+
+
+def routed_destinations(config: Config, files: list) -> list[str]:
+    """The destinations the [routing] rules choose for ``files`` (no ``--to``)."""
+    from kiosk.errors import UsageError
+    from kiosk.routing import route
+
+    if not config.routing.rules and not config.routing.default:
+        raise UsageError("no destination: name one with --to NODE",
+                         "or configure [routing] rules (docs/configuration.md) to choose them")
+    names = list(route(config, routed_files(files)))
+    if not names:
+        raise UsageError("the [routing] rules choose no destination for these files", "name one with --to NODE")
+    for name in names:
+        print(f"routing: {name}", flush=True)
+    return names
 
 
 def parse_destinations(config: Config, texts: list[str], commit: bool) -> tuple[dict[str, dict], set[str]]:

@@ -166,8 +166,9 @@ def _addresses(host: str) -> set[str]:
 
 
 def configured_nodes(config: Config) -> list[NodeConfig]:
-    """Destinations, worklist and query server: the nodes allowed to associate with us."""
-    return [*config.destinations.values(), *(n for n in (config.worklist, config.query) if n is not None)]
+    """DICOM destinations, worklist and query server: the nodes allowed to associate with us."""
+    dicom = [n for n in config.destinations.values() if not n.stow_url]  # a STOW-RS archive never calls us
+    return [*dicom, *(n for n in (config.worklist, config.query) if n is not None)]
 
 
 def _log_rejection(event) -> None:  # noqa: ANN001 - pynetdicom Event

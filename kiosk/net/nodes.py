@@ -43,9 +43,15 @@ def tls_context(node: NodeConfig) -> ssl.SSLContext:
     return context
 
 
+def calling_ae_title(local: LocalConfig, node: NodeConfig | None) -> str:
+    """The AE title we call ``node`` with: some PACS route by it, so a destination may have its own."""
+    return (node.calling_ae_title if node is not None else "") or local.ae_title
+
+
 def make_ae(local: LocalConfig, node: NodeConfig | None = None) -> Any:
-    """A pynetdicom AE with our AE title and identity and the node's timeouts (tuned on the fast path)."""
-    ae = fastpath.make_ae(local.ae_title)
+    """A pynetdicom AE with our AE title towards ``node`` (its ``calling_ae_title``, else ours), our identity
+    and the node's timeouts (tuned on the fast path)."""
+    ae = fastpath.make_ae(calling_ae_title(local, node))
     # Our identity in every A-ASSOCIATE-RQ/AC, not pynetdicom's (the conformance statement is ours).
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
@@ -139,7 +145,7 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
             raise errors.connection_error(node, failure)
     answer = set_up.answer
     if answer is not None and answer.result in (0x01, 0x02):
-        raise errors.reject_error(node, local.ae_title, answer.result, answer.result_source, answer.diagnostic)
+        raise errors.reject_error(node, calling_ae_title(local, node), answer.result, answer.result_source, answer.diagnostic)
     if answer is not None and answer.result == 0x00:
         # Accepted, but with every presentation context refused: pynetdicom aborts at once.
         raise errors.no_context_error(node, what or "this service")

@@ -169,17 +169,34 @@ class DicomDestination:
         self.kept.close()
 
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
-        from kiosk.net.commitment import commit_with_listener
-        from kiosk.net.errors import NetworkError
+        return ask_commitment(commitment_node(self.node, self.config), self.config, instances, timeout)
 
-        try:
-            # Our listener on [local] port takes reports sent on a new association (Orthanc does that);
-            # one port, so destinations take turns.
-            with _LISTENER_PORT:
-                result = commit_with_listener(self.node, self.config, instances, timeout=timeout)
-        except NetworkError as exc:
-            raise DeliveryError(exc.message, exc.hint, transient=exc.transient) from None
-        return Commitment(set(result.committed), dict(result.failed), set(result.unconfirmed))
+
+def commitment_node(node: NodeConfig, config: Config) -> NodeConfig:
+    """The node that confirms storage commitment of what was sent to ``node``: its ``commitment_node``
+    (an archive whose commitment SCP is another AE, or a STOW-RS archive's DICOM side), else ``node``."""
+    if not node.commitment_node:
+        return node
+    other = config.destinations.get(node.commitment_node)
+    if other is None or other.stow_url:
+        raise DeliveryError(f"the storage commitment node {node.commitment_node!r} of {node.name} is not a configured "
+                            "DICOM destination", "fix commitment_node, then 'kiosk outbox retry'", transient=False)
+    return other
+
+
+def ask_commitment(node: NodeConfig, config: Config, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
+    """Storage commitment of (SOP Class UID, SOP Instance UID) pairs from ``node``, reports taken by our listener."""
+    from kiosk.net.commitment import commit_with_listener
+    from kiosk.net.errors import NetworkError
+
+    try:
+        # Our listener on [local] port takes reports sent on a new association (Orthanc does that);
+        # one port, so destinations take turns.
+        with _LISTENER_PORT:
+            result = commit_with_listener(node, config, instances, timeout=timeout)
+    except NetworkError as exc:
+        raise DeliveryError(exc.message, exc.hint, transient=exc.transient) from None
+    return Commitment(set(result.committed), dict(result.failed), set(result.unconfirmed))
 
 
 class FolderDestination:

@@ -271,11 +271,11 @@ class Services:
 
     def send(self, station: Any, destinations: list[str]) -> SendJob:
         """Build the station's objects one at a time, each queued durably in the outbox for each destination."""
-        from kiosk.outbox.destinations import DicomDestination
+        from kiosk.outbox.destinations import parse_destination
         from kiosk.station import OutboxOutput
 
         nodes = {name: self.config.destinations[name] for name in destinations}
-        specs = {name: DicomDestination.spec_of(node) for name, node in nodes.items()}
+        specs = dict(parse_destination(self.config, name) for name in nodes)
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
         station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study))
         return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)

@@ -1,4 +1,4 @@
-"""Send screen: destinations preselected, progress per image and overall, an honest result.
+"""Send screen: destinations preselected (by the [routing] rules, with the reasons), progress per image and overall, an honest result.
 
 Pressing Send builds the objects and queues them durably in the outbox (after
 which the session's own copies are removed); the outbox's delivery loop sends
@@ -16,6 +16,7 @@ from kivy.factory import Factory
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 
 from kiosk.errors import KioskError
+from kiosk.routing import Routed, of_capture, route
 from kiosk.session import Session
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.strings import T
@@ -69,13 +70,31 @@ class SendScreen(KioskScreen):
         box = self.ids.destinations
         box.clear_widgets()
         self.checks: dict[str, Any] = {}
-        for name, node in self.app.kiosk_config.destinations.items():
+        config = self.app.kiosk_config
+        routed = route(config, self._objects(config))
+        for name, node in config.destinations.items():
             row = Factory.DestinationRow()
-            row.text = T["destination_line"].format(name=name, ae_title=node.ae_title, host=node.host, port=node.port)
+            address = node.stow_url or f"{node.ae_title}@{node.host}:{node.port}"
+            row.text = T["destination_line"].format(name=name, address=address)
+            row.chosen = name in routed
+            reasons = routed.get(name, [])
+            if config.routing.rules or config.routing.default:
+                row.why = T["destination_chosen"].format(reasons="; ".join(reasons)) if reasons else \
+                    "" if row.chosen else T["destination_not_chosen"]
             self.checks[name] = row
             box.add_widget(row)
         self.available = "" if self.checks else T["send_no_destinations"]
         self.result = ""
+
+    def _objects(self, config: Any) -> list[Routed]:
+        """The session's objects as routing sees them, from its captures (before they are built)."""
+        station = self.app.station
+        session = station.session if station is not None else None
+        if session is None:
+            return []
+        modality = getattr(station.study, "modality", "") or ""
+        return [of_capture(item.capture, modality, multiframe=item.clip is not None or session.multiframe)
+                for item in session.items]
 
     def on_session(self, session: Session | None) -> None:
         self._stop_following()
