@@ -163,3 +163,20 @@ def test_an_object_the_kiosk_did_not_make_routes_as_import(tmp_path):
     assert of_dataset(ds).source == "files"  # Conversion Type WSD
     del ds.ConversionType
     assert of_dataset(ds) == Routed("OT", "import", str(ds.SOPClassUID))
+
+
+def test_stow_coerce_and_routing_survive_kiosk_config_show(tmp_path):
+    """The touch UI's Settings write the file back with to_toml: nothing may be lost."""
+    import tomllib
+
+    data = {"destinations": {
+        "pacs": {"ae_title": "P", "host": "h", "port": 104, "calling_ae_title": "KIOSK_P", "commitment_node": "pacs2",
+                 "coerce": {"set": {"InstitutionName": "Legacy"}, "remove": ["ReferringPhysicianName"],
+                            "character_set": "ISO_IR 100"}},
+        "pacs2": {"ae_title": "P2", "host": "h", "port": 105},
+        "vna": {"stow_url": "https://vna.example.org/dicom-web", "max_request_mb": 10.0}},
+        "routing": {"default": ["pacs"], "docs": {"source": ["scanner"], "send_to": ["vna", "pacs"]}}}
+    config = parse_config(data)
+    again = parse_config(tomllib.loads(to_toml(config)))
+    assert again.destinations == config.destinations and again.routing == config.routing
+    assert again.destinations["vna"].host == "vna.example.org" and again.destinations["vna"].port == 443
