@@ -28,6 +28,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
+from pydicom.uid import UID
 from pydicom.valuerep import format_number_as_ds, validate_value
 
 from kiosk.errors import KioskError
@@ -95,18 +96,14 @@ def _codecs() -> dict[str, str]:
     return {**codecs, "ISO_IR 6": "ascii"}
 
 
-def sop_class_uid(text: str) -> str | None:
+def _sop_class_uid(text: str) -> str | None:
     """The UID a SOP class keyword (or a dotted UID) names, or None."""
-    from pydicom.uid import UID
-
     if text in _sop_classes():
         return _sop_classes()[text]
     return text if "." in text and UID(text).is_valid else None
 
 
 def _sop_class_name(uid: str) -> str:
-    from pydicom.uid import UID
-
     name = UID(uid).name
     return name if name != uid else f"SOP class {uid}"
 
@@ -144,8 +141,8 @@ def _element_value(keyword: str, value: Any) -> Any:
         raise ValueError("takes one value, not a list")
     fixed = []
     for item in values:
-        if isinstance(item, (bool, dict, list)):
-            raise ValueError(f"{item!r} is not a value for VR {vr}")
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise ValueError(f"{item!r} is not a value for VR {vr}; write text in quotes (dates as \"YYYYMMDD\")")
         if vr == "DS" and isinstance(item, (int, float)):
             item = format_number_as_ds(float(item))
         elif vr == "IS" and isinstance(item, int):
@@ -215,7 +212,7 @@ def check_rules(values: dict[str, Any]) -> str | None:
         for text, what in ((old, "key"), (new, "value")):
             if problem := _sop_class_problem(text):
                 return f"sop_class_fallback.{old}: the {what} {problem}"
-        if sop_class_uid(old) == sop_class_uid(new):
+        if _sop_class_uid(old) == _sop_class_uid(new):
             return f"sop_class_fallback.{old}: names the same SOP class twice; remove it"
     return None
 
@@ -244,15 +241,13 @@ def _name_format_problem(template: str) -> str | None:
 def _sop_class_problem(text: Any) -> str | None:
     if not isinstance(text, str):
         return f"{text!r} is not a SOP class; write a keyword or UID in quotes"
-    uid = sop_class_uid(text)
+    uid = _sop_class_uid(text)
     if uid is None:
         close = difflib.get_close_matches(text, _sop_classes(), n=1)
         hint = f"did you mean {close[0]}?" if close else "use a keyword such as SecondaryCaptureImageStorage or a UID"
         return f"{text!r} is not a SOP class keyword or UID; {hint}"
-    from pydicom.uid import UID
-
     name = UID(uid).name
-    if name != uid and not name.endswith("Storage"):
+    if name != uid and (" Storage" not in name or "Commitment" in name):
         return f"{text!r} ({name}) is not a storage SOP class"
     return None
 
@@ -266,12 +261,12 @@ def active(rules: Rules | None) -> bool:
                                       rules.sop_class_fallback))
 
 
-def sent_sop_class(sop_class_uid_: str, rules: Rules | None) -> str:
-    """The SOP Class UID an object of ``sop_class_uid_`` is sent as under ``rules``."""
+def sent_sop_class(uid: str, rules: Rules | None) -> str:
+    """The SOP Class UID an object of SOP class ``uid`` is sent as under ``rules``."""
     for old, new in (rules.sop_class_fallback if rules else {}).items():
-        if sop_class_uid(old) == sop_class_uid_:
-            return sop_class_uid(new) or sop_class_uid_
-    return sop_class_uid_
+        if _sop_class_uid(old) == uid:
+            return _sop_class_uid(new) or uid
+    return uid
 
 
 def apply(ds: Dataset, rules: Rules) -> None:
@@ -374,7 +369,7 @@ def describe(rules: Rules | None) -> list[str]:
         lines.append("text sent in the default repertoire (ASCII); an object with other characters is refused")
     elif rules.character_set:
         lines.append(f"text re-encoded as {rules.character_set}; an object with text it cannot hold is refused")
-    lines += [f"{_sop_class_name(sop_class_uid(old))} sent as {_sop_class_name(sop_class_uid(new))}"
+    lines += [f"{_sop_class_name(_sop_class_uid(old))} sent as {_sop_class_name(_sop_class_uid(new))}"
               for old, new in rules.sop_class_fallback.items()]
     lines += [f"not sent without {keyword}" for keyword in rules.require]
     return lines

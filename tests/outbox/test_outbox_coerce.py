@@ -250,3 +250,20 @@ def _never():
     import threading
 
     return threading.Event()
+
+
+def test_a_destination_no_longer_configured_keeps_the_rules_its_jobs_were_queued_with(tmp_path, storescp):
+    from tests.support.outbox_helpers import deliver, queue
+
+    path = convert(tmp_path / "in", "gray.png")["gray.png"]  # no Accession Number
+    queued_with = outbox_config(tmp_path, {"legacy": {"ae_title": storescp.aet, "host": HOST, "port": storescp.port,
+                                                      "coerce": {"require": ["AccessionNumber"]}}})
+    outbox = Outbox.from_config(queued_with)
+    try:
+        [job_id] = queue(outbox, queued_with, [path], "legacy")
+        deliver(outbox, outbox_config(tmp_path), [job_id])  # [destinations.legacy] since removed
+        job = outbox.journal.get(job_id)
+    finally:
+        outbox.close()
+    assert job.state == "failed" and "AccessionNumber" in job.reason
+    assert list(storescp.extra["received"].iterdir()) == []
