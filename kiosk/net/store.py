@@ -283,13 +283,10 @@ def _send_converted(sender: Any, ds: "Dataset", inst: _Instance, message_id: int
 
 
 def preferred_syntax(node: NodeConfig) -> str | None:
-    """The destination's ``transfer_syntax`` as a UID; None for auto (and for lossy choices, see docs)."""
+    """The destination's ``transfer_syntax`` as a UID when files are converted to it; None for auto and
+    for the lossy choices (those make new instances: ``kiosk.outbox.shaping`` derives them before sending)."""
     row = tsx.BY_NAME.get(node.transfer_syntax)
-    if row is not None and not row.transcode:
-        log.warning("%s: transfer_syntax = %s applies when objects are made (kiosk convert/acquire); "
-                    "files are sent in their own transfer syntax", node, node.transfer_syntax)
-        return None
-    return row.uid if row else None
+    return row.uid if row is not None and row.transcode else None
 
 
 def _what_to_send(inst: _Instance, accepted: list[str], preferred: str | None) -> "Path | Dataset":

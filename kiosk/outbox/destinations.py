@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 from kiosk.checksum import FileChanged, open_checked
-from kiosk.config import Config, NodeConfig, TLSConfig, resolve_node
+from kiosk.config import CoerceConfig, Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
 from kiosk.part10 import FileMeta, identify, set_file_meta
 
@@ -120,8 +120,9 @@ def node_from_spec(spec: dict[str, Any], configured: NodeConfig | None) -> NodeC
     an administrator may have fixed its address since the job was queued), else the spec's."""
     if configured is not None:
         return configured
-    values = {k: v for k, v in spec.items() if k not in ("kind", "tls")}
-    return NodeConfig(tls=TLSConfig(**spec["tls"]) if spec.get("tls") else None, **values)
+    values = {k: v for k, v in spec.items() if k not in ("kind", "tls", "coerce")}
+    return NodeConfig(tls=TLSConfig(**spec["tls"]) if spec.get("tls") else None,
+                      coerce=CoerceConfig(**spec["coerce"]) if spec.get("coerce") else None, **values)
 
 
 class DicomDestination:

@@ -13,8 +13,10 @@ sends them in one association and records each instance's outcome:
 - a permanent failure (A9xx, Cxxx, rejected association) -> ``failed``,
   waiting for a person.
 
-Files are sent as they are in the spool: a re-send after a crash repeats the
-same SOP Instance UID, never a new one. Recovery at start re-queues jobs left
+Files are sent as they are in the spool, or as the copies a destination's
+coercion rules or lossy transfer syntax ask for (``kiosk.outbox.shaping``):
+a re-send after a crash repeats the same SOP Instance UID (a lossy copy's own
+one too), never a new one. Recovery at start re-queues jobs left
 ``sending``, deletes half-written spool files and reports (never deletes)
 spool files the journal does not know.
 """
@@ -35,6 +37,7 @@ from kiosk.outbox.destinations import (DeliveryError, Destination, Item, Outcome
                                        preload)
 from kiosk.outbox.housekeeping import delete_expired
 from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
+from kiosk.outbox.shaping import sent_identity, shaped
 from kiosk.outbox.steps import FAILED as STEP_FAILED
 from kiosk.outbox.steps import N_CREATE, StepMessage
 from kiosk.outbox.steps import RETRYING as STEP_RETRYING
@@ -221,10 +224,23 @@ class Delivery:
         ``retry_count`` retries are used up."""
         return None if attempts > self.settings.retry_count else self.settings.backoff(attempts)
 
+    def _item(self, job: Job) -> Item:
+        return Item(self.outbox.spool.path(job.spool_name), job.sop_class_uid, job.sop_instance_uid, job.size,
+                    job.transfer_syntax, job.entry.sha256)
+
     def _deliver(self, destination: Destination, jobs: list[Job]) -> None:
-        # Each file is checked against its SHA-256 by the destination, on the bytes it delivers.
-        items = [Item(self.outbox.spool.path(j.spool_name), j.sop_class_uid, j.sop_instance_uid, j.size, j.transfer_syntax,
-                      j.entry.sha256) for j in jobs]
+        # Each file is checked against its SHA-256 by the destination (or shaping), on the bytes it reads.
+        # A DICOM destination has its node; a folder has none and gets the files as they are.
+        with shaped([self._item(j) for j in jobs], getattr(destination, "node", None),
+                    self.settings.spool_dir) as ready:
+            if ready.refused:
+                self.outbox.apply(self._after_send(jobs[index], outcome, destination)
+                                  for index, outcome in ready.refused.items())
+                jobs = [job for index, job in enumerate(jobs) if index not in ready.refused]
+            if jobs:
+                self._send(destination, jobs, ready.items)
+
+    def _send(self, destination: Destination, jobs: list[Job], items: list[Item]) -> None:
         total_bytes = sum(item.size for item in items)
         name = destination.name
 
@@ -295,10 +311,13 @@ class Delivery:
         return dataclasses.replace(outcome, message=outcome.message.replace(spool_path, copy))
 
     def _commit(self, destination: Destination, jobs: list[Job]) -> None:
+        # Asked for what the destination got: a lossy copy's own UID, a class sent as its fallback.
+        node = getattr(destination, "node", None)
+        sent = {job.id: sent_identity(self._item(job), node) for job in jobs}
         by_uid: dict[str, list[Job]] = {}
         for job in jobs:
-            by_uid.setdefault(job.sop_instance_uid, []).append(job)
-        pairs = list({(j.sop_class_uid, j.sop_instance_uid) for j in jobs})
+            by_uid.setdefault(sent[job.id][1], []).append(job)
+        pairs = list(set(sent.values()))
         try:
             result = destination.commit(pairs, self.settings.commitment_timeout)
         except DeliveryError as exc:

@@ -288,3 +288,61 @@ def test_tls_files_must_be_loadable_pem(tmp_path, capsys, pem, tls, expected):
 def test_good_tls_files_are_accepted(tmp_path, capsys, pem):
     tls = f"[destinations.pacs.tls]\nca = '{pem}/ca.crt'\ncert = '{pem}/client.crt'\nkey = '{pem}/client.key'"
     assert check(tmp_path, NODE + tls, capsys)[0] == 0
+
+
+COERCE = NODE + "[destinations.pacs.coerce]\n"
+
+
+@pytest.mark.parametrize(
+    "rules, expected",
+    [
+        ('set = { InstitutionNme = "X" }',
+         "destinations.pacs.coerce.set.InstitutionNme: not a DICOM attribute keyword; did you mean InstitutionName?"),
+        ('set = { PatientID = "OTHER" }',
+         "destinations.pacs.coerce.set.PatientID: may not be changed: a destination must never put images under "
+         "another patient"),
+        ('remove = ["PatientName"]', "destinations.pacs.coerce.remove.PatientName: may not be changed: a destination "
+                                     "must never put images under another patient"),
+        ('remove = ["SOPInstanceUID"]', "destinations.pacs.coerce.remove.SOPInstanceUID: may not be changed"),
+        ('set = { PixelData = "x" }', "destinations.pacs.coerce.set.PixelData: may not be changed"),
+        ('set = { TransferSyntaxUID = "1.2.840.10008.1.2" }',
+         "destinations.pacs.coerce.set.TransferSyntaxUID: may not be changed: the file meta information"),
+        ('set = { StudyDate = "2026-01-01" }',
+         "destinations.pacs.coerce.set.StudyDate: '2026-01-01' is not a valid DA value (write dates as YYYYMMDD)"),
+        ('set = { SeriesNumber = "one" }', "destinations.pacs.coerce.set.SeriesNumber: 'one' is not a valid IS value"),
+        ('set = { InstitutionName = "Klinik Süd" }\ncharacter_set = "ISO_IR 6"',
+         "destinations.pacs.coerce.set.InstitutionName: does not fit character_set ISO_IR 6"),
+        ('require = ["AccesionNumber"]',
+         "destinations.pacs.coerce.require.AccesionNumber: not a DICOM attribute keyword; did you mean AccessionNumber?"),
+        ('remove = ["AccessionNumber"]\nrequire = ["AccessionNumber"]',
+         "destinations.pacs.coerce.require.AccessionNumber: is also in remove"),
+        ('character_set = "ISO_IR 10"', "destinations.pacs.coerce.character_set: 'ISO_IR 10' is not a single "
+                                        "character set pydicom can write; did you mean 'ISO_IR 110'?"),
+        ('character_set = "\\\\ISO 2022 IR 87"', "destinations.pacs.coerce.character_set: give one character set"),
+        ('name_format = "{family}^{first}"', "destinations.pacs.coerce.name_format: {first} is not a name part"),
+        ('name_format = "{given}"', "destinations.pacs.coerce.name_format: must contain {family}"),
+        ('sop_class_fallback = { VideoEndoscopicImageStorag = "SecondaryCaptureImageStorage" }',
+         "destinations.pacs.coerce.sop_class_fallback.VideoEndoscopicImageStorag: the key "
+         "'VideoEndoscopicImageStorag' is not a SOP class keyword or UID; did you mean VideoEndoscopicImageStorage?"),
+        ('sop_class_fallback = { VideoEndoscopicImageStorage = "Verification" }',
+         "destinations.pacs.coerce.sop_class_fallback.VideoEndoscopicImageStorage: the value 'Verification' "
+         "(Verification SOP Class) is not a storage SOP class"),
+        ('unknown = 1', "destinations.pacs.coerce.unknown: unknown key"),
+    ],
+)
+def test_bad_coerce_rules_are_refused_naming_the_key(tmp_path, capsys, rules, expected):
+    code, err = check(tmp_path, COERCE + rules, capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_good_coerce_rules_are_accepted_and_shown(tmp_path, capsys):
+    rules = ('set = { InstitutionName = "Legacy Campus", SeriesNumber = 7, ImageType = ["DERIVED", "SECONDARY"] }\n'
+             'remove = ["ReferringPhysicianName"]\nrequire = ["AccessionNumber"]\ncharacter_set = "ISO_IR 100"\n'
+             'name_format = "{family}^{given}"\n'
+             'sop_class_fallback = { VideoEndoscopicImageStorage = "MultiFrameTrueColorSecondaryCaptureImageStorage", '
+             '"1.2.840.10008.5.1.4.1.1.77.1.1" = "1.2.840.10008.5.1.4.1.1.7" }\n')
+    assert check(tmp_path, COERCE + rules + "\n" + NODE.replace("pacs", "lossy") + 'transfer_syntax = "jpeg"\n',
+                 capsys)[0] == 0
+    config = cfg.load_config(tmp_path / "kiosk.toml")
+    assert config.destinations["pacs"].coerce.character_set == "ISO_IR 100"
+    assert cfg.parse_config(tomllib.loads(cfg.to_toml(config))).destinations == config.destinations
