@@ -148,17 +148,12 @@ def of_capture(capture: Capture, modality: str, multiframe: bool = False) -> Rou
 def changes(node: Any) -> list[str]:
     """What sending to ``node`` does beyond delivering the file as it is: one line each."""
     from kiosk import transfer_syntaxes as tsx
+    from kiosk.outbox.shaping import describe
 
     lines = []
-    if node.transfer_syntax != tsx.AUTO:
-        syntax = tsx.by_name(node.transfer_syntax)
-        lines.append(f"sent in {syntax.title}" if syntax.lossless else
-                     f"a derived lossy copy in {syntax.title} is sent (new SOP Instance UID; already-lossy "
-                     "objects go as they are)")
-    if node.coerce is not None:
-        from kiosk.coerce import describe
-
-        lines += describe(node.coerce)
+    if node.transfer_syntax != tsx.AUTO and tsx.by_name(node.transfer_syntax).lossless:
+        lines.append(f"sent in {tsx.by_name(node.transfer_syntax).title}")
+    lines += describe(node)  # coercion and lossy copies
     if node.calling_ae_title:
         lines.append(f"calling AE title {node.calling_ae_title}")
     if node.commitment_node:
