@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MB = 1_000_000
+OVERHEAD = 100  # bytes of boundary and headers counted per part (and for the end) when splitting a batch
 DICOM_JSON = "application/dicom+json"
 TRANSIENT_REASONS = {0x0213}  # "Resource limitation" (PS3.7 C.4), A7xx's meaning in N-service codes
 # PS3.18 10.5.3 names these beyond the C-STORE statuses status_meaning knows.
@@ -218,24 +219,21 @@ class _Body:
                                             f"{part.path} changed size while it was being sent"))
 
 
-class _Adapter:
-    """Builds requests' HTTPS adapter on our own SSL context (``kiosk.net.nodes.tls_context`` rules:
-    TLS 1.2 or later, verified against ``tls.ca`` or the system store, our client certificate)."""
+def _https_adapter(context: ssl.SSLContext) -> Any:
+    """requests' HTTPS adapter on our own SSL context (``kiosk.net.nodes.tls_context`` rules: TLS 1.2 or
+    later, verified against ``tls.ca`` or the system store, our client certificate), no retries."""
+    from requests.adapters import HTTPAdapter
 
-    @staticmethod
-    def make(context: ssl.SSLContext) -> Any:
-        from requests.adapters import HTTPAdapter
+    class ContextAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = context
+            super().init_poolmanager(*args, **kwargs)
 
-        class ContextAdapter(HTTPAdapter):
-            def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-                kwargs["ssl_context"] = context
-                super().init_poolmanager(*args, **kwargs)
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            # requests would add certifi's bundle to the context: the system store (or tls.ca) decides.
+            conn.cert_reqs = "CERT_REQUIRED"
 
-            def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-                # requests would add certifi's bundle to the context: the system store (or tls.ca) decides.
-                conn.cert_reqs = "CERT_REQUIRED"
-
-        return ContextAdapter(max_retries=0)
+    return ContextAdapter(max_retries=0)
 
 
 def check(node: NodeConfig) -> CheckResult:
@@ -294,7 +292,7 @@ class StowClient:
 
         headers = {"Accept": DICOM_JSON, **self._auth_headers()}
         auth = self._basic_auth()
-        pending = list(self._requests(range(len(parts)), parts))
+        pending = self._requests(parts)
         while pending:
             indexes = pending.pop(0)
             if cancel is not None and cancel.is_set():
@@ -376,20 +374,20 @@ class StowClient:
 
     # -- requests ------------------------------------------------------------
 
-    def _requests(self, indexes: Sequence[int], parts: Sequence[Part]) -> Iterator[list[int]]:
-        """The parts in consecutive groups of at most ``max_request_mb`` (a larger part alone)."""
+    def _requests(self, parts: Sequence[Part]) -> list[list[int]]:
+        """The parts' indexes in consecutive groups of at most ``max_request_mb`` (a larger part alone)."""
         limit = self.node.max_request_mb * MB
+        groups: list[list[int]] = []
         group: list[int] = []
-        size = 0
-        for i in indexes:
-            part_size = parts[i].size + 100  # headers and boundary of the part
+        size = OVERHEAD  # the closing boundary
+        for i in range(len(parts)):
+            part_size = parts[i].size + OVERHEAD  # the part's boundary, header and CRLF (80 bytes)
             if group and size + part_size > limit:
-                yield group
-                group, size = [], 0
+                groups.append(group)
+                group, size = [], OVERHEAD
             group.append(i)
             size += part_size
-        if group:
-            yield group
+        return groups + ([group] if group else [])
 
     def _post(self, parts: Sequence[Part], headers: dict[str, str], auth: tuple[str, str] | None,
               sent: Callable[[int], None], cancel: threading.Event | None) -> list[Result]:
@@ -486,7 +484,7 @@ class StowClient:
             session = requests.Session()
             # Settings come from the configuration alone: no proxy variables, no ~/.netrc credentials.
             session.trust_env = False
-            session.mount("https://", _Adapter.make(tls_context(replace(self.node, tls=self.node.tls or TLSConfig()))))
+            session.mount("https://", _https_adapter(tls_context(replace(self.node, tls=self.node.tls or TLSConfig()))))
             self._session = session
         return self._session
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -274,3 +275,19 @@ def test_echo_to_nobody_says_the_connection_was_refused(tmp_path):
     kiosk = Kiosk(tmp_path, web_config(tmp_path, url, password=None))
     result = kiosk("echo", "web", check=1)
     assert f"cannot connect to web ({url}): connection refused" in result.stderr
+
+
+def test_a_file_goes_as_it_is_unless_transfer_syntax_asks_for_another(tmp_path):
+    made = make_instances(tmp_path / "in", 1)
+    ((uid, path),) = made.items()
+    with StowServer() as server:
+        kiosk = Kiosk(tmp_path, outbox_config(tmp_path, {
+            "same": {"stow_url": server.url, "transfer_syntax": "explicit"},  # the file's own
+            "jls": {"stow_url": server.url, "transfer_syntax": "jpeg-ls"}}))
+        kiosk("store", str(path), "--to", "same")
+        kiosk("store", str(path), "--to", "jls")
+    verbatim, converted = (request.parts[0] for request in server.requests)
+    assert verbatim == path.read_bytes()
+    original, sent = pydicom.dcmread(path), pydicom.dcmread(BytesIO(converted))
+    assert sent.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80" and sent.SOPInstanceUID == uid
+    assert (sent.pixel_array == original.pixel_array).all()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
+import pydicom
 from tests.support.peers import HOST, free_port
 
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -32,6 +33,7 @@ class Received:
     content_length: int
     uids: list[str]
     chunked: bool = False
+    parts: list[bytes] = field(default_factory=list)  # each instance as it arrived
 
 
 @dataclass
@@ -129,8 +131,9 @@ class StowServer:
         content_type = handler.headers.get("Content-Type", "")
         with self._lock:
             behaviour = self.script.pop(0) if self.script else Behaviour()
-        uids = _uids(content_type, body)
-        self.requests.append(Received(length, uids, "chunked" in handler.headers.get("Transfer-Encoding", "")))
+        parts = _parts(content_type, body)
+        uids = [str(pydicom.dcmread(BytesIO(part), stop_before_pixels=True).SOPInstanceUID) for part in parts]
+        self.requests.append(Received(length, uids, "chunked" in handler.headers.get("Transfer-Encoding", ""), parts))
         if behaviour.delay:
             time.sleep(behaviour.delay)
         if behaviour.drop:
@@ -156,13 +159,7 @@ class StowServer:
         handler._reply(behaviour.status if behaviour.status != 200 or not failed else 202, answer)
 
 
-def _uids(content_type: str, body: bytes) -> list[str]:
-    import pydicom
-
+def _parts(content_type: str, body: bytes) -> list[bytes]:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    uids = []
-    for part in message.iter_parts():
-        data = part.get_payload(decode=True)
-        uids.append(str(pydicom.dcmread(BytesIO(data), stop_before_pixels=True).SOPInstanceUID))
-    return uids
+    return [part.get_payload(decode=True) for part in message.iter_parts()]
