@@ -215,6 +215,7 @@ T: dict[str, str] = {
     "field_ae": "AE title",
     "field_host": "Host",
     "field_port": "Port",
+    "field_url": "DICOMweb URL",
     "preset_title": "Scan preset “{name}”",
     "preset_mode": "Colour: color or gray",
     "preset_depth": "Bits per sample: 8 or 16",

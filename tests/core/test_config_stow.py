@@ -54,3 +54,21 @@ def test_a_good_stow_destination_checks_ok(tmp_path, capsys):
     text = (f'[destinations.web]\nstow_url = "https://pacs/dicom-web"\nusername = "kiosk"\npassword_file = "{path}"\n'
             'max_request_mb = 20\n')
     assert check(tmp_path, text, capsys)[0] == 0
+
+
+def test_a_stow_destination_with_a_ca_only_round_trips_through_to_toml(tmp_path):
+    """``kiosk config show`` and the Settings screen write the configuration back with ``to_toml``: unset TLS
+    paths must not come back as files that do not exist."""
+    import tomllib
+
+    from kiosk.config import parse_config, to_toml
+    from tests.net.test_net_tls import make_ca
+
+    make_ca(tmp_path, "ca")
+    data = {"destinations": {"web": {"stow_url": "https://pacs/dicom-web", "username": "kiosk",
+                                     "password_file": str(secret(tmp_path, "pw")), "max_request_mb": 20,
+                                     "tls": {"ca": str(tmp_path / "ca.crt")}}}}
+    config = parse_config(data)
+    again = parse_config(tomllib.loads(to_toml(config)))
+    assert again.destinations == config.destinations
+    assert again.destinations["web"].host == "pacs" and again.destinations["web"].port == 443
