@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MB = 1_000_000
+CANCEL_GRACE = 1.0  # s an answer still awaited may take once cancelled (as for C-STORE)
+CANCEL_POLL = 0.2
 OVERHEAD = 100  # bytes of boundary and headers counted per part (and for the end) when splitting a batch
 DICOM_JSON = "application/dicom+json"
 TRANSIENT_REASONS = {0x0213}  # "Resource limitation" (PS3.7 C.4), A7xx's meaning in N-service codes
@@ -185,7 +187,7 @@ class _Body:
     def _generate(self) -> Iterator[bytes]:
         for index, part in enumerate(self._parts):
             if self._cancel is not None and self._cancel.is_set():
-                raise _Cancelled()
+                raise _Cancelled("cancelled while sending")
             yield self._head
             if part.data is not None:
                 yield part.data
@@ -219,21 +221,65 @@ class _Body:
                                             f"{part.path} changed size while it was being sent"))
 
 
-def _https_adapter(context: ssl.SSLContext) -> Any:
-    """requests' HTTPS adapter on our own SSL context (``kiosk.net.nodes.tls_context`` rules: TLS 1.2 or
-    later, verified against ``tls.ca`` or the system store, our client certificate), no retries."""
+def _adapter(context: ssl.SSLContext, using: list[Any]) -> Any:
+    """requests' adapter on our own SSL context (``kiosk.net.nodes.tls_context`` rules: TLS 1.2 or later,
+    verified against ``tls.ca`` or the system store, our client certificate), no retries; the
+    connection a request goes out on is put in ``using`` (a cancelled wait shuts it down)."""
     from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def tracked(pool: type, connection: type) -> type:
+        class Tracked(connection):  # type: ignore[misc, valid-type]
+            def request(self, *args: Any, **kwargs: Any) -> None:
+                using[:] = [self]
+                super().request(*args, **kwargs)
+
+        return type(pool.__name__, (pool,), {"ConnectionCls": Tracked})
 
     class ContextAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["ssl_context"] = context
+            kwargs["ssl_context"] = context  # urllib3 drops it for plain http pools
             super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": tracked(HTTPConnectionPool, HTTPConnection),
+                                                       "https": tracked(HTTPSConnectionPool, HTTPSConnection)}
 
         def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
             # requests would add certifi's bundle to the context: the system store (or tls.ca) decides.
             conn.cert_reqs = "CERT_REQUIRED"
 
     return ContextAdapter(max_retries=0)
+
+
+class _ShutDownWhenCancelled:
+    """Shuts the request's connection down once ``cancel`` is set and the request has not ended
+    ``CANCEL_GRACE`` s later: an answer is otherwise waited for up to ``network_timeout`` (60 s by
+    default), longer than a service manager waits for a stop (systemd's 30 s)."""
+
+    def __init__(self, cancel: threading.Event, using: list[Any]) -> None:
+        self.cancel = cancel
+        self.using = using
+        self.fired = False
+        self._ended = threading.Event()
+        threading.Thread(target=self._watch, name="stow-cancel", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.cancel.wait(CANCEL_POLL):
+            if self._ended.is_set():
+                return
+        if self._ended.wait(CANCEL_GRACE):
+            return
+        self.fired = True
+        log.warning("cancelled: closing the STOW-RS connection (no answer within %g s)", CANCEL_GRACE)
+        for connection in self.using:
+            if (sock := getattr(connection, "sock", None)) is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # the waiting read returns at once
+                except OSError:
+                    pass  # closed meanwhile
+
+    def end(self) -> None:
+        self._ended.set()
 
 
 def check(node: NodeConfig) -> CheckResult:
@@ -266,6 +312,7 @@ class StowClient:
     def __init__(self, node: NodeConfig) -> None:
         self.node = node
         self._session: "requests.Session | None" = None
+        self._using: list[Any] = []  # the connection of the request under way
 
     def close(self) -> None:
         if self._session is not None:
@@ -310,9 +357,9 @@ class StowClient:
                 if rest:
                     pending.insert(0, rest)
                 continue
-            except _Cancelled:
+            except _Cancelled as exc:
                 for i in indexes:
-                    results[i] = Result("transient", None, "cancelled while sending")
+                    results[i] = Result("transient", None, str(exc))
                 continue
             except _TooLarge as exc:
                 state["bytes"] = before
@@ -395,6 +442,7 @@ class StowClient:
         boundary = f"kiosk-{uuid.uuid4().hex}"
         body = _Body(parts, boundary, sent, cancel)
         content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        watch = _ShutDownWhenCancelled(cancel, self._using) if cancel is not None else None
         try:
             response = session.post(f"{self.node.stow_url.rstrip('/')}/studies", data=body,
                                     headers={**headers, "Content-Type": content_type}, auth=auth,
@@ -402,8 +450,13 @@ class StowClient:
         except (_Unreadable, _Cancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - requests' exceptions, mapped to a message below
+            if watch is not None and watch.fired:
+                raise _Cancelled(f"cancelled while waiting for the answer of {self.node}") from None
             raise _Lost(self._connection_error(exc, f"a STOW-RS request of {len(parts)} instance(s)"),
                         body.finished) from None
+        finally:
+            if watch is not None:
+                watch.end()
         return self._answer(response, parts)
 
     def _answer(self, response: "requests.Response", parts: Sequence[Part]) -> list[Result]:
@@ -484,7 +537,9 @@ class StowClient:
             session = requests.Session()
             # Settings come from the configuration alone: no proxy variables, no ~/.netrc credentials.
             session.trust_env = False
-            session.mount("https://", _https_adapter(tls_context(replace(self.node, tls=self.node.tls or TLSConfig()))))
+            adapter = _adapter(tls_context(replace(self.node, tls=self.node.tls or TLSConfig())), self._using)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
             self._session = session
         return self._session
 

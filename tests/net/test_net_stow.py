@@ -291,3 +291,37 @@ def test_a_file_goes_as_it_is_unless_transfer_syntax_asks_for_another(tmp_path):
     original, sent = pydicom.dcmread(path), pydicom.dcmread(BytesIO(converted))
     assert sent.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80" and sent.SOPInstanceUID == uid
     assert (sent.pixel_array == original.pixel_array).all()
+
+
+def test_stopping_the_outbox_does_not_wait_for_a_stow_answer(tmp_path):
+    """SIGTERM while the server takes its time: the request is given up after a grace, not after
+    network_timeout (60 s, longer than systemd waits), and the jobs are queued again, not an attempt."""
+    import signal
+    import time
+
+    made = make_instances(tmp_path / "in", 2)
+    with StowServer([Behaviour(delay=40)]) as server:
+        config = web_config(tmp_path, server.url, password=None)
+        kiosk = Kiosk(tmp_path, config)
+        outbox = Outbox.from_config(config)
+        try:
+            queue(outbox, config, sorted(made.values()), "web")
+        finally:
+            outbox.close()
+        proc = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(kiosk.config_file), "outbox", "run"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.requests, "the request never arrived"
+            stopped = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+            elapsed = time.monotonic() - stopped
+        finally:
+            proc.kill()
+    assert elapsed < 10, f"stopping took {elapsed:.1f} s"
+    assert proc.returncode == 0 and "Traceback" not in err, out + err
+    jobs = kiosk.jobs()
+    assert [job["state"] for job in jobs] == ["queued", "queued"] and [job["attempts"] for job in jobs] == [0, 0]
