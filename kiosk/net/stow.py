@@ -27,6 +27,7 @@ after the whole body was sent leaves that request's instances ``in_flight``
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -50,10 +51,11 @@ CANCEL_GRACE = 1.0  # s an answer still awaited may take once cancelled (as for 
 CANCEL_POLL = 0.2
 OVERHEAD = 100  # bytes of boundary and headers counted per part (and for the end) when splitting a batch
 DICOM_JSON = "application/dicom+json"
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 b64token
 TRANSIENT_REASONS = {0x0213}  # "Resource limitation" (PS3.7 C.4), A7xx's meaning in N-service codes
 # PS3.18 10.5.3 names these beyond the C-STORE statuses status_meaning knows.
 REASONS = {0xC122: "Referenced Transfer Syntax not supported", 0x0122: "Referenced SOP Class not supported",
-           0x0124: "Not authorized", 0x0110: "Processing failure", 0xA770: "Refused: Out of Resources"}
+           0x0124: "Not authorized", 0x0110: "Processing failure"}
 
 #: Called with (instances answered, bytes sent) while a batch is being sent.
 Progress = Callable[[int, int], None]
@@ -126,7 +128,7 @@ class _Unreadable(Exception):
 
 
 class _Cancelled(Exception):
-    """``cancel`` was set while a body was being sent."""
+    """``cancel`` was set while a body was being sent, or while its answer was awaited past the grace."""
 
 
 class _TooLarge(Exception):
@@ -399,18 +401,23 @@ class StowClient:
         Raises ``NetworkError`` when it cannot be reached, TLS fails, the
         credentials are refused or the answer is not a search result.
         """
+        import requests
+
         session = self._open_session()
         url = f"{self.node.stow_url.rstrip('/')}/studies"
         headers = {"Accept": DICOM_JSON, **self._auth_headers()}
         started = time.perf_counter()
         try:
             response = session.get(url, params={"limit": "1"}, headers=headers, auth=self._basic_auth(),
-                                   timeout=(self.node.connect_timeout, self.node.network_timeout))
-        except Exception as exc:  # noqa: BLE001 - requests' exceptions, mapped to a message below
+                                   timeout=(self.node.connect_timeout, self.node.network_timeout),
+                                   allow_redirects=False)
+        except requests.RequestException as exc:
             raise self._connection_error(exc, "a QIDO-RS search") from None
         round_trip = time.perf_counter() - started
         if response.status_code in (401, 403):
             raise self._credentials_error(response)
+        if response.is_redirect:
+            raise self._redirect_error(response)
         if not 200 <= response.status_code < 300:
             raise errors.NetworkError(
                 f"{self.node} answered a QIDO-RS search (GET {url}) with HTTP {response.status_code} {response.reason}",
@@ -436,20 +443,22 @@ class StowClient:
             size += part_size
         return groups + ([group] if group else [])
 
-    def _post(self, parts: Sequence[Part], headers: dict[str, str], auth: tuple[str, str] | None,
+    def _post(self, parts: Sequence[Part], headers: dict[str, str], auth: tuple[bytes, bytes] | None,
               sent: Callable[[int], None], cancel: threading.Event | None) -> list[Result]:
+        import requests
+
         session = self._open_session()
         boundary = f"kiosk-{uuid.uuid4().hex}"
         body = _Body(parts, boundary, sent, cancel)
         content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
         watch = _ShutDownWhenCancelled(cancel, self._using) if cancel is not None else None
         try:
+            # No redirects: requests would re-send a POST as a GET, or a body it cannot rewind.
             response = session.post(f"{self.node.stow_url.rstrip('/')}/studies", data=body,
                                     headers={**headers, "Content-Type": content_type}, auth=auth,
-                                    timeout=(self.node.connect_timeout, self.node.network_timeout))
-        except (_Unreadable, _Cancelled):
-            raise
-        except Exception as exc:  # noqa: BLE001 - requests' exceptions, mapped to a message below
+                                    timeout=(self.node.connect_timeout, self.node.network_timeout),
+                                    allow_redirects=False)
+        except requests.RequestException as exc:
             if watch is not None and watch.fired:
                 raise _Cancelled(f"cancelled while waiting for the answer of {self.node}") from None
             raise _Lost(self._connection_error(exc, f"a STOW-RS request of {len(parts)} instance(s)"),
@@ -464,6 +473,8 @@ class StowClient:
         what = f"HTTP {status} {response.reason}"
         if status in (401, 403):
             raise self._credentials_error(response)
+        if response.is_redirect:
+            raise self._redirect_error(response)
         if status == 404:
             raise errors.NetworkError(f"{self.node} has no STOW-RS service at {self.node.stow_url}/studies ({what})",
                                       f"check stow_url of {self._where()}: the DICOMweb base URL, e.g. "
@@ -558,10 +569,19 @@ class StowClient:
         return text
 
     def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._secret('token_file')}"} if self.node.token_file else {}
+        if not self.node.token_file:
+            return {}
+        token = self._secret("token_file")
+        if not _TOKEN.fullmatch(token):
+            # Checked here: requests would quote a header value it refuses in its error, the token with it.
+            raise errors.NetworkError(f"token_file {self.node.token_file} of {self._where()} does not hold a bearer "
+                                      "token", "write the token alone on one line (letters, digits, -._~+/ and "
+                                      "trailing =)", node=self.node, transient=False)
+        return {"Authorization": f"Bearer {token}"}
 
-    def _basic_auth(self) -> tuple[str, str] | None:
-        return (self.node.username, self._secret("password_file")) if self.node.username else None
+    def _basic_auth(self) -> tuple[bytes, bytes] | None:
+        # UTF-8 (RFC 7617 2.1): requests would encode str as Latin-1 and fail on other characters.
+        return (self.node.username.encode(), self._secret("password_file").encode()) if self.node.username else None
 
     def _where(self) -> str:
         return f"[destinations.{self.node.name}]"
@@ -575,6 +595,15 @@ class StowClient:
         return errors.NetworkError(f"{self.node} asks for credentials ({what})",
                                    f"set username and password_file, or token_file, in {self._where()}",
                                    node=self.node, transient=False)
+
+    def _redirect_error(self, response: "requests.Response") -> errors.NetworkError:
+        # The Location is the server's own URL (no credentials in it: requests sends them in a header).
+        where = response.headers.get("Location", "")
+        return errors.NetworkError(f"{self.node} redirects its DICOMweb requests to {where!r} "
+                                   f"(HTTP {response.status_code} {response.reason})",
+                                   f"set stow_url of {self._where()} to the URL it redirects to (e.g. https:// "
+                                   "instead of http://); the kiosk does not follow redirects", node=self.node,
+                                   transient=False)
 
     def _connection_error(self, exc: BaseException, during: str) -> errors.NetworkError:
         import requests

@@ -40,6 +40,7 @@ class Kiosk:
     """``kiosk --config FILE ...`` in a subprocess with its own log directory (``log()``)."""
 
     def __init__(self, tmp_path: Path, config) -> None:  # noqa: ANN001 - Config, or TOML text
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.config_file = tmp_path / "kiosk.toml"
         self.config_file.write_text(config if isinstance(config, str) else to_toml(config))
         self.state = tmp_path / "state"
@@ -325,3 +326,39 @@ def test_stopping_the_outbox_does_not_wait_for_a_stow_answer(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in err, out + err
     jobs = kiosk.jobs()
     assert [job["state"] for job in jobs] == ["queued", "queued"] and [job["attempts"] for job in jobs] == [0, 0]
+
+
+def test_a_bearer_token_is_sent_and_a_wrong_one_named_never_shown(tmp_path):
+    made = make_instances(tmp_path / "in", 2)
+    good, wrong = "tok.EN-123_abc~+/=", "n0t-the-t0ken"
+    with StowServer(token=good) as server:
+        right = Kiosk(tmp_path / "right", outbox_config(tmp_path / "right", {"web": {
+            "stow_url": server.url, "token_file": str(secret_file(tmp_path / "good.token", good))}}))
+        assert "2 of 2 instance(s) stored" in right("store", str(tmp_path / "in"), "--to", "web").stdout
+        bad = Kiosk(tmp_path / "bad", outbox_config(tmp_path / "bad", {"web": {
+            "stow_url": server.url, "token_file": str(secret_file(tmp_path / "wrong.token", wrong))}}))
+        refused = bad("echo", "web", check=1)
+        stored = bad("store", str(tmp_path / "in"), "--to", "web", check=1)
+    assert sorted(server.received_uids()) == sorted(made)
+    assert "refused our credentials (HTTP 401" in refused.stderr and "token_file" in refused.stderr
+    assert "refused our credentials" in stored.stderr
+    assert good not in right.seen + right.log() and wrong not in bad.seen + bad.log()
+
+
+def test_a_token_file_with_more_than_a_token_is_refused_without_showing_it(tmp_path):
+    secret_text = "first line\nsecond-line"
+    kiosk = Kiosk(tmp_path, outbox_config(tmp_path, {"web": {
+        "stow_url": "http://127.0.0.1:9/dicom-web", "token_file": str(secret_file(tmp_path / "t", secret_text))}}))
+    result = kiosk("echo", "web", check=1)
+    assert "does not hold a bearer token" in result.stderr
+    assert "first line" not in kiosk.seen and "second-line" not in kiosk.seen
+
+
+def test_a_redirect_is_not_followed_and_names_where_to(tmp_path):
+    make_instances(tmp_path / "in", 1)
+    with StowServer([Behaviour(status=301, location="https://pacs.example.org/dicom-web/studies")]) as server:
+        kiosk = Kiosk(tmp_path, web_config(tmp_path, server.url, password=None))
+        result = kiosk("store", str(tmp_path / "in"), "--to", "web", check=1)
+    assert "redirects its DICOMweb requests to 'https://pacs.example.org/dicom-web/studies'" in result.stderr
+    assert "set stow_url of [destinations.web]" in result.stderr
+    assert len(server.requests) == 1

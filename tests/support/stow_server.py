@@ -52,6 +52,7 @@ class Behaviour:
     retry_after: int | None = None
     delay: float = 0.0
     drop: bool = False
+    location: str = ""  # with a 3xx status: where to
     all_fail: int | None = None  # every instance failed with this reason (409)
 
 
@@ -65,11 +66,13 @@ def _reference(uid: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
 
 class StowServer:
     """``StowServer(script=[Behaviour(...)], max_bytes=N)``; ``url`` is the DICOMweb base URL; ``requests``
-    what arrived. ``max_bytes``: larger requests are answered 413. Use as a context manager."""
+    what arrived. ``max_bytes``: larger requests are answered 413; ``token``: requests without
+    ``Authorization: Bearer TOKEN`` are answered 401 (and not recorded). Use as a context manager."""
 
     def __init__(self, script: list[Behaviour] | None = None, max_bytes: int | None = None,
-                 tls: tuple[str, str] | None = None) -> None:
+                 tls: tuple[str, str] | None = None, token: str | None = None) -> None:
         self.tls = tls
+        self.token = token
         self.script = list(script or [])
         self.max_bytes = max_bytes
         self.requests: list[Received] = []
@@ -84,7 +87,8 @@ class StowServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                self._reply(200, [])
+                if server._authorized(self):
+                    self._reply(200, [])
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 server._post(self)
@@ -125,7 +129,16 @@ class StowServer:
         """Every SOP Instance UID of every request, in order (repeats kept)."""
         return [uid for request in self.requests for uid in request.uids]
 
+    def _authorized(self, handler: Any) -> bool:
+        if self.token is None or handler.headers.get("Authorization") == f"Bearer {self.token}":
+            return True
+        handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        handler._reply(401, None, {"WWW-Authenticate": 'Bearer realm="test"'})
+        return False
+
     def _post(self, handler: Any) -> None:
+        if not self._authorized(handler):
+            return
         length = int(handler.headers.get("Content-Length", 0))
         body = handler.rfile.read(length)
         content_type = handler.headers.get("Content-Type", "")
@@ -143,9 +156,10 @@ class StowServer:
         if self.max_bytes is not None and length > self.max_bytes:
             handler._reply(413, None)
             return
-        if behaviour.status >= 500 or behaviour.status in (400, 401, 403, 404, 415):
-            handler._reply(behaviour.status, None,
-                           {"Retry-After": str(behaviour.retry_after)} if behaviour.retry_after else None)
+        if behaviour.status >= 300 and behaviour.status != 409:
+            headers = {"Retry-After": str(behaviour.retry_after)} if behaviour.retry_after else {}
+            handler._reply(behaviour.status, None, {**headers, **({"Location": behaviour.location}
+                                                                 if behaviour.location else {})})
             return
         failures = {uid: behaviour.all_fail for uid in uids} if behaviour.all_fail else behaviour.failures
         stored = [_reference(uid, {"00081196": {"vr": "US", "Value": [behaviour.warnings[uid]]}}
