@@ -112,4 +112,4 @@ def _item(path: Path) -> "Item | Outcome":
         return Outcome("failed", None, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
     except OSError as exc:
         return Outcome("failed", None, f"cannot read the file ({exc.strerror or exc})")
-    return Item(path, meta.sop_class_uid, meta.sop_instance_uid, size)
+    return Item(path, meta.sop_class_uid, meta.sop_instance_uid, size, meta.transfer_syntax)

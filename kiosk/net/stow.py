@@ -545,6 +545,9 @@ class StowClient:
 
             from kiosk.net.nodes import tls_context
 
+            if self.node.stow_url.startswith("http:") and (self.node.username or self.node.token_file):
+                log.warning("%s: credentials go over plain HTTP, readable on the network; use an https "
+                            "stow_url", self.node)
             session = requests.Session()
             # Settings come from the configuration alone: no proxy variables, no ~/.netrc credentials.
             session.trust_env = False

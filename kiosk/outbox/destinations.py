@@ -196,7 +196,7 @@ class StowDestination:
     kind: ClassVar[str] = "stow"
     supports_commitment = False
 
-    def __init__(self, name: str, node: NodeConfig, config: Config) -> None:
+    def __init__(self, name: str, node: NodeConfig) -> None:
         from kiosk.net.stow import StowClient
 
         self.name = name
@@ -205,7 +205,7 @@ class StowDestination:
 
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "StowDestination":
-        return cls(name, node_from_spec(spec, config.destinations.get(name)), config)
+        return cls(name, node_from_spec(spec, config.destinations.get(name)))
 
     @staticmethod
     def spec_of(node: NodeConfig) -> dict[str, Any]:
