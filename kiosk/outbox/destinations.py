@@ -377,6 +377,10 @@ def preload() -> None:
 def destination_from_spec(name: str, spec: dict[str, Any], config: Config) -> Destination:
     """Build the destination a journaled spec describes."""
     kind = spec.get("kind")
+    configured = config.destinations.get(name)
+    if kind in (DicomDestination.kind, StowDestination.kind) and configured is not None:
+        # Today's settings decide, as for the address: a PACS moved from DIMSE to DICOMweb (or back).
+        kind = spec_of_node(configured)["kind"]
     if kind not in KINDS:
         raise DeliveryError(f"destination {name!r} has an unknown kind {kind!r}",
                             "remove its jobs ('kiosk outbox remove') and send again", transient=False)

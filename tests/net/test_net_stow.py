@@ -174,6 +174,7 @@ def test_400_and_415_fail_without_retry(tmp_path, status, expected):
 def test_503_with_retry_after_is_retried_later(tmp_path):
     made = make_instances(tmp_path / "in", 3)
     with StowServer([Behaviour(status=503, retry_after=7)]) as server:
+        # Two requests (10 KB each at most); retry_interval long enough to see the jobs retrying.
         config = outbox_config(tmp_path, {"web": {"stow_url": server.url, "max_request_mb": 0.01}}, retry_interval=30)
         outbox = Outbox.from_config(config)
         try:
@@ -362,3 +363,15 @@ def test_a_redirect_is_not_followed_and_names_where_to(tmp_path):
     assert "redirects its DICOMweb requests to 'https://pacs.example.org/dicom-web/studies'" in result.stderr
     assert "set stow_url of [destinations.web]" in result.stderr
     assert len(server.requests) == 1
+
+
+def test_jobs_queued_for_a_dicom_node_go_over_stow_once_it_is_configured_so(tmp_path):
+    """A configured destination is reached with today's settings, its kind included."""
+    from kiosk.outbox.destinations import DicomDestination, StowDestination, destination_from_spec
+
+    url = "http://127.0.0.1:9/dicom-web"
+    old_spec = DicomDestination.spec_of(outbox_config(tmp_path, {"web": {
+        "ae_title": "PACS", "host": "127.0.0.1", "port": 104}}).destinations["web"])
+    destination = destination_from_spec("web", old_spec, web_config(tmp_path, url, password=None))
+    assert isinstance(destination, StowDestination) and destination.node.stow_url == url
+    destination.close()
