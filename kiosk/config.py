@@ -758,7 +758,8 @@ def to_toml(config: Config) -> str:
     for header, node, fields in nodes:
         _toml_table(header, _node_values(node, fields), lines)
         if node.tls:
-            _toml_table(f"{header}.tls", values_of(node.tls), lines)
+            # Unset paths are left out: an empty one would be read back as a file that does not exist.
+            _toml_table(f"{header}.tls", {k: v for k, v in values_of(node.tls).items() if v}, lines)
         if node.coerce:
             _toml_table(f"{header}.coerce", values_of(node.coerce), lines)
     for name in SECTIONS:

@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc iproute2
-  dcmtk dicom3tools orthanc
+  dcmtk dicom3tools orthanc orthanc-dicomweb
   libsane-dev libsane1 sane-utils
   xvfb xauth libmtdev1 xclip libegl1 libegl-mesa0 libgl1-mesa-dri
-  ffmpeg
+  ffmpeg time
 )
 
 SUDO=""

@@ -141,6 +141,20 @@ def orthanc(tmp_path_factory):
     peer.stop()
 
 
+#: The one user of ``orthanc_web``; tests check that the password never shows in output or logs.
+ORTHANC_WEB_USER, ORTHANC_WEB_PASSWORD = "kiosk", "s3cret-Pa55word-7781"
+
+
+@pytest.fixture(scope="session")
+def orthanc_web(tmp_path_factory):
+    """One Orthanc for the session with its DICOMweb plugin (``.dicomweb_url``) and HTTP basic authentication
+    on, for ``ORTHANC_WEB_USER`` / ``ORTHANC_WEB_PASSWORD`` (``.rest`` uses them); C-STORE too."""
+    _need_isolation()
+    peer = start_orthanc(tmp_path_factory.mktemp("orthanc-web"), users={ORTHANC_WEB_USER: ORTHANC_WEB_PASSWORD})
+    yield peer
+    peer.stop()
+
+
 @pytest.fixture
 def dciodvfy():
     """``dciodvfy(path)`` fails the test on any error line and returns the output."""

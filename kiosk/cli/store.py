@@ -1,17 +1,23 @@
-"""``kiosk store FILE|DIR... --to NODE [--commit]``: send now, over one association."""
+"""``kiosk store FILE|DIR... --to NODE [--commit]``: send now, through the outbox's destination classes
+(one association for a DICOM node, STOW-RS requests for a DICOMweb one), without queueing."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk.config import Config
 
+if TYPE_CHECKING:
+    from kiosk.outbox.destinations import Item, Outcome
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("store", help="send DICOM files to a node now (C-STORE), optionally with storage commitment")
+    parser = sub.add_parser("store", help="send DICOM files to a node now (C-STORE or STOW-RS), optionally with storage commitment")
     parser.add_argument("paths", nargs="+", metavar="FILE|DIR", help="DICOM files, or folders searched recursively")
-    parser.add_argument("--to", required=True, metavar="NODE", help="a configured destination or AET@host:port")
+    parser.add_argument("--to", required=True, metavar="NODE", help="a configured destination, AET@host:port, or folder:PATH")
     parser.add_argument("--commit", action="store_true", help="ask for storage commitment (also when the destination has storage_commitment = true)")
     parser.add_argument("--commit-timeout", type=float, default=30.0, metavar="S",
                         help="seconds to wait for the commitment report before calling instances 'not confirmed' (default 30)")
@@ -21,14 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 class _ProgressLine:
     """A one-line progress display on a terminal; silent otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, instances_total: int, bytes_total: int) -> None:
         self.tty = sys.stderr.isatty()
+        self.instances_total = instances_total
+        self.bytes_total = bytes_total
 
-    def __call__(self, p) -> None:  # noqa: ANN001 - StoreProgress
+    def __call__(self, instances_done: int, bytes_done: int) -> None:
         if self.tty:
-            mb = p.bytes_done / 1e6
-            print(f"\rsending {p.instances_done}/{p.instances_total} instances, {mb:.1f}/{p.bytes_total / 1e6:.1f} MB",
-                  end="", file=sys.stderr, flush=True)
+            print(f"\rsending {instances_done}/{self.instances_total} instances, "
+                  f"{bytes_done / 1e6:.1f}/{self.bytes_total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.tty:
@@ -36,47 +43,73 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from kiosk.config import resolve_node
-    from kiosk.errors import KioskError
-    from kiosk.net.errors import NetworkError
-    from kiosk.net.store import collect_files, store_files
+    import threading
 
-    node = resolve_node(config, args.to)
+    from kiosk.errors import KioskError, UsageError
+    from kiosk.net.store import collect_files
+    from kiosk.outbox.destinations import DeliveryError, Outcome, destination_from_spec, parse_destination
+
+    name, spec = parse_destination(config, args.to)
+    destination = destination_from_spec(name, spec, config)
+    label = str(getattr(destination, "node", name))
+    commit = args.commit or spec.get("storage_commitment", False)
+    if args.commit and not destination.supports_commitment:
+        raise UsageError(f"{label} cannot confirm storage commitment", "leave out --commit")
     files = collect_files(args.paths)
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
-    line = _ProgressLine()
+    slots = [_item(path) for path in files]
+    items = [slot for slot in slots if not isinstance(slot, Outcome)]
+    line = _ProgressLine(len(items), sum(item.size for item in items))
     failure = None
     try:
-        result = store_files(node, config.local, files, progress=line)
-    except NetworkError as exc:
-        if exc.partial is None:
-            raise
-        failure, result = exc, exc.partial  # aborted midway: still a line for every file
+        try:
+            outcomes = destination.send(items, line, threading.Event()) if items else []
+        except DeliveryError as exc:
+            if exc.partial is None:
+                raise
+            failure, outcomes = exc, exc.partial  # aborted midway: still a line for every file
+        finally:
+            line.close()
+        sent = iter(zip(items, outcomes))
+        results = [(path, slot) if isinstance(slot, Outcome) else (path, next(sent)[1]) for path, slot in zip(files, slots)]
+        for path, outcome in results:
+            if outcome.outcome == "success":
+                print(f"stored   {path}")
+            else:
+                word = {"warning": "warning", "transient": "retry"}.get(outcome.outcome, "FAILED")
+                print(f"{word:<8} {path}: {outcome.message}")
+        good = [item for item, outcome in zip(items, outcomes) if outcome.outcome in ("success", "warning")]
+        print(f"{len(good)} of {len(results)} instance(s) stored on {label}")
+        if failure is not None:
+            raise failure
+        exit_code = 0 if len(good) == len(results) else 1
+        if commit and good and destination.supports_commitment:
+            stored = [(item.sop_class_uid, item.sop_instance_uid) for item in good]
+            outcome = destination.commit(stored, timeout=args.commit_timeout)
+            print(f"storage commitment: {len(outcome.committed)} committed, {len(outcome.failed)} failed, "
+                  f"{len(outcome.unconfirmed)} not confirmed")
+            for uid, reason in sorted(outcome.failed.items()):
+                print(f"not committed {uid}: failure reason {reason:04X}")
+            for uid in sorted(outcome.unconfirmed):
+                print(f"not confirmed {uid}")
+            if outcome.failed or outcome.unconfirmed:
+                exit_code = 1
+        return exit_code
     finally:
-        line.close()
-    for r in result.results:
-        if r.outcome == "success":
-            print(f"stored   {r.path}")
-        else:
-            word = {"warning": "warning", "transient": "retry", "failed": "FAILED"}[r.outcome]
-            print(f"{word:<8} {r.path}: {r.message}")
-    good = result.count("success", "warning")
-    print(f"{good} of {len(result.results)} instance(s) stored on {node}")
-    if failure is not None:
-        raise failure
-    exit_code = 0 if result.ok else 1
-    if (args.commit or node.storage_commitment) and good:
-        from kiosk.net.commitment import commit_with_listener
+        destination.close()
 
-        stored = [(r.sop_class_uid, r.sop_instance_uid) for r in result.results if r.outcome in ("success", "warning")]
-        outcome = commit_with_listener(node, config, stored, timeout=args.commit_timeout)
-        print(f"storage commitment: {len(outcome.committed)} committed, {len(outcome.failed)} failed, "
-              f"{len(outcome.unconfirmed)} not confirmed")
-        for uid, reason in sorted(outcome.failed.items()):
-            print(f"not committed {uid}: failure reason {reason:04X}")
-        for uid in sorted(outcome.unconfirmed):
-            print(f"not confirmed {uid}")
-        if outcome.failed or outcome.unconfirmed:
-            exit_code = 1
-    return exit_code
+
+def _item(path: Path) -> "Item | Outcome":
+    """The file as an outbox ``Item`` (no checksum: a file the outbox did not accept), or a failed Outcome."""
+    from kiosk.outbox.destinations import Item, Outcome
+    from kiosk.part10 import NotPart10Error, read_meta
+
+    try:
+        meta = read_meta(path)
+        size = path.stat().st_size
+    except NotPart10Error as exc:
+        return Outcome("failed", None, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
+    except OSError as exc:
+        return Outcome("failed", None, f"cannot read the file ({exc.strerror or exc})")
+    return Item(path, meta.sop_class_uid, meta.sop_instance_uid, size, meta.transfer_syntax)

@@ -262,6 +262,15 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
     return ds
 
 
+def transcode_file(path: Path, transfer_syntax: str, target: str, why: str) -> "Dataset":
+    """The file (in ``transfer_syntax``) re-encoded in ``target``, keeping its identity; ``why`` goes in the log.
+
+    Raises ValueError, NotImplementedError or RuntimeError when pydicom cannot
+    decode or encode the pixel data.
+    """
+    return _transcode(_Instance(Path(path), "", "", transfer_syntax, 0), target, why)
+
+
 def _send_converted(sender: Any, ds: "Dataset", inst: _Instance, message_id: int) -> "Dataset | None":
     """A converted data set sent from memory by ``sender``, as files are; its status, or None as ``sender.send``.
 

@@ -17,6 +17,7 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
@@ -42,7 +43,9 @@ class Item:
     sop_instance_uid: str
     size: int
     transfer_syntax: str | None = None  # from the journal; None: read from the file when needed
-    sha256: str | None = None  # what the file must still hold; checked on the bytes delivered
+    # What the file must still hold, checked on the bytes delivered. None: a file the outbox did not
+    # accept (``kiosk store``), checked to hold a whole data set before it is sent.
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class DicomDestination:
 
         known = {item.path: KnownFile(item.size, item.sha256, FileMeta(item.sop_class_uid, item.sop_instance_uid,
                                                                       item.transfer_syntax) if item.transfer_syntax else None)
-                 for item in items}
+                 for item in items if item.sha256 is not None}
         try:
             result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress,
                                  cancel=cancel, known=known, keep=self.kept)
@@ -198,6 +201,88 @@ def ask_commitment(node: NodeConfig, config: Config, instances: Sequence[tuple[s
     except NetworkError as exc:
         raise DeliveryError(exc.message, exc.hint, transient=exc.transient) from None
     return Commitment(set(result.committed), dict(result.failed), set(result.unconfirmed))
+
+
+class StowDestination:
+    """STOW-RS to a DICOMweb server through ``kiosk.net.stow``; one HTTP session kept between batches.
+
+    A file goes as it is unless the node's ``transfer_syntax`` asks for another
+    one than its own; then it is converted in memory (and sent as it is if
+    it cannot be). STOW-RS has no storage commitment.
+    """
+
+    kind: ClassVar[str] = "stow"
+    supports_commitment = False
+
+    def __init__(self, name: str, node: NodeConfig) -> None:
+        from kiosk.net.stow import StowClient
+
+        self.name = name
+        self.node = node
+        self.client = StowClient(node)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "StowDestination":
+        return cls(name, node_from_spec(spec, config.destinations.get(name)))
+
+    @staticmethod
+    def spec_of(node: NodeConfig) -> dict[str, Any]:
+        return {"kind": "stow", **dataclasses.asdict(node)}
+
+    def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
+        from kiosk.net.errors import NetworkError
+        from kiosk.net.store import preferred_syntax
+
+        preferred = preferred_syntax(self.node)
+        slots = [self._part(item, preferred) for item in items]
+        parts = [slot for slot in slots if not isinstance(slot, Outcome)]
+        try:
+            results = self.client.store(parts, progress, cancel)
+        except NetworkError as exc:
+            partial = None
+            if exc.partial is not None:
+                answered = iter(Outcome(r.outcome, r.status, r.message, r.in_flight) for r in exc.partial)
+                partial = [slot if isinstance(slot, Outcome) else next(answered) for slot in slots]
+            raise DeliveryError(exc.message, exc.hint, transient=exc.transient, partial=partial) from None
+        answered = iter(Outcome(r.outcome, r.status, r.message, r.in_flight) for r in results)
+        return [slot if isinstance(slot, Outcome) else next(answered) for slot in slots]
+
+    def _part(self, item: Item, preferred: str | None) -> Any:
+        """The ``kiosk.net.stow.Part`` for an item (converted if the node asks for it), or a failed Outcome."""
+        from kiosk.dataset_check import check_complete
+        from kiosk.net.store import transcode_file
+        from kiosk.net.stow import Part
+        from kiosk.part10 import NotPart10Error, read_meta
+
+        try:
+            meta = (FileMeta(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax)
+                    if item.transfer_syntax else read_meta(item.path))
+            if item.sha256 is None:
+                check_complete(item.path, meta.transfer_syntax)  # the outbox checked its own files when accepting them
+        except NotPart10Error as exc:
+            return Outcome("failed", None, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
+        part = Part(item.path, meta.sop_class_uid, meta.sop_instance_uid, item.size, item.sha256)
+        if not preferred or preferred == meta.transfer_syntax:
+            return part
+        try:
+            with open_checked(item.path, item.sha256):
+                pass  # a file that changed is not converted: it is not what was accepted
+            ds = transcode_file(item.path, meta.transfer_syntax, preferred, "the destination's transfer_syntax")
+        except FileChanged as exc:
+            return Outcome("damaged", None, str(exc))
+        except (OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+            log.info("sending %s as it is: cannot convert it to %s (%s)", item.path.name, preferred, exc)
+            return part
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+        return dataclasses.replace(part, size=len(data), data=data)
+
+    def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
+        raise DeliveryError("STOW-RS cannot confirm storage commitment", transient=False)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class FolderDestination:
@@ -296,7 +381,7 @@ def _kiosk_file_set() -> type:
     return KioskFileSet
 
 
-KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, FolderDestination)}
+KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, StowDestination, FolderDestination)}
 
 
 def preload() -> None:
@@ -310,6 +395,10 @@ def preload() -> None:
 def destination_from_spec(name: str, spec: dict[str, Any], config: Config) -> Destination:
     """Build the destination a journaled spec describes."""
     kind = spec.get("kind")
+    configured = config.destinations.get(name)
+    if kind in (DicomDestination.kind, StowDestination.kind) and configured is not None:
+        # Today's settings decide, as for the address: a PACS moved from DIMSE to DICOMweb (or back).
+        kind = spec_of_node(configured)["kind"]
     if kind not in KINDS:
         raise DeliveryError(f"destination {name!r} has an unknown kind {kind!r}",
                             "remove its jobs ('kiosk outbox remove') and send again", transient=False)
@@ -325,4 +414,9 @@ def parse_destination(config: Config, text: str) -> tuple[str, dict[str, Any]]:
         folder = folder.resolve()
         return f"{FOLDER_PREFIX}{folder}", FolderDestination.spec_of(folder)
     node = resolve_node(config, text)
-    return node.name, DicomDestination.spec_of(node)
+    return node.name, spec_of_node(node)
+
+
+def spec_of_node(node: NodeConfig) -> dict[str, Any]:
+    """The spec of a configured destination: STOW-RS when it has a ``stow_url``, else DICOM."""
+    return (StowDestination if node.stow_url else DicomDestination).spec_of(node)

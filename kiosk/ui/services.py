@@ -170,9 +170,11 @@ class Services:
         return sorted(names)
 
     def echo(self, node: NodeConfig) -> float:
-        """Seconds a C-ECHO took; raises the network error otherwise."""
+        """Seconds a C-ECHO (a QIDO-RS search for a DICOMweb node) took; raises the network error otherwise."""
         from kiosk.net.echo import echo
 
+        if node.stow_url:
+            return _module("kiosk.net.stow").check(node).round_trip
         result = echo(node, self.config.local)
         return result.total
 
@@ -271,11 +273,11 @@ class Services:
 
     def send(self, station: Any, destinations: list[str]) -> SendJob:
         """Build the station's objects one at a time, each queued durably in the outbox for each destination."""
-        from kiosk.outbox.destinations import parse_destination
+        from kiosk.outbox.destinations import spec_of_node
         from kiosk.station import OutboxOutput
 
         nodes = {name: self.config.destinations[name] for name in destinations}
-        specs = dict(parse_destination(self.config, name) for name in nodes)
+        specs = {name: spec_of_node(node) for name, node in nodes.items()}
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
         station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study))
         return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)

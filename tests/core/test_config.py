@@ -43,7 +43,7 @@ def test_example_config_is_valid_and_complete():
     documented = set(tomllib.loads(text.replace("# [destinations.pacs.tls]", "[destinations.pacs.tls]")
                                    .replace("# ca =", "ca =").replace("# cert =", "cert =").replace("# key =", "key =")))
     assert {"local", "destinations", "worklist", "query"} <= documented
-    for fields in (cfg.LOCAL_FIELDS, cfg.DESTINATION_FIELDS, cfg.WORKLIST_FIELDS, cfg.TLS_FIELDS):
+    for fields in (cfg.LOCAL_FIELDS, cfg.DESTINATION_FIELDS, cfg.STOW_FIELDS, cfg.WORKLIST_FIELDS, cfg.TLS_FIELDS):
         for key in fields:
             assert f"{key} =" in text, f"{key} is not documented in {EXAMPLE.name}"
     for section, cls in cfg.SECTIONS.items():

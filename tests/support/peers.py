@@ -8,6 +8,7 @@ from nowhere else.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -181,13 +182,26 @@ def write_worklist_files(folder: Path, items: Iterable[Any]) -> list[Path]:
 
 
 class Orthanc(Peer):
-    """Orthanc with REST access for checking what arrived."""
+    """Orthanc with REST access for checking what arrived (with the first registered user's credentials)."""
+
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb base URL (the plugin's root), for ``stow_url``."""
+        return f"http://{HOST}:{self.extra['http_port']}/dicom-web"
 
     def rest(self, path: str, method: str = "GET", body: bytes | None = None) -> Any:
-        request = urllib.request.Request(f"http://{HOST}:{self.extra['http_port']}{path}", data=body, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            data = response.read()
+        data = self.rest_bytes(path, method, body)
         return json.loads(data) if data else None
+
+    def rest_bytes(self, path: str, method: str = "GET", body: bytes | None = None) -> bytes:
+        """The REST API's answer as it came (e.g. ``/instances/ID/file``, the stored file)."""
+        request = urllib.request.Request(f"http://{HOST}:{self.extra['http_port']}{path}", data=body, method=method)
+        if users := self.extra.get("users"):
+            user, password = next(iter(users.items()))
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
 
     def instances(self) -> list[str]:
         return self.rest("/instances")
@@ -200,27 +214,44 @@ class Orthanc(Peer):
             self.rest(f"/patients/{patient}", method="DELETE")
 
 
-def start_orthanc(workdir: Path, worklist_items: Iterable[Any] = (), kiosk_aet: str = "KIOSK",
-                  kiosk_port: int | None = None, aet: str = "ORTHANC") -> Orthanc:
-    """Orthanc with its own storage, the worklist plugin and a DicomModalities entry for the kiosk."""
-    binary = require_binary("Orthanc")
-    plugin = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
+ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
+
+
+def _orthanc_plugin(name: str, what: str) -> Path:
+    plugin = ORTHANC_PLUGINS / name
     if not plugin.exists():
-        message = f"Orthanc's worklist plugin is missing ({plugin})"
+        message = f"Orthanc's {what} plugin is missing ({plugin}; run packaging/install-deps.sh)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return plugin
+
+
+def start_orthanc(workdir: Path, worklist_items: Iterable[Any] = (), kiosk_aet: str = "KIOSK",
+                  kiosk_port: int | None = None, aet: str = "ORTHANC", users: dict[str, str] | None = None,
+                  storage: Path | None = None) -> Orthanc:
+    """Orthanc with its own storage, the worklist plugin and a DicomModalities entry for the kiosk.
+
+    ``users``: also the DICOMweb plugin (``Orthanc.dicomweb_url``), and HTTP basic authentication
+    on for these user names and passwords (REST and DICOMweb alike). ``storage``: where it keeps
+    files and index (e.g. a tmpfs), instead of under ``workdir``.
+    """
+    binary = require_binary("Orthanc")
+    plugins = [_orthanc_plugin("libModalityWorklists.so", "worklist")]
+    if users:
+        plugins.append(_orthanc_plugin("libOrthancDicomWeb.so", "DICOMweb"))
     port, http_port = free_port(), free_port()
     worklists = workdir / "worklists"
     write_worklist_files(worklists, worklist_items)
     config = {
         "Name": "kiosk-test",
         "DefaultEncoding": "Utf8",
-        "StorageDirectory": str(workdir / "storage"),
-        "IndexDirectory": str(workdir / "index"),
+        "StorageDirectory": str((storage or workdir) / "storage"),
+        "IndexDirectory": str((storage or workdir) / "index"),
         "DicomAet": aet,
         "DicomPort": port,
         "HttpPort": http_port,
         "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": dict(users or {}),
         "DicomCheckCalledAet": True,
         "DicomAlwaysAllowEcho": True,
         "DicomAlwaysAllowStore": True,
@@ -228,8 +259,9 @@ def start_orthanc(workdir: Path, worklist_items: Iterable[Any] = (), kiosk_aet: 
         "DicomAlwaysAllowFindWorklist": True,
         "DicomScuTimeout": 5,
         "StableAge": 1,
-        "Plugins": [str(plugin)],
+        "Plugins": [str(plugin) for plugin in plugins],
         "Worklists": {"Enable": True, "Database": str(worklists)},
+        "DicomWeb": {"Enable": bool(users), "Root": "/dicom-web/"},
         "DicomModalities": {
             "kiosk": {"AET": kiosk_aet, "Host": HOST, "Port": kiosk_port or free_port(),
                       "AllowStorageCommitment": True, "AllowEcho": True, "AllowStore": True,
@@ -241,7 +273,7 @@ def start_orthanc(workdir: Path, worklist_items: Iterable[Any] = (), kiosk_aet: 
     config_path.write_text(json.dumps(config, indent=2))
     argv = [binary, str(config_path)]
     peer = start("orthanc", aet, port, argv, workdir, http_port=http_port, worklists=worklists,
-                 kiosk_port=config["DicomModalities"]["kiosk"]["Port"])
+                 kiosk_port=config["DicomModalities"]["kiosk"]["Port"], users=dict(users or {}))
     peer.__class__ = Orthanc
     wait_for_port(http_port, peer.proc)
     return peer  # type: ignore[return-value]

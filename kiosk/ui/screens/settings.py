@@ -109,7 +109,7 @@ class SettingsScreen(KioskScreen):
 
     @staticmethod
     def _node_rows(prefix: str, node: Any) -> list[tuple[str, str, Any]]:
-        if node.stow_url:
+        if node.stow_url:  # a DICOMweb destination: no AE title, host or port of its own
             return [(f"{prefix}.stow_url", T["field_url"], node.stow_url)]
         return [(f"{prefix}.ae_title", T["field_ae"], node.ae_title), (f"{prefix}.host", T["field_host"], node.host),
                 (f"{prefix}.port", T["field_port"], node.port)]
