@@ -123,7 +123,9 @@ def parse_destinations(config: Config, texts: list[str], commit: bool) -> tuple[
     for text in texts:
         name, spec = parse_destination(config, text)
         destinations[name] = spec
-        if spec["kind"] == "dicom" and (commit or spec.get("storage_commitment")):
+        # A DICOM node confirms itself; a STOW-RS one only through its commitment_node.
+        confirms = spec["kind"] == "dicom" or (spec["kind"] == "stow" and spec.get("commitment_node"))
+        if confirms and (commit or spec.get("storage_commitment")):
             commitment.add(name)
     return destinations, commitment
 

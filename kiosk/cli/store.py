@@ -47,7 +47,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     from kiosk.errors import KioskError, UsageError
     from kiosk.net.store import collect_files
+    from kiosk.outbox.core import OutboxSettings
     from kiosk.outbox.destinations import DeliveryError, Outcome, destination_from_spec, parse_destination
+    from kiosk.outbox.shaping import shaped
 
     name, spec = parse_destination(config, args.to)
     destination = destination_from_spec(name, spec, config)
@@ -60,26 +62,29 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
     slots = [_item(path) for path in files]
     items = [slot for slot in slots if not isinstance(slot, Outcome)]
-    line = _ProgressLine(len(items), sum(item.size for item in items))
-    failure = None
     try:
-        try:
-            outcomes = destination.send(items, line, threading.Event()) if items else []
-        except DeliveryError as exc:
-            if exc.partial is None:
-                raise
-            failure, outcomes = exc, exc.partial  # aborted midway: still a line for every file
-        finally:
-            line.close()
-        sent = iter(zip(items, outcomes))
-        results = [(path, slot) if isinstance(slot, Outcome) else (path, next(sent)[1]) for path, slot in zip(files, slots)]
+        failure = None
+        # The copies this destination gets (coercion, lossy): made in a private folder under the spool.
+        with shaped(items, getattr(destination, "node", None), OutboxSettings.from_config(config).spool_dir) as ready:
+            line = _ProgressLine(len(ready.items), sum(item.size for item in ready.items))
+            try:
+                sent = destination.send(ready.items, line, threading.Event()) if ready.items else []
+            except DeliveryError as exc:
+                if exc.partial is None:
+                    raise
+                failure, sent = exc, exc.partial  # aborted midway: still a line for every file
+            finally:
+                line.close()
+            # Storage commitment is asked for what was sent: a lossy copy's own UID.
+            good = [item for item, outcome in zip(ready.items, sent) if outcome.outcome in ("success", "warning")]
+            outcomes = iter(ready.merge(sent))
+        results = [(path, slot if isinstance(slot, Outcome) else next(outcomes)) for path, slot in zip(files, slots)]
         for path, outcome in results:
             if outcome.outcome == "success":
                 print(f"stored   {path}")
             else:
                 word = {"warning": "warning", "transient": "retry"}.get(outcome.outcome, "FAILED")
                 print(f"{word:<8} {path}: {outcome.message}")
-        good = [item for item, outcome in zip(items, outcomes) if outcome.outcome in ("success", "warning")]
         print(f"{len(good)} of {len(results)} instance(s) stored on {label}")
         if failure is not None:
             raise failure

@@ -208,22 +208,27 @@ class StowDestination:
 
     A file goes as it is unless the node's ``transfer_syntax`` asks for another
     one than its own; then it is converted in memory (and sent as it is if
-    it cannot be). STOW-RS has no storage commitment.
+    it cannot be). STOW-RS has no storage commitment: with ``commitment_node``
+    the archive's DICOM side is asked for it.
     """
 
     kind: ClassVar[str] = "stow"
-    supports_commitment = False
 
-    def __init__(self, name: str, node: NodeConfig) -> None:
+    def __init__(self, name: str, node: NodeConfig, config: Config) -> None:
         from kiosk.net.stow import StowClient
 
         self.name = name
         self.node = node
+        self.config = config
         self.client = StowClient(node)
+
+    @property
+    def supports_commitment(self) -> bool:
+        return bool(self.node.commitment_node)
 
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "StowDestination":
-        return cls(name, node_from_spec(spec, config.destinations.get(name)))
+        return cls(name, node_from_spec(spec, config.destinations.get(name)), config)
 
     @staticmethod
     def spec_of(node: NodeConfig) -> dict[str, Any]:
@@ -279,7 +284,10 @@ class StowDestination:
         return dataclasses.replace(part, size=len(data), data=data)
 
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
-        raise DeliveryError("STOW-RS cannot confirm storage commitment", transient=False)
+        if not self.node.commitment_node:
+            raise DeliveryError("STOW-RS cannot confirm storage commitment",
+                                "set commitment_node to the archive's DICOM destination", transient=False)
+        return ask_commitment(commitment_node(self.node, self.config), self.config, instances, timeout)
 
     def close(self) -> None:
         self.client.close()

@@ -375,3 +375,22 @@ def test_jobs_queued_for_a_dicom_node_go_over_stow_once_it_is_configured_so(tmp_
     destination = destination_from_spec("web", old_spec, web_config(tmp_path, url, password=None))
     assert isinstance(destination, StowDestination) and destination.node.stow_url == url
     destination.close()
+
+
+def test_storage_commitment_of_a_stow_destination_is_asked_of_its_dicom_side(tmp_path, orthanc_web):
+    """Orthanc takes STOW-RS on its HTTP port; its DICOM AE confirms what arrived (commitment_node)."""
+    orthanc_web.clear()
+    made = make_instances(tmp_path / "in", 3, patient_id="STOW9")
+    web = {"stow_url": orthanc_web.dicomweb_url, "username": ORTHANC_WEB_USER, "storage_commitment": True,
+           "password_file": str(secret_file(tmp_path / "web.password", ORTHANC_WEB_PASSWORD)), "commitment_node": "archive"}
+    archive = {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": orthanc_web.port}
+    config = outbox_config(tmp_path, {"web": web, "archive": archive})
+    kiosk = Kiosk(tmp_path, to_toml(config).replace("port = 11112", f"port = {orthanc_web.extra['kiosk_port']}", 1))
+    assert "storage commitment asked of archive" in kiosk("send", str(tmp_path / "in"), "--to", "web",
+                                                           "--explain").stdout
+    result = kiosk("send", str(tmp_path / "in"), "--to", "web", "--wait")
+    assert "3 of 3 job(s) delivered, 3 committed" in result.stdout
+    assert {job["state"] for job in kiosk.jobs()} == {"committed"}
+    stored = kiosk("store", str(tmp_path / "in"), "--to", "web", "--commit").stdout
+    assert "storage commitment: 3 committed, 0 failed, 0 not confirmed" in stored
+    assert set(arrived(orthanc_web)) == set(made)

@@ -267,3 +267,17 @@ def test_a_destination_no_longer_configured_keeps_the_rules_its_jobs_were_queued
         outbox.close()
     assert job.state == "failed" and "AccessionNumber" in job.reason
     assert list(storescp.extra["received"].iterdir()) == []
+
+
+def test_kiosk_store_sends_the_coerced_copy_and_names_a_refused_file(tmp_path, storescp):
+    made = convert(tmp_path / "in", "gray.png", "rgb.png", accession="ACC7")
+    no_accession = convert(tmp_path / "other", "gray.png")["gray.png"]
+    rules = {"set": {"InstitutionName": "Legacy Campus"}, "require": ["AccessionNumber"]}
+    kiosk = cli(storescp_config(tmp_path, storescp, rules))
+    result = kiosk("store", str(made["gray.png"]), str(no_accession), str(made["rgb.png"]), "--to", "legacy", check=1)
+    assert "2 of 3 instance(s) stored" in result.stdout
+    assert f"FAILED   {no_accession}: not sent to legacy" in result.stdout and "AccessionNumber" in result.stdout
+    received = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, storescp.extra["received"].iterdir())}
+    assert set(received) == {read_meta(p).sop_instance_uid for p in made.values()}
+    assert {ds.InstitutionName for ds in received.values()} == {"Legacy Campus"}
+    assert not any((tmp_path / "spool" / "copies").iterdir())  # the copies are gone
