@@ -166,6 +166,10 @@ T: dict[str, str] = {
     "send_result_commit": "{done} of {total} stored on {destination}, and the archive confirmed it keeps them",
     "send_result_partial": "{done} of {total} stored on {destination}. The rest are in the Outbox and will be retried: {reason}",
     "send_result_failed": "Not sent to {destination}: {reason}. The images are safe in the Outbox and will be retried.",
+    "send_result_partial_held": "{done} of {total} stored on {destination}. The rest wait in the Outbox until "
+                                "someone fixes this: {reason}",
+    "send_result_failed_held": "Not sent to {destination}: {reason}. The images are safe in the Outbox and wait "
+                               "there until someone fixes this.",
     "commit_waiting": "Waiting for the archive to confirm…",
     "commit_failed": "The archive did not confirm all images; the Outbox will retry.",
     "new_session": "Next patient",

@@ -31,3 +31,35 @@ def test_the_rules_preselect_the_destinations_and_the_send_screen_says_why(kiosk
     ui.wait(lambda: send.finished, timeout=60, what="the send result")
     assert len(received_uids(storescp.extra["received"])) == 1
     assert not list(peers.received.glob("*.dcm"))
+
+
+def test_a_stow_destination_and_a_refusing_rule_from_the_send_screen(kiosk_ui, demo, orthanc_web, storescp, tmp_path):
+    from kiosk.config import CoerceConfig
+    from tests.conftest import ORTHANC_WEB_PASSWORD, ORTHANC_WEB_USER
+
+    peers, config = demo
+    orthanc_web.clear()
+    password = tmp_path / "web.password"
+    password.write_text(ORTHANC_WEB_PASSWORD)
+    password.chmod(0o600)
+    web = NodeConfig(name="web", ae_title="", host="127.0.0.1", port=0, stow_url=orthanc_web.dicomweb_url,
+                     username=ORTHANC_WEB_USER, password_file=str(password))
+    legacy = NodeConfig(name="legacy", ae_title=storescp.aet, host="127.0.0.1", port=storescp.port,
+                        coerce=CoerceConfig(require=["AdmittingDiagnosesDescription"]))
+    config = replace(config, destinations={"web": web, "legacy": legacy})
+    ui = kiosk_ui(config, demo=peers)
+
+    acquire = scan_one_page(ui, "A1001")
+    ui.tap(acquire.ids.review)
+    review = ui.screen("review")
+    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the thumbnail")
+    ui.tap(review.ids.send)
+    send = ui.screen("send")
+    assert orthanc_web.dicomweb_url in send.checks["web"].text
+    ui.tap(send.ids.send)
+    ui.wait(lambda: send.finished, timeout=60, what="the send result")
+    assert "1 of 1 stored on web" in send.result
+    assert "Not sent to legacy" in send.result and "AdmittingDiagnosesDescription" in send.result
+    assert "wait there until someone fixes this" in send.result
+    assert len(orthanc_web.instances()) == 1
+    assert received_uids(storescp.extra["received"]) == []

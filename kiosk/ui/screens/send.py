@@ -37,10 +37,14 @@ def describe(name: str, jobs: list[Any]) -> tuple[str, bool]:
         return T["sending"].format(done=stored + len(failed) + 1 if stored + len(failed) < total else total,
                                    total=total), False
     if failed:
-        reason = failed[0].reason or "no reason given"
+        # A failed job waits for a person (e.g. refused by the destination's rules); a retrying one is retried.
+        stuck = [j for j in failed if j.state == "failed"]
+        reason = (stuck or failed)[0].reason or "no reason given"
+        key = "_held" if stuck else ""
         if stored:
-            return T["send_result_partial"].format(done=stored, total=total, destination=name, reason=reason), True
-        return T["send_result_failed"].format(destination=name, reason=reason), True
+            return T["send_result_partial" + key].format(done=stored, total=total, destination=name,
+                                                        reason=reason), True
+        return T["send_result_failed" + key].format(destination=name, reason=reason), True
     if commitment:
         if len(committed) == total:
             return T["send_result_commit"].format(done=total, total=total, destination=name), True
