@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
     if args.explain:
-        from kiosk.routing import explain
+        from kiosk.explain import explain
 
         print("\n".join(explain(config, routed_files(files), args.to)))
         return 0
