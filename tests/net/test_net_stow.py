@@ -270,6 +270,27 @@ def test_echo_over_https_verifies_the_server_against_tls_ca(tmp_path):
     assert "TLS: the certificate of other" in refused.stderr and "could not be verified" in refused.stderr
 
 
+def test_a_server_asking_for_a_client_certificate_gets_tls_cert_and_key(tmp_path):
+    from tests.net.test_net_tls import make_ca, make_cert
+
+    make_ca(tmp_path, "ca")
+    make_cert(tmp_path, "server", "ca", "IP:127.0.0.1")
+    make_cert(tmp_path, "client", "ca", "DNS:kiosk")
+    made = make_instances(tmp_path / "in", 2)
+    with StowServer(tls=(str(tmp_path / "server.crt"), str(tmp_path / "server.key")),
+                    client_ca=str(tmp_path / "ca.crt")) as server:
+        with_cert = f'cert = "{tmp_path}/client.crt"\nkey = "{tmp_path}/client.key"\n'
+        kiosk = Kiosk(tmp_path, "".join(f'[destinations.{name}]\nstow_url = "{server.url}"\n'
+                                        f'[destinations.{name}.tls]\nca = "{tmp_path}/ca.crt"\n{cert}'
+                                        for name, cert in (("web", with_cert), ("anonymous", ""))))
+        assert "OK, QIDO-RS search answered HTTP 200" in kiosk("echo", "web").stdout
+        assert "2 of 2 instance(s) stored on web" in kiosk("store", str(tmp_path / "in"), "--to", "web").stdout
+        refused = kiosk("echo", "anonymous", check=1)
+        assert not kiosk("store", str(tmp_path / "in"), "--to", "anonymous", check=None).returncode == 0
+    assert "anonymous" in refused.stderr and "TLS" in refused.stderr
+    assert sorted(uid for request in server.requests for uid in request.uids) == sorted(made)
+
+
 def test_echo_to_nobody_says_the_connection_was_refused(tmp_path):
     from tests.support.peers import HOST, free_port
 

@@ -67,10 +67,11 @@ def _reference(uid: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
 class StowServer:
     """``StowServer(script=[Behaviour(...)], max_bytes=N)``; ``url`` is the DICOMweb base URL; ``requests``
     what arrived. ``max_bytes``: larger requests are answered 413; ``token``: requests without
-    ``Authorization: Bearer TOKEN`` are answered 401 (and not recorded). Use as a context manager."""
+    ``Authorization: Bearer TOKEN`` are answered 401 (and not recorded); ``client_ca`` (with ``tls``):
+    only clients with a certificate that CA signed get through the handshake. Use as a context manager."""
 
     def __init__(self, script: list[Behaviour] | None = None, max_bytes: int | None = None,
-                 tls: tuple[str, str] | None = None, token: str | None = None) -> None:
+                 tls: tuple[str, str] | None = None, token: str | None = None, client_ca: str | None = None) -> None:
         self.tls = tls
         self.token = token
         self.script = list(script or [])
@@ -109,6 +110,9 @@ class StowServer:
         if tls is not None:  # (certificate, key) PEM files
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
+            if client_ca is not None:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(client_ca)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="stow-server", daemon=True)
 
