@@ -189,6 +189,16 @@ def check_stow_url(value: str) -> str | None:
     return None
 
 
+def check_sign_in(value: str) -> str | None:
+    return None if value in ("off", "optional", "required") else f"is {value!r}; use \"off\", \"optional\" or \"required\""
+
+
+def check_audit_repository(value: str) -> str | None:
+    if value and not re.fullmatch(r"(tls|udp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", value):
+        return f"is {value!r}; write tls://host:6514 (RFC 5425) or udp://host:514 (RFC 5426), or leave it empty"
+    return None
+
+
 def check_coerce_table(value: dict) -> str | None:
     from kiosk.coerce import check_rules  # lazy: it reads pydicom's data dictionary
 
@@ -290,6 +300,17 @@ class LocalConfig:
     institution_address: str = setting("", None, "Institution Address written into every object")
     department: str = setting("", None, "Institutional Department Name written into every object")
     uid_root: str = setting("", check_uid_root, "optional organisation root for generated UIDs")
+    tls: ListenerTLSConfig | None = None
+
+
+@dataclass(frozen=True)
+class ListenerTLSConfig:
+    """[local.tls]: with it the listener accepts DICOM over TLS only (TLS 1.2+, BCP 195 ciphers)."""
+
+    cert: str = setting(check=check_pem_cert, doc="the listener's certificate (PEM)")
+    key: str = setting("", check_existing_file, "its key (PEM, no passphrase); empty: in the cert file")
+    ca: str = setting("", check_pem_ca, "CA bundle (PEM) that signed the peers' client certificates")
+    require_client_cert: bool = setting(False, None, "refuse a peer without a client certificate the CA signed")
 
 
 @dataclass(frozen=True)
@@ -356,6 +377,7 @@ def _keys(cls: type, *names: str) -> dict[str, Field]:
 
 
 LOCAL_FIELDS = schema(LocalConfig)
+LISTENER_TLS_FIELDS = schema(ListenerTLSConfig)
 TLS_FIELDS = schema(TLSConfig)
 NODE_FIELDS = _keys(NodeConfig, "ae_title", "host", "port", "connect_timeout", "acse_timeout", "dimse_timeout",
                     "network_timeout", "max_pdu")
@@ -403,6 +425,7 @@ class UIConfig:
                                   "series description choices, separated by ';'")
     generate_patient_id: bool = setting(False, None, "the new-patient form proposes an ID (prefix + date + random)")
     patient_id_prefix: str = setting("K", check_id_prefix, "prefix of generated patient IDs (letters, digits, '-')")
+    sign_in: str = setting("off", check_sign_in, "operator sign-in: off, optional or required (kiosk operator add)")
 
 
 @dataclass(frozen=True)
@@ -437,6 +460,20 @@ class AcquisitionConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: the DICOM audit trail (IHE ATNA) and the Audit Record Repository it goes to (kiosk/audit/)."""
+
+    repository: str = setting("", check_audit_repository, "tls://host:6514 or udp://host:514; empty: kept "
+                              "locally only")
+    ca: str = setting("", lambda v: v and check_pem_ca(v), "CA bundle (PEM) that signed the repository's certificate; "
+                      "empty: the system's CAs")
+    cert: str = setting("", lambda v: v and check_pem_cert(v), "our client certificate (PEM), if the repository "
+                        "asks for one")
+    key: str = setting("", lambda v: v and check_existing_file(v), "the key of our client certificate (PEM)")
+    keep_days: float = setting(90.0, check_positive, "days the local copy of each audit message is kept")
+
+
+@dataclass(frozen=True)
 class RoutingConfig:
     """[routing]: which destinations a session's objects go to (kiosk/routing.py)."""
 
@@ -454,7 +491,8 @@ class NetworkConfig:
 
 #: The sections beyond networking, each a field of ``Config`` of the same name.
 SECTIONS: dict[str, type] = {"outbox": OutboxConfig, "ui": UIConfig, "presets": PresetsConfig,
-                             "acquisition": AcquisitionConfig, "network": NetworkConfig, "routing": RoutingConfig}
+                             "acquisition": AcquisitionConfig, "network": NetworkConfig, "routing": RoutingConfig,
+                             "audit": AuditConfig}
 
 
 @dataclass(frozen=True)
@@ -473,6 +511,7 @@ class Config:
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 def default_config_path() -> Path:
@@ -632,6 +671,23 @@ def _stow_node(name: str, values: dict[str, Any], tls: TLSConfig | None, coerce:
     return NodeConfig(name=name, ae_title="", host=parts.hostname or "", port=port, tls=tls, coerce=coerce, **values)
 
 
+def _local(data: Any, problems: list[str]) -> LocalConfig:
+    """[local], with its optional [local.tls] table."""
+    data = dict(data) if isinstance(data, dict) else data
+    tls_data = data.pop("tls", None) if isinstance(data, dict) else None
+    local = _typed(LocalConfig, data, "local.", problems)
+    if tls_data is None:
+        return local
+    before = len(problems)
+    tls = _typed(ListenerTLSConfig, tls_data, "local.tls.", problems)
+    if len(problems) == before and (problem := tls_pair_problem(tls.cert, tls.key)):
+        problems.append(f"local.tls.{'key' if tls.key else 'cert'}: {problem}; give an unencrypted PEM key that "
+                        "belongs to the certificate")
+    if tls.require_client_cert and not tls.ca:
+        problems.append("local.tls.ca: missing; require_client_cert needs the CA that signs the peers' certificates")
+    return dataclasses.replace(local, tls=tls)
+
+
 def _cross_check(destinations: dict[str, NodeConfig], routing: RoutingConfig, problems: list[str]) -> None:
     """What one destination or rule says about another: names that must exist and be of the right kind."""
     for name, node in destinations.items():
@@ -657,7 +713,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     for key in data:
         if key not in known:
             problems.append(_unknown(key, "", known).replace("unknown key", "unknown section"))
-    local = _typed(LocalConfig, data.get("local", {}), "local.", problems)
+    local = _local(data.get("local", {}), problems)
     destinations: dict[str, NodeConfig] = {}
     dest_data = data.get("destinations", {})
     if not isinstance(dest_data, dict):
@@ -747,6 +803,8 @@ def to_toml(config: Config) -> str:
     """Render a configuration as TOML that ``load_config`` reads back unchanged."""
     lines: list[str] = []
     _toml_table("local", values_of(config.local), lines)
+    if config.local.tls:
+        _toml_table("local.tls", {k: v for k, v in values_of(config.local.tls).items() if v != ""}, lines)
     nodes = [(f"destinations.{_toml_key(n.name)}", n, STOW_FIELDS if n.stow_url else DESTINATION_FIELDS)
              for n in config.destinations.values()]
     if config.worklist:
