@@ -41,6 +41,15 @@ def save(folder: Path, query: str, items: list[Any]) -> None:
         log.warning("the worklist copy for outages could not be written (%s)", exc.strerror or exc)
 
 
+def forget(folder: Path) -> bool:
+    """Delete the kept answer (``kiosk outbox purge``); whether there was one."""
+    try:
+        (folder / NAME).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def load(folder: Path, query: str) -> CachedWorklist | None:
     """The kept answer to ``query``, or None (none kept, another query's, or unreadable)."""
     from pydicom.dataset import Dataset

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     remove.add_argument("--force", action="store_true", help="also remove jobs not yet delivered")
     remove.set_defaults(run=run_remove, needs_config=True)
 
+    purge = actions.add_parser("purge", help="delete everything delivered now (spool files, their jobs, sent MPPS "
+                               "messages, the offline worklist copy), e.g. before decommissioning the kiosk")
+    purge.set_defaults(run=run_purge, needs_config=True)
+
     service = actions.add_parser("run", help="deliver in the foreground until stopped (the systemd service); "
                                  "listens on [local] port for C-ECHO and storage commitment reports")
     service.add_argument("--exit-when-idle", action="store_true",
@@ -146,6 +150,29 @@ def run_remove(args: argparse.Namespace, config: Config) -> int:
     finally:
         outbox.close()
     print(f"{count} job(s) removed")
+    return 0
+
+
+def run_purge(_args: argparse.Namespace, config: Config) -> int:
+    from kiosk import worklist_cache
+    from kiosk.outbox.housekeeping import purge
+    from kiosk.session import sessions_dir
+
+    outbox = _open(config)
+    try:
+        purged = purge(outbox)
+    finally:
+        outbox.close()
+    sessions = sessions_dir(config.ui.sessions_dir)
+    print(f"deleted {purged.files} delivered file(s) and {purged.step_messages} sent MPPS message(s)"
+          + ("; the offline worklist copy" if worklist_cache.forget(sessions) else ""))
+    kept = [f"{purged.kept_jobs} job(s) not delivered (see 'kiosk outbox list'; 'kiosk outbox remove --force' "
+            "deletes them)"] if purged.kept_jobs else []
+    held = [p for p in sessions.iterdir() if p.is_dir()] if sessions.is_dir() else []
+    if held:
+        kept.append(f"{len(held)} session(s) with unsent captures in {sessions} (send or discard them in the touch UI)")
+    for line in kept:
+        print(f"kept: {line}")
     return 0
 
 

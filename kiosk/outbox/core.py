@@ -81,17 +81,18 @@ class Outbox:
             self._steps = StepQueue(self.settings.spool_dir / STEPS_NAME)
         return self._steps
 
-    def _has_steps(self) -> bool:
-        # Never create the file only to look: no MPPS configured, or a full disk.
+    def has_steps(self) -> bool:
+        """Whether MPPS messages were ever queued here (the file is never created only to look:
+        no MPPS configured, or a full disk)."""
         return self._steps is not None or (self.settings.spool_dir / STEPS_NAME).exists()
 
     def step_messages(self, limit: int = 200) -> list[Any]:
         """The latest MPPS messages (``kiosk.outbox.steps.StepMessage``); none if none was ever queued."""
-        return self.steps.messages(limit=limit) if self._has_steps() else []
+        return self.steps.messages(limit=limit) if self.has_steps() else []
 
     def next_step_due(self) -> float | None:
         """When the next MPPS message falls due (``StepQueue.next_due``); None if none waits."""
-        return self.steps.next_due() if self._has_steps() else None
+        return self.steps.next_due() if self.has_steps() else None
 
     def queue_step(self, step_uid: str, action: str, step_status: str, label: str, node: str,
                    spec: dict[str, Any], dataset: dict[str, Any]) -> int:

@@ -209,6 +209,8 @@ class Journal:
         self._db.execute("PRAGMA foreign_keys=ON")
         # Let the WAL shrink back after checkpoints instead of keeping its peak size.
         self._db.execute("PRAGMA journal_size_limit=1048576")
+        # Deleted rows (patient names in the file records' history) are overwritten, not left in free pages.
+        self._db.execute("PRAGMA secure_delete=ON")
         with self._write() as db:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -470,6 +472,12 @@ class Journal:
             db.execute("DELETE FROM jobs WHERE instance_id = ?", (instance_id,))
             db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
             return row[0]
+
+    def compact(self) -> None:
+        """Rewrite the journal without its free pages (``kiosk outbox purge``: nothing deleted stays in the file)."""
+        with self._lock, _damage_reported(self.path):
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def live_spool_names(self) -> set[str]:
         """Spool files the journal still needs."""

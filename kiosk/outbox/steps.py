@@ -82,6 +82,7 @@ class StepQueue:
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # deleted messages hold patient data: overwritten
         with self._lock:
             self._db.executescript(SCHEMA)
         private_sqlite(self.path)  # step messages hold patient data
@@ -130,6 +131,21 @@ class StepQueue:
         where, params = ("WHERE step_uid = ?", (step_uid,)) if step_uid else ("", ())
         rows = self._read(f"SELECT {_COLUMNS} FROM messages {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_message(row) for row in reversed(rows)]
+
+    def forget_sent(self, before: float) -> int:
+        """Delete the steps every message of which was sent, the last before ``before``; how many messages
+        went. A step with a message unsent or failed keeps all of them (a person may need them)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM messages WHERE step_uid IN (SELECT step_uid FROM messages GROUP BY step_uid "
+                "HAVING SUM(state != ?) = 0 AND MAX(updated) < ?)", (SENT, before))
+            return cursor.rowcount
+
+    def compact(self) -> None:
+        """Rewrite the file without its free pages."""
+        with self._lock:
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _first_pending(self) -> list[StepMessage]:
         return [_message(row) for row in self._read(_FIRST_PENDING, (QUEUED, RETRYING, SENT))]

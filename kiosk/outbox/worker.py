@@ -35,7 +35,7 @@ from kiosk.outbox import events as ev
 from kiosk.outbox.core import Outbox
 from kiosk.outbox.destinations import (DeliveryError, Destination, Item, Outcome, destination_from_spec, node_from_spec,
                                        preload)
-from kiosk.outbox.housekeeping import delete_expired
+from kiosk.outbox.housekeeping import delete_expired, delete_sent_steps
 from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
 from kiosk.outbox.shaping import sent_identity, shaped
 from kiosk.outbox.steps import FAILED as STEP_FAILED
@@ -142,6 +142,7 @@ class Delivery:
     def _housekeeping(self) -> None:
         try:
             delete_expired(self.outbox.journal, self.outbox.spool, self.settings.retention_hours)
+            delete_sent_steps(self.outbox, self.settings.retention_hours)
         except sqlite3.OperationalError as exc:
             log.warning("outbox housekeeping skipped: the journal cannot be written (%s)", exc)
 
