@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
@@ -111,7 +112,8 @@ def test_badge_then_pin_and_the_name_goes_into_operators_name(kiosk_ui, demo, op
     assert events[-1] == OperatorEvent(SIGNED_OUT, "SMITH^Anna", "finish")
 
 
-def test_wrong_pin_unknown_badge_and_lock_out_are_refused_with_a_message(kiosk_ui, demo, operators):
+def test_wrong_pin_unknown_badge_and_lock_out_are_refused_with_a_message(kiosk_ui, demo, operators, caplog):
+    caplog.set_level(logging.INFO)
     ui, events = start(kiosk_ui, demo, "required")
     screen = names_listed(ui)
     ui.type("NOT-A-BADGE", enter=True)
@@ -134,8 +136,11 @@ def test_wrong_pin_unknown_badge_and_lock_out_are_refused_with_a_message(kiosk_u
     ui.wait(lambda: not screen.checking and screen.error == locked, what="the lock-out again")
     assert ui.app.operator is None
     assert [e.detail for e in events].count("locked out") == 2
-    # Nothing logged or published holds a PIN.
-    assert not any("9999" in repr(e) or "1357" in repr(e) for e in events)
+    # Nothing logged or published holds a PIN or a badge code.
+    assert "sign-in refused" in caplog.text  # the check below looks at a log that has the refusals
+    published = "".join(repr(e) for e in events)
+    for secret in ("9999", "1357", "NOT-A-BADGE"):
+        assert secret not in published and secret not in caplog.text
 
 
 def test_optional_sign_in_lets_a_session_start_and_a_tap_signs_out(kiosk_ui, demo, operators):

@@ -24,6 +24,7 @@ from kiosk.ui.strings import T
 log = logging.getLogger(__name__)
 
 MAX_PIN = 12
+MAX_BADGE = 256  # characters kept of what a wedge types before Enter
 ENTER = (13, 271)
 
 
@@ -70,7 +71,7 @@ class SignInScreen(KioskScreen):
 
     # -- the badge (keyboard wedge) ----------------------------------------------------
     def on_typed(self, typed: str) -> bool:
-        self._badge += typed
+        self._badge = (self._badge + typed)[-MAX_BADGE:]
         return True
 
     def on_key(self, key: int) -> bool:
