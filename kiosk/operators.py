@@ -221,7 +221,7 @@ class OperatorEvent:
     ``kind``: ``SIGNED_IN``, ``SIGNED_OUT`` or ``FAILED``. ``name``: the
     operator's name (Family^Given); "" when an unknown badge was scanned.
     ``detail``: how (sign-in: "badge" or "name"), why (sign-out: "finish",
-    "idle" or "tap") or what failed ("wrong pin", "locked out",
+    "idle", "tap" or "settings") or what failed ("wrong pin", "locked out",
     "unknown badge"). Never a PIN or a badge code.
     """
 

@@ -160,7 +160,7 @@ class KioskApp(App):
         self.ui = config.ui
         self.sign_in_mode = config.ui.sign_in
         if self.sign_in_mode == "off" and self.operator is not None:
-            self.sign_out("tap")
+            self.sign_out("settings")
         old, self.services = self.services, Services(config, demo=self.demo)
         old.close()  # frees the port before the new listener takes it
         self.run_async(self.services.start_listener, lambda _r: None, session_bound=False)
@@ -191,8 +191,6 @@ class KioskApp(App):
 
     def sign_in_as(self, operator: Operator, via: str) -> None:
         """``operator`` typed their PIN (after a badge scan when ``via`` is "badge", else "name")."""
-        if self.operator is not None and self.operator != operator:
-            self.sign_out("tap")
         self.operator = operator
         log.info("operator signed in by %s", via)
         self.operator_events.publish(OperatorEvent(SIGNED_IN, operator.name, via))
@@ -203,7 +201,8 @@ class KioskApp(App):
         self.go(self._after_sign_in if self._after_sign_in != "signin" else "patient")
 
     def sign_out(self, why: str) -> None:
-        """Sign the operator out (``why``: "finish", "idle" or "tap"); nothing happens if nobody is signed in."""
+        """Sign the operator out (``why``: "finish", "idle", "tap" or "settings", sign-in turned off);
+        nothing happens if nobody is signed in."""
         operator, self.operator = self.operator, None
         if operator is None:
             return

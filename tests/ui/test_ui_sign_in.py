@@ -82,6 +82,10 @@ def test_required_sign_in_blocks_sessions_until_a_name_and_pin(kiosk_ui, demo, o
     ui.tap(start_session_by_barcode(ui, "A1004").ids.yes)
     ui.wait(lambda: ui.app.session is not None, what="the session")
     ui.screenshot("signed_in")
+    ui.tap(banner(ui).operator)  # required: signing out in a session is Finish (nothing unsent: at once)
+    ui.wait(lambda: ui.app.operator is None, what="the sign-out")
+    assert ui.app.session is None and ui.app.manager.current == "signin"
+    assert events[-1] == OperatorEvent(SIGNED_OUT, "SMITH^Anna", "finish")
 
 
 def test_badge_then_pin_and_the_name_goes_into_operators_name(kiosk_ui, demo, operators):
