@@ -6,6 +6,13 @@ slow work (``run_async``) and get results back on the UI thread through
 ended are dropped, so no data of a previous patient reaches the screen.
 Layouts live in the .kv files next to each screen; all sentences in
 ``strings.py``.
+
+With ``[ui] sign_in`` "optional" or "required" the app also holds the
+signed-in operator (``operator``, a ``kiosk.operators.Operator`` or None) and
+publishes every sign-in, sign-out and refused PIN on ``operator_events``
+(``kiosk.operators.OperatorEvents``): the audit trail subscribes there.
+"required": the Patient screen, and so every session, waits for a sign-in.
+Finish, the idle timeout and a tap on the operator in the banner sign out.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from kivy.uix.screenmanager import NoTransition
 
 from kiosk.config import Config
 from kiosk.errors import KioskError
+from kiosk.operators import FAILED, SIGNED_IN, SIGNED_OUT, Operator, OperatorEvent, OperatorEvents
 from kiosk.session import Session, SessionStore, sessions_dir
 from kiosk.station import Station
 from kiosk.ui import text
@@ -37,7 +45,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 BG = (0.07, 0.08, 0.10, 1)  # theme.kv's BG
-SCREENS = ("patient", "acquire", "review", "send", "outbox", "settings")
+SCREENS = ("patient", "acquire", "review", "send", "outbox", "settings", "signin")
 
 
 def process_age() -> float | None:
@@ -59,6 +67,8 @@ class KioskApp(App):
     session_revision = NumericProperty(0)  # counts the session's saved changes (bumped on the UI thread)
     has_session = BooleanProperty(False)
     message = StringProperty("")
+    operator: Operator | None = ObjectProperty(None, allownone=True)  # who is signed in
+    sign_in_mode = StringProperty("off")  # [ui] sign_in, as a property the banner follows
 
     def __init__(self, kiosk_config: Config, store: SessionStore | None = None,
                  demo: Any = None, **kwargs: Any) -> None:
@@ -73,6 +83,9 @@ class KioskApp(App):
         self._stopped = False
         self._events: list[Any] = []
         self.services: Any = None
+        self.sign_in_mode = self.ui.sign_in
+        self.operator_events = OperatorEvents()
+        self._after_sign_in = "patient"  # where the sign-in screen leads
 
     # -- strings -----------------------------------------------------------
     @staticmethod
@@ -100,6 +113,7 @@ class KioskApp(App):
             Builder.load_file(str(HERE / "screens" / f"{name}.kv"))
             manager.add_widget(module.SCREEN(name=name))
         self.manager = manager
+        self.go("patient")  # the sign-in screen instead while a sign-in is required
         root = Builder.load_string("RootLayout:")
         root.ids.holder.add_widget(manager)
         Window.clearcolor = BG  # the background, drawn by the frame's clear instead of a rectangle
@@ -144,13 +158,68 @@ class KioskApp(App):
 
         self.kiosk_config = config
         self.ui = config.ui
+        self.sign_in_mode = config.ui.sign_in
+        if self.sign_in_mode == "off" and self.operator is not None:
+            self.sign_out("settings")
         old, self.services = self.services, Services(config, demo=self.demo)
         old.close()  # frees the port before the new listener takes it
         self.run_async(self.services.start_listener, lambda _r: None, session_bound=False)
 
     # -- navigation ----------------------------------------------------------
     def go(self, name: str) -> None:
+        if name == "patient" and self.sign_in_required():
+            self._after_sign_in, name = "patient", "signin"
         self.manager.current = name
+
+    # -- operator sign-in --------------------------------------------------------
+    def sign_in_required(self) -> bool:
+        """True while nobody is signed in and ``[ui] sign_in`` is "required"."""
+        return self.sign_in_mode == "required" and self.operator is None
+
+    def open_sign_in(self) -> None:
+        """The banner's operator control: sign in, or sign out the operator shown."""
+        if self.operator is None:
+            self._after_sign_in = self.manager.current if self.manager.current != "signin" else "patient"
+            self.manager.current = "signin"
+        elif self.sign_in_mode == "required" and self.session is not None:
+            # Objects must not be built without an operator: signing out ends the session, as Finish does.
+            from kiosk.ui.widgets.finish import confirm_finish
+
+            confirm_finish(self)
+        else:
+            self.sign_out("tap")
+
+    def sign_in_as(self, operator: Operator, via: str) -> None:
+        """``operator`` typed their PIN (after a badge scan when ``via`` is "badge", else "name")."""
+        self.operator = operator
+        log.info("operator signed in by %s", via)
+        self.operator_events.publish(OperatorEvent(SIGNED_IN, operator.name, via))
+        self.leave_sign_in()
+
+    def leave_sign_in(self) -> None:
+        """Back from the sign-in screen to where the user was (the Patient screen at first)."""
+        self.go(self._after_sign_in if self._after_sign_in != "signin" else "patient")
+
+    def sign_out(self, why: str) -> None:
+        """Sign the operator out (``why``: "finish", "idle", "tap" or "settings", sign-in turned off);
+        nothing happens if nobody is signed in."""
+        operator, self.operator = self.operator, None
+        if operator is None:
+            return
+        log.info("operator signed out (%s)", why)
+        self.operator_events.publish(OperatorEvent(SIGNED_OUT, operator.name, why))
+        if self.sign_in_mode == "required" and self.manager.current == "patient":
+            self.go("patient")
+
+    def sign_in_failed(self, name: str, what: str) -> None:
+        """A refused sign-in (``what``: "wrong pin", "locked out" or "unknown badge"; ``name`` "" if unknown)."""
+        log.info("sign-in refused: %s", what)
+        self.operator_events.publish(OperatorEvent(FAILED, name, what))
+
+    @property
+    def operators_name(self) -> str:
+        """The signed-in operator's name (Family^Given) for Operators' Name, or ""."""
+        return self.operator.name if self.operator is not None else ""
 
     def _key(self, _window: Any, key: int, *_args: Any) -> bool:
         """Keyboard / foot pedal: the current screen may take a key (e.g. Capture)."""
@@ -246,9 +315,12 @@ class KioskApp(App):
         Clock.schedule_once(on_ui)
 
     def start_session(self, context: Any) -> None:
-        """Begin capturing for a confirmed patient (a ``StudyContext``)."""
+        """Begin capturing for a confirmed patient (a ``StudyContext``); not while a sign-in is required."""
+        if self.sign_in_required():
+            self.go("patient")
+            return
         if self.session is not None:
-            self.end_session()
+            self._end_station()
         self.station = Station.start(self.store, context)
         self.services.track(self.station)
         self.session = self.station.session
@@ -256,23 +328,31 @@ class KioskApp(App):
         self.go("acquire")
 
     def resume_session(self, folder: Path) -> None:
+        if self.sign_in_required():
+            self.go("patient")
+            return
         if self.session is not None:
-            self.end_session()
+            self._end_station()
         self.station = Station.resume(self.store.load(folder))
         self.services.track(self.station)
         self.session = self.station.session
         self._session_changed()
         self.go("review")
 
-    def end_session(self, reason: str = "") -> None:
-        """Finish/idle: keep unsent captures in the store, clear every screen, back to Patient."""
+    def end_session(self, reason: str = "", why: str = "finish") -> None:
+        """Finish/idle (``why``): keep unsent captures in the store, clear every screen, sign the
+        operator out, back to Patient."""
+        self._end_station()
+        self.sign_out(why)
+        self.go("patient")
+        if reason:
+            self.show_message(reason)
+
+    def _end_station(self) -> None:
         station, self.station, self.session = self.station, None, None
         if station is not None:
             station.end()
         self._session_changed()
-        self.go("patient")
-        if reason:
-            self.show_message(reason)
 
     def _session_changed(self) -> None:
         self._generation += 1
@@ -288,16 +368,20 @@ class KioskApp(App):
 
     def _check_idle(self, _dt: float) -> None:
         timeout = self.ui.idle_timeout
-        if not timeout or self.session is None:
+        if not timeout or (self.session is None and self.operator is None):
             return
         if any(getattr(screen, "busy", False) for screen in self.manager.screens):
             # A scan, recording or save in progress is not idleness: the countdown starts when it ends.
             self.last_activity = time.monotonic()
             return
         if time.monotonic() - self.last_activity >= timeout:
+            if self.session is None:  # signed in, no patient yet
+                log.info("idle timeout after %s s", timeout)
+                self.sign_out("idle")
+                return
             log.info("idle timeout after %s s: %s", timeout, self.session.label())
             self.end_session(T["idle_ended"].format(duration=f"{round(timeout / 60)} min" if timeout >= 60
-                                                    else f"{timeout} s"))
+                                                    else f"{timeout} s"), why="idle")
 
     # -- admin PIN -----------------------------------------------------------
     def require_pin(self, then: Callable[[], None]) -> None:

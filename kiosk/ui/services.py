@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from kiosk.config import Config, NodeConfig, values_of
 from kiosk.errors import KioskError
+from kiosk.operators import OperatorRegister
 from kiosk.ui.background import background_priority
 from kiosk.ui.strings import T
 
@@ -87,6 +88,7 @@ class Services:
         self.listener: Any = None
         self.listener_problem = ""
         self._closed = False
+        self.operators = OperatorRegister()  # who may sign in (kiosk operator add)
 
     # -- worklist and query -------------------------------------------------------
     def worklist_configured(self) -> bool:
@@ -262,24 +264,26 @@ class Services:
             return
         self._delivery.start()
 
-    def build_options(self, study: Any = None) -> Any:
+    def build_options(self, study: Any = None, operators_name: str = "") -> Any:
         """The station's build options from the configuration (a session adds its own series options);
-        for ``study`` (a StudyContext) the first free Series Number of its study on the PACS."""
+        for ``study`` (a StudyContext) the first free Series Number of its study on the PACS;
+        ``operators_name`` (the signed-in operator, Family^Given) goes into Operators' Name."""
         from kiosk.dicomize import BuildOptions
         from kiosk.existing_study import join_study
 
         first = join_study(study, self.config)[1] if study is not None else 1
-        return BuildOptions.from_config(self.config, first_series_number=first)
+        return BuildOptions.from_config(self.config, first_series_number=first, operators_name=operators_name or None)
 
-    def send(self, station: Any, destinations: list[str]) -> SendJob:
-        """Build the station's objects one at a time, each queued durably in the outbox for each destination."""
+    def send(self, station: Any, destinations: list[str], operators_name: str = "") -> SendJob:
+        """Build the station's objects one at a time, each queued durably in the outbox for each destination;
+        ``operators_name``: who is signed in (taken when Send was pressed)."""
         from kiosk.outbox.destinations import spec_of_node
         from kiosk.station import OutboxOutput
 
         nodes = {name: self.config.destinations[name] for name in destinations}
         specs = {name: spec_of_node(node) for name, node in nodes.items()}
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
-        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study))
+        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study, operators_name))
         return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)
 
     def job_states(self, job: SendJob) -> dict[str, list[Any]]:

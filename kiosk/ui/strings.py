@@ -29,6 +29,21 @@ T: dict[str, str] = {
     "finish_locked": "Discarding is locked: no administrator PIN is set (ui.admin_pin). Keep them for later instead.",
     "finish_kept": "{count} image(s) kept in the Outbox under Unsent sessions, where they can be resumed.",
     "finish_discarded": "{count} image(s) discarded.",
+    # operator sign-in (banner and sign-in screen)
+    "sign_in": "Sign in",
+    "signed_in_as": "{name}\n[size=15sp]tap to sign out[/size]",
+    "signin_title": "Who is working?",
+    "signin_hint": "Scan your badge, or tap your name; then type your personal PIN.",
+    "signin_pick": "Scan your badge or tap your name",
+    "signin_pin_for": "PIN for {name}",
+    "signin_checking": "Checking…",
+    "signin_nobody": "No operators are registered. The administrator adds them with: kiosk operator add",
+    "signin_badge_unknown": "This badge is not registered. Tap your name instead, or ask the administrator "
+                            "to register the badge.",
+    "signin_pin_wrong": "Wrong PIN. {left} more tries, then this name is locked for a few minutes.",
+    "signin_locked": "Too many wrong PINs: {name} is locked for about {minutes} min. Try again later, "
+                     "or ask the administrator.",
+    "signin_removed": "{name} is no longer registered.",
     # patient screen
     "patient_title": "Who is the patient?",
     "search_hint": "Scan a barcode or type a name, patient ID or accession number",

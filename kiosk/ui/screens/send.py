@@ -116,9 +116,10 @@ class SendScreen(KioskScreen):
             return
         self.sending = True
         self.result = T["busy"]
+        operator = self.app.operators_name  # who pressed Send, even if they sign out while it builds
 
         def work() -> Any:
-            job = self.app.services.send(station, names)  # the station then removes the session's own copies
+            job = self.app.services.send(station, names, operator)  # the station then removes the session's own copies
             self.app.session_saved(station.session)  # it holds no images now: every screen says so
             return job
 
