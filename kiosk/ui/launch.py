@@ -85,5 +85,11 @@ def run_ui(config: Config, demo: Any = None) -> int:
     configure_window(config.ui)
     from kiosk.ui.app import KioskApp
 
-    KioskApp(config, demo=demo).run()
+    from kiosk.audit import events, trail
+
+    trail.record(events.application_activity(trail.application(), True, "touch UI", trail.operator()))
+    try:
+        KioskApp(config, demo=demo).run()
+    finally:
+        trail.record(events.application_activity(trail.application(), False, "touch UI", trail.operator()))
     return 0
