@@ -7,5 +7,5 @@
 - ``syslog``: RFC 5424 framing and the RFC 5425 (TLS) / RFC 5426 (UDP) transports;
 - ``sender``: the thread that delivers the queue, in order, to the Audit Record Repository;
 - ``trail``: this process's trail: ``record`` (never raises), the operator, the sender;
-- ``files``: which patients and studies a set of DICOM files holds (for transfer events).
+- ``transfers``: the two messages of one attempt to send files (per study, read from the files).
 """

@@ -7,6 +7,7 @@ when nobody signed in). Record the result with ``kiosk.audit.trail.record``.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass, field
@@ -19,13 +20,19 @@ from kiosk.audit.messages import ActiveParticipant, AuditMessage, ParticipantObj
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
+@functools.lru_cache(maxsize=1)
+def host_name() -> str:
+    """This machine's name, looked up once (``gethostname``: no DNS query that could block a capture)."""
+    return socket.gethostname()
+
+
 @dataclass(frozen=True)
 class Application:
     """This kiosk as an active participant."""
 
     ae_title: str
     station_name: str = ""
-    host: str = field(default_factory=socket.getfqdn)
+    host: str = field(default_factory=host_name)
     pid: int = field(default_factory=os.getpid)
     site: str = ""  # the institution, AuditEnterpriseSiteID
 

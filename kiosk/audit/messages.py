@@ -115,8 +115,9 @@ class AuditMessage:
         return ET.tostring(root, encoding="utf-8", xml_declaration=False)
 
     def summary(self) -> str:
-        """One line for ``kiosk audit list``: the participants and objects by ID."""
-        people = ", ".join(f"{p.user_id}{'*' if p.requestor else ''}" for p in self.participants)
+        """One line for ``kiosk audit list``: participants (AE title or user ID; * the requestor), objects by ID."""
+        people = ", ".join(f"{p.alternative_user_id.removeprefix('AETITLES=') or p.user_id}{'*' if p.requestor else ''}"
+                           for p in self.participants)
         objects = ", ".join(f"{o.id_type.meaning} {o.object_id}" for o in self.objects)
         return f"{people}{'; ' + objects if objects else ''}"
 

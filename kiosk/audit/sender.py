@@ -69,7 +69,7 @@ class Sender:
             except syslog.TransportError as exc:
                 if exc.sent:
                     self.queue.mark_sent(ids[:exc.sent])
-                self.queue.mark_failed(ids[exc.sent:exc.sent + 1], exc.message)
+                self.queue.mark_failed(ids[exc.sent:], exc.message)
                 return total + exc.sent, exc.message
             total += len(ids)
         return total, ""

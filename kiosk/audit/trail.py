@@ -10,11 +10,10 @@ the capture goes on. The log names the event, never the patient.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from pathlib import Path
 
-from kiosk.audit import syslog
+from kiosk.audit import events, syslog
 from kiosk.audit.events import Application, Peer
 from kiosk.audit.messages import AuditMessage
 from kiosk.audit.queue import AuditQueue, default_dir
@@ -31,10 +30,16 @@ _state: dict = {"audit": AuditConfig(), "local": LocalConfig(), "folder": None, 
 def configure(config: Config, folder: Path | None = None) -> None:
     """Use ``config``'s [audit] and [local] from now on; ``folder`` for the queue (default: the user data dir)."""
     with _lock:
+        sender = _state["sender"]
+        restart = sender is not None and (config.audit != _state["audit"] or folder != _state["folder"])
+        if restart:
+            sender.stop()
         if _state["queue"] is not None and folder != _state["folder"]:
             _state["queue"].close()
             _state["queue"] = None
         _state.update(audit=config.audit, local=config.local, folder=folder)
+        if restart:  # e.g. [audit] changed in Settings: the running sender takes the new repository
+            _state["sender"] = Sender(queue(), config.audit).start()
 
 
 def application() -> Application:
@@ -57,6 +62,14 @@ def operator() -> str | None:
     return _state["operator"]
 
 
+def authenticated(user: str, login: bool = True, succeeded: bool = True, reason: str = "") -> None:
+    """Record a sign-in (``login``) or sign-out of ``user`` (User Authentication); a successful sign-in makes
+    them the operator of the events that follow, a sign-out ends that. ``reason``: why a sign-in was refused."""
+    if succeeded:
+        set_operator(user if login else None)
+    record(events.user_authentication(application(), user, login, succeeded, reason))
+
+
 def queue() -> AuditQueue:
     """The local queue (opened on first use)."""
     with _lock:
@@ -68,7 +81,8 @@ def queue() -> AuditQueue:
 def record(message: AuditMessage) -> int | None:
     """Keep ``message`` (durably) for the repository; its queue id, or None if it could not be kept (logged)."""
     try:
-        data = syslog.frame(message.xml(), message.time, socket.getfqdn(), application().pid, bool(message.outcome))
+        app = application()
+        data = syslog.frame(message.xml(), message.time, app.host, app.pid, bool(message.outcome))
         entry = queue().add(message.event_id.meaning, ", ".join(t.meaning for t in message.event_types),
                             int(message.outcome), message.summary(), data, message.time.timestamp())
     except Exception as exc:  # noqa: BLE001 - an audit failure must not stop a capture

@@ -87,9 +87,11 @@ def run_ui(config: Config, demo: Any = None) -> int:
 
     from kiosk.audit import events, trail
 
+    trail.start_sender()  # the UI is a long-running process: its audit trail goes out while it runs
     trail.record(events.application_activity(trail.application(), True, "touch UI", trail.operator()))
     try:
         KioskApp(config, demo=demo).run()
     finally:
         trail.record(events.application_activity(trail.application(), False, "touch UI", trail.operator()))
+        trail.stop_sender()
     return 0

@@ -109,3 +109,20 @@ def test_since_takes_dates_and_durations():
     assert parse_since(None) == 0.0
     with pytest.raises(Exception, match="neither a date nor a duration"):
         parse_since("yesterday", now)
+
+
+def test_sign_in_makes_the_operator_the_requestor_until_sign_out(tmp_path):
+    trail.configure(parse_config({}), tmp_path / "audit")
+    try:
+        trail.authenticated("alice", succeeded=False, reason="wrong PIN")
+        assert trail.operator() is None
+        trail.authenticated("alice")
+        accessed = events.instances_accessed(trail.application(), [STUDY], operator=trail.operator())
+        trail.authenticated("alice", login=False)
+        assert trail.operator() is None
+        entries = trail.queue().entries()
+    finally:
+        trail.configure(parse_config({}))
+    assert [(e.event_type, e.outcome) for e in entries] == [("Login", 4), ("Login", 0), ("Logout", 0)]
+    (person,) = [p for p in xml(accessed).findall("ActiveParticipant") if p.get("UserID") == "alice"]
+    assert person.get("UserIsRequestor") == "true"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -141,27 +142,40 @@ def test_send_query_and_rejection_reach_rsyslog_over_tls(tmp_path, pki, rsyslog,
     assert "AUDIT1" not in kiosk.log_file.read_text()
 
 
-def test_outage_messages_wait_and_arrive_in_order_once_the_repository_is_back(tmp_path, pki, rsyslog):
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001 - a callable
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_outage_messages_wait_and_arrive_in_order_once_the_repository_is_back(tmp_path, pki, rsyslog, caplog):
+    caplog.set_level(logging.INFO, logger="kiosk.audit")
     config = kiosk_config(tmp_path, f"tls://127.0.0.1:{rsyslog.port}", str(pki / "testca.crt"))
     Kiosk(tmp_path, config)
     app = trail.application()
+    rsyslog.start()
     sender = Sender(trail.queue(), config.audit, backoff_first=0.1, backoff_max=0.3).start()
     try:
+        sender.wake()
+        trail.record(events.application_activity(app, True, "before"))
+        sender.wake()
+        wait_until(lambda: not trail.queue().waiting(), "the first message to go")
+        rsyslog.stop()
         ids = [trail.record(events.application_activity(app, True, f"outage {n}")) for n in range(5)]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all(e.attempts for e in trail.queue().waiting()):
-            time.sleep(0.05)
+        sender.wake()
+        wait_until(lambda: all(e.attempts >= 2 for e in trail.queue().waiting()), "attempts while it is down")
         waiting = trail.queue().waiting()
-        assert [e.id for e in waiting] == ids and "cannot connect" in waiting[0].reason
-        rsyslog.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and trail.queue().waiting():
-            time.sleep(0.05)
-        assert not trail.queue().waiting()
+        assert [e.id for e in waiting] == ids and all("cannot connect" in e.reason for e in waiting)
+        rsyslog.start()  # on the same port
+        wait_until(lambda: not trail.queue().waiting(), "the queue to empty once it is back")
     finally:
         sender.stop()
-    received = rsyslog.wait_for(5)
-    assert [m.description() for m in received] == [f"outage {n}" for n in range(5)]
+    received = rsyslog.wait_for(6)
+    assert [m.description() for m in received] == ["before"] + [f"outage {n}" for n in range(5)]
+    assert "audit: messages wait: cannot connect to the audit repository" in caplog.text
+    assert "answers again" in caplog.text
 
 
 def test_udp_delivers_one_message_per_datagram(tmp_path):
@@ -180,7 +194,7 @@ def test_udp_delivers_one_message_per_datagram(tmp_path):
     assert [m.participants()[0]["UserID"] for m in received] == ["op0", "op1", "op2"]
 
 
-def test_a_wrong_ca_keeps_the_messages_and_says_why(tmp_path, pki, rsyslog):
+def test_a_wrong_ca_keeps_the_messages_and_says_why(tmp_path, pki, rsyslog, caplog):
     rsyslog.start()
     config = kiosk_config(tmp_path, f"tls://127.0.0.1:{rsyslog.port}", str(pki / "otherca.crt"))
     kiosk = Kiosk(tmp_path, config)
@@ -189,4 +203,12 @@ def test_a_wrong_ca_keeps_the_messages_and_says_why(tmp_path, pki, rsyslog):
     assert "not trusted" in result.stderr and "[audit] ca" in result.stderr
     (entry,) = kiosk.listed()
     assert entry["state"] == WAITING and "not trusted" in entry["reason"]
-    assert rsyslog.messages() == []
+    # The sender thread says so in the log, once, without a traceback; the message keeps waiting.
+    sender = Sender(trail.queue(), config.audit, backoff_first=0.1, backoff_max=0.2).start()
+    try:
+        wait_until(lambda: trail.queue().waiting()[0].attempts >= 3, "a few attempts")
+    finally:
+        sender.stop()
+    warnings = [r for r in caplog.records if "messages wait" in r.getMessage()]
+    assert len(warnings) == 1 and "not trusted" in warnings[0].getMessage() and warnings[0].exc_info is None
+    assert rsyslog.messages() == [] and len(trail.queue().waiting()) == 1
