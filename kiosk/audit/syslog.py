@@ -83,25 +83,22 @@ def send_tls(repository: Repository, context: ssl.SSLContext, frames: Sequence[b
     except OSError as exc:
         raise TransportError(f"cannot connect to the audit repository {where} ({_reason(exc)}); "
                              "it may be down: the messages wait and are sent when it answers") from None
-    try:
-        with raw:
-            try:
-                tls = context.wrap_socket(raw, server_hostname=repository.host)
-            except ssl.SSLCertVerificationError as exc:
-                raise TransportError(f"the audit repository {where} is not trusted ({exc.verify_message}); "
-                                     "check [audit] ca (the CA that signed its certificate) and the host name "
-                                     "in [audit] repository") from None
-            except (ssl.SSLError, OSError) as exc:
-                raise TransportError(f"TLS with the audit repository {where} failed ({_reason(exc)}); check that "
-                                     "it speaks TLS 1.2 or later and, if it asks for one, [audit] cert and key") from None
-            try:
-                tls.sendall(b"".join(b"%d %s" % (len(f), f) for f in frames))
-            except OSError as exc:
-                raise TransportError(f"the audit repository {where} closed the connection ({_reason(exc)}); "
-                                     "the messages are sent again") from None
-            _confirm(tls, where)
-    finally:
-        raw.close()
+    with raw:
+        try:
+            tls = context.wrap_socket(raw, server_hostname=repository.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise TransportError(f"the audit repository {where} is not trusted ({exc.verify_message}); "
+                                 "check [audit] ca (the CA that signed its certificate) and the host name "
+                                 "in [audit] repository") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise TransportError(f"TLS with the audit repository {where} failed ({_reason(exc)}); check that "
+                                 "it speaks TLS 1.2 or later and, if it asks for one, [audit] cert and key") from None
+        try:
+            tls.sendall(b"".join(b"%d %s" % (len(f), f) for f in frames))
+        except OSError as exc:
+            raise TransportError(f"the audit repository {where} closed the connection ({_reason(exc)}); "
+                                 "the messages are sent again") from None
+        _confirm(tls, where)
 
 
 def _confirm(tls: ssl.SSLSocket, where: str) -> None:
@@ -122,6 +119,7 @@ def send_udp(repository: Repository, frames: Sequence[bytes]) -> int:
         with socket.socket(_family(repository.host), socket.SOCK_DGRAM) as sock:
             sock.connect((repository.host, repository.port))
             for data in frames:
+                # A longer message could never go and would hold up the queue: the repository gets it cut.
                 sock.send(data[:UDP_MAX])
                 sent += 1
     except socket.gaierror as exc:

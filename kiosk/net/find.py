@@ -112,10 +112,14 @@ def _audited(node: NodeConfig, local: LocalConfig, model: str, identifier: "Data
 
 
 def _audit_query(node: NodeConfig, model: str, identifier: "Dataset", problem: str) -> None:
-    from pynetdicom.dsutils import encode
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
 
     try:
-        data = encode(identifier, False, True) or b""
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False  # Explicit VR Little Endian, as sent
+        write_dataset(buffer, identifier)
+        data = buffer.getvalue()
     except Exception:  # noqa: BLE001 - the query went out; its audit message says so without the identifier
         data = b""
     trail.record(events.query(trail.application(), trail.peer(node), model, data,

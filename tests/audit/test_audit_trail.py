@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -128,7 +129,8 @@ def test_send_query_and_rejection_reach_rsyslog_over_tls(tmp_path, pki, rsyslog,
     # Query: the worklist SOP class and the identifier sent, base64.
     (query,) = by_event(received, "110112")
     assert query.objects()[0][:2] == ("110181", "1.2.840.10008.5.1.4.31")
-    assert query.xml.findtext("ParticipantObjectIdentification/ParticipantObjectQuery")
+    identifier = base64.b64decode(query.xml.findtext("ParticipantObjectIdentification/ParticipantObjectQuery"))
+    assert b"\x40\x00\x00\x01SQ" in identifier  # (0040,0100) Scheduled Procedure Step Sequence, explicit VR LE
     assert any(p["UserID"] == wlmscpfs.aet and p["roles"] == ["110152"] for p in query.participants())
 
     # Security Alert: the stranger, node authentication, a minor failure.
