@@ -145,7 +145,7 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
         failure = failure or _connect_failure(node, address, context)
         if failure is not None:
             if isinstance(failure, ssl.SSLError):
-                _audit_tls_failure(node, failure)
+                _audit_tls_failure(node, getattr(failure, "verify_message", None) or failure.reason or str(failure))
             raise errors.connection_error(node, failure)
     answer = set_up.answer
     if answer is not None and answer.result in (0x01, 0x02):
@@ -157,6 +157,7 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
         raise errors.timeout_error(node, "association set-up", node.acse_timeout)
     if node.tls:
         # Under TLS 1.3 a refused client certificate only shows after the handshake, as a closed connection.
+        _audit_tls_failure(node, "the peer closed the TLS connection during association set-up")
         raise errors.NetworkError(
             f"{node} closed the TLS connection during association set-up",
             "the peer may require a client certificate (tls.cert, tls.key) from a CA it trusts, or refuse ours; see its log",
@@ -164,9 +165,8 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
     raise errors.abort_error(node, "association set-up")
 
 
-def _audit_tls_failure(node: NodeConfig, failure: ssl.SSLError) -> None:
-    """A Security Alert (node authentication): the TLS handshake with ``node`` failed."""
-    reason = getattr(failure, "verify_message", None) or failure.reason or str(failure)
+def _audit_tls_failure(node: NodeConfig, reason: str) -> None:
+    """A Security Alert (node authentication): TLS with ``node`` failed."""
     trail.record(events.security_alert(trail.application(), NODE_AUTHENTICATION, f"{node.ae_title}@{node.host}",
                                        f"TLS with {node} failed: {reason}", Outcome.SERIOUS_FAILURE, trail.peer(node),
                                        trail.operator()))
