@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from kiosk.audit import events, trail
 from kiosk.errors import KioskError, UsageError
 from kiosk.study import MANUAL, PACS, StudyContext
 
@@ -55,6 +56,7 @@ def join_study(study: StudyContext, config: Any) -> tuple[StudyContext, int]:
             return study, 1
         raise StudyJoinError(f"the study {study.study_uid} cannot be read from the PACS: {error.message}",
                              error.hint or "check the [query] node ('kiosk echo query'), then try again") from None
+    trail.record(events.instances_accessed(trail.application(), [events.Study.of(study)], operator=trail.operator()))
     return study, max(numbers, default=0) + 1
 
 

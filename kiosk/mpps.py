@@ -16,7 +16,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+from kiosk.audit import events, trail
+from kiosk.audit.codes import Action
 from kiosk.outbox.steps import N_CREATE, N_SET
+from kiosk.study import WORKLIST
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -197,6 +200,18 @@ class StepTracker:
         spec = dataclasses.asdict(self.node)
         self.outbox().queue_step(step.uid, action, status, label, self.node.name, spec, ds.to_json_dict())
         log.info("MPPS %s (%s) queued for %s: %s", action, status, self.node.name, label)
+        self._audit(action, status, step.uid)
+
+    def _audit(self, action: str, status: str, step_uid: str) -> None:
+        """Procedure Record (the step created or updated); Order Record when it starts a worklist order."""
+        study = self.station.study
+        app, who, peer = trail.application(), trail.operator(), trail.peer(self.node)
+        created = action == N_CREATE
+        trail.record(events.procedure_record(app, events.Study.of(study), step_uid,
+                                             Action.CREATE if created else Action.UPDATE, peer, who,
+                                             description=f"MPPS {action} {status} queued"))
+        if created and study.origin == WORKLIST:
+            trail.record(events.order_record(app, events.Study.of(study), Action.UPDATE, who))
 
 
 def track(station: "Station", outbox: "Outbox | Callable[[], Outbox] | None", config: "Config") -> StepTracker | None:

@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libsane-dev libsane1 sane-utils
   xvfb xauth libmtdev1 xclip libegl1 libegl-mesa0 libgl1-mesa-dri
   ffmpeg time
+  rsyslog rsyslog-gnutls
 )
 
 SUDO=""

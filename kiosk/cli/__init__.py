@@ -18,7 +18,8 @@ from kiosk import __version__
 from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "outbox", "listen", "convert", "operator", "demo"]
+SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "outbox", "listen", "convert", "operator",
+               "audit", "demo"]
 
 log = logging.getLogger("kiosk")
 
@@ -58,16 +59,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_file = setup_logging(debug=args.debug, verbose=args.verbose)
     try:
         if args.command is None:
+            from kiosk.audit import trail
             from kiosk.config import load_config
             from kiosk.ui.launch import run_ui
 
-            return run_ui(load_config(args.config))
+            config = load_config(args.config)
+            trail.configure(config)
+            return run_ui(config)
         config = None
         if getattr(args, "needs_config", True):
+            from kiosk.audit import trail
             from kiosk.config import load_config
             from kiosk.net import fastpath
 
             config = load_config(args.config)
+            trail.configure(config)  # which kiosk this is in its audit messages, and where they go
             fastpath.apply(config)  # [network] fast_path, for this process
         return int(args.run(args, config) or 0)
     except KioskError as error:

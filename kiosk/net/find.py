@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from kiosk import transfer_syntaxes as tsx
+from kiosk.audit import events, trail
+from kiosk.audit.codes import Outcome
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
 from kiosk.net import errors
@@ -93,7 +95,35 @@ def find(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset"
 
     Iterating raises ``NetworkError`` on association failures, timeouts and a failure status.
     """
-    return Matches(lambda matches: _responses(node, local, model, identifier, cancel, what, matches), limit)
+    return Matches(lambda matches: _audited(node, local, model, identifier, cancel, what, matches), limit)
+
+
+def _audited(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset",
+             cancel: threading.Event | None, what: str, matches: Matches) -> Iterator["Dataset"]:
+    """The matches, and a Query audit message once the query ended (outcome 8 when it failed)."""
+    problem = ""
+    try:
+        yield from _responses(node, local, model, identifier, cancel, what, matches)
+    except errors.NetworkError as exc:
+        problem = exc.message
+        raise
+    finally:
+        _audit_query(node, model, identifier, problem)
+
+
+def _audit_query(node: NodeConfig, model: str, identifier: "Dataset", problem: str) -> None:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    try:
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False  # Explicit VR Little Endian, as sent
+        write_dataset(buffer, identifier)
+        data = buffer.getvalue()
+    except Exception:  # noqa: BLE001 - the query went out; its audit message says so without the identifier
+        data = b""
+    trail.record(events.query(trail.application(), trail.peer(node), model, data,
+                              Outcome.SERIOUS_FAILURE if problem else Outcome.SUCCESS, trail.operator(), problem))
 
 
 def _responses(node: NodeConfig, local: LocalConfig, model: str, identifier: "Dataset",

@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from kiosk.audit import events, trail
+from kiosk.audit.codes import NODE_AUTHENTICATION
 from kiosk.config import Config, LocalConfig, NodeConfig
 from kiosk.net import errors, fastpath
 from kiosk.net.nodes import make_ae
@@ -176,8 +178,10 @@ def _log_rejection(event) -> None:  # noqa: ANN001 - pynetdicom Event
     key = (rejection.result_source, rejection.diagnostic)
     meaning = errors.REJECT_REASONS.get(key, (f"source {key[0]}, reason {key[1]}",))[0]
     reason = "not a configured node" if key == (1, 3) else meaning
-    log.warning("rejected an association from %s at %s: %s",
-                event.assoc.requestor.primitive.calling_ae_title, event.assoc.requestor.address, reason)
+    calling, address = event.assoc.requestor.primitive.calling_ae_title, event.assoc.requestor.address
+    log.warning("rejected an association from %s at %s: %s", calling, address, reason)
+    trail.record(events.security_alert(trail.application(), NODE_AUTHENTICATION, f"{calling}@{address}",
+                                       f"association rejected: {reason}", peer=events.Peer(str(calling), address)))
 
 
 class Listener:

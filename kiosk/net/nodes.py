@@ -12,6 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from kiosk.audit import events, trail
+from kiosk.audit.codes import NODE_AUTHENTICATION, Outcome
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.net import errors, fastpath
 
@@ -142,6 +144,8 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
             failure = TimeoutError()
         failure = failure or _connect_failure(node, address, context)
         if failure is not None:
+            if isinstance(failure, ssl.SSLError):
+                _audit_tls_failure(node, getattr(failure, "verify_message", None) or failure.reason or str(failure))
             raise errors.connection_error(node, failure)
     answer = set_up.answer
     if answer is not None and answer.result in (0x01, 0x02):
@@ -153,11 +157,19 @@ def associate(node: NodeConfig, local: LocalConfig, contexts: Sequence["Presenta
         raise errors.timeout_error(node, "association set-up", node.acse_timeout)
     if node.tls:
         # Under TLS 1.3 a refused client certificate only shows after the handshake, as a closed connection.
+        _audit_tls_failure(node, "the peer closed the TLS connection during association set-up")
         raise errors.NetworkError(
             f"{node} closed the TLS connection during association set-up",
             "the peer may require a client certificate (tls.cert, tls.key) from a CA it trusts, or refuse ours; see its log",
             node=node, transient=False)
     raise errors.abort_error(node, "association set-up")
+
+
+def _audit_tls_failure(node: NodeConfig, reason: str) -> None:
+    """A Security Alert (node authentication): TLS with ``node`` failed."""
+    trail.record(events.security_alert(trail.application(), NODE_AUTHENTICATION, f"{node.ae_title}@{node.host}",
+                                       f"TLS with {node} failed: {reason}", Outcome.SERIOUS_FAILURE, trail.peer(node),
+                                       trail.operator()))
 
 
 def release(assoc: "Association") -> None:

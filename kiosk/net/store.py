@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from kiosk import transfer_syntaxes as tsx
+from kiosk.audit.transfers import Transfer
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
@@ -405,7 +406,25 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     Returns a result per file. Association-level failures (refused, rejected,
     aborted, timeout, no context) raise ``NetworkError``; its ``partial``
     attribute then holds the results so far, with unsent files "transient".
+    Audited (Begin Transferring, Instances Transferred) per call.
     """
+    paths = [Path(p) for p in paths]
+    audit = Transfer(node, paths)
+    audit.begin()
+    try:
+        result = _store_files(node, local, paths, progress=progress, cancel=cancel, known=known, keep=keep)
+    except errors.NetworkError as exc:
+        partial = exc.partial.results if isinstance(exc.partial, StoreResult) else []
+        audit.end([(r.path, r.outcome) for r in partial], exc.message)
+        raise
+    audit.end([(r.path, r.outcome) for r in result.results])
+    return result
+
+
+def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
+                 progress: Callable[[StoreProgress], None] | None,
+                 cancel: threading.Event | None,
+                 known: Mapping[Path, KnownFile] | None, keep: KeptAssociation | None) -> StoreResult:
     result = StoreResult()
     slots: list[InstanceResult | _Instance] = []
     for path in map(Path, paths):

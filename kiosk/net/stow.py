@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+from kiosk.audit.transfers import Transfer
 from kiosk.checksum import CHUNK, FileChanged, open_checked
 from kiosk.config import NodeConfig, TLSConfig
 from kiosk.net import errors
@@ -330,7 +331,21 @@ class StowClient:
         Raises ``NetworkError`` when the attempt fails as a whole (credentials,
         URL, connection); its ``partial`` then holds a result per part when some
         requests were answered before, or the failing one was sent whole.
+        Audited (Begin Transferring, Instances Transferred) per call.
         """
+        audit = Transfer(self.node, [part.path for part in parts])
+        audit.begin()
+        try:
+            results = self._store(parts, progress, cancel)
+        except errors.NetworkError as exc:
+            partial = exc.partial if isinstance(exc.partial, list) else []
+            audit.end([(part.path, r.outcome) for part, r in zip(parts, partial)], exc.message)
+            raise
+        audit.end([(part.path, r.outcome) for part, r in zip(parts, results)])
+        return results
+
+    def _store(self, parts: Sequence[Part], progress: Progress | None,
+               cancel: threading.Event | None) -> list[Result]:
         results: list[Result | None] = [None] * len(parts)
         state = {"done": 0, "bytes": 0}
 

@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from kiosk.audit import events, trail
 from kiosk.config import Config
 from kiosk.outbox import events as ev
 from kiosk.outbox.core import Outbox
@@ -102,6 +103,9 @@ class Delivery:
         preload()
         self.recover()
         next_housekeeping = 0.0
+        # The audit trail goes out from the process that delivers (kiosk.audit.sender).
+        trail.start_sender()
+        trail.record(events.application_activity(trail.application(), True, "delivery service", trail.operator()))
         try:
             while not self.stop.is_set():
                 now = time.time()
@@ -131,6 +135,8 @@ class Delivery:
             for thread in list(self._workers.values()):
                 thread.join()
             self._unsubscribe()
+            trail.record(events.application_activity(trail.application(), False, "delivery service", trail.operator()))
+            trail.stop_sender()
 
     def _step_due(self) -> float | None:
         try:

@@ -85,5 +85,13 @@ def run_ui(config: Config, demo: Any = None) -> int:
     configure_window(config.ui)
     from kiosk.ui.app import KioskApp
 
-    KioskApp(config, demo=demo).run()
+    from kiosk.audit import events, trail
+
+    trail.start_sender()  # the UI is a long-running process: its audit trail goes out while it runs
+    trail.record(events.application_activity(trail.application(), True, "touch UI", trail.operator()))
+    try:
+        KioskApp(config, demo=demo).run()
+    finally:
+        trail.record(events.application_activity(trail.application(), False, "touch UI", trail.operator()))
+        trail.stop_sender()
     return 0

@@ -4,6 +4,7 @@ time, ID and accession (DCMTK dcentvfy finds no conflict with the study there), 
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pydicom
 import pytest
@@ -46,7 +47,10 @@ def convert(tmp_path, config, *extra):
 
 def test_a_session_added_to_a_pacs_study_takes_the_next_series_number_and_the_studys_attributes(
         tmp_path, prior_study, capsys):
+    from kiosk.audit import trail
+
     study, prior, config = prior_study
+    started = time.time()
     code = convert(tmp_path, config, "--study-uid", study.study_uid, "--patient-id", study.patient_id,
                    "--patient-name", study.patient_name)
     assert code == 0, capsys.readouterr().err
@@ -59,6 +63,11 @@ def test_a_session_added_to_a_pacs_study_takes_the_next_series_number_and_the_st
                             capture_output=True, text=True)
     problems = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     assert not problems, result.stdout + result.stderr
+    # Audited: the PACS queries, and the study read to add to it (by its UID and patient).
+    audited = trail.queue().entries(started)
+    assert [e.event for e in audited].count("Query") == 2
+    [accessed] = [e for e in audited if e.event == "DICOM Instances Accessed"]
+    assert study.study_uid in accessed.summary and study.patient_id in accessed.summary
 
 
 def test_the_study_of_another_patient_is_refused(tmp_path, prior_study, capsys):

@@ -70,6 +70,9 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
 
 
 def test_kiosk_acquire_reports_the_step_in_progress_then_completed_with_exactly_its_instances(tmp_path, scp, capsys):
+    from kiosk.audit import trail
+
+    started = time.time()
     storescp = start_storescp(tmp_path / "storescp")
     try:
         config = with_mpps(outbox_config(tmp_path, {"pacs": {"ae_title": storescp.aet, "host": "127.0.0.1",
@@ -106,6 +109,10 @@ def test_kiosk_acquire_reports_the_step_in_progress_then_completed_with_exactly_
     assert {(r.ReferencedSOPClassUID, r.ReferencedSOPInstanceUID) for r in series.ReferencedImageSequence} == \
         {(ds.SOPClassUID, ds.SOPInstanceUID) for ds in received}
     assert scp.steps[scp.messages[0].uid].PerformedProcedureStepStatus == "COMPLETED"
+    # The audit trail: the step created and updated, the order used, the instances sent.
+    audited = [(e.event, e.outcome) for e in trail.queue().entries(started)]
+    assert audited.count(("Procedure Record", 0)) == 2 and audited.count(("Order Record", 0)) == 1
+    assert ("DICOM Instances Transferred", 0) in audited
 
 
 def test_an_unscheduled_session_is_a_step_with_empty_scheduled_keys_and_the_forms_patient(tmp_path, scp):

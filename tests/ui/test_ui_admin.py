@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 
 from kiosk.ui.strings import T
@@ -42,6 +43,9 @@ def test_settings_need_the_pin_then_echo_validate_and_save(kiosk_ui, demo):
     saved = tomllib.loads(config.path.read_text())
     assert saved["ui"]["idle_timeout"] == 300  # nothing written while anything is wrong
 
+    from kiosk.audit import trail
+
+    started = time.time()
     settings.fields["local.port"].ids.input.text = "11113"
     settings.fields["ui.idle_timeout"].ids.input.text = "120"
     settings.fields["local.institution_name"].ids.input.text = "Clinique Saint-Éloi"
@@ -51,6 +55,10 @@ def test_settings_need_the_pin_then_echo_validate_and_save(kiosk_ui, demo):
     assert saved["local"]["port"] == 11113 and saved["ui"]["idle_timeout"] == 120
     assert saved["local"]["institution_name"] == "Clinique Saint-Éloi"
     assert ui.app.ui.idle_timeout == 120
+    # Audited: a Security Alert (software configuration) naming what changed, not what it was.
+    [alert] = [e for e in trail.queue().entries(started) if e.event == "Security Alert"]
+    assert alert.event_type == "Software Configuration" and alert.outcome == 0
+    assert b"changed: local, ui" in alert.frame and config.path.as_uri().encode() in alert.frame
 
 
 def test_no_pin_configured_means_locked(kiosk_ui, demo):

@@ -27,6 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kiosk.audit import events, trail
+from kiosk.audit.codes import NODE_AUTHENTICATION
+
 log = logging.getLogger(__name__)
 
 # A real A-ASSOCIATE-RQ is a few KB (128 presentation contexts with a few transfer syntaxes each: ~20 KB).
@@ -76,6 +79,8 @@ class DropLog:
                 return
             self._logged += 1
         log.warning("dropped a connection from %s: %s", address, reason)
+        trail.record(events.security_alert(trail.application(), NODE_AUTHENTICATION, address,
+                                           f"connection dropped: {reason}", peer=events.Peer("", address)))
 
 
 class Doorkeeper:

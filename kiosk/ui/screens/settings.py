@@ -7,6 +7,7 @@ wrong. Network settings apply after a restart of the kiosk.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
@@ -62,7 +63,20 @@ def save_config(config: Any, values: dict[str, Any]) -> Any:
     tmp = Path(f"{config.path}.tmp")
     tmp.write_text(to_toml(new), encoding="utf-8")
     os.replace(tmp, config.path)
+    _audit_change(config, new)
     return new
+
+
+def _audit_change(old: Any, new: Any) -> None:
+    """A Security Alert (software configuration) naming the sections the save changed."""
+    from kiosk.audit import events, trail
+    from kiosk.audit.codes import SOFTWARE_CONFIGURATION, Outcome
+
+    changed = [f.name for f in dataclasses.fields(new) if f.name != "path" and getattr(old, f.name) != getattr(new, f.name)]
+    trail.configure(new)
+    trail.record(events.security_alert(trail.application(), SOFTWARE_CONFIGURATION, Path(new.path).as_uri(),
+                                       f"settings saved from the touch UI; changed: {', '.join(changed) or 'nothing'}",
+                                       Outcome.SUCCESS, operator=trail.operator()))
 
 
 def _preset_value(value: Any) -> str:
