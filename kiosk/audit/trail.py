@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from kiosk.audit import events, syslog
 from kiosk.audit.events import Application, Peer
@@ -68,6 +69,17 @@ def authenticated(user: str, login: bool = True, succeeded: bool = True, reason:
     if succeeded:
         set_operator(user if login else None)
     record(events.user_authentication(application(), user, login, succeeded, reason))
+
+
+def operator_event(event: Any) -> None:
+    """A touch-UI sign-in event (``kiosk.operators.OperatorEvent``) as User Authentication: subscribe this
+    to ``app.operator_events``."""
+    from kiosk.operators import FAILED, SIGNED_IN
+
+    if event.kind == FAILED:
+        authenticated(event.name or "unknown badge", succeeded=False, reason=event.detail)
+    else:
+        authenticated(event.name, login=event.kind == SIGNED_IN, reason="" if event.kind == SIGNED_IN else event.detail)
 
 
 def queue() -> AuditQueue:

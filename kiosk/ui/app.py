@@ -32,6 +32,7 @@ from kivy.lang import Builder
 from kivy.properties import AliasProperty, BooleanProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.screenmanager import NoTransition
 
+from kiosk.audit import trail
 from kiosk.config import Config
 from kiosk.errors import KioskError
 from kiosk.operators import FAILED, SIGNED_IN, SIGNED_OUT, Operator, OperatorEvent, OperatorEvents
@@ -85,6 +86,7 @@ class KioskApp(App):
         self.services: Any = None
         self.sign_in_mode = self.ui.sign_in
         self.operator_events = OperatorEvents()
+        self.operator_events.subscribe(trail.operator_event)  # User Authentication in the audit trail
         self._after_sign_in = "patient"  # where the sign-in screen leads
 
     # -- strings -----------------------------------------------------------

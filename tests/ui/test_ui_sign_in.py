@@ -193,3 +193,24 @@ def test_sign_in_off_shows_no_operator_control(kiosk_ui, demo, operators):
     ui.tap(start_session_by_barcode(ui, "A1004").ids.yes)
     ui.wait(lambda: ui.app.session is not None, what="the session")
     assert events == []
+
+
+def test_sign_in_sign_out_and_a_wrong_pin_are_in_the_audit_trail(kiosk_ui, demo, operators):
+    import time as _time
+
+    from kiosk.audit import trail
+
+    since = _time.time()
+    ui, _events = start(kiosk_ui, demo, "optional")
+    ui.tap(banner(ui).operator)
+    screen = names_listed(ui)
+    tap_text(ui, screen.ids.names, "DOE")
+    type_pin(ui, screen, "9999")
+    ui.wait(lambda: screen.error == T["signin_pin_wrong"].format(left=4), what="the wrong PIN message")
+    type_pin(ui, screen, "1357")
+    ui.wait(lambda: ui.app.operator is not None, what="the sign-in")
+    ui.tap(banner(ui).operator)  # sign out
+    entries = [e for e in trail.queue().entries(since) if e.event == "User Authentication"]
+    assert [(e.event_type, e.outcome) for e in entries] == [("Login", 4), ("Login", 0), ("Logout", 0)]
+    assert all(b"DOE^John" in e.frame for e in entries) and b"wrong pin" in entries[0].frame
+    assert not any(b"9999" in e.frame or b"1357" in e.frame for e in entries)
