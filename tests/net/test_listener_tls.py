@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 from pynetdicom import evt
 from tests.core.test_config import check
-from tests.net.test_listener_attacks import hung_up
+from tests.net.test_listener_attacks import STRANGER, connect, hung_up
 from tests.net.test_listener_service import Service
 from tests.net.test_net_tls import make_ca, make_cert
 from tests.support.net_data import ScriptedSCP
@@ -31,6 +31,7 @@ from kiosk.config import ListenerTLSConfig, LocalConfig, parse_config, parse_nod
 from kiosk.net import fastpath
 from kiosk.net.alerts import ASSOCIATION_REJECTED, TLS_FAILURE
 from kiosk.net.commitment import STORAGE_COMMITMENT, request_commitment
+from kiosk.net.fastpath.guard import MAX_WAITING
 from kiosk.net.listener import Listener
 from kiosk.net.listener_tls import HANDSHAKE_TIMEOUT
 
@@ -135,7 +136,8 @@ def test_tls_peers_get_in_and_everyone_else_is_refused(tmp_path, pki, path):
     assert FAILED + "it offered no BCP 195 cipher suite" in err
     assert "rejected an association from STRANGER at 127.0.0.1: not a configured node" in err
     probe = FAILED + "it closed the connection before the TLS handshake"  # the test's wait for the port
-    assert err.count(FAILED) - err.count(probe) == 4 and "Traceback" not in err
+    assert err.count(FAILED) - err.count(probe) == 4
+    assert "ERROR" not in err and "Traceback" not in err  # e.g. the DUL choking on a TLS close_notify after rejecting
 
 
 def test_a_required_client_certificate_must_come_from_our_ca(tmp_path, pki, path):
@@ -170,6 +172,24 @@ def test_silent_connections_hold_no_slot_and_are_closed(tmp_path, pki, path):
         code, _, err = service.stop()
     assert code == 0, err
     assert FAILED + "no complete TLS handshake within 5 s" in err and "Traceback" not in err
+
+
+@pytest.mark.fast_path  # the guard counts connections waiting for their handshake
+def test_a_crowd_of_silent_strangers_is_dropped_oldest_first(tmp_path, pki):
+    """The guard's limit on waiting connections holds during the TLS handshake too: its closing a
+    connection must reach a thread still waiting for the ClientHello."""
+    service, port = listen(tmp_path, pki)
+    strangers = [connect(port, STRANGER) for _ in range(MAX_WAITING + 14)]
+    try:
+        result = echoscu(port, pki)
+        assert result.returncode == 0, output(result)
+        assert sum(hung_up(sock, within=0.5) for sock in strangers) >= 14
+    finally:
+        for sock in strangers:
+            sock.close()
+        code, _, err = service.stop()
+    assert code == 0, err
+    assert f"dropped a connection from {STRANGER}: more than {MAX_WAITING} connections were waiting" in err
 
 
 def _report_sender(listener_port: int, pki, over_tls: bool, statuses: list):

@@ -243,7 +243,9 @@ def _bounded_socket_class() -> type:
                 data = self.unread[:nr_bytes]
                 del self.unread[:nr_bytes]
                 return data
-            limit = self.assoc.acceptor.maximum_length
+            # None once we have rejected the association; a peer may still send (under TLS its
+            # close_notify makes the socket readable), but nothing long is legitimate then.
+            limit = self.assoc.acceptor.maximum_length or MAX_ASSOCIATE_RQ
             if nr_bytes > limit:
                 log.warning("hung up on %s: it announced a PDU of %d bytes, more than the %d agreed",
                             self.assoc.requestor.address, nr_bytes, limit)
