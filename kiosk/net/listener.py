@@ -273,7 +273,8 @@ class Listener:
     def _tls_handshake(self, event) -> None:  # noqa: ANN001 - pynetdicom Event
         """EVT_CONN_OPEN handler off the fast path: the handshake, before pynetdicom starts the association.
 
-        A failed one closes the connection; the association then ends at once, without a PDU.
+        A failed one closes the connection and ends the association as soon as it starts: it would
+        otherwise wait its ACSE timeout for a request, counting towards the association limit.
         """
         sock = event.assoc.dul.socket
         try:
@@ -281,6 +282,7 @@ class Listener:
         except listener_tls.HandshakeFailed as exc:
             self._alerts.tls_failure(event.assoc.requestor.address, str(exc))
             sock.close()
+            event.assoc.acse_timeout = 0
 
     def start(self) -> "Listener":
         from pynetdicom import evt
