@@ -29,8 +29,9 @@ from tests.support.peers import HOST, free_port, require_binary
 
 from kiosk.config import ListenerTLSConfig, LocalConfig, parse_config, parse_node_url, to_toml, values_of
 from kiosk.net import fastpath
-from kiosk.net.alerts import ASSOCIATION_REJECTED, TLS_FAILURE
+from kiosk.net.alerts import ASSOCIATION_REJECTED, LINES_LOGGED, TLS_FAILURE
 from kiosk.net.commitment import STORAGE_COMMITMENT, request_commitment
+from kiosk.net.errors import NetworkError
 from kiosk.net.fastpath.guard import MAX_WAITING
 from kiosk.net.listener import Listener
 from kiosk.net.listener_tls import HANDSHAKE_TIMEOUT
@@ -255,6 +256,31 @@ def test_security_alerts_reach_the_hook(pki, path, caplog):
     assert alerts[0][2].startswith("it sent plain DICOM") and alerts[1][2] == "calling AE title STRANGER: " \
                                                                             "not a configured node"
     assert "the security alert hook failed on tls-failure from 127.0.0.1: division by zero" in caplog.text
+
+
+def test_a_flood_of_plain_connections_is_logged_within_budget_and_all_reach_the_hook(pki, path, caplog):
+    alerts: list[tuple[str, str, str]] = []
+    local = dataclasses.replace(LocalConfig(), port=free_port(), tls=ListenerTLSConfig(**listener_tls(pki)))
+    with caplog.at_level("WARNING", logger="kiosk.net.alerts"), \
+            Listener(local, [parse_node_url(f"PACS@{HOST}:9")], on_security_alert=lambda *a: alerts.append(a)) as ours:
+        for _ in range(2 * LINES_LOGGED):
+            with socket.create_connection((HOST, ours.port)) as sock:
+                sock.sendall(b"\x01\x00")  # the start of a plain A-ASSOCIATE-RQ
+                assert hung_up(sock, within=HANDSHAKE_TIMEOUT + 5)
+        assert echoscu(ours.port, pki).returncode == 0
+    assert caplog.text.count(FAILED + "it sent plain DICOM") == LINES_LOGGED
+    assert len(alerts) == 2 * LINES_LOGGED and {kind for kind, _, _ in alerts} == {TLS_FAILURE}
+
+
+def test_a_certificate_replaced_since_the_config_check_is_a_clear_error(pki, tmp_path):
+    """Checked by `kiosk config check`, then overwritten: starting the listener names the key, no traceback."""
+    bad = tmp_path / "kiosk.crt"
+    bad.write_bytes(b"\x30\x82 DER or garbage")
+    tls = ListenerTLSConfig(cert=str(bad), key=str(pki / "kiosk.key"))
+    with pytest.raises(NetworkError) as caught:
+        Listener(dataclasses.replace(LocalConfig(), port=free_port(), tls=tls), []).start()
+    assert f"cannot use [local.tls] cert {bad} with key" in caught.value.message
+    assert "local.tls.key" in caught.value.hint and not caught.value.transient
 
 
 @pytest.mark.parametrize(
