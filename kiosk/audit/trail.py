@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.audit import events, syslog
+from kiosk.audit.codes import NODE_AUTHENTICATION
 from kiosk.audit.events import Application, Peer
 from kiosk.audit.messages import AuditMessage
 from kiosk.audit.queue import AuditQueue, default_dir
@@ -69,6 +70,12 @@ def authenticated(user: str, login: bool = True, succeeded: bool = True, reason:
     if succeeded:
         set_operator(user if login else None)
     record(events.user_authentication(application(), user, login, succeeded, reason))
+
+
+def network_alert(host: str, detail: str) -> None:
+    """A peer at ``host`` failed to authenticate as a node (``kiosk.net.alerts``: a rejected association,
+    a failed TLS handshake, a connection dropped by the guard): Security Alert, Node Authentication."""
+    record(events.security_alert(application(), NODE_AUTHENTICATION, host, detail, peer=events.Peer("", host)))
 
 
 def operator_event(event: Any) -> None:

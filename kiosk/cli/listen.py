@@ -40,7 +40,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with Listener.from_config(config, port=args.port) as listener:
         allowed = ", ".join(listener.allowed_titles) or "none (configure destinations, worklist or query)"
-        print(f"listening as {config.local.ae_title} on port {listener.port}; accepting {allowed}; "
+        tls = f" {listener.tls}" if listener.tls else ""
+        print(f"listening as {config.local.ae_title} on port {listener.port}{tls}; accepting {allowed}; "
               "Ctrl+C stops", flush=True)
         stop.wait()
     print("stopped")

@@ -8,6 +8,13 @@ pynetdicom sees them and pynetdicom's own calling-AE check is made per host;
 off it, an EVT_REQUESTED handler sends the same rejection. A
 commitment report is matched to its waiting request by Transaction UID and
 taken only from the node the request went to (AE title and host).
+
+With ``[local.tls]`` the port speaks TLS only (``listener_tls``): each
+connection's handshake is made on its own thread before any association
+exists, on the fast path by the guard, off it in an EVT_CONN_OPEN handler
+(pynetdicom calls it before the association starts). The allow-list applies
+inside TLS as without it. TLS failures and rejections are security alerts
+(``alerts``): logged, recorded in the audit trail, and passed to ``on_security_alert``.
 """
 
 from __future__ import annotations
@@ -18,10 +25,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from kiosk.audit import events, trail
-from kiosk.audit.codes import NODE_AUTHENTICATION
 from kiosk.config import Config, LocalConfig, NodeConfig
-from kiosk.net import errors, fastpath
+from kiosk.net import errors, fastpath, listener_tls
+from kiosk.net.alerts import ASSOCIATION_REJECTED, Alerts, SecurityAlert
 from kiosk.net.nodes import make_ae
 
 log = logging.getLogger(__name__)
@@ -173,17 +179,6 @@ def configured_nodes(config: Config) -> list[NodeConfig]:
     return [*dicom, *(n for n in (config.worklist, config.query) if n is not None)]
 
 
-def _log_rejection(event) -> None:  # noqa: ANN001 - pynetdicom Event
-    rejection = event.assoc.acceptor.primitive
-    key = (rejection.result_source, rejection.diagnostic)
-    meaning = errors.REJECT_REASONS.get(key, (f"source {key[0]}, reason {key[1]}",))[0]
-    reason = "not a configured node" if key == (1, 3) else meaning
-    calling, address = event.assoc.requestor.primitive.calling_ae_title, event.assoc.requestor.address
-    log.warning("rejected an association from %s at %s: %s", calling, address, reason)
-    trail.record(events.security_alert(trail.application(), NODE_AUTHENTICATION, f"{calling}@{address}",
-                                       f"association rejected: {reason}", peer=events.Peer(str(calling), address)))
-
-
 class Listener:
     """The kiosk's SCP. Use as a context manager or ``start()``/``stop()``.
 
@@ -200,7 +195,7 @@ class Listener:
             return cls._running.get(port)
 
     def __init__(self, local: LocalConfig, allowed: Iterable[NodeConfig], *, port: int | None = None,
-                 bind: str = "") -> None:
+                 bind: str = "", on_security_alert: SecurityAlert | None = None) -> None:
         self.local = local
         self.port = local.port if port is None else port
         self.bind = bind
@@ -208,12 +203,28 @@ class Listener:
         self._allowed: dict[str, set[str]] = {}
         for node in allowed:
             self._allowed.setdefault(node.ae_title, set()).update(_addresses(node.host))
+        self._alerts = Alerts(on_security_alert)
         self._server = None
 
     @classmethod
-    def from_config(cls, config: Config, *, port: int | None = None) -> "Listener":
+    def from_config(cls, config: Config, *, port: int | None = None,
+                    on_security_alert: SecurityAlert | None = None) -> "Listener":
         """A listener on ``[local] port`` (or ``port``) accepting every configured node (not started)."""
-        return cls(config.local, configured_nodes(config), port=port)
+        return cls(config.local, configured_nodes(config), port=port, on_security_alert=on_security_alert)
+
+    @property
+    def on_security_alert(self) -> SecurityAlert | None:
+        """Called as ``hook(kind, host, detail)`` for each TLS failure and rejection (see ``kiosk.net.alerts``)."""
+        return self._alerts.hook
+
+    @on_security_alert.setter
+    def on_security_alert(self, hook: SecurityAlert | None) -> None:
+        self._alerts.hook = hook
+
+    @property
+    def tls(self) -> str:
+        """How the listener uses TLS ('with TLS 1.2+ (...)'), '' without ``[local.tls]``."""
+        return listener_tls.describe(self.local.tls) if self.local.tls else ""
 
     def allows(self, calling_aet: str, address: str) -> bool:
         return address in self._allowed.get(calling_aet.strip(), set())
@@ -247,8 +258,31 @@ class Listener:
         if self.allows(assoc.requestor.primitive.calling_ae_title, assoc.requestor.address):
             return
         assoc.acse.send_reject(0x01, 0x01, 0x03)  # rejected-permanent, service user, calling AE title not recognised
-        _log_rejection(event)
+        self._log_rejection(event)
         assoc.kill()
+
+    def _log_rejection(self, event) -> None:  # noqa: ANN001 - pynetdicom Event
+        rejection = event.assoc.acceptor.primitive
+        key = (rejection.result_source, rejection.diagnostic)
+        meaning = errors.REJECT_REASONS.get(key, (f"source {key[0]}, reason {key[1]}",))[0]
+        reason = "not a configured node" if key == (1, 3) else meaning
+        calling, address = event.assoc.requestor.primitive.calling_ae_title, event.assoc.requestor.address
+        log.warning("rejected an association from %s at %s: %s", calling, address, reason)
+        self._alerts.notify(ASSOCIATION_REJECTED, address, f"calling AE title {calling}: {reason}")
+
+    def _tls_handshake(self, event) -> None:  # noqa: ANN001 - pynetdicom Event
+        """EVT_CONN_OPEN handler off the fast path: the handshake, before pynetdicom starts the association.
+
+        A failed one closes the connection and ends the association as soon as it starts: it would
+        otherwise wait its ACSE timeout for a request, counting towards the association limit.
+        """
+        sock = event.assoc.dul.socket
+        try:
+            listener_tls.handshake(sock.socket, listener_tls.HANDSHAKE_TIMEOUT)
+        except listener_tls.HandshakeFailed as exc:
+            self._alerts.tls_failure(event.assoc.requestor.address, str(exc))
+            sock.close()
+            event.assoc.acse_timeout = 0
 
     def start(self) -> "Listener":
         from pynetdicom import evt
@@ -260,15 +294,20 @@ class Listener:
         handlers = [
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_N_EVENT_REPORT, self.reports.handle_event_report),
-            (evt.EVT_REJECTED, _log_rejection),
+            (evt.EVT_REJECTED, self._log_rejection),
         ]
         address = (self.bind, self.port)
+        tls = listener_tls.server_context(self.local.tls) if self.local.tls else None
         try:
             if fastpath.enabled():
-                self._server = fastpath.serve(ae, address, handlers, titles_from=self.titles_from, knows=self.knows)
+                self._server = fastpath.serve(ae, address, handlers, titles_from=self.titles_from, knows=self.knows,
+                                              tls=tls, on_tls_failure=self._alerts.tls_failure)
             else:
-                self._server = ae.start_server(address, block=False,
-                                               evt_handlers=[*handlers, (evt.EVT_REQUESTED, self._refuse_strangers)])
+                stock = [*handlers, (evt.EVT_REQUESTED, self._refuse_strangers)]
+                if tls is not None:
+                    stock.append((evt.EVT_CONN_OPEN, self._tls_handshake))
+                self._server = ae.start_server(address, block=False, evt_handlers=stock,
+                                               ssl_context=tls)
         except OSError as exc:
             raise errors.NetworkError(
                 f"cannot listen on port {self.port} ({exc.strerror or exc})",
@@ -277,7 +316,7 @@ class Listener:
         self.port = self._server.server_address[1]
         with Listener._running_lock:
             Listener._running[self.port] = self
-        log.info("listening as %s on port %d", self.local.ae_title, self.port)
+        log.info("listening as %s on port %d%s", self.local.ae_title, self.port, f" {self.tls}" if self.tls else "")
         return self
 
     def stop(self) -> None:

@@ -30,6 +30,8 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
+    import ssl
+
     from kiosk.config import Config
     from kiosk.net.fastpath.pdata import FileSender
 
@@ -127,13 +129,16 @@ def file_sender(assoc: Any) -> "FileSender | None":
 
 
 def serve(ae: Any, address: tuple[str, int], handlers: Sequence[tuple], *,
-          titles_from: Callable[[str], list[str]], knows: Callable[[str], bool]) -> Any:
+          titles_from: Callable[[str], list[str]], knows: Callable[[str], bool],
+          tls: "ssl.SSLContext | None" = None, on_tls_failure: Callable[[str, str], None] = lambda host, why: None,
+          ) -> Any:
     """Start ``ae``'s guarded server on ``address`` in a thread of its own; returns the server.
 
     Each connection is read by a ``guard.Doorkeeper`` first (``knows(address)``:
-    a configured node's host); pynetdicom's calling-AE check then accepts only
-    ``titles_from(address)`` for the connecting host and rejects the others
-    itself. Raises ``OSError`` when the address cannot be bound.
+    a configured node's host), after its TLS handshake with ``tls`` if given
+    (``on_tls_failure(host, reason)`` when it fails); pynetdicom's calling-AE
+    check then accepts only ``titles_from(address)`` for the connecting host
+    and rejects the others itself. Raises ``OSError`` when the address cannot be bound.
     """
     import threading
 
@@ -154,7 +159,8 @@ def serve(ae: Any, address: tuple[str, int], handlers: Sequence[tuple], *,
 
     ae._require_calling_aet = AllowList()
     server = ae.make_server(address, evt_handlers=[*handlers, (evt.EVT_CONN_OPEN, sockets.tune_accepted)],
-                            server_class=guard.server_class(), doorkeeper=guard.Doorkeeper(knows))
+                            server_class=guard.server_class(), doorkeeper=guard.Doorkeeper(knows, tls=tls),
+                            on_tls_failure=on_tls_failure)
     # What ae.start_server(block=False) does, for the guarded server.
     threading.Thread(target=server.serve_forever, name=f"KioskListener@{server.server_address[1]}",
                      daemon=True).start()

@@ -12,7 +12,9 @@ the first wrong byte. At most ``MAX_WAITING`` connections wait for their
 request at a time; beyond that the oldest one from a host that is no
 configured node's is dropped (a configured node's only when all waiting are).
 Once pynetdicom has the request, no PDU longer than the maximum we
-advertised is read.
+advertised is read. With TLS (``[local.tls]``) the handshake is made first,
+within the same deadline and counted among the waiting connections; the
+A-ASSOCIATE-RQ is then read from the decrypted stream.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -27,8 +30,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kiosk.audit import events, trail
-from kiosk.audit.codes import NODE_AUTHENTICATION
+from kiosk.audit import trail
+from kiosk.net import listener_tls
+from kiosk.net.alerts import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -53,53 +57,64 @@ class _Waiting:
     dropped: bool = False
 
 
-class DropLog:
+class DropLog(RateLimitedLog):
     """Logs dropped connections, at most ``budget`` lines per ``window`` seconds: a flood of them
     (a scanner, an attack) is summed up in one line at the next drop after the window, so it
     cannot fill the log file."""
 
     def __init__(self, budget: int = DROPS_LOGGED, window: float = DROP_WINDOW) -> None:
-        self._budget = budget
-        self._window = window
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self._logged = 0
-        self._unlogged = 0
+        super().__init__(log, "dropped a connection from %s: %s",
+                         "%d more connection(s) were dropped in the last %.0f s (not logged one by one)",
+                         budget=budget, window=window)
 
     def dropped(self, address: str, reason: object) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._started >= self._window:
-                if self._unlogged:
-                    log.warning("%d more connection(s) were dropped in the last %.0f s (not logged one by one)",
-                                self._unlogged, now - self._started)
-                self._started, self._logged, self._unlogged = now, 0, 0
-            if self._logged >= self._budget:
-                self._unlogged += 1
-                return
-            self._logged += 1
-        log.warning("dropped a connection from %s: %s", address, reason)
-        trail.record(events.security_alert(trail.application(), NODE_AUTHENTICATION, address,
-                                           f"connection dropped: {reason}", peer=events.Peer("", address)))
+        if self.warn(address, reason):  # audited as logged: a flood must not flood the repository either
+            trail.network_alert(address, f"connection dropped: {reason}")
 
 
 class Doorkeeper:
-    """Reads each connection's A-ASSOCIATE-RQ; ``trusted(address)`` tells a configured node's host."""
+    """Reads each connection's A-ASSOCIATE-RQ; ``trusted(address)`` tells a configured node's host.
 
-    def __init__(self, trusted: Callable[[str], bool], *, limit: int = MAX_WAITING,
-                 timeout: float = REQUEST_TIMEOUT) -> None:
+    With ``tls`` each connection makes its TLS handshake first (``listener_tls.HandshakeFailed`` if it fails).
+    """
+
+    def __init__(self, trusted: Callable[[str], bool], *, tls: ssl.SSLContext | None = None,
+                 limit: int = MAX_WAITING, timeout: float = REQUEST_TIMEOUT) -> None:
         self._trusted = trusted
+        self._tls = tls
         self._limit = limit
         self._timeout = timeout
         self._waiting: list[_Waiting] = []
         self._lock = threading.Lock()
 
-    def read_request(self, sock: socket.socket, address: str) -> bytes:
-        """The connection's whole A-ASSOCIATE-RQ PDU, or ``Refused`` saying why not."""
+    def read_request(self, sock: socket.socket, address: str) -> tuple[socket.socket, bytes]:
+        """The connection's socket (under TLS, the wrapped one) and its whole A-ASSOCIATE-RQ PDU.
+
+        Raises ``Refused`` saying why not, or ``listener_tls.HandshakeFailed``.
+        """
+        if self._tls is None:
+            return sock, self._read(sock, address)
+        # No handshake yet (_read makes it); the wrapped socket owns the connection from here.
+        sock = self._tls.wrap_socket(sock, server_side=True)
+        try:
+            return sock, self._read(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _read(self, sock: socket.socket, address: str) -> bytes:
         waiting = _Waiting(sock, self._trusted(address))
         self._enter(waiting)
         try:
             deadline = time.monotonic() + self._timeout
+            if isinstance(sock, ssl.SSLSocket):
+                try:
+                    listener_tls.handshake(sock, deadline - time.monotonic())
+                except listener_tls.HandshakeFailed:
+                    if waiting.dropped:
+                        raise Refused(f"more than {self._limit} connections were waiting to send an association "
+                                      "request") from None
+                    raise
             first = self._recv(waiting, 1, deadline)
             if first[0] != ASSOCIATE_RQ_TYPE:
                 raise Refused(f"not a DICOM association request (first byte 0x{first[0]:02X}, "
@@ -126,7 +141,9 @@ class Doorkeeper:
             self._waiting.remove(victim)
             victim.dropped = True
         try:
-            victim.sock.shutdown(socket.SHUT_RDWR)  # its reader sees end of stream and gives up
+            # Its reader sees end of stream and gives up. The plain socket's shutdown: an
+            # SSLSocket's would drop its TLS state under the reading thread.
+            socket.socket.shutdown(victim.sock, socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -172,9 +189,12 @@ def server_class() -> type:
         def handle(self) -> None:
             address = self.client_address[0]
             try:
-                request = self.server.doorkeeper.read_request(self.request, address)
-            except Refused as exc:
-                self.server.drops.dropped(address, exc)
+                self.request, request = self.server.doorkeeper.read_request(self.request, address)
+            except (Refused, listener_tls.HandshakeFailed) as exc:
+                if isinstance(exc, Refused):
+                    self.server.drops.dropped(address, exc)
+                else:
+                    self.server.on_tls_failure(address, str(exc))
                 self.server.shutdown_request(self.request)
                 return
             # As pynetdicom's requested sockets: a peer stalling inside a PDU cannot hold the reader forever.
@@ -192,8 +212,10 @@ def server_class() -> type:
         request_queue_size = 64
         daemon_threads = True  # a connection still being read does not hold up the exit
 
-        def __init__(self, *args: Any, doorkeeper: Doorkeeper, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, doorkeeper: Doorkeeper, on_tls_failure: Callable[[str, str], None],
+                     **kwargs: Any) -> None:
             self.doorkeeper = doorkeeper
+            self.on_tls_failure = on_tls_failure
             self.drops = DropLog()
             super().__init__(*args, request_handler=GuardedHandler, **kwargs)
 
@@ -224,7 +246,9 @@ def _bounded_socket_class() -> type:
                 data = self.unread[:nr_bytes]
                 del self.unread[:nr_bytes]
                 return data
-            limit = self.assoc.acceptor.maximum_length
+            # None once we have rejected the association; a peer may still send (under TLS its
+            # close_notify makes the socket readable), but nothing long is legitimate then.
+            limit = self.assoc.acceptor.maximum_length or MAX_ASSOCIATE_RQ
             if nr_bytes > limit:
                 log.warning("hung up on %s: it announced a PDU of %d bytes, more than the %d agreed",
                             self.assoc.requestor.address, nr_bytes, limit)
