@@ -243,7 +243,22 @@ def test_a_storage_commitment_report_over_tls(pki, path, over_tls):
         assert outcome.unconfirmed == {uid} and statuses == [None]  # plain DICOM never reaches the listener
 
 
-def test_security_alerts_reach_the_hook(pki, path, caplog):
+@pytest.fixture
+def audit_queue(tmp_path):
+    """A private audit trail for this test: its queue."""
+    from kiosk.audit import trail
+    from kiosk.config import parse_config
+
+    trail.configure(parse_config({}), tmp_path / "audit")
+    yield trail.queue()
+    trail.configure(parse_config({}))
+
+
+def _audited(queue) -> list[bytes]:
+    return [e.frame for e in queue.entries() if e.event == "Security Alert" and e.event_type == "Node Authentication"]
+
+
+def test_security_alerts_reach_the_hook(pki, path, caplog, audit_queue):
     alerts: list[tuple[str, str, str]] = []
     local = dataclasses.replace(LocalConfig(), port=free_port(), tls=ListenerTLSConfig(**listener_tls(pki)))
     with Listener(local, [parse_node_url(f"PACS@{HOST}:9")], on_security_alert=lambda *a: alerts.append(a)) as ours:
@@ -256,9 +271,12 @@ def test_security_alerts_reach_the_hook(pki, path, caplog):
     assert alerts[0][2].startswith("it sent plain DICOM") and alerts[1][2] == "calling AE title STRANGER: " \
                                                                             "not a configured node"
     assert "the security alert hook failed on tls-failure from 127.0.0.1: division by zero" in caplog.text
+    audited = _audited(audit_queue)  # the audit trail has each alert, the broken hook's too
+    assert len(audited) == 3 and b"TLS handshake failed: it sent plain DICOM" in audited[0]
+    assert b"association rejected: calling AE title STRANGER" in audited[1]
 
 
-def test_a_flood_of_plain_connections_is_logged_within_budget_and_all_reach_the_hook(pki, path, caplog):
+def test_a_flood_of_plain_connections_is_logged_within_budget_and_all_reach_the_hook(pki, path, caplog, audit_queue):
     alerts: list[tuple[str, str, str]] = []
     local = dataclasses.replace(LocalConfig(), port=free_port(), tls=ListenerTLSConfig(**listener_tls(pki)))
     with caplog.at_level("WARNING", logger="kiosk.net.alerts"), \
@@ -270,6 +288,7 @@ def test_a_flood_of_plain_connections_is_logged_within_budget_and_all_reach_the_
         assert echoscu(ours.port, pki).returncode == 0
     assert caplog.text.count(FAILED + "it sent plain DICOM") == LINES_LOGGED
     assert len(alerts) == 2 * LINES_LOGGED and {kind for kind, _, _ in alerts} == {TLS_FAILURE}
+    assert len(_audited(audit_queue)) == LINES_LOGGED  # audited as logged: no flood of the repository either
 
 
 def test_a_certificate_replaced_since_the_config_check_is_a_clear_error(pki, tmp_path):
