@@ -22,13 +22,52 @@ DELIVERED = ("success", "warning")
 _TAGS = ("SOPClassUID", "StudyInstanceUID", "PatientID", "PatientName", "AccessionNumber")
 
 
+class Headers:
+    """The studies of DICOM files, from their headers (each read once, without pixel data)."""
+
+    def __init__(self) -> None:
+        self._headers: dict[Path, tuple[str, ...]] = {}
+
+    def studies(self, paths: Sequence[Path]) -> list[events.Study]:
+        grouped: dict[str, dict] = {}
+        for path in paths:
+            sop_class, study_uid, patient_id, name, accession = self._header(path)
+            if not study_uid:
+                continue
+            study = grouped.setdefault(study_uid, {"patient": (patient_id, name), "accession": accession, "classes": {}})
+            study["classes"][sop_class] = study["classes"].get(sop_class, 0) + 1
+        return [events.Study(uid, s["patient"][0], s["patient"][1], tuple(s["classes"].items()), s["accession"])
+                for uid, s in grouped.items()]
+
+    def _header(self, path: Path) -> tuple[str, ...]:
+        if path not in self._headers:
+            from pydicom import dcmread
+
+            try:
+                ds = dcmread(path, stop_before_pixels=True, specific_tags=list(_TAGS))
+                self._headers[path] = tuple(str(ds.get(tag, "") or "") for tag in _TAGS)
+            except Exception:  # noqa: BLE001 - an unreadable file is not part of any study
+                self._headers[path] = ("", "", "", "", "")
+        return self._headers[path]
+
+
+def exported(folder: Path, written: Sequence[Path], outcome: Outcome = Outcome.SUCCESS) -> None:
+    """Export (110106): the instances ``written`` into the File-set in ``folder`` (a CD, a USB stick)."""
+    try:
+        studies = Headers().studies(written)
+        if studies:
+            trail.record(events.export(trail.application(), str(folder), studies, trail.operator(), outcome))
+    except Exception as exc:  # noqa: BLE001 - auditing must not stop the export
+        log.error("audit: the export to %s could not be described (%s)", folder, type(exc).__name__)
+
+
 class Transfer:
     """The audit of one attempt to send ``paths`` to ``node``: ``begin()``, then ``end(...)``."""
 
     def __init__(self, node: NodeConfig, paths: Sequence[Path]) -> None:
         self.node = node
         self.paths = list(paths)
-        self._headers: dict[Path, tuple[str, ...]] = {}
+        self._headers = Headers()
 
     def begin(self) -> None:
         try:
@@ -58,23 +97,4 @@ class Transfer:
             log.error("audit: the transfer to %s could not be described (%s)", self.node, type(exc).__name__)
 
     def _studies(self, paths: Sequence[Path]) -> list[events.Study]:
-        grouped: dict[str, dict] = {}
-        for path in paths:
-            sop_class, study_uid, patient_id, name, accession = self._header(path)
-            if not study_uid:
-                continue
-            study = grouped.setdefault(study_uid, {"patient": (patient_id, name), "accession": accession, "classes": {}})
-            study["classes"][sop_class] = study["classes"].get(sop_class, 0) + 1
-        return [events.Study(uid, s["patient"][0], s["patient"][1], tuple(s["classes"].items()), s["accession"])
-                for uid, s in grouped.items()]
-
-    def _header(self, path: Path) -> tuple[str, ...]:
-        if path not in self._headers:
-            from pydicom import dcmread
-
-            try:
-                ds = dcmread(path, stop_before_pixels=True, specific_tags=list(_TAGS))
-                self._headers[path] = tuple(str(ds.get(tag, "") or "") for tag in _TAGS)
-            except Exception:  # noqa: BLE001 - an unreadable file is not part of any study
-                self._headers[path] = ("", "", "", "", "")
-        return self._headers[path]
+        return self._headers.studies(paths)

@@ -21,6 +21,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
+from kiosk.audit.transfers import exported
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import CoerceConfig, Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
@@ -358,6 +359,7 @@ class FolderDestination:
             raise DeliveryError(f"cannot write the File-set to {self.folder}: {exc.strerror or exc}",
                                 "check free space and that the medium is writable",
                                 transient=exc.errno in (errno.ENOSPC, errno.EIO, errno.ENOENT)) from None
+        exported(self.folder, [item.path for item, o in zip(items, outcomes) if o.outcome == "success"])
         return outcomes
 
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:

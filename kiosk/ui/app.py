@@ -43,6 +43,7 @@ from kiosk.ui.background import background_priority
 from kiosk.ui.strings import T
 
 log = logging.getLogger(__name__)
+ADMINISTRATOR = "administrator"  # the user of the admin PIN, in the audit trail
 
 HERE = Path(__file__).parent
 BG = (0.07, 0.08, 0.10, 1)  # theme.kv's BG
@@ -394,4 +395,6 @@ class KioskApp(App):
         if not pin:
             self.show_message(T["pin_locked"])
             return
-        PinPad(expected=pin, then=then).open()
+        # A wrong admin PIN is a refused User Authentication in the audit trail (never the digits typed).
+        PinPad(expected=pin, then=then,
+               wrong=lambda: trail.authenticated(ADMINISTRATOR, succeeded=False, reason="wrong admin PIN")).open()

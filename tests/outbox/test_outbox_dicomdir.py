@@ -39,3 +39,26 @@ def test_the_dicomdir_and_every_file_of_a_folder_export_carry_the_kiosks_impleme
             assert set(found.values()) == {(IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)}, found
     finally:
         outbox.close()
+
+
+def test_a_folder_export_is_an_export_event_in_the_audit_trail(tmp_path):
+    import time
+
+    from pydicom import dcmread
+
+    from kiosk.audit import trail
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    config = outbox_config(tmp_path)
+    outbox = Outbox.from_config(config)
+    since = time.time()
+    try:
+        made = make_instances(tmp_path / "in", 2, patient_id="EXPORT1")
+        deliver(outbox, config, queue(outbox, config, list(made.values()), f"folder:{usb}"))
+    finally:
+        outbox.close()
+    [export] = [e for e in trail.queue().entries(since) if e.event == "Export"]
+    study = str(dcmread(next(iter(made.values()))).StudyInstanceUID)
+    assert export.outcome == 0 and study.encode() in export.frame and b"EXPORT1" in export.frame
+    assert f'UserID="{usb}"'.encode() in export.frame and b'csd-code="110154"' in export.frame  # Destination Media

@@ -19,12 +19,18 @@ def press_pin(ui, pad, digits):
 def test_settings_need_the_pin_then_echo_validate_and_save(kiosk_ui, demo):
     from kiosk.ui.widgets.dialogs import PinPad
 
+    from kiosk.audit import trail
+
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)
     ui.tap(ui.app.root.ids.banner.ids.settings)
     pad = ui.wait(lambda: ui.modal(PinPad), what="the PIN pad")
+    typed = time.time()
     press_pin(ui, pad, "9999")
     assert pad.error == T["pin_wrong"] and ui.app.manager.current == "patient"
+    # A wrong admin PIN is a refused User Authentication of the administrator; the digits are not kept.
+    [refused] = [e for e in trail.queue().entries(typed) if e.event == "User Authentication"]
+    assert refused.outcome == 4 and b"wrong admin PIN" in refused.frame and b"9999" not in refused.frame
     ui.screenshot("pin")
     press_pin(ui, pad, "1234")
     ui.wait(lambda: ui.app.manager.current == "settings", what="the settings screen")
@@ -42,8 +48,6 @@ def test_settings_need_the_pin_then_echo_validate_and_save(kiosk_ui, demo):
     assert "local.port" in settings.status and "ui.idle_timeout" in settings.status
     saved = tomllib.loads(config.path.read_text())
     assert saved["ui"]["idle_timeout"] == 300  # nothing written while anything is wrong
-
-    from kiosk.audit import trail
 
     started = time.time()
     settings.fields["local.port"].ids.input.text = "11113"

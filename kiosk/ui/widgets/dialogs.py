@@ -46,12 +46,13 @@ class ConfirmCard(ModalView):
 
 
 class PinPad(ModalView):
-    """Digits 0-9; calls ``then`` once the expected PIN is typed."""
+    """Digits 0-9; calls ``then`` once the expected PIN is typed, ``wrong`` at each wrong one."""
 
     expected = StringProperty("")
     typed = StringProperty("")
     error = StringProperty("")
     then: Callable[[], None] | None = ObjectProperty(None)
+    wrong: Callable[[], None] | None = ObjectProperty(None)
 
     def press(self, key: str) -> None:
         self.error = ""
@@ -64,5 +65,7 @@ class PinPad(ModalView):
                     self.then()
             else:
                 self.typed, self.error = "", T["pin_wrong"]
+                if self.wrong:
+                    self.wrong()
         elif len(self.typed) < 12:
             self.typed += key
