@@ -68,6 +68,16 @@ def fast_path_setting():
     fastpath.enable(FAST_PATH)
 
 
+@pytest.fixture(autouse=True)
+def audit_sender_stopped():
+    """No test leaves this process's audit sender running: it holds the queue's sending lock, which a
+    ``kiosk audit send`` of a later test would find taken."""
+    yield
+    from kiosk.audit import trail
+
+    trail.shutdown()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     netns.isolate()
     # A run started in the background (`cmd &` in a script) has SIGINT ignored, and the kiosk

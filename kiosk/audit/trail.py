@@ -41,7 +41,8 @@ def configure(config: Config, folder: Path | None = None) -> None:
             _state["queue"] = None
         _state.update(audit=config.audit, local=config.local, folder=folder)
         if restart:  # e.g. [audit] changed in Settings: the running sender takes the new repository
-            _state["sender"] = Sender(queue(), config.audit).start()
+            _state["sender"] = None
+            _start()
 
 
 def application() -> Application:
@@ -119,17 +120,31 @@ def start_sender() -> None:
     with _lock:
         _state["users"] += 1
         if _state["sender"] is None:
-            try:
-                _state["sender"] = Sender(queue(), _state["audit"]).start()
-            except Exception as exc:  # noqa: BLE001 - the kiosk works on without sending its audit trail
-                log.error("audit: the sender cannot start (%s: %s); messages stay in the local queue",
-                          type(exc).__name__, exc)
+            _start()
+
+
+def _start() -> None:
+    """Start this process's sender (under ``_lock``); a failure is logged, never raised."""
+    try:
+        _state["sender"] = Sender(queue(), _state["audit"]).start()
+    except Exception as exc:  # noqa: BLE001 - the kiosk works on without sending its audit trail
+        log.error("audit: the sender cannot start (%s: %s); messages stay in the local queue",
+                  type(exc).__name__, exc)
 
 
 def stop_sender() -> None:
     with _lock:
         _state["users"] = max(0, _state["users"] - 1)
         if _state["users"] == 0 and _state["sender"] is not None:
+            _state["sender"].stop()
+            _state["sender"] = None
+
+
+def shutdown() -> None:
+    """Stop this process's sender whoever started it (the end of the process; tests between apps)."""
+    with _lock:
+        _state["users"] = 0
+        if _state["sender"] is not None:
             _state["sender"].stop()
             _state["sender"] = None
 

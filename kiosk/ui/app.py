@@ -144,10 +144,11 @@ class KioskApp(App):
         Window.unbind(on_touch_down=self._touched, on_key_down=self._key, on_textinput=self._text)
         for screen in self.manager.screens if hasattr(self, "manager") else ():
             screen.on_app_stop()
-        if self.services:
-            self.services.close()
+        # Abandoned before the services close: its MPPS message is queued in the open outbox.
         if self.station is not None and self.station.captures:
             self.station.abandon()
+        if self.services:
+            self.services.close()
 
     def schedule(self, callback: Callable[[float], None], interval: float) -> Any:
         """A repeating timer cancelled when the app stops."""

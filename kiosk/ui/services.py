@@ -251,7 +251,8 @@ class Services:
             if self._outbox is None:
                 core = _module("kiosk.outbox")
                 self._outbox = core.Outbox(core.OutboxSettings.from_config(self.config))
-                self._start_delivery()
+                if not self._closed:  # something queued while the app stops: delivered at the next start
+                    self._start_delivery()
             return self._outbox
 
     def _start_delivery(self) -> None:
