@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import warnings
 
 import pytest
@@ -264,6 +265,10 @@ def test_security_alerts_reach_the_hook(pki, path, caplog, audit_queue):
     with Listener(local, [parse_node_url(f"PACS@{HOST}:9")], on_security_alert=lambda *a: alerts.append(a)) as ours:
         assert echoscu(ours.port, pki, tls=False).returncode != 0
         assert echoscu(ours.port, pki, calling="STRANGER").returncode != 0
+        # The rejection is reported by the association's thread, which may still be at it as echoscu exits.
+        deadline = time.monotonic() + 10
+        while len(alerts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         ours.on_security_alert = lambda *a: 1 / 0  # a broken subscriber costs one line, not the listener
         assert echoscu(ours.port, pki, tls=False).returncode != 0
         assert echoscu(ours.port, pki).returncode == 0
