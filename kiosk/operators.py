@@ -26,7 +26,6 @@ import hmac
 import json
 import logging
 import secrets
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kiosk.errors import KioskError, UsageError
+from kiosk.outbox.events import EventBus
 from kiosk.private import private_dir, private_opener, write_private
 from kiosk.study import check_person_name
 
@@ -230,30 +230,6 @@ class OperatorEvent:
     detail: str
 
 
-class OperatorEvents:
-    """Subscribers of ``OperatorEvent``s, called on the thread that publishes (the UI thread)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._subscribers: list[Callable[[OperatorEvent], None]] = []
-
-    def subscribe(self, callback: Callable[[OperatorEvent], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` for every event from now on; returns the function that stops it."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def publish(self, event: OperatorEvent) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:  # noqa: BLE001 - a broken subscriber must not stop a sign-in or sign-out
-                log.exception("an operator event subscriber failed")
+class OperatorEvents(EventBus):
+    """Subscribers of ``OperatorEvent``s, called on the thread that publishes (the UI thread); a
+    subscriber that raises is logged and does not stop a sign-in or sign-out."""

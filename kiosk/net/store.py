@@ -32,6 +32,7 @@ from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
 from kiosk.errors import UsageError
 from kiosk.net import errors, fastpath
+from kiosk.net.cancel import CancelWatch
 from kiosk.net.nodes import associate, release
 from kiosk.part10 import FileMeta
 
@@ -45,8 +46,6 @@ Outcome = Literal["success", "warning", "transient", "failed", "damaged"]
 
 EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE = UNCOMPRESSED = tsx.UNCOMPRESSED
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
-CANCEL_GRACE = 1.0  # s an answer in flight may still take once cancelled
-CANCEL_POLL = 0.2
 
 WARNINGS_AS_SUCCESS = {0xB000, 0xB006, 0xB007}
 
@@ -356,36 +355,10 @@ def _context_keys(contexts: Sequence[Any]) -> frozenset:
     return frozenset((str(c.abstract_syntax), tuple(str(ts) for ts in c.transfer_syntax)) for c in contexts)
 
 
-class _AbortWhenCancelled:
-    """Aborts the association once ``cancel`` is set and the run has not ended ``CANCEL_GRACE`` s later.
-
-    A request waits for its response up to ``dimse_timeout`` (60 s by
-    default), longer than a service manager waits for a stop (systemd's 30 s):
-    after the grace, the answer is not waited for. The waiting thread is woken
-    the way pynetdicom wakes it when the peer aborts.
-    """
-
-    def __init__(self, assoc: Any, cancel: threading.Event) -> None:
-        self.assoc = assoc
-        self.cancel = cancel
-        self.aborted = False
-        self._ended = threading.Event()
-        threading.Thread(target=self._watch, name="store-cancel", daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self.cancel.wait(CANCEL_POLL):
-            if self._ended.is_set():
-                return
-        if self._ended.wait(CANCEL_GRACE):
-            return
-        self.aborted = True
-        log.warning("cancelled: aborting the association (no answer within %g s)", CANCEL_GRACE)
-        self.assoc.abort()
-        self.assoc.dimse.msg_queue.put((None, None))
-
-    def end(self) -> None:
-        """The run is over: stop watching (the thread ends at its next look, without touching the association)."""
-        self._ended.set()
+def _abort(assoc: Any) -> None:
+    """Abort ``assoc`` and wake the thread waiting for its response, as pynetdicom does when the peer aborts."""
+    assoc.abort()
+    assoc.dimse.msg_queue.put((None, None))
 
 
 def _end(assoc: Any, sender: Any) -> None:
@@ -462,7 +435,8 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
         sender.progress = report if progress else None
     stop_reason = ""
     failure_to_raise: errors.NetworkError | None = None
-    watch = _AbortWhenCancelled(assoc, cancel) if cancel is not None else None
+    watch = CancelWatch(cancel, lambda: _abort(assoc), "aborting the association", "store-cancel") \
+        if cancel is not None else None
     try:
         for index, slot in enumerate(slots):
             if isinstance(slot, InstanceResult):
@@ -525,7 +499,7 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                                                              "failed", f"cannot be sent: {exc}"))
                         continue
                     status = None
-            if (status is None or "Status" not in status) and watch is not None and watch.aborted:
+            if (status is None or "Status" not in status) and watch is not None and watch.fired:
                 stop_reason = "cancelled before sending"
                 result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "transient",
                                                      f"cancelled while waiting for the answer of {node}"))

@@ -41,6 +41,7 @@ from kiosk.audit.transfers import Transfer
 from kiosk.checksum import CHUNK, FileChanged, open_checked
 from kiosk.config import NodeConfig, TLSConfig
 from kiosk.net import errors
+from kiosk.net.cancel import CancelWatch
 
 if TYPE_CHECKING:
     import requests
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MB = 1_000_000
-CANCEL_GRACE = 1.0  # s an answer still awaited may take once cancelled (as for C-STORE)
-CANCEL_POLL = 0.2
 OVERHEAD = 100  # bytes of boundary and headers counted per part (and for the end) when splitting a batch
 DICOM_JSON = "application/dicom+json"
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 b64token
@@ -254,35 +253,14 @@ def _adapter(context: ssl.SSLContext, using: list[Any]) -> Any:
     return ContextAdapter(max_retries=0)
 
 
-class _ShutDownWhenCancelled:
-    """Shuts the request's connection down once ``cancel`` is set and the request has not ended
-    ``CANCEL_GRACE`` s later: an answer is otherwise waited for up to ``network_timeout`` (60 s by
-    default), longer than a service manager waits for a stop (systemd's 30 s)."""
-
-    def __init__(self, cancel: threading.Event, using: list[Any]) -> None:
-        self.cancel = cancel
-        self.using = using
-        self.fired = False
-        self._ended = threading.Event()
-        threading.Thread(target=self._watch, name="stow-cancel", daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self.cancel.wait(CANCEL_POLL):
-            if self._ended.is_set():
-                return
-        if self._ended.wait(CANCEL_GRACE):
-            return
-        self.fired = True
-        log.warning("cancelled: closing the STOW-RS connection (no answer within %g s)", CANCEL_GRACE)
-        for connection in self.using:
-            if (sock := getattr(connection, "sock", None)) is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)  # the waiting read returns at once
-                except OSError:
-                    pass  # closed meanwhile
-
-    def end(self) -> None:
-        self._ended.set()
+def _shut_down(connections: list[Any]) -> None:
+    """Shut the sockets of ``connections`` down: a read waiting on one returns at once."""
+    for connection in connections:
+        if (sock := getattr(connection, "sock", None)) is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed meanwhile
 
 
 def check(node: NodeConfig) -> CheckResult:
@@ -466,7 +444,8 @@ class StowClient:
         boundary = f"kiosk-{uuid.uuid4().hex}"
         body = _Body(parts, boundary, sent, cancel)
         content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-        watch = _ShutDownWhenCancelled(cancel, self._using) if cancel is not None else None
+        watch = CancelWatch(cancel, lambda: _shut_down(self._using), "closing the STOW-RS connection",
+                            "stow-cancel") if cancel is not None else None
         try:
             # No redirects: requests would re-send a POST as a GET, or a body it cannot rewind.
             response = session.post(f"{self.node.stow_url.rstrip('/')}/studies", data=body,

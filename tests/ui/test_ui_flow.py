@@ -123,6 +123,16 @@ def scan_one_page(ui, code):
     return acquire
 
 
+def send_one_page(ui, code):
+    """Scan one page for ``code`` and go through Review to the Send screen; returns the Send screen."""
+    acquire = scan_one_page(ui, code)
+    ui.tap(acquire.ids.review)
+    review = ui.screen("review")
+    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the thumbnail")
+    ui.tap(review.ids.send)
+    return ui.screen("send")
+
+
 def test_barcode_selects_the_matching_item(kiosk_ui, demo):
     peers, config = demo
     ui = kiosk_ui(config, demo=peers)

@@ -10,7 +10,7 @@ import pytest
 
 from kiosk.config import NodeConfig
 from tests.support.mpps_scp import start_mpps_scp
-from tests.ui.test_ui_flow import demo, scan_one_page  # noqa: F401 (fixture)
+from tests.ui.test_ui_flow import demo, scan_one_page, send_one_page  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -48,12 +48,7 @@ def test_finish_without_sending_and_idling_discontinue_the_step_and_send_complet
         ui.pump(2)
     assert [m.dataset.get("PerformedProcedureStepStatus") for m in scp.messages[2:]] == ["IN PROGRESS", "DISCONTINUED"]
 
-    acquire = scan_one_page(ui, "A1003")
-    ui.tap(acquire.ids.review)
-    review = ui.screen("review")
-    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the thumbnail")
-    ui.tap(review.ids.send)
-    send = ui.screen("send")
+    send = send_one_page(ui, "A1003")
     ui.tap(send.ids.send)
     ui.wait(lambda: send.finished, timeout=60, what="the send result")
     ui.wait(lambda: len(scp.messages) == 6, what="the N-SET of the sent session")

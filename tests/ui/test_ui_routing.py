@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from kiosk.config import NodeConfig, RoutingConfig
 from tests.support.outbox_data import received_uids
-from tests.ui.test_ui_flow import demo, scan_one_page  # noqa: F401 (fixture)
+from tests.ui.test_ui_flow import demo, send_one_page  # noqa: F401 (fixture)
 
 
 def test_the_rules_preselect_the_destinations_and_the_send_screen_says_why(kiosk_ui, demo, storescp):
@@ -17,12 +17,7 @@ def test_the_rules_preselect_the_destinations_and_the_send_screen_says_why(kiosk
     config = replace(config, destinations={**config.destinations, "docs": docs}, routing=routing)
     ui = kiosk_ui(config, demo=peers)
 
-    acquire = scan_one_page(ui, "A1001")
-    ui.tap(acquire.ids.review)
-    review = ui.screen("review")
-    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the thumbnail")
-    ui.tap(review.ids.send)
-    send = ui.screen("send")
+    send = send_one_page(ui, "A1001")
     rows = {name: row for name, row in send.checks.items()}
     assert rows["docs"].active and rows["docs"].why == "Chosen by rule 'scans' (source scanner)"
     assert not rows["demo-pacs"].active and rows["demo-pacs"].why == "Not chosen by the routing rules for these images"
@@ -49,12 +44,7 @@ def test_a_stow_destination_and_a_refusing_rule_from_the_send_screen(kiosk_ui, d
     config = replace(config, destinations={"web": web, "legacy": legacy})
     ui = kiosk_ui(config, demo=peers)
 
-    acquire = scan_one_page(ui, "A1001")
-    ui.tap(acquire.ids.review)
-    review = ui.screen("review")
-    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the thumbnail")
-    ui.tap(review.ids.send)
-    send = ui.screen("send")
+    send = send_one_page(ui, "A1001")
     assert orthanc_web.dicomweb_url in send.checks["web"].text
     ui.tap(send.ids.send)
     ui.wait(lambda: send.finished, timeout=60, what="the send result")

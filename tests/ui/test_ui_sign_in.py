@@ -10,7 +10,7 @@ import pytest
 from kiosk.operators import FAILED, SIGNED_IN, SIGNED_OUT, OperatorEvent, OperatorRegister, default_path
 from kiosk.study import StudyContext
 from kiosk.ui.strings import T
-from tests.ui.test_ui_flow import demo, scan_one_page, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
+from tests.ui.test_ui_flow import demo, send_one_page, start_session_by_barcode, tap_text  # noqa: F401 (fixture)
 
 PIN, BADGE = "2468", "OP-0042"
 
@@ -101,10 +101,7 @@ def test_badge_then_pin_and_the_name_goes_into_operators_name(kiosk_ui, demo, op
     ui.wait(lambda: ui.app.operator is not None, what="the sign-in")
     assert events == [OperatorEvent(SIGNED_IN, "SMITH^Anna", "badge")]
 
-    acquire = scan_one_page(ui, "A1001")
-    ui.tap(acquire.ids.review)
-    ui.tap(ui.screen("review").ids.send)
-    send = ui.screen("send")
+    send = send_one_page(ui, "A1001")
     ui.tap(send.ids.send)
     ui.wait(lambda: send.finished, timeout=60, what="the send result")
     [received] = sorted(peers.received.glob("*.dcm"))
