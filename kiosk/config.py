@@ -193,6 +193,12 @@ def check_sign_in(value: str) -> str | None:
     return None if value in ("off", "optional", "required") else f"is {value!r}; use \"off\", \"optional\" or \"required\""
 
 
+def check_media_profile(value: str) -> str | None:
+    from kiosk.media.profiles import PROFILES
+
+    return None if value in PROFILES else f"is {value!r}; use one of {', '.join(PROFILES)}"
+
+
 def check_audit_repository(value: str) -> str | None:
     if value and not re.fullmatch(r"(tls|udp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", value):
         return f"is {value!r}; write tls://host:6514 (RFC 5425) or udp://host:514 (RFC 5426), or leave it empty"
@@ -474,6 +480,22 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """[media]: patients' CDs and USB sticks read and imported, PDI media written (docs/media.md)."""
+
+    profile: str = setting("STD-GEN-CD", check_media_profile, "the media profile exports follow: STD-GEN-CD, "
+                           "STD-GEN-DVD-RAM, STD-GEN-USB (uncompressed), STD-GEN-USB-JPEG, STD-GEN-USB-J2K")
+    web_content: bool = setting(True, None, "write the IHE_PDI folder (INDEX.HTM and JPEG previews) on exports")
+    mount_points: list[str] = setting(["/media", "/run/media", "/mnt"], None,
+                                      "folders watched for inserted CDs and USB sticks holding DICOM")
+    remap_uids: bool = setting(False, None, "imported studies and series get new UIDs (consistently); false keeps "
+                               "the medium's")
+    skip_existing: bool = setting(True, None, "ask the [query] node which instances the archive already holds and "
+                                  "skip them on import")
+    burner: str = setting("", None, "optical drive exports are burnt on with xorriso, e.g. /dev/sr0; empty: none")
+
+
+@dataclass(frozen=True)
 class RoutingConfig:
     """[routing]: which destinations a session's objects go to (kiosk/routing.py)."""
 
@@ -492,7 +514,7 @@ class NetworkConfig:
 #: The sections beyond networking, each a field of ``Config`` of the same name.
 SECTIONS: dict[str, type] = {"outbox": OutboxConfig, "ui": UIConfig, "presets": PresetsConfig,
                              "acquisition": AcquisitionConfig, "network": NetworkConfig, "routing": RoutingConfig,
-                             "audit": AuditConfig}
+                             "audit": AuditConfig, "media": MediaConfig}
 
 
 @dataclass(frozen=True)
@@ -512,6 +534,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 def default_config_path() -> Path:
