@@ -18,7 +18,7 @@ from kiosk import __version__
 from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "outbox", "listen", "convert", "operator",
+SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "importing", "outbox", "listen", "convert", "operator",
                "audit", "demo"]
 
 log = logging.getLogger("kiosk")

@@ -85,14 +85,18 @@ def medium_of(root: Path):  # noqa: ANN201 - kiosk.media.model.Medium
     """The ``Medium`` of a folder of DICOM files, from their headers (a stand-in for the reader)."""
     from pydicom import dcmread
 
-    from kiosk.media.model import MediaInstance, MediaPatient, MediaSeries, MediaStudy, Medium
+    from kiosk.media.model import MediaInstance, MediaPatient, MediaProblem, MediaSeries, MediaStudy, Medium
 
     medium = Medium(root, root.name, (root / "DICOMDIR").exists())
     patients: dict[str, MediaPatient] = {}
     studies: dict[str, MediaStudy] = {}
     series: dict[str, MediaSeries] = {}
     for path in sorted(p for p in (root / "DICOM").rglob("*") if p.is_file()):
-        ds = dcmread(path, stop_before_pixels=True)
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+        except Exception as exc:  # noqa: BLE001 - as the reader, a file that is no DICOM is a problem
+            medium.problems.append(MediaProblem(path, f"is no DICOM file ({type(exc).__name__})"))
+            continue
         patient = patients.get(str(ds.PatientID))
         if patient is None:
             patient = patients[str(ds.PatientID)] = MediaPatient(
