@@ -28,16 +28,19 @@ import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kiosk.audit import events, trail
 from kiosk.audit.codes import Outcome
 from kiosk.config import Config
+from kiosk.dataset_check import check_complete
 from kiosk.errors import KioskError
 from kiosk.media.model import MediaInstance, MediaPatient, MediaProblem, MediaSeries, MediaStudy, Medium
 from kiosk.media.reconcile import UidMap, reconcile
 from kiosk.outbox.core import Encoded, encode
+from kiosk.part10 import NotPart10Error
 from kiosk.station import OutboxOutput, Station
 from kiosk.study import StudyContext
 
@@ -210,12 +213,21 @@ class _Import:
         from pydicom.errors import InvalidDicomError
 
         try:
-            ds = dcmread(inst.path)
+            with open(inst.path, "rb") as handle:  # read only, whole: the file is checked before it is parsed
+                data = handle.read()
         except OSError as exc:
             if self._gone():
                 raise MediumGone() from None
             self.result.failed.append(MediaProblem(inst.path, f"cannot be read ({exc.strerror or exc})"))
             return
+        try:
+            # pydicom reads a file cut short in its pixel data without a word, and would write it shorter.
+            check_complete(data, inst.transfer_syntax)
+        except NotPart10Error as exc:
+            self.result.failed.append(MediaProblem(inst.path, f"is no readable DICOM file ({exc.message})"))
+            return
+        try:
+            ds = dcmread(BytesIO(data))
         except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as exc:
             self.result.failed.append(MediaProblem(inst.path, f"is no readable DICOM file ({_short(exc)})"))
             return
@@ -225,8 +237,6 @@ class _Import:
             reconcile(ds, self.context, scheduled=self.scheduled, uid_map=self.uid_map, when=self.when)
             obj = encode(ds, str(inst.path))
         except Exception as exc:  # noqa: BLE001 - a damaged object (a value pydicom cannot read or write)
-            if isinstance(exc, OSError) and self._gone():
-                raise MediumGone() from None  # pixel data read lazily from a file that went away
             self.result.failed.append(MediaProblem(inst.path, f"cannot be imported ({_short(exc)})"))
             return
         study_uid = str(ds.get("StudyInstanceUID", ""))

@@ -118,8 +118,9 @@ def test_bad_files_are_named_and_the_rest_is_imported(tmp_path, storescp):
     good = list(series.instances)
     not_dicom = root / "DICOM" / "README"
     not_dicom.write_text("not an image")
-    cut = root / "DICOM" / "CUT"
+    cut, short = root / "DICOM" / "CUT", root / "DICOM" / "SHORT"
     cut.write_bytes(good[0].path.read_bytes()[:400])
+    short.write_bytes(good[0].path.read_bytes()[:-100])  # its pixel data cut short
     twin_a, twin_b = root / "DICOM" / "TWINA", root / "DICOM" / "TWINB"
     twin_a.write_bytes(good[1].path.read_bytes())
     twin_b.write_bytes(good[1].path.read_bytes()[:-2] + b"\x01\x02")  # same UID, other pixels
@@ -129,7 +130,7 @@ def test_bad_files_are_named_and_the_rest_is_imported(tmp_path, storescp):
     def like(path: Path, of: MediaInstance, uid: str | None = None) -> MediaInstance:
         return MediaInstance(path, of.sop_class_uid, uid or of.sop_instance_uid, of.transfer_syntax, 9, 1)
 
-    series.instances = [good[0], like(not_dicom, good[0], "1.2.3.1"), like(cut, good[0], "1.2.3.2"),
+    series.instances = [good[0], like(not_dicom, good[0], "1.2.3.1"), like(cut, good[0], "1.2.3.2"), like(short, good[0], "1.2.3.5"),
                         like(root / "DICOM" / "GONE", good[0], "1.2.3.3"), like(twin_a, good[1], "1.2.3.4"),
                         like(twin_b, good[1], "1.2.3.4"), good[2], like(same, good[2])]
     before = fingerprint(root)
@@ -137,7 +138,8 @@ def test_bad_files_are_named_and_the_rest_is_imported(tmp_path, storescp):
     result = import_media(config, medium, medium.chosen(), LOCAL, _destinations(config, storescp.url),
                           scheduled=False)
     failed = {p.path.name: p.problem for p in result.failed}
-    assert set(failed) == {"README", "CUT", "GONE", "TWINA", "TWINB"}
+    assert set(failed) == {"README", "CUT", "SHORT", "GONE", "TWINA", "TWINB"}
+    assert "bytes long but only" in failed["SHORT"]
     assert "no readable DICOM" in failed["README"] and "cannot be read (No such file" in failed["GONE"]
     assert "different content" in failed["TWINA"] and "none of them is imported" in failed["TWINB"]
     assert [(i.path.name, why) for i, why in result.skipped] == [("COPY", f"a copy of {good[2].path} (the same instance)")]
