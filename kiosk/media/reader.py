@@ -21,6 +21,7 @@ import os
 import re
 import struct
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -44,6 +45,7 @@ TAGS = ["SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID", "IssuerOfPa
         "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber", "StudyID",
         "ReferringPhysicianName", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
         "InstanceNumber"]
+ASCII_VRS = {"UI", "DA", "TM", "IS", "CS"}  # no character set applies (PS3.5 6.1.2.3)
 PIXEL_DATA = (0x7FE0, 0x0010)
 UNDEFINED = 0xFFFFFFFF
 
@@ -163,21 +165,31 @@ def holds_dicom(root: Path) -> bool:
 
 
 def inserted_media(mount_points: Sequence[str]) -> list[Path]:
-    """Media holding DICOM under the configured mount points: each mount point's folders (``/mnt/usb``) and,
-    for automounters' per-user folders, their folders (``/media/USER/LABEL``, ``/run/media/USER/LABEL``);
-    a mount point that is itself mounted counts too. Never raises: unreadable folders are skipped."""
+    """Media holding DICOM under the configured mount points (``/mnt/usb``; ``/media/USER/LABEL`` and
+    ``/run/media/USER/LABEL`` of desktop automounters). A candidate is a mount point, or a folder holding files;
+    a folder holding folders only (an automounter's user folder) is looked into, one level. Never raises:
+    unreadable or absent folders are skipped."""
     found: list[Path] = []
     for mount_point in mount_points:
         base = Path(mount_point)
-        if os.path.ismount(base) and holds_dicom(base):
-            found.append(base)
+        if os.path.ismount(base):
+            if holds_dicom(base):
+                found.append(base)
             continue
         for child in _folders(base):
-            if holds_dicom(child):
-                found.append(child)
-            elif not os.path.ismount(child):  # a user's folder of the automounter: its media are one level down
-                found.extend(grandchild for grandchild in _folders(child) if holds_dicom(grandchild))
+            candidates = [child]
+            if not os.path.ismount(child) and _folders_only(child):
+                candidates = _folders(child)
+            found.extend(candidate for candidate in candidates if holds_dicom(candidate))
     return found
+
+
+def _folders_only(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return all(e.is_dir() for e in entries if not e.name.startswith("."))
+    except OSError:
+        return False
 
 
 def _folders(path: Path) -> list[Path]:
@@ -189,14 +201,15 @@ def _folders(path: Path) -> list[Path]:
 
 
 def _check_root(root: Path, during: bool = False) -> None:
+    """``MediaError`` unless ``root`` is a readable folder (``during`` a read: it was, and has gone)."""
     try:
-        if not root.is_dir():
-            raise MediaError(f"{root} is not a folder", "give the folder a CD or USB stick is mounted on")
         os.listdir(root)
     except OSError as exc:
         if during:
             raise MediaError(f"the medium at {root} went away while it was being read ({exc.strerror or exc})",
                              "insert it again and read it again; nothing was imported from it") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise MediaError(f"{root} is not a folder", "give the folder a CD or USB stick is mounted on") from None
         raise MediaError(f"cannot read {root} ({exc.strerror or exc})",
                          "check that the CD or USB stick is inserted and mounted") from None
 
@@ -226,7 +239,8 @@ def _hidden(name: str) -> bool:
 
 def _read_file_set(reading: _Reading, dicomdir: Path) -> tuple[list[_Header], str]:
     """The headers of the files the DICOMDIR references (missing ones are problems), and the File-set ID."""
-    from pydicom import dcmread
+    from pydicom import config, dcmread
+    from pydicom.dataelem import DataElement
     from pydicom.fileset import FileSet
 
     try:
@@ -242,9 +256,11 @@ def _read_file_set(reading: _Reading, dicomdir: Path) -> tuple[list[_Header], st
         found = names.find(parts)
         if found is None:
             reading.problem(reading.root.joinpath(*parts), "the DICOMDIR lists this file but it is not on the medium")
-        elif found != parts:
-            record.ReferencedFileID = list(found)  # as on disk (ISO 9660 names shown in lower case), for FileSet
-    file_set = FileSet(ds)
+        elif found != parts:  # as on disk (ISO 9660 names shown in lower case), for FileSet; not valid CS values
+            record["ReferencedFileID"] = DataElement(0x00041500, "CS", list(found), validation_mode=config.IGNORE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its warnings about missing files: those are problems listed already
+        file_set = FileSet(ds)
     headers = []
     for instance in file_set:
         reading.tick()
@@ -369,7 +385,7 @@ def _read_header(reading: _Reading, path: Path) -> _Header | str | None:
             handle.seek(0)
             try:
                 ds = dcmread(handle, force=bare, stop_before_pixels=True, specific_tags=TAGS)
-                values = {keyword: _text(ds.get(keyword, "")) for keyword in TAGS}
+                values = _values(ds)
                 cut_short = _pixel_data_cut_short(handle, size, ds)
             except OSError:
                 raise
@@ -390,12 +406,31 @@ def _read_header(reading: _Reading, path: Path) -> _Header | str | None:
     values["SOPClassUID"] = sop_class
     missing = [k for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if not values[k]]
     if not sop_class or missing:
-        reading.problem(path, f"is a DICOM file without {', '.join(missing or ['SOPClassUID'])}; {NOT_IMPORTED}")
+        reading.problem(path, f"is a damaged or incomplete DICOM file (it lacks {', '.join(missing or ['SOPClassUID'])}"
+                        f"); {NOT_IMPORTED}")
         return None
     if cut_short:
         reading.problem(path, f"is cut short: {cut_short}; {NOT_IMPORTED}")
         return None
     return _Header(path, size, values, _transfer_syntax(ds))
+
+
+def _values(ds) -> dict[str, str]:
+    """The ``TAGS`` of a header read, as text ("" when absent). ASCII-only values are taken from the raw bytes:
+    converting each through pydicom costs more than reading the file."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    values = {}
+    for keyword in TAGS:
+        tag = tag_for_keyword(keyword)
+        raw = ds.get_item(tag) if tag in ds else None
+        if raw is None:
+            values[keyword] = ""
+        elif dictionary_VR(tag) in ASCII_VRS and isinstance(raw.value, bytes):
+            values[keyword] = raw.value.decode("ascii", "replace").strip("\0 ")
+        else:
+            values[keyword] = _text(ds[tag].value)
+    return values
 
 
 def _pixel_data_cut_short(handle, size: int, ds) -> str:
