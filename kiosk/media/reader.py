@@ -258,13 +258,16 @@ def _read_file_set(reading: _Reading, dicomdir: Path) -> tuple[list[_Header], st
             reading.problem(reading.root.joinpath(*parts), "the DICOMDIR lists this file but it is not on the medium")
         elif found != parts:  # as on disk (ISO 9660 names shown in lower case), for FileSet; not valid CS values
             record["ReferencedFileID"] = DataElement(0x00041500, "CS", list(found), validation_mode=config.IGNORE)
+    # FileSet warns (and logs) about each missing file: those are problems listed already.
+    if not any(isinstance(f, _MissingFileWarnings) for f in logging.getLogger("pydicom").filters):
+        logging.getLogger("pydicom").addFilter(_MissingFileWarnings())
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its warnings about missing files: those are problems listed already
+        warnings.simplefilter("ignore")
         file_set = FileSet(ds)
     headers = []
     for instance in file_set:
         reading.tick()
-        path = Path(instance.path)
+        path = reading.root.joinpath(*_file_id(instance))  # not instance.path: FileSet resolves symbolic links
         header = _read_header(reading, path)
         if header is NOT_DICOM:
             reading.problem(path, f"is not a DICOM file; {NOT_IMPORTED}")
@@ -286,7 +289,15 @@ def _read_file_set(reading: _Reading, dicomdir: Path) -> tuple[list[_Header], st
     return headers, str(file_set.ID or "") or reading.root.name
 
 
+class _MissingFileWarnings(logging.Filter):
+    """Leaves out pydicom's log lines about a DICOMDIR's missing files (the reader lists them as problems)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("The referenced SOP Instance for the directory record")
+
+
 def _file_id(record) -> tuple[str, ...]:
+    """A record's (or a ``FileInstance``'s) Referenced File ID, as path components."""
     value = record.ReferencedFileID
     parts = [value] if isinstance(value, str) else list(value)
     return tuple(str(p) for p in parts if str(p))

@@ -64,3 +64,11 @@ def test_media_list_of_no_medium_is_one_clear_error_and_no_action_is_a_usage_err
     result = kiosk("media", "list", str(tmp_path / "cdrom"), check=1)
     assert "is not a folder" in result.stderr and "CD or USB stick" in result.stderr
     assert kiosk("media", check=2).stderr
+
+
+def test_media_list_logs_no_patient_data(dicom_cd):
+    result = kiosk("--verbose", "media", "list", str(dicom_cd.root))
+    assert "medium read: 28 file(s), 28 instance(s)" in result.stderr
+    for value in ("DOE^JANE", "PAT001", "MÜLLER", "PAT002", "1970-01-01", "HOSP_A"):
+        assert value in result.stdout and value not in result.stderr
+    assert "19700101" not in result.stderr
