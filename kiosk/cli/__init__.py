@@ -18,8 +18,8 @@ from kiosk import __version__
 from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "import", "outbox", "listen", "convert", "operator",
-               "audit", "demo"]
+SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "import", "outbox", "listen", "convert",
+               "operator", "audit", "media", "demo"]
 # A command whose name is a Python keyword lives in a module named otherwise.
 MODULES = {"import": "importing"}
 
