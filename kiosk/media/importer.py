@@ -3,12 +3,11 @@
 ``import_media`` takes the series the operator chose and the local patient (a worklist item: a
 scheduled import; a PACS patient or the form: unscheduled) and, instance by instance:
 
-1. leaves out what cannot or need not go: copies of one instance on the medium (the same SOP
-   Instance UID and bytes: imported once; different bytes: none of them, the medium contradicts
-   itself) and, with ``[media] skip_existing`` and a ``[query]`` node, what the archive already
-   holds (one IMAGE level C-FIND per series; a node that does not answer is a warning and
-   everything is imported);
-2. reads each file whole (the medium is only ever read), reconciles it (``kiosk.media.reconcile``)
+1. leaves out what the archive already holds, with ``[media] skip_existing`` and a ``[query]``
+   node (one IMAGE level C-FIND per series, by the UIDs the objects get; a node that does not
+   answer is a warning and everything is imported); the reader has already left out what the
+   medium holds twice and what it cannot use (``Medium.problems``);
+2. reads each file whole (the medium is only ever read), checks it is whole, reconciles it (``kiosk.media.reconcile``)
    and queues it through the station, in chunks: each chunk is durable with one file-system sync
    and one journal transaction, so a running delivery starts on the first one and a failure never
    leaves a chunk half-queued;
@@ -22,14 +21,11 @@ in ``ImportResult.not_read`` and ``stopped`` says what happened. No MPPS is sent
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import threading
-from collections import defaultdict
 from dataclasses import dataclass, field
 from io import BytesIO
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kiosk.audit import events, trail
@@ -56,7 +52,7 @@ Chosen = tuple[MediaPatient, MediaStudy, MediaSeries]
 class ImportResult:
     """What became of the chosen instances.
 
-    ``skipped``: left out on purpose, with why (on the archive already, a copy on the medium).
+    ``skipped``: left out on purpose, with why (on the archive already).
     ``failed``: files that could not be imported, each with the reason. ``warnings``: things the
     operator should know that did not stop anything (the query node did not answer). ``stopped``:
     why the import ended early (the medium was removed, cancelled), ``not_read`` instances untouched.
@@ -120,7 +116,6 @@ class _Import:
         todo = [(series, inst) for _, _, series in chosen for inst in series.instances]
         studies = {series.uid: study.uid for _, study, series in chosen}
         total, done = len(todo), 0
-        todo = self._without_copies(todo)
         todo = self._without_existing(todo, studies)
         done = total - len(todo)
         self._progress(done, total)
@@ -151,35 +146,6 @@ class _Import:
             self.progress(done, total)
 
     # -- what is left out ------------------------------------------------------------------
-    def _without_copies(self, todo: list[tuple[MediaSeries, MediaInstance]]) -> list[tuple[MediaSeries, MediaInstance]]:
-        """One of each SOP Instance UID: identical copies are skipped, differing ones all fail."""
-        by_uid: dict[str, list[tuple[MediaSeries, MediaInstance]]] = defaultdict(list)
-        for entry in todo:
-            by_uid[entry[1].sop_instance_uid].append(entry)
-        keep: set[int] = set()
-        for uid, entries in by_uid.items():
-            if len(entries) == 1:
-                keep.add(id(entries[0][1]))
-                continue
-            digests = {}
-            for _, inst in entries:
-                try:
-                    digests[id(inst)] = _digest(inst.path)
-                except OSError as exc:
-                    self.result.failed.append(MediaProblem(inst.path, f"cannot be read ({exc.strerror or exc})"))
-            readable = [inst for _, inst in entries if id(inst) in digests]
-            if len({digests[id(inst)] for inst in readable}) > 1:
-                names = ", ".join(str(inst.path) for inst in readable)
-                for inst in readable:
-                    self.result.failed.append(MediaProblem(
-                        inst.path, f"{len(readable)} files on the medium hold SOP Instance UID {uid} with different "
-                        f"content ({names}); none of them is imported"))
-            elif readable:
-                keep.add(id(readable[0]))
-                for inst in readable[1:]:
-                    self.result.skipped.append((inst, f"a copy of {readable[0].path} (the same instance)"))
-        return [entry for entry in todo if id(entry[1]) in keep]
-
     def _without_existing(self, todo: list[tuple[MediaSeries, MediaInstance]],
                           studies: dict[str, str]) -> list[tuple[MediaSeries, MediaInstance]]:
         """Without what the [query] node already holds (asked per series, by the UIDs the objects get)."""
@@ -280,14 +246,6 @@ class _Import:
                                         trail.operator(), outcome))
         except Exception as exc:  # noqa: BLE001 - auditing must not stop the import
             log.error("audit: the import from %s could not be described (%s)", self.medium.root, type(exc).__name__)
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _short(exc: BaseException) -> str:

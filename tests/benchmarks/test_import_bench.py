@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.foreign_media import make_medium, medium_of
+from tests.support.foreign_media import make_medium
 from tests.support.outbox_helpers import outbox_config
 from tests.support.peers import require_binary, start_storescp
 
@@ -48,16 +48,9 @@ def shm():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _read_medium(root: Path):  # noqa: ANN202 - Medium
-    try:
-        from kiosk.media.reader import read_medium
-    except ImportError:  # until the reader is on this branch: the stand-in reading each header
-        return medium_of(root)
-    return read_medium(root)
-
-
 def _kiosk_import(root: Path, spool: Path, peer_url: str) -> float:
     from kiosk.media.importer import import_media
+    from kiosk.media.reader import read_medium
     from kiosk.outbox import Outbox
     from kiosk.outbox.destinations import parse_destination
     from kiosk.outbox.worker import wait_for
@@ -72,7 +65,7 @@ def _kiosk_import(root: Path, spool: Path, peer_url: str) -> float:
     try:
         started = time.perf_counter()
         delivery.start()
-        medium = _read_medium(root)
+        medium = read_medium(root)
         result = import_media(config, medium, medium.chosen(), context, {name: spec}, scheduled=False,
                               station=Station(), outbox=outbox)
         assert result.queued == COUNT and not result.failed

@@ -3,26 +3,11 @@ folder leaves its DICOMDIR out."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-
-import pytest
-from tests.support.foreign_media import fingerprint, make_medium, medium_of
+from tests.support.foreign_media import fingerprint, make_medium
 from tests.support.outbox_data import received_uids
-from tests.support.outbox_helpers import outbox_config
+from tests.support.outbox_helpers import cli, outbox_config
 
-from kiosk.cli import main
 from kiosk.config import to_toml
-
-
-@pytest.fixture
-def reader(monkeypatch):
-    """kiosk.media.reader, or until it lands on this branch a stand-in reading the files' headers."""
-    if importlib.util.find_spec("kiosk.media.reader") is None:
-        stand_in = types.ModuleType("kiosk.media.reader")
-        stand_in.read_medium = lambda root, cancel=None, progress=None: medium_of(root)
-        monkeypatch.setitem(sys.modules, "kiosk.media.reader", stand_in)
 
 
 def _config_file(tmp_path, orthanc=None):
@@ -31,47 +16,46 @@ def _config_file(tmp_path, orthanc=None):
         text += f"\n[query]\nae_title = '{orthanc.aet}'\nhost = '127.0.0.1'\nport = {orthanc.port}\n"
     path = tmp_path / "kiosk.toml"
     path.write_text(text)
-    return str(path)
+    return cli(path)
 
 
-def test_kiosk_import_to_orthanc_names_whose_images_and_the_bad_files(tmp_path, orthanc, reader, capsys):
+def test_kiosk_import_to_orthanc_names_whose_images_and_the_bad_files(tmp_path, orthanc):
     orthanc.clear()
     root = tmp_path / "cd"
     made = make_medium(root, studies=1, series=2, per_series=2)
     damaged_uid, damaged = next(iter(made.items()))
     damaged.write_bytes(damaged.read_bytes()[:-100])  # cut short after the DICOMDIR was made
+    missing_uid, missing = list(made.items())[1]
+    missing.unlink()  # the DICOMDIR lists it, it is not there
     before = fingerprint(root)
-    config = _config_file(tmp_path, orthanc)
-    to = f"ORTHANC@127.0.0.1:{orthanc.port}"
-    args = ["--config", config, "import", str(root), "--to", to, "--wait", "--patient-id", "CLI-1",
+    kiosk = _config_file(tmp_path, orthanc)
+    args = ["import", str(root), "--to", f"ORTHANC@127.0.0.1:{orthanc.port}", "--wait", "--patient-id", "CLI-1",
             "--patient-name", "Local^Carla", "--issuer", "KIOSKHOSP", "--sex", "F"]
-    assert main(args) == 1  # the damaged file could not be imported
-    out = capsys.readouterr().out
+    out = kiosk(*args, check=1).stdout  # the damaged and the missing file could not be imported
     assert "medium:  Müller^Hans, ID EXT-4711 (OTHERHOSP), born 19600203, sex M; 1 study(ies)" in out
     assert "import as: Local^Carla, ID CLI-1 (KIOSKHOSP), sex F" in out
-    assert f"FAILED   {damaged}: " in out
-    assert "imported 3 instance(s), skipped 0, failed 1" in out and "3 of 3 job(s) delivered" in out
+    assert f"FAILED   {damaged}: is cut short" in out
+    assert f"FAILED   {missing}: the DICOMDIR lists this file but it is not on the medium" in out
+    assert "imported 2 instance(s), skipped 0, failed 2" in out and "2 of 2 job(s) delivered" in out
     tags = [orthanc.tags(i) for i in orthanc.instances()]
-    assert sorted(t["SOPInstanceUID"] for t in tags) == sorted(set(made) - {damaged_uid})
+    assert sorted(t["SOPInstanceUID"] for t in tags) == sorted(set(made) - {damaged_uid, missing_uid})
     assert {(t["PatientID"], t["PatientName"]) for t in tags} == {("CLI-1", "Local^Carla")}
 
-    assert main(args) == 1  # again: what is on the archive is skipped, the damaged file named again
-    out = capsys.readouterr().out
-    assert "imported 0 instance(s), skipped 3, failed 1" in out and out.count("already on the archive") == 3
+    out = kiosk(*args, check=1).stdout  # again: what is on the archive is skipped, the bad files named again
+    assert "imported 0 instance(s), skipped 2, failed 2" in out and out.count("already on the archive") == 2
     assert fingerprint(root) == before
 
 
-def test_kiosk_import_asks_whose_images_they_are(tmp_path, reader, capsys):
+def test_kiosk_import_asks_whose_images_they_are(tmp_path):
     root = tmp_path / "cd"
     make_medium(root, per_series=1, series=1, dicomdir=False)
-    assert main(["--config", _config_file(tmp_path), "import", str(root), "--to", "X@127.0.0.1:104"]) == 2
-    assert "whose images are these?" in capsys.readouterr().err
+    result = _config_file(tmp_path)("import", str(root), "--to", "X@127.0.0.1:104", check=2)
+    assert "whose images are these?" in result.stderr
 
 
-def test_kiosk_send_of_a_cd_folder_leaves_the_dicomdir_out(tmp_path, storescp, capsys):
+def test_kiosk_send_of_a_cd_folder_leaves_the_dicomdir_out(tmp_path, storescp):
     root = tmp_path / "cd"
     made = make_medium(root, studies=1, series=1, per_series=2)
-    assert main(["--config", _config_file(tmp_path), "send", str(root), "--to", storescp.url, "--wait"]) == 0
-    captured = capsys.readouterr()
-    assert f"note: {root / 'DICOMDIR'} is a DICOMDIR" in captured.err and "2 of 2 job(s) delivered" in captured.out
+    captured = _config_file(tmp_path)("send", str(root), "--to", storescp.url, "--wait")
+    assert f"note: {root / 'DICOMDIR'} is a DICOMDIR" in captured.stderr and "2 of 2 job(s) delivered" in captured.stdout
     assert sorted(received_uids(storescp.extra["received"])) == sorted(made)

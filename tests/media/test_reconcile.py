@@ -9,8 +9,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.sequence import Sequence
-from tests.support.foreign_media import ACCESSION, FOREIGN, INSTITUTION, make_medium, medium_of
+from tests.support.foreign_media import ACCESSION, FOREIGN, INSTITUTION, make_medium
 
+from kiosk.media.reader import read_medium
 from kiosk.media.reconcile import UidMap, compare, reconcile
 from kiosk.outbox.core import encode
 from kiosk.study import StudyContext
@@ -24,7 +25,7 @@ LOCAL = StudyContext.manual(patient_name="Local^Anna", patient_id="L-1", issuer=
 def medium(tmp_path_factory):
     root = tmp_path_factory.mktemp("cd")
     make_medium(root, studies=1, series=2, per_series=1, dicomdir=False)
-    return root, medium_of(root)
+    return root, read_medium(root)
 
 
 def _object(medium) -> Dataset:
