@@ -285,6 +285,19 @@ def _complete_record_values(header: Any) -> None:
         header.SeriesNumber = 0
     if header.get("InstanceNumber") in (None, ""):
         header.InstanceNumber = 0
+    if "ConceptNameCodeSequence" in header and "ContentSequence" in header:
+        # An SR or key object document: its record holds only the root's concept modifiers (PS3.3 F.5.21),
+        # pydicom would copy the whole content tree into the DICOMDIR.
+        modifiers = [item for item in header.ContentSequence if item.get("RelationshipType") == "HAS CONCEPT MOD"]
+        if modifiers:
+            header.ContentSequence = modifiers
+        else:
+            del header.ContentSequence
+    if header.get("VerificationFlag") == "VERIFIED" and "VerificationDateTime" not in header:
+        times = [str(o.VerificationDateTime) for o in header.get("VerifyingObserverSequence", [])
+                 if o.get("VerificationDateTime")]
+        if times:
+            header.VerificationDateTime = max(times)  # the record's Type 1C: the latest verification
 
 
 def file_set_id(label: str) -> str:
