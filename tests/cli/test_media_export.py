@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
 
 import pytest
 from pydicom.fileset import FileSet
