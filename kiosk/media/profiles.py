@@ -27,6 +27,10 @@ JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 J2K = "1.2.840.10008.1.2.4.91"
 
+#: How docs/media.md and messages name the syntaxes of the table.
+NAMES = {EXPLICIT_LE: "Explicit VR Little Endian", JPEG_BASELINE: "JPEG Baseline", JPEG_EXTENDED: "JPEG Extended",
+         JPEG_LOSSLESS_SV1: "JPEG Lossless SV1", J2K_LOSSLESS: "JPEG 2000 Lossless", J2K: "JPEG 2000"}
+
 #: Transfer syntaxes of video (PS3.5 8.2.5-8.2.8, 10.13-10.16): no General Purpose profile here allows them.
 VIDEO = frozenset({
     "1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.100.1", "1.2.840.10008.1.2.4.101",
