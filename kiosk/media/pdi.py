@@ -163,6 +163,8 @@ def write_file_set(folder: Path, files: Sequence[Path], profile: Profile, *, web
                           "check free space and that the medium is writable", errno=exc.errno) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+    if planned:
+        _flush(folder)
     log.info("exported %d object(s) to %s (%s), %d refused", len(result.written), folder, profile.name,
              len(result.failed))
     exported(folder, [source for source in result.written])
@@ -170,6 +172,20 @@ def write_file_set(folder: Path, files: Sequence[Path], profile: Profile, *, web
 
 
 _MEDIUM_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT}  # the medium's fault, not the file's
+
+
+def _flush(folder: Path) -> None:
+    """Everything written to the medium on it before the export counts as done (the outbox then deletes
+    its copies; an operator pulls the stick): Linux ``syncfs`` of the folder's file system, else ``sync``."""
+    import ctypes
+
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is None or syncfs(handle) != 0:
+            os.sync()
+    finally:
+        os.close(handle)
 
 
 def _plan(source: Path, profile: Profile) -> _Planned:
