@@ -391,7 +391,7 @@ def media_roots(mount_points: Sequence[str]) -> list[Path]:
 
 def _folders(path: Path) -> list[Path]:
     try:
-        return sorted(p for p in path.iterdir() if p.is_dir())
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:  # not there, or not readable: nothing mounted for us
         return []
 

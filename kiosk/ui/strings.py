@@ -188,7 +188,7 @@ T: dict[str, str] = {
     "reconcile_back": "No, go back",
     "importing": "Importing image {done} of {total}…",
     "import_stopped": "[b]The import stopped early[/b] ({why}): {count} image(s) were not imported.",
-    "import_queued": "{count} image(s) queued, sent to {destinations}.",
+    "import_queued": "{count} image(s) queued for {destinations}.",
     "import_none_queued": "Nothing was queued.",
     "import_skipped": "{count} skipped: {reason}",
     "import_failed": "{count} file(s) could not be imported:",

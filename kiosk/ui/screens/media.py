@@ -153,6 +153,7 @@ class MediaScreen(KioskScreen):
         super().__init__(**kwargs)
         self.root_path: Path | None = None
         self.medium: Any = None
+        self.rows: list[MediaStudyRow] = []
         self.card: ReconcileCard | None = None
         self._cancel = threading.Event()
         self._token = 0  # bumped whenever the screen is cleared: answers for an older medium are dropped
@@ -210,6 +211,7 @@ class MediaScreen(KioskScreen):
             self.card.dismiss()
             self.card = None
         self.medium, self.root_path, self._removed, self._job = None, None, False, None
+        self.rows = []
         self.ids.studies.clear_widgets()
         self.stage, self.label, self.status, self.hint, self.summary, self.delivery = "", "", "", "", "", ""
         self.chosen_text, self.any_chosen, self.progress, self.busy = "", False, 0, False
@@ -267,7 +269,7 @@ class MediaScreen(KioskScreen):
     def _show_studies(self, medium: Any, chosen: bool) -> None:
         box = self.ids.studies
         box.clear_widgets()
-        self.rows: list[MediaStudyRow] = []
+        self.rows = []
         for index, patient in enumerate(medium.patients):
             if not patient.studies:
                 continue
