@@ -165,6 +165,17 @@ def orthanc_web(tmp_path_factory):
     peer.stop()
 
 
+@pytest.fixture(scope="session")
+def dicom_cd(tmp_path_factory):
+    """A patient's CD from another hospital, made once per run (``tests/support/media_data.py``): two patients,
+    four studies, 28 instances of many SOP classes and transfer syntaxes, an ISO 9660 layout and a DICOMDIR
+    by DCMTK's dcmmkdir. A ``DicomCd``: ``.root`` and the truth (``.patients``, ``.files``). Shared: copy it
+    (``shutil.copytree(dicom_cd.root, ...)``) before changing anything on it."""
+    from tests.support.media_data import build_dicom_cd
+
+    return build_dicom_cd(tmp_path_factory.mktemp("media") / "CDROM")
+
+
 @pytest.fixture
 def dciodvfy():
     """``dciodvfy(path)`` fails the test on any error line and returns the output."""

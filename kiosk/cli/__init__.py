@@ -19,7 +19,7 @@ from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
 SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "outbox", "listen", "convert", "operator",
-               "audit", "demo"]
+               "audit", "media", "demo"]
 
 log = logging.getLogger("kiosk")
 

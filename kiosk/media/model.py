@@ -73,6 +73,7 @@ class MediaProblem:
 
     path: Path  # absolute
     problem: str
+    hint: str = ""  # what the operator can do about it
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Medium:
     has_dicomdir: bool = False
     patients: list[MediaPatient] = field(default_factory=list)
     problems: list[MediaProblem] = field(default_factory=list)
+    other_files: int = 0  # files that are not DICOM and not meant to be (README, a viewer), ignored
 
     def studies(self) -> Iterator[tuple[MediaPatient, MediaStudy]]:
         for patient in self.patients:
@@ -100,6 +102,34 @@ class Medium:
         return [(p, st, se) for p, st in self.studies() for se in st.series
                 if (not studies and not series) or st.uid in studies or se.uid in series]
 
+    def relative(self, path: Path) -> str:
+        """``path`` as named on the medium (relative to its root, with forward slashes)."""
+        try:
+            return path.relative_to(self.root).as_posix() or "."
+        except ValueError:
+            return str(path)
+
     def to_json(self) -> dict[str, Any]:
-        """The form ``kiosk media list --json`` prints."""
-        raise NotImplementedError  # the reader's work
+        """The form ``kiosk media list --json`` prints: counts and sizes, not the instances themselves."""
+        return {
+            "root": str(self.root),
+            "label": self.label,
+            "has_dicomdir": self.has_dicomdir,
+            "patients": [{
+                "patient_id": p.patient_id, "issuer": p.issuer, "name": p.name, "birth_date": p.birth_date,
+                "sex": p.sex,
+                "studies": [{
+                    "uid": st.uid, "date": st.date, "time": st.time, "description": st.description,
+                    "accession": st.accession, "study_id": st.study_id,
+                    "referring_physician": st.referring_physician, "modalities": st.modalities,
+                    "instances": len(st.instances), "size": st.size,
+                    "series": [{"uid": se.uid, "modality": se.modality, "number": se.number,
+                                "description": se.description, "instances": len(se.instances),
+                                "size": sum(i.size for i in se.instances),
+                                "transfer_syntaxes": sorted({i.transfer_syntax for i in se.instances})}
+                               for se in st.series],
+                } for st in p.studies],
+            } for p in self.patients],
+            "problems": [{"path": self.relative(q.path), "problem": q.problem, "hint": q.hint} for q in self.problems],
+            "other_files": self.other_files,
+        }
