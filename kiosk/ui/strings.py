@@ -158,7 +158,7 @@ T: dict[str, str] = {
     "media_reading": "Reading the disc or USB stick… {count} file(s) so far",
     "media_read_cancelled": "Reading was cancelled. Nothing was imported.",
     "media_empty": "No DICOM images were found on {label}.",
-    "media_problems": "{count} file(s) on the medium cannot be used; they are listed after the import.",
+    "media_problems": "{count} file(s) on the medium cannot be imported (the rest can):",
     "media_hint": "Tick the studies to import. They go under the patient in the banner; you check the "
                   "details on the next card before anything is sent.",
     "media_hint_matched": "The disc's patient matches the patient in the banner: every study is ticked. Untick "

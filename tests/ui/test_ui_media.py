@@ -2,7 +2,8 @@
 and its summary; a medium pulled out before Confirm; Copy to USB from the Send screen.
 
 ``[media] mount_points`` is a folder of the test: copying a medium into it is inserting it, removing it
-is pulling it out. The medium is the reader's test CD (two patients, four studies, made by dcmmkdir).
+is pulling it out. The medium is the reader's test CD (``dicom_cd``: two patients, four studies, made
+by dcmmkdir), copied.
 """
 
 from __future__ import annotations
@@ -10,17 +11,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
-import pytest
-
 from kiosk.ui.strings import T
-from tests.support.media_data import build_dicom_cd
 from tests.ui.test_ui_flow import demo, open_source, send_one_page, start_session_by_barcode  # noqa: F401 (fixture)
-
-
-@pytest.fixture(scope="module")
-def cd(tmp_path_factory):
-    """The test CD, built once (dcmmkdir); each test copies it into its own mount point."""
-    return build_dicom_cd(tmp_path_factory.mktemp("media") / "KIOSKTESTCD")
 
 
 def _with_mount_point(config, folder):
@@ -36,15 +28,18 @@ def _row(media, description):
     return next(r for r in media.rows if description in r.text)
 
 
-def _open_medium(ui, cd, mount, code="A1003", screenshot=""):
-    """Start a session for ``code``, insert the CD, tap its tile; returns the Media screen with the list shown."""
+def _open_medium(ui, dicom_cd, mount, code="A1003", screenshot="", lost=""):
+    """Start a session for ``code``, insert the CD (without the file ``lost``), tap its tile; returns the
+    Media screen with the list shown."""
     ui.tap(start_session_by_barcode(ui, code).ids.yes)
     acquire = ui.screen("acquire")
     ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
     assert _media_tile(acquire) is None
-    shutil.copytree(cd.root, mount / cd.label)
+    shutil.copytree(dicom_cd.root, mount / dicom_cd.label)
+    if lost:
+        (mount / dicom_cd.label / lost).unlink()
     tile = ui.wait(lambda: _media_tile(acquire), what="the Disc or USB tile")
-    assert T["media_source"] in tile.text and cd.label in tile.text
+    assert T["media_source"] in tile.text and dicom_cd.label in tile.text
     if screenshot:
         ui.screenshot(screenshot)
     ui.tap(tile)
@@ -53,7 +48,8 @@ def _open_medium(ui, cd, mount, code="A1003", screenshot=""):
     return media
 
 
-def test_a_cd_is_listed_checked_against_the_patient_imported_and_summarised(kiosk_ui, demo, orthanc, cd, tmp_path):
+def test_a_cd_is_listed_checked_against_the_patient_imported_and_summarised(kiosk_ui, demo, orthanc, dicom_cd,
+                                                                           tmp_path):
     from kiosk.config import NodeConfig
     from kiosk.ui.screens.media import ReconcileCard
 
@@ -62,7 +58,7 @@ def test_a_cd_is_listed_checked_against_the_patient_imported_and_summarised(kios
     node = NodeConfig(name="orthanc", ae_title=orthanc.aet, host="127.0.0.1", port=orthanc.port)
     config = replace(_with_mount_point(config, tmp_path / "mnt"), destinations={"orthanc": node}, query=node)
     ui = kiosk_ui(config, demo=peers)
-    media = _open_medium(ui, cd, tmp_path / "mnt", code="A1001", screenshot="acquire_media")
+    media = _open_medium(ui, dicom_cd, tmp_path / "mnt", code="A1001", screenshot="acquire_media")
 
     # The list: both of the disc's patients, each study with its counts; nothing ticked (another name).
     listed = " ".join(w.text for w in media.ids.studies.children)
@@ -132,21 +128,24 @@ def test_a_cd_is_listed_checked_against_the_patient_imported_and_summarised(kios
     assert ui.app.session is None and media.medium is None and not media.rows
 
 
-def test_a_medium_pulled_out_before_confirm_says_so_and_imports_nothing(kiosk_ui, demo, cd, tmp_path):
+def test_a_medium_pulled_out_before_confirm_says_so_and_imports_nothing(kiosk_ui, demo, dicom_cd, tmp_path):
     from kiosk.ui.screens.media import ReconcileCard
     from kiosk.ui.widgets.dialogs import MessageCard
 
     peers, config = demo
     config = _with_mount_point(config, tmp_path / "mnt")
     ui = kiosk_ui(config, demo=peers)
-    media = _open_medium(ui, cd, tmp_path / "mnt")
+    lost = "DICOM/PAT1/ST1/SE2/IM00003"
+    media = _open_medium(ui, dicom_cd, tmp_path / "mnt", lost=lost)
+    problems = media.ids.studies.children[0].text  # under the studies: what cannot be imported, and why
+    assert T["media_problems"].format(count=1) in problems and f"{lost}: the DICOMDIR lists this file" in problems
     ui.tap(_row(media, "US ABDOMEN").ids.check)
     ui.tap(media.ids.next)
     ui.wait(lambda: ui.modal(ReconcileCard), what="the reconciliation card")
 
-    shutil.rmtree(tmp_path / "mnt" / cd.label)
+    shutil.rmtree(tmp_path / "mnt" / dicom_cd.label)
     message = ui.wait(lambda: ui.modal(MessageCard), what="the message")
-    assert message.body == T["media_removed"].format(label=cd.label)
+    assert message.body == T["media_removed"].format(label=dicom_cd.label)
     assert ui.app.manager.current == "acquire"
     ui.wait(lambda: ui.modal(ReconcileCard) is None, what="the card closed")
     acquire = ui.screen("acquire")
@@ -176,3 +175,29 @@ def test_copy_to_usb_writes_a_dicom_file_set_on_the_stick(kiosk_ui, demo, tmp_pa
     fileset = FileSet(mount / "STICK" / "DICOMDIR")
     assert [str(i.PatientID) for i in fileset] == ["DEMO001"]
     assert not list(peers.received.glob("*.dcm"))
+
+
+def test_the_idle_timeout_clears_the_card_and_everything_read_from_the_medium(kiosk_ui, demo, dicom_cd, tmp_path):
+    from kivy.uix.label import Label
+
+    from kiosk.ui.screens.media import ReconcileCard
+
+    peers, config = demo
+    ui = kiosk_ui(_with_mount_point(config, tmp_path / "mnt"), demo=peers)
+    media = _open_medium(ui, dicom_cd, tmp_path / "mnt")
+    ui.tap(_row(media, "CHEST").ids.check)
+    ui.tap(media.ids.next)
+    ui.wait(lambda: ui.modal(ReconcileCard), what="the reconciliation card")
+    ui.app.ui = replace(ui.app.ui, idle_timeout=1)
+    ui.wait(lambda: ui.app.session is None, timeout=10, what="the idle timeout")
+    ui.wait(lambda: ui.modal(ReconcileCard) is None, what="the card closed")
+    assert ui.app.manager.current == "patient" and media.medium is None and not media.rows
+
+    def texts(widget):
+        if isinstance(widget, Label):
+            yield widget.text
+        for child in widget.children:
+            yield from texts(child)
+
+    visible = " ".join(t for screen in ui.app.manager.screens for t in texts(screen))
+    assert "PAT002" not in visible and "HANS" not in visible and "CHEST" not in visible

@@ -250,9 +250,8 @@ class MediaScreen(KioskScreen):
             return
         self.medium, self.label = medium, medium.label or self.label
         self.stage = "studies"
-        self.status = T["media_problems"].format(count=len(medium.problems)) if medium.problems else ""
-        if not any(True for _ in medium.studies()):
-            self.status = " ".join(filter(None, [T["media_empty"].format(label=text.markup(self.label)), self.status]))
+        empty = not any(True for _ in medium.studies())
+        self.status = T["media_empty"].format(label=text.markup(self.label)) if empty else ""
         self.hint = T["media_hint_matched"] if matched else T["media_hint"]
         self._show_studies(medium, matched)
 
@@ -288,6 +287,9 @@ class MediaScreen(KioskScreen):
                 row.bind(chosen=self._row_chosen)
                 self.rows.append(row)
                 box.add_widget(row)
+        if medium.problems:  # files the reader could not use, each with why (the rest can be imported)
+            lines = [T["media_problems"].format(count=len(medium.problems))] + problem_lines(medium, medium.problems)
+            box.add_widget(Factory.Muted(text="\n".join(lines)))
         self._count_chosen()
         self._render_thumbnails(medium)
 
@@ -480,14 +482,19 @@ def summarise(result: Any, medium: Any) -> str:
     for reason, count in collections.Counter(reason for _instance, reason in result.skipped).items():
         lines.append(T["import_skipped"].format(count=count, reason=text.markup(reason)))
     if result.failed:
-        lines.append(T["import_failed"].format(count=len(result.failed)))
-        for problem in result.failed[:FAILED_SHOWN]:
-            lines.append("   " + T["import_failed_line"].format(file=text.markup(medium.relative(problem.path)),
-                                                                problem=text.markup(problem.problem)))
-        if len(result.failed) > FAILED_SHOWN:
-            lines.append("   " + T["import_more"].format(count=len(result.failed) - FAILED_SHOWN))
+        lines += [T["import_failed"].format(count=len(result.failed)), *problem_lines(medium, result.failed)]
     lines += [text.markup(warning) for warning in result.warnings]
     return "\n".join(lines)
+
+
+def problem_lines(medium: Any, problems: list[Any]) -> list[str]:
+    """Each file (as named on the medium) and what is wrong with it, the first few; the rest counted."""
+    lines = ["   " + T["import_failed_line"].format(file=text.markup(medium.relative(problem.path)),
+                                                   problem=text.markup(problem.problem))
+             for problem in problems[:FAILED_SHOWN]]
+    if len(problems) > FAILED_SHOWN:
+        lines.append("   " + T["import_more"].format(count=len(problems) - FAILED_SHOWN))
+    return lines
 
 
 SCREEN = MediaScreen
