@@ -27,7 +27,8 @@ A station holds its captures one of two ways:
 
 Either way one object exists at a time, so memory does not grow with the size
 of a session. Outputs are an output folder (``FolderOutput``) and the outbox
-(``OutboxOutput``); ``kiosk send`` queues finished files with ``queue_files``.
+(``OutboxOutput``); ``kiosk send`` queues finished files with ``queue_files``, the media importer
+reconciled objects with ``queue_encoded``.
 Events are published in the thread doing the work: the UI hands them to its
 own thread. ``BackgroundDelivery`` is the delivery loop a process runs for
 itself (the touch UI, ``kiosk send --wait``).
@@ -173,6 +174,10 @@ class OutboxOutput:
 
     def put_files(self, files: Sequence[Path]) -> dict[str, list[int]]:
         return self.outbox.accept_files(files, self.destinations, self.commitment)
+
+    def put_encoded(self, objects: Sequence[Any]) -> dict[str, list[int]]:
+        """Queue Part 10 files in memory (``kiosk.outbox.core.Encoded``) as one durable chunk."""
+        return self.outbox.accept_encoded(objects, self.destinations, self.commitment)
 
 
 # -- the station --------------------------------------------------------------------------------
@@ -381,6 +386,17 @@ class Station:
             jobs = (accept or output.put_files)(files)
             self._note_jobs(output, {name: tuple(ids) for name, ids in jobs.items()})
             self.objects += len(files)
+            self.state = DELIVERING
+            self._publish(Queued(self, {name: tuple(ids) for name, ids in jobs.items()}))
+            return jobs
+
+    def queue_encoded(self, objects: Sequence[Any], output: OutboxOutput) -> dict[str, list[int]]:
+        """Queue finished objects held in memory (``kiosk.outbox.core.Encoded``: a medium's objects
+        reconciled by the importer) as one chunk; call it once per chunk. Returns job ids per destination."""
+        with self._lock:
+            jobs = output.put_encoded(objects)
+            self._note_jobs(output, {name: tuple(ids) for name, ids in jobs.items()})
+            self.objects += len(objects)
             self.state = DELIVERING
             self._publish(Queued(self, {name: tuple(ids) for name, ids in jobs.items()}))
             return jobs

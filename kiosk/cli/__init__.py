@@ -18,8 +18,10 @@ from kiosk import __version__
 from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "outbox", "listen", "convert", "operator",
-               "audit", "media", "demo"]
+SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "import", "outbox", "listen", "convert",
+               "operator", "audit", "media", "demo"]
+# A command whose name is a Python keyword lives in a module named otherwise.
+MODULES = {"import": "importing"}
 
 log = logging.getLogger("kiosk")
 
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"kiosk.cli.{name}").register(sub)
+        importlib.import_module(f"kiosk.cli.{MODULES.get(name, name)}").register(sub)
     return parser
 
 

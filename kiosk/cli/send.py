@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.outbox import Outbox
     from kiosk.station import OutboxOutput, Station
 
-    files = collect_files(args.paths)
+    files = collect_files(args.paths, lambda text: print(f"note: {text}", file=sys.stderr))
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
     if args.explain:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     commit = args.commit or spec.get("storage_commitment", False)
     if args.commit and not destination.supports_commitment:
         raise UsageError(f"{label} cannot confirm storage commitment", "leave out --commit")
-    files = collect_files(args.paths)
+    files = collect_files(args.paths, lambda text: print(f"note: {text}", file=sys.stderr))
     if not files:
         raise KioskError("no files to send", "name DICOM files or folders that contain them")
     slots = [_item(path) for path in files]

@@ -19,7 +19,8 @@ from kiosk.cli.results import DOUBT_KEY
 from kiosk.study import CONVERSION_TYPES, StudyContext, StudyError
 
 # The typed options, each named for the StudyContext field it sets (--patient-name: patient_name).
-_FIELDS = ("patient_name", "patient_id", "birth_date", "sex", "accession", "study_description", "study_uid", "modality")
+_FIELDS = ("patient_name", "patient_id", "issuer", "birth_date", "sex", "accession", "study_description", "study_uid",
+           "modality")
 
 
 def add_study_options(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Study Root Query/Retrieve C-FIND SCU (study and series level): find the study to add captures to."""
+"""Study Root Query/Retrieve C-FIND SCU: the study to add captures to (study and series level); the
+instances an archive already holds (image level, for imports)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,15 @@ def find_studies(node: NodeConfig, local: LocalConfig, query: StudyQuery, *,
     """Studies (or series of one study) as they arrive."""
     return find(node, local, STUDY_ROOT_FIND, build_identifier(query), cancel=cancel, limit=limit,
                 what=f"the {query.level.lower()} query")
+
+
+def instance_uids(node: NodeConfig, local: LocalConfig, study_uid: str, series_uid: str, *,
+                  cancel: threading.Event | None = None) -> set[str]:
+    """The SOP Instance UIDs ``node`` holds in one series (an IMAGE level query): what an import skips."""
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study_uid, series_uid, ""
+    matches = find(node, local, STUDY_ROOT_FIND, ds, cancel=cancel, what="the instance query")
+    return {str(match.get("SOPInstanceUID", "")) for match in matches} - {""}

@@ -34,7 +34,7 @@ from kiosk.errors import UsageError
 from kiosk.net import errors, fastpath
 from kiosk.net.cancel import CancelWatch
 from kiosk.net.nodes import associate, release
-from kiosk.part10 import FileMeta
+from kiosk.part10 import FileMeta, NotPart10Error, read_meta
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -48,6 +48,7 @@ EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE = UNCOMPRESSED = tsx.UNCOMPRESSED
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 
 WARNINGS_AS_SUCCESS = {0xB000, 0xB006, 0xB007}
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the DICOMDIR's SOP class (PS3.10)
 
 
 
@@ -143,8 +144,9 @@ def classify(code: int) -> Outcome:
     return "failed"
 
 
-def collect_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named, and every file under directories named, in a stable order."""
+def collect_files(paths: Iterable[str | Path], note: Callable[[str], None] | None = None) -> list[Path]:
+    """Files named, and every file under directories named, in a stable order; a File-set's
+    DICOMDIR (an index, no image: no archive takes it) is left out, with ``note`` saying so."""
     files: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
@@ -153,7 +155,19 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
             files.append(item)
         else:
             raise UsageError(f"{item} does not exist", "name DICOM files or folders that contain them")
-    return files
+    directories = [path for path in files if path.name.upper() == "DICOMDIR" and _is_dicomdir(path)]
+    for path in directories:
+        if note is not None:
+            note(f"{path} is a DICOMDIR (the index of a CD or USB stick), not an image: left out "
+                 "('kiosk import' imports a patient's CD under the local patient)")
+    return [path for path in files if path not in directories]
+
+
+def _is_dicomdir(path: Path) -> bool:
+    try:
+        return read_meta(path).sop_class_uid == MEDIA_STORAGE_DIRECTORY
+    except NotPart10Error:
+        return False
 
 
 def _read_instance(path: Path, known: KnownFile | None = None) -> _Instance | str:

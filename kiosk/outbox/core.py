@@ -163,22 +163,35 @@ class Outbox:
                 jobs[name] += ids
         return jobs
 
+    def accept_encoded(self, objects: Sequence["Encoded"], destinations: dict[str, dict[str, Any]],
+                       commitment: Iterable[str] = ()) -> dict[str, list[int]]:
+        """Queue Part 10 files already in memory (e.g. a medium's objects, reconciled) as one chunk:
+        durable with one file-system sync and one journal transaction, all or none. Each must be a
+        whole data set (``KioskError`` naming its ``original`` otherwise, before anything is written)."""
+        commitment = set(commitment)
+        for obj in objects:
+            _check_encoded(obj)
+        self.check_capacity(sum(len(obj.data) for obj in objects))
+        base = spool_record(destinations, commitment)
+        entries = self.spool.put_many([(obj.data, {**base, "original": obj.original}) for obj in objects])
+        accepted = [Accepted(entry, obj.sop_instance_uid, obj.sop_class_uid, obj.transfer_syntax, obj.original)
+                    for entry, obj in zip(entries, objects)]
+        try:
+            return self._journal(accepted, destinations, commitment)
+        except BaseException:
+            for entry in entries:
+                self.spool.remove(entry.name)
+            raise
+
     def accept_dataset(self, dataset: Any, destinations: dict[str, dict[str, Any]],
                        commitment: Iterable[str] = ()) -> dict[str, list[int]]:
         """Queue one pydicom Dataset, written as a Part 10 file with the kiosk's file meta."""
-        from io import BytesIO
-
-        set_file_meta(dataset)
-        buffer = BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
-        data = buffer.getvalue()
-        _check_written(dataset, data)
-        self.check_capacity(len(data))
-        entry = self.spool.put_bytes(data, spool_record(destinations, set(commitment)))
+        obj = encode(dataset)
+        _check_encoded(obj)
+        self.check_capacity(len(obj.data))
+        entry = self.spool.put_bytes(obj.data, spool_record(destinations, set(commitment)))
         try:
-            syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-            return self._journal([Accepted(entry, str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
-                                           str(syntax) if syntax else None)],
+            return self._journal([Accepted(entry, obj.sop_instance_uid, obj.sop_class_uid, obj.transfer_syntax)],
                                  destinations, set(commitment))
         except BaseException:
             self.spool.remove(entry.name)
@@ -291,9 +304,30 @@ def read_header(path: Path) -> FileMeta:
     return meta
 
 
-def _check_written(dataset: Any, data: bytes) -> None:
-    """``data`` (``dataset`` written as a file) holds a whole data set, else a ``KioskError`` naming the image."""
+@dataclass(frozen=True)
+class Encoded:
+    """One Part 10 file in memory, for ``Outbox.accept_encoded``; ``original``: where it came from."""
+
+    data: bytes
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    original: str = ""
+
+
+def encode(dataset: Any, original: str = "") -> Encoded:
+    """``dataset`` as a Part 10 file with the kiosk's file meta (``kiosk.part10.set_file_meta``)."""
+    from io import BytesIO
+
+    set_file_meta(dataset)
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return Encoded(buffer.getvalue(), str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
+                   str(dataset.file_meta.TransferSyntaxUID), original)
+
+
+def _check_encoded(obj: Encoded) -> None:
     try:
-        check_complete(data, str(dataset.file_meta.TransferSyntaxUID))
+        check_complete(obj.data, obj.transfer_syntax)
     except NotPart10Error as exc:
-        raise KioskError(f"image {dataset.SOPInstanceUID}: {exc.message}", exc.hint) from None
+        raise KioskError(f"{obj.original or 'image ' + obj.sop_instance_uid}: {exc.message}", exc.hint) from None

@@ -178,14 +178,26 @@ class Spool:
         """
         if _syncfs is None:
             return self._publish(self._copy_parallel(sources, record))
+        return self._put_synced([lambda s=source: self._copy_part(s, record, durable=False) for source in sources])
+
+    def put_many(self, items: Sequence[tuple[bytes, dict[str, Any]]]) -> list[SpoolEntry]:
+        """Store each (data, record) durably, all or none; returns their entries in order. As in
+        ``put_files``, one file-system sync makes them all durable where the system has ``syncfs``."""
+        synced = _syncfs is not None
+        return self._put_synced([lambda d=data, r=record: self._write_part([d], r, durable=not synced)
+                                 for data, record in items], synced)
+
+    def _put_synced(self, writers: Sequence[Callable[[], Part]], sync: bool = True) -> list[SpoolEntry]:
+        """Run each part writer, make them all durable with one ``syncfs`` (``sync``), publish them."""
         parts: list[Part] = []
         try:
             folder = self._guard(lambda: os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY))
             try:
                 # Opened before writing: syncfs then reports write-back errors of these files.
-                for source in sources:
-                    parts.append(self._guard(lambda s=source: self._copy_part(s, record, durable=False)))
-                self._guard(lambda: _sync_filesystem(folder))
+                for write in writers:
+                    parts.append(self._guard(write))
+                if sync:
+                    self._guard(lambda: _sync_filesystem(folder))
             finally:
                 os.close(folder)
         except BaseException:
