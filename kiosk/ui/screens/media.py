@@ -438,7 +438,8 @@ class MediaScreen(KioskScreen):
     def _refresh(self) -> None:
         job = self._job
         if job is not None:
-            self.app.run_async(lambda: self.app.services.job_states(job), lambda states: self._show_delivery(job, states))
+            self.app.run_async(lambda: self.app.services.job_states(job),
+                               lambda states: self._show_delivery(job, states))
 
     def _show_delivery(self, job: SendJob, states: dict[str, list[Any]]) -> None:
         if job is not self._job:
