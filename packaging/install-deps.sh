@@ -10,7 +10,7 @@ APT_PACKAGES=(
   dcmtk dicom3tools orthanc orthanc-dicomweb
   libsane-dev libsane1 sane-utils
   xvfb xauth libmtdev1 xclip libegl1 libegl-mesa0 libgl1-mesa-dri
-  ffmpeg time
+  ffmpeg time xorriso
   rsyslog rsyslog-gnutls
 )
 

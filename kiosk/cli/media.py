@@ -15,7 +15,9 @@ from kiosk.display import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("media", help="read patients' CDs and USB sticks")
+    from kiosk.cli.media_export import register_export
+
+    parser = sub.add_parser("media", help="read patients' CDs and USB sticks; write PDI media")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="patients, studies and series on a medium, and the files that cannot "
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("path", type=Path, metavar="PATH", help="the medium's folder, e.g. /media/$USER/CDROM")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=run_list, needs_config=False)
+    register_export(actions)
 
 
 def run_list(args: argparse.Namespace, _config: Config | None) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -21,11 +20,10 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
-from kiosk.audit.transfers import exported
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import CoerceConfig, Config, NodeConfig, TLSConfig, resolve_node
 from kiosk.errors import KioskError, UsageError
-from kiosk.part10 import FileMeta, identify, set_file_meta
+from kiosk.part10 import FileMeta
 
 log = logging.getLogger(__name__)
 
@@ -295,100 +293,75 @@ class StowDestination:
 
 
 class FolderDestination:
-    """A DICOM File-set with a DICOMDIR in a folder (CD/USB media export), via pydicom's FileSet.
+    """A PDI File-set with a DICOMDIR in a folder (CD/USB media export): ``kiosk.media.pdi`` writes it
+    in the spec's media profile (``[media] profile`` when it was queued; today's for older jobs).
 
-    Each batch loads the DICOMDIR, adds the instances (an instance already in
-    the File-set is kept as it is) and writes it back.
+    Each batch adds its instances to the File-set (an instance already in it is kept as it is).
     """
 
     kind: ClassVar[str] = "folder"
     supports_commitment = False
 
-    def __init__(self, name: str, folder: Path) -> None:
+    def __init__(self, name: str, folder: Path, profile: str = "STD-GEN-CD", web_content: bool = True) -> None:
         self.name = name
         self.folder = Path(folder)
+        self.profile = profile
+        self.web_content = web_content
 
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any], config: Config) -> "FolderDestination":
-        return cls(name, Path(spec["path"]))
+        return cls(name, Path(spec["path"]), spec.get("profile", config.media.profile),
+                   spec.get("web_content", config.media.web_content))
 
     @staticmethod
-    def spec_of(folder: Path) -> dict[str, Any]:
-        return {"kind": "folder", "path": str(folder)}
+    def spec_of(folder: Path, profile: str = "STD-GEN-CD", web_content: bool = True) -> dict[str, Any]:
+        return {"kind": "folder", "path": str(folder), "profile": profile, "web_content": web_content}
 
     def send(self, items: Sequence[Item], progress: ProgressCallback, cancel: threading.Event) -> list[Outcome]:
-        from pydicom import dcmread
-        from pydicom.errors import InvalidDicomError
+        from kiosk.media.pdi import ExportError, write_file_set
+        from kiosk.media.profiles import PROFILES
 
-        FileSet = _kiosk_file_set()
         if not self.folder.is_dir():
             raise DeliveryError(f"the export folder {self.folder} is not there",
                                 "insert the USB stick or medium, or create the folder")
-        dicomdir = self.folder / "DICOMDIR"
-        loaded = dicomdir.exists()
-        try:
-            fileset = FileSet(dicomdir) if loaded else FileSet()
-        except (InvalidDicomError, ValueError, OSError) as exc:
-            raise DeliveryError(f"the DICOMDIR in {self.folder} cannot be read ({exc})",
-                                "move the folder's content away or choose an empty folder", transient=False) from None
-        outcomes: list[Outcome] = []
-        done_bytes = 0
-        for index, item in enumerate(items):
-            if cancel.is_set():
-                outcomes += [Outcome("transient", None, "cancelled")] * (len(items) - index)
-                return outcomes
+        profile = PROFILES.get(self.profile)
+        if profile is None:
+            raise DeliveryError(f"the media profile {self.profile!r} of {self.name} is unknown",
+                                "remove its jobs ('kiosk outbox remove') and send again", transient=False)
+        outcomes: dict[Path, Outcome] = {}
+        for item in items:  # checked before the copy (pdi copies files by the kernel, unread by Python)
             try:
-                with open_checked(item.path, item.sha256) as handle:
-                    instance = dcmread(handle)
-                set_file_meta(instance)  # the kiosk writes the File-set's copy: its identity, not the sender's
-                fileset.add(instance)
-                outcomes.append(Outcome("success"))
+                open_checked(item.path, item.sha256).close()
             except FileChanged as exc:
-                outcomes.append(Outcome("damaged", None, str(exc)))
+                outcomes[Path(item.path)] = Outcome("damaged", None, str(exc))
             except OSError as exc:
-                outcomes.append(Outcome("failed", None, f"cannot read {item.path}: {exc.strerror or exc}"))
-            except (AttributeError, KeyError, ValueError, InvalidDicomError) as exc:
-                # e.g. no Patient ID: a DICOMDIR needs it for the directory records.
-                outcomes.append(Outcome("failed", None, f"cannot be put in a DICOMDIR: {exc}"))
-            done_bytes += item.size
-            progress(index + 1, done_bytes)
+                outcomes[Path(item.path)] = Outcome("failed", None, f"cannot read {item.path}: {exc.strerror or exc}")
+        wanted = [Path(item.path) for item in items if Path(item.path) not in outcomes]
+        sizes = {Path(item.path): item.size for item in items}
+        done_bytes = 0
+
+        def on_progress(done: int, total: int) -> None:
+            nonlocal done_bytes
+            done_bytes += sizes.get(wanted[done - 1], 0)
+            progress(done, done_bytes)
+
         try:
-            # pydicom writes a loaded File-set in place and refuses a path for it.
-            fileset.write(None if loaded else self.folder)
-        except OSError as exc:
-            raise DeliveryError(f"cannot write the File-set to {self.folder}: {exc.strerror or exc}",
-                                "check free space and that the medium is writable",
-                                transient=exc.errno in (errno.ENOSPC, errno.EIO, errno.ENOENT)) from None
-        exported(self.folder, [item.path for item, o in zip(items, outcomes) if o.outcome == "success"])
-        return outcomes
+            result = write_file_set(self.folder, wanted, profile, web_content=self.web_content,
+                                    progress=on_progress, cancel=cancel)
+        except ExportError as exc:
+            raise DeliveryError(exc.message, exc.hint, transient=exc.errno in (errno.ENOSPC, errno.EIO, errno.ENOENT)
+                                if exc.errno is not None else False) from None
+        for path, reason in result.failed:
+            outcomes[path] = Outcome("transient" if reason == "cancelled" else "failed", None, reason)
+        for path in result.written:
+            outcomes[path] = Outcome("success")
+        return [outcomes.get(Path(item.path), Outcome("transient", None, "not written")) for item in items]
 
     def commit(self, instances: Sequence[tuple[str, str]], timeout: float) -> Commitment:
         raise DeliveryError("a folder cannot confirm storage commitment", transient=False)
 
     def close(self) -> None:
         pass  # nothing is kept open between batches
-
-
-@functools.cache
-def _kiosk_file_set() -> type:
-    """pydicom's FileSet, writing the kiosk's Implementation Class UID and Version Name into the
-    DICOMDIR's file meta (pydicom puts its own in a new DICOMDIR and keeps a loaded one's)."""
-    from pydicom.fileset import FileSet
-
-    class KioskFileSet(FileSet):
-        # pydicom has no public way to set the DICOMDIR's file meta: its two private seams, the new
-        # DICOMDIR and the loaded one (tests/outbox/test_outbox_dicomdir.py notices if they change).
-        def _create_dicomdir(self) -> Any:
-            ds = super()._create_dicomdir()
-            identify(ds.file_meta)
-            return ds
-
-        def write(self, path: Any = None, use_existing: bool = False, force_implicit: bool = False) -> None:
-            if self._ds:
-                identify(self._ds.file_meta)
-            super().write(path, use_existing, force_implicit)
-
-    return KioskFileSet
 
 
 KINDS: dict[str, Any] = {cls.kind: cls for cls in (DicomDestination, StowDestination, FolderDestination)}
@@ -422,7 +395,8 @@ def parse_destination(config: Config, text: str) -> tuple[str, dict[str, Any]]:
         if not str(folder).strip():
             raise UsageError("folder: needs a path", "write e.g. folder:/media/usb")
         folder = folder.resolve()
-        return f"{FOLDER_PREFIX}{folder}", FolderDestination.spec_of(folder)
+        return f"{FOLDER_PREFIX}{folder}", FolderDestination.spec_of(folder, config.media.profile,
+                                                                     config.media.web_content)
     node = resolve_node(config, text)
     return node.name, spec_of_node(node)
 

@@ -1,4 +1,4 @@
-"""A ``folder:`` export (DICOMDIR File-set) carries the kiosk's identity in every file it writes."""
+"""A ``folder:`` export (a PDI File-set) carries the kiosk's identity in every DICOM file it writes."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from kiosk.outbox import Outbox
 
 
 def identities(folder: Path) -> dict[str, tuple[str, str]]:
-    """File name (relative) -> (Implementation Class UID, Version Name) of every file under ``folder``."""
+    """File name (relative) -> (Implementation Class UID, Version Name) of every DICOM file under ``folder``
+    (all but the PDI web content and README.TXT)."""
     out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    others = {"README.TXT", "INDEX.HTM"}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in others
+                       and p.parent.name != "IHE_PDI"):
         meta = read_file_meta_info(path)
         out[str(path.relative_to(folder))] = (str(meta.ImplementationClassUID),
                                               str(meta.get("ImplementationVersionName", "")))
@@ -37,6 +40,7 @@ def test_the_dicomdir_and_every_file_of_a_folder_export_carry_the_kiosks_impleme
             found = identities(usb)
             assert "DICOMDIR" in found and len(found) == 1 + (2 if batch == "a" else 4)
             assert set(found.values()) == {(IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)}, found
+            assert (usb / "README.TXT").is_file() and (usb / "INDEX.HTM").is_file()
     finally:
         outbox.close()
 

@@ -161,7 +161,7 @@ root = Path(sys.argv[1])
 spool = root / "spool"
 spool.mkdir(parents=True)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(spool)], check=True)
-from tests.support.outbox_data import fill_disk, make_instances
+from tests.support.outbox_data import fill_disk, make_instances, received_uids
 from tests.support.outbox_helpers import outbox_config, queue
 from kiosk.config import to_toml
 from kiosk.outbox import Outbox
@@ -192,7 +192,7 @@ out, err = service.communicate(timeout=60)
 results["run"] = out, err
 results["run_waited"] = waiting
 results["run_code"] = service.returncode
-results["delivered"] = len([p for p in usb.rglob("*") if p.is_file() and p.name != "DICOMDIR"])
+results["delivered"] = len(received_uids(usb))
 print(json.dumps(results))
 """
 

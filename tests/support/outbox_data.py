@@ -52,11 +52,15 @@ def make_instances(folder: Path, count: int, size: int = 4096, patient_id: str =
 
 
 def received_uids(folder: Path) -> list[str]:
-    """SOP Instance UIDs of every file under ``folder`` (duplicates kept)."""
+    """SOP Instance UIDs of every DICOM file under ``folder`` (duplicates kept): not the DICOMDIR, nor a
+    PDI File-set's README.TXT and web content (INDEX.HTM, IHE_PDI/)."""
     from pydicom.filereader import read_file_meta_info
 
     return [str(read_file_meta_info(p).MediaStorageSOPInstanceUID) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "DICOMDIR"]
+            if p.is_file() and p.name not in PDI_EXTRAS and p.parent.name != "IHE_PDI"]
+
+
+PDI_EXTRAS = {"DICOMDIR", "README.TXT", "INDEX.HTM"}
 
 
 def fill_disk(path: Path) -> None:
