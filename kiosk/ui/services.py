@@ -259,8 +259,16 @@ class Services:
         return _module("kiosk.media.reconcile").compare(patient, study, context)
 
     def preview(self, path: Path, size: int) -> Any:
-        """An RGB thumbnail of a DICOM file's middle frame, or None (no pixels, or not decodable)."""
-        return _module("kiosk.media.preview").render(path, size)
+        """An RGB array of a DICOM file's middle frame, at most ``size`` pixels on a side (the PDI web
+        content's preview), or None (no pixels, or not decodable)."""
+        import numpy as np
+
+        image = _module("kiosk.media.web").render_preview(path)
+        if image is None:
+            return None
+        image = image.convert("RGB")
+        image.thumbnail((size, size))
+        return np.asarray(image)
 
     def import_media(self, medium: Any, chosen: list[Any], context: Any, destinations: list[str],
                      progress: Callable[[int, int], None], cancel: threading.Event) -> Any:

@@ -174,6 +174,7 @@ def test_copy_to_usb_writes_a_dicom_file_set_on_the_stick(kiosk_ui, demo, tmp_pa
     assert send.result == T["send_result_ok"].format(done=1, total=1, destination="USB stick STICK")
     fileset = FileSet(mount / "STICK" / "DICOMDIR")
     assert [str(i.PatientID) for i in fileset] == ["DEMO001"]
+    assert {"README.TXT", "INDEX.HTM"} <= {p.name for p in (mount / "STICK").iterdir()}  # a PDI medium
     assert not list(peers.received.glob("*.dcm"))
 
 
