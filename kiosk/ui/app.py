@@ -47,7 +47,7 @@ ADMINISTRATOR = "administrator"  # the user of the admin PIN, in the audit trail
 
 HERE = Path(__file__).parent
 BG = (0.07, 0.08, 0.10, 1)  # theme.kv's BG
-SCREENS = ("patient", "acquire", "review", "send", "outbox", "settings", "signin")
+SCREENS = ("patient", "acquire", "media", "review", "send", "outbox", "settings", "signin")
 
 
 def process_age() -> float | None:

@@ -1,10 +1,11 @@
-"""The UI's one seam to the rest of the kiosk: worklist, query, devices, send, outbox.
+"""The UI's one seam to the rest of the kiosk: worklist, query, devices, removable media, send, outbox.
 
 Every method here may block (network, devices, disk) and is called from a
 worker thread, except the cheap ``*_configured``/``*_available`` checks. The
 UI adds no DICOM or device logic: this module only calls ``kiosk.net``,
-``drivers``, ``kiosk.station`` (which builds and queues a session's objects)
-and ``kiosk.outbox`` and translates their results for the screens.
+``drivers``, ``kiosk.station`` (which builds and queues a session's objects),
+``kiosk.media`` (patients' CDs and USB sticks) and ``kiosk.outbox`` and
+translates their results for the screens.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+import os
+import pwd
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from kiosk.config import Config, NodeConfig, values_of
 from kiosk.errors import KioskError
@@ -238,6 +241,50 @@ class Services:
         settings = presets.preset(preset_name.removesuffix(FEEDER), self.config.presets.tables())
         return device.configure(settings.merged(source="adf") if feeder else settings)
 
+    # -- removable media ----------------------------------------------------------
+    def inserted_media(self) -> list[Path]:
+        """Mounted CDs and USB sticks that hold DICOM, under ``[media] mount_points``."""
+        return _module("kiosk.media.reader").inserted_media(self.config.media.mount_points)
+
+    def writable_media(self) -> list[Path]:
+        """Mounted media under ``[media] mount_points`` the kiosk may write to (Copy to USB)."""
+        return [root for root in media_roots(self.config.media.mount_points) if os.access(root, os.W_OK | os.X_OK)]
+
+    def read_medium(self, root: Path, cancel: threading.Event, progress: Callable[[int], None]) -> Any:
+        """What the medium at ``root`` holds (a ``kiosk.media.model.Medium``)."""
+        return _module("kiosk.media.reader").read_medium(root, cancel=cancel, progress=progress)
+
+    def compare(self, patient: Any, study: Any, context: Any) -> list[Any]:
+        """The reconciliation card's rows: the medium's and the local value of each identifying attribute."""
+        return _module("kiosk.media.reconcile").compare(patient, study, context)
+
+    def preview(self, path: Path, size: int) -> Any:
+        """An RGB array of a DICOM file's middle frame, at most ``size`` pixels on a side (the PDI web
+        content's preview), or None (no pixels, or not decodable)."""
+        import numpy as np
+
+        image = _module("kiosk.media.web").render_preview(path)
+        if image is None:
+            return None
+        image = image.convert("RGB")
+        image.thumbnail((size, size))
+        return np.asarray(image)
+
+    def import_media(self, medium: Any, chosen: list[Any], context: Any, destinations: list[str],
+                     progress: Callable[[int, int], None], cancel: threading.Event) -> Any:
+        """Queue the ``chosen`` series of ``medium`` under ``context`` (the local patient) for ``destinations``
+        (configured names); a worklist item makes it a scheduled import. Returns the ``ImportResult``."""
+        from kiosk.outbox.destinations import spec_of_node
+        from kiosk.study import WORKLIST
+
+        importer = _module("kiosk.media.importer")
+        nodes = {name: self.config.destinations[name] for name in destinations}
+        specs = {name: spec_of_node(node) for name, node in nodes.items()}
+        commitment = [name for name, node in nodes.items() if node.storage_commitment]
+        # Into this process's outbox, whose delivery loop then sends them (as after Send).
+        return importer.import_media(self.config, medium, chosen, context, specs, scheduled=context.origin == WORKLIST,
+                                     progress=progress, cancel=cancel, commitment=commitment, outbox=self.outbox())
+
     # -- sending -------------------------------------------------------------------
     def track(self, station: Any) -> None:
         """Report ``station``'s performed procedure step to the RIS (MPPS) when ``[mpps]`` is set."""
@@ -275,17 +322,20 @@ class Services:
         first = join_study(study, self.config)[1] if study is not None else 1
         return BuildOptions.from_config(self.config, first_series_number=first, operators_name=operators_name or None)
 
-    def send(self, station: Any, destinations: list[str], operators_name: str = "") -> SendJob:
-        """Build the station's objects one at a time, each queued durably in the outbox for each destination;
+    def send(self, station: Any, destinations: list[str], operators_name: str = "",
+             folders: Sequence[Path] = ()) -> SendJob:
+        """Build the station's objects one at a time, each queued durably in the outbox for each destination
+        (configured names) and each of ``folders`` (a USB stick: a File-set with a DICOMDIR);
         ``operators_name``: who is signed in (taken when Send was pressed)."""
         from kiosk.outbox.destinations import spec_of_node
         from kiosk.station import OutboxOutput
 
         nodes = {name: self.config.destinations[name] for name in destinations}
         specs = {name: spec_of_node(node) for name, node in nodes.items()}
+        specs.update(folder_destination(self.config, folder) for folder in folders)
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
         station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study, operators_name))
-        return SendJob({name: list(station.jobs.get(name, [])) for name in nodes}, station.objects)
+        return SendJob({name: list(station.jobs.get(name, [])) for name in specs}, station.objects)
 
     def job_states(self, job: SendJob) -> dict[str, list[Any]]:
         """The current outbox jobs of a send, per destination."""
@@ -326,5 +376,37 @@ def _has(name: str) -> bool:
     try:
         importlib.import_module(name)
     except ImportError:
+        return False
+    return True
+
+
+def folder_destination(config: Config, folder: Path) -> tuple[str, dict[str, Any]]:
+    """The outbox destination writing a File-set into ``folder``: ("folder:PATH", spec), as ``--to folder:PATH``."""
+    from kiosk.outbox.destinations import parse_destination
+
+    return parse_destination(config, f"folder:{folder}")
+
+
+def media_roots(mount_points: Sequence[str]) -> list[Path]:
+    """The media mounted under ``mount_points``: each folder in a mount point, except that a folder named
+    after a user (``/media/USER``, ``/run/media/USER``) holds that user's media, one level down."""
+    roots: list[Path] = []
+    for point in map(Path, mount_points):
+        for child in _folders(point):
+            roots += _folders(child) if _is_user(child.name) else [child]
+    return roots
+
+
+def _folders(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:  # not there, or not readable: nothing mounted for us
+        return []
+
+
+def _is_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
         return False
     return True

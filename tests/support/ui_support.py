@@ -186,7 +186,16 @@ def kiosk_ui(xvfb, private_sane, tmp_path):
     started: list[Any] = []
 
     def start(config: Any, demo: Any = None) -> UI:
+        """A test that does not choose ``[media] mount_points`` gets an empty folder: the machine's own
+        /media and /mnt never show up as a Disc or USB tile or a Copy to USB row."""
+        from dataclasses import replace
+
+        from kiosk.config import MediaConfig
         from kiosk.ui.launch import configure_window, prepare_environment
+
+        if config.media.mount_points == MediaConfig().mount_points:
+            (tmp_path / "no-media").mkdir(exist_ok=True)
+            config = replace(config, media=replace(config.media, mount_points=[str(tmp_path / "no-media")]))
 
         prepare_environment()
         configure_window(config.ui)

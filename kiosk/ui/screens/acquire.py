@@ -1,5 +1,9 @@
 """Acquire screen: a tile per source, presets, scans page by page, live camera preview.
 
+While a CD or USB stick holding DICOM is inserted (``[media] mount_points``, looked
+at every few seconds off the UI thread) a "Disc or USB (DICOM)" tile leads to the
+Media screen, which imports its studies under this patient.
+
 Devices are opened, scanned and read on worker threads; pages are written to
 the session (disk) there too, and the screen hears about them through
 ``Clock.schedule_once``. The live preview runs a reader thread that keeps only
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from kivy.clock import Clock
@@ -21,6 +26,7 @@ from kivy.uix.modalview import ModalView
 from kiosk.errors import KioskError
 from kiosk.modalities import source_order
 from kiosk.session import Session
+from kiosk.ui.media_watch import MediaWatch
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.services import FEEDER
 from kiosk.ui.text import markup
@@ -100,6 +106,8 @@ class AcquireScreen(KioskScreen):
         self._stop_after = threading.Event()
         self._clip_stop = threading.Event()
         self._clip_event: Any = None
+        self.media: list[Path] = []  # inserted media holding DICOM, each a tile
+        self._media_watch: MediaWatch | None = None
 
     @property
     def count(self) -> int:
@@ -108,6 +116,9 @@ class AcquireScreen(KioskScreen):
 
     # -- life cycle ------------------------------------------------------------
     def on_enter(self) -> None:
+        if self._media_watch is None:
+            self._media_watch = MediaWatch(self.app, self.app.services.inserted_media, self._media_changed)
+        self._media_watch.start()
         if not self.devices:
             self.discover()
         elif self.selected is None:
@@ -116,6 +127,8 @@ class AcquireScreen(KioskScreen):
     def on_leave(self) -> None:
         self.stop_recording()
         self.stop_preview()
+        if self._media_watch is not None:
+            self._media_watch.stop()
 
     def on_session(self, session: Session | None) -> None:
         self.stop_recording()
@@ -133,6 +146,8 @@ class AcquireScreen(KioskScreen):
         self.stop_recording()
         self.stop_preview()
         self.cancel()
+        if self._media_watch is not None:
+            self._media_watch.stop()
 
     # -- devices ---------------------------------------------------------------
     def discover(self) -> None:
@@ -146,19 +161,38 @@ class AcquireScreen(KioskScreen):
             self.select(self.devices[0])
 
     def _show_tiles(self, devices: list[Any]) -> None:
-        """One tile per source, the kind the session's order asks for first (``kiosk.modalities``)."""
+        """One tile per source, the kind the session's order asks for first (``kiosk.modalities``); an
+        inserted medium's tile above them all (it came for this patient)."""
         session = self.app.session
         devices = source_order(devices, session.context.modality if session is not None else "",
                                self.app.kiosk_config.acquisition.live_modalities)
         self.devices = devices
         tiles = self.ids.tiles
         tiles.clear_widgets()
+        for root in self.media:
+            tile = Factory.SourceTile(text=T["media_tile"].format(name=T["media_source"], label=markup(root.name)))
+            tile.uri = f"media:{root}"
+            tile.bind(on_release=lambda _t, r=root: self.open_medium(r))
+            tiles.add_widget(tile)
         for info in devices:
             tile = Factory.SourceTile(text=T["source_tile"].format(
                 name=markup(info.name), kind=T.get(f"kind_{info.kind}", info.kind), uri=markup(info.uri)))
             tile.uri = info.uri
             tile.bind(on_release=lambda _t, i=info: self.select(i))
             tiles.add_widget(tile)
+
+    def _media_changed(self, roots: list[Path]) -> None:
+        self.media = roots
+        self._show_tiles(self.devices)
+        for tile in self.ids.tiles.children:
+            tile.active = self.selected is not None and tile.uri == self.selected.uri
+
+    def open_medium(self, root: Path) -> None:
+        """The medium's tile: read it on the Media screen (not while a scan or recording runs)."""
+        if self.app.session is None or self.busy:
+            return
+        self.app.manager.get_screen("media").open(root)
+        self.app.go("media")
 
     def select(self, info: Any) -> None:
         if self.live and self.selected is not None and self.selected.uri == info.uri:

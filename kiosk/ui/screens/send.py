@@ -5,10 +5,15 @@ which the session's own copies are removed); the outbox's delivery loop sends
 them. The screen follows the outbox jobs and says "N of N stored" only when
 the archive accepted every object (and confirmed them, with storage
 commitment). Failures say why; the images stay in the outbox.
+
+While a writable USB stick is mounted under ``[media] mount_points`` a "Copy to
+USB" row (unticked) offers it as one more destination: the outbox's ``folder:``
+destination writes the session there as a DICOM File-set with a DICOMDIR.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kivy.clock import Clock
@@ -18,7 +23,9 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kiosk.errors import KioskError
 from kiosk.routing import Routed, of_capture, route
 from kiosk.session import Session
+from kiosk.ui.media_watch import MediaWatch
 from kiosk.ui.screens.base import KioskScreen
+from kiosk.ui.services import folder_destination
 from kiosk.ui.strings import T
 
 STORED = ("sent", "committed")
@@ -67,10 +74,17 @@ class SendScreen(KioskScreen):
         self.job: Any = None
         self._poll: Any = None
         self._unsubscribe: Any = None
+        self.checks: dict[str, Any] = {}
+        self.usb: dict[Path, Any] = {}  # writable media: their "Copy to USB" rows
+        self.labels: dict[str, str] = {}  # outbox destination name -> as the result names it
+        self._usb_watch: MediaWatch | None = None
 
     def on_enter(self) -> None:
         if self.job is not None:
             return
+        if self._usb_watch is None:
+            self._usb_watch = MediaWatch(self.app, self.app.services.writable_media, self._usb_changed)
+        self._usb_watch.start()
         box = self.ids.destinations
         box.clear_widgets()
         self.checks: dict[str, Any] = {}
@@ -87,8 +101,27 @@ class SendScreen(KioskScreen):
                     "" if row.chosen else T["destination_not_chosen"]
             self.checks[name] = row
             box.add_widget(row)
-        self.available = "" if self.checks else T["send_no_destinations"]
+        self.available = "" if self.checks or self.usb else T["send_no_destinations"]
         self.result = ""
+
+    def on_leave(self) -> None:
+        if self._usb_watch is not None:
+            self._usb_watch.stop()
+
+    def _usb_changed(self, roots: list[Path]) -> None:
+        """Media mounted or removed: a row per writable one, unticked (a ticked row keeps its tick)."""
+        if self.sending or self.finished:
+            return
+        box = self.ids.usb
+        for root in [r for r in self.usb if r not in roots]:
+            box.remove_widget(self.usb.pop(root))
+        for root in roots:
+            if root not in self.usb:
+                row = Factory.DestinationRow()
+                row.text, row.why, row.chosen = T["copy_to_usb"].format(label=root.name), T["copy_to_usb_why"], False
+                self.usb[root] = row
+                box.add_widget(row)
+        self.available = "" if self.checks or self.usb else T["send_no_destinations"]
 
     def _objects(self, config: Any) -> list[Routed]:
         """The session's objects as routing sees them, from its captures (before they are built)."""
@@ -102,24 +135,33 @@ class SendScreen(KioskScreen):
 
     def on_session(self, session: Session | None) -> None:
         self._stop_following()
+        self.ids.usb.clear_widgets()
+        self.usb, self.labels = {}, {}
         self.job, self.sending, self.finished = None, False, False
         self.overall = self.current = 0
         self.result = ""
 
     def on_app_stop(self) -> None:
         self._stop_following()
+        if self._usb_watch is not None:
+            self._usb_watch.stop()
 
     def send(self) -> None:
         station = self.app.station
         names = [name for name, row in self.checks.items() if row.active]
-        if station is None or not names or self.sending:
+        folders = [root for root, row in self.usb.items() if row.active]
+        if station is None or not (names or folders) or self.sending:
             return
         self.sending = True
         self.result = T["busy"]
         operator = self.app.operators_name  # who pressed Send, even if they sign out while it builds
+        config = self.app.kiosk_config
+        self.labels = {folder_destination(config, root)[0]: T["usb_destination"].format(label=root.name)
+                       for root in folders}
 
         def work() -> Any:
-            job = self.app.services.send(station, names, operator)  # the station then removes the session's own copies
+            # The station then removes the session's own copies.
+            job = self.app.services.send(station, names, operator, folders)
             self.app.session_saved(station.session)  # it holds no images now: every screen says so
             return job
 
@@ -152,7 +194,7 @@ class SendScreen(KioskScreen):
             return
         lines, finished, settled, total = [], True, 0, 0
         for name, jobs in states.items():
-            line, done = describe(name, jobs)
+            line, done = describe(self.labels.get(name, name), jobs)
             lines.append(line)
             finished = finished and done
             settled += sum(1 for j in jobs if j.state not in ("queued", "sending"))
