@@ -32,6 +32,7 @@ from kiosk.audit import events, trail
 from kiosk.audit.codes import Outcome
 from kiosk.config import Config
 from kiosk.dataset_check import check_complete
+from kiosk.endian import EXPLICIT_BE, to_little_endian
 from kiosk.errors import KioskError
 from kiosk.media.model import MediaInstance, MediaPatient, MediaProblem, MediaSeries, MediaStudy, Medium
 from kiosk.media.reconcile import UidMap, reconcile
@@ -200,6 +201,8 @@ class _Import:
         try:
             if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
                 raise ValueError("it has no SOP Class or SOP Instance UID")
+            if inst.transfer_syntax == EXPLICIT_BE:
+                to_little_endian(ds)  # retired, and few archives take it
             reconcile(ds, self.context, scheduled=self.scheduled, uid_map=self.uid_map, when=self.when)
             obj = encode(ds, str(inst.path))
         except Exception as exc:  # noqa: BLE001 - a damaged object (a value pydicom cannot read or write)

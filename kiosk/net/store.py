@@ -30,6 +30,7 @@ from kiosk import transfer_syntaxes as tsx
 from kiosk.audit.transfers import Transfer
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import LocalConfig, NodeConfig
+from kiosk.endian import EXPLICIT_BE, to_little_endian
 from kiosk.errors import UsageError
 from kiosk.net import errors, fastpath
 from kiosk.net.cancel import CancelWatch
@@ -253,6 +254,8 @@ def _transcode(inst: _Instance, target: str, why: str) -> "Dataset":
 
     ds = pydicom.dcmread(inst.path)
     target_uid, source = UID(target), UID(inst.transfer_syntax)
+    if source == EXPLICIT_BE and target_uid.is_little_endian:
+        to_little_endian(ds)  # pydicom writes no other byte order than the one read
     if source.is_compressed:
         row = tsx.BY_UID.get(source)
         ds.decompress(decoding_plugin=row.decoder if row else "", generate_instance_uid=False)
