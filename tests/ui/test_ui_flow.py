@@ -110,7 +110,8 @@ def open_source(ui, code, source):
     """Start a session for ``code`` and pick the source tile named ``source``; returns the Acquire screen."""
     ui.tap(start_session_by_barcode(ui, code).ids.yes)
     acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
+    # The demo's CD tile may come before the devices are found: wait for the one asked for.
+    ui.wait(lambda: any(source in tile.text for tile in acquire.ids.tiles.children), what=f"the {source} tile")
     tap_text(ui, acquire.ids.tiles, source)
     return acquire
 
