@@ -193,10 +193,11 @@ class DemoPeers:
                 yield 0xFF00, _response(item, query)
 
     def _on_study_find(self, event: Any):
-        """Study Root C-FIND, STUDY or SERIES level: one answer per study (series) among the headers."""
+        """Study Root C-FIND, STUDY, SERIES or IMAGE level: one answer per study (series, instance) among
+        the headers."""
         query = event.identifier
         level = str(query.get("QueryRetrieveLevel", "STUDY")).upper()
-        key = "StudyInstanceUID" if level == "STUDY" else "SeriesInstanceUID"
+        key = _LEVEL_KEYS.get(level, "StudyInstanceUID")
         with self._lock:
             headers = list(self.headers)
         answered = set()
@@ -204,7 +205,7 @@ class DemoPeers:
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
-            if header.get(key) in answered or not all(
+            if header.get(key) in answered or header.get(key) is None or not all(
                     _matches(header.get(e.keyword), e.value) for e in query
                     if e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet") and e.VR != "SQ"):
                 continue
@@ -287,7 +288,8 @@ class DemoPeers:
 _HEADER_KEYS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
                 "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "StudyDescription", "ReferringPhysicianName",
                 "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime", "SeriesDescription", "Modality",
-                "BodyPartExamined")
+                "BodyPartExamined", "SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+_LEVEL_KEYS = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 
 
 def _header(ds: Any) -> Any:
@@ -320,6 +322,56 @@ def prior_study(patient: tuple = DEMO_PATIENTS[1]) -> list[Any]:
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription, ds.Modality = generate_uid(), number, description, "CR"
         headers.append(_header(ds))
     return headers
+
+
+def demo_disc(mount_point: Path, patient: tuple = DEMO_PATIENTS[0]) -> Path:
+    """A CD from another hospital in ``mount_point`` (the demo's ``[media] mount_points``): the demo patient
+    under that hospital's own Patient ID, two CT images and a report page, with a DICOMDIR."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    from kiosk.media.pdi import write_file_set
+    from kiosk.media.profiles import PROFILES
+    from kiosk.part10 import set_file_meta
+
+    name, _, birth, sex, *_ = patient
+    disc, made = Path(mount_point) / "OUTSIDE_CD", Path(tempfile.mkdtemp(prefix="kiosk-demo-disc-"))
+    disc.mkdir(parents=True, exist_ok=True)
+    study, ramp = generate_uid(), np.add.outer(np.arange(128), np.arange(128)).astype(np.uint16)
+    series, frame = {"CT": (generate_uid(), 1), "OT": (generate_uid(), 2)}, generate_uid()
+    files = []
+    for number, (sop_class, modality, description, pixels) in enumerate((
+            (CTImageStorage, "CT", "Head axial", ramp * 16), (CTImageStorage, "CT", "Head axial", ramp[::-1] * 16),
+            (SecondaryCaptureImageStorage, "OT", "Report", (ramp % 64 * 4).astype(np.uint8))), start=1):
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
+        ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = name, "EXT-4711", "ST. ELSEWHERE"
+        ds.PatientBirthDate, ds.PatientSex = birth, sex
+        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study, "20240611", "101500", "E1"
+        ds.AccessionNumber, ds.StudyDescription, ds.InstitutionName = "EXT-88", "CT head (outside)", "St. Elsewhere"
+        ds.ReferringPhysicianName = ""
+        ds.SeriesInstanceUID, ds.SeriesNumber = series[modality]
+        ds.Modality, ds.SeriesDescription, ds.InstanceNumber = modality, description, number
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.Rows, ds.Columns = 1, "MONOCHROME2", 128, 128
+        ds.BitsAllocated = ds.BitsStored = 8 * pixels.itemsize
+        ds.HighBit, ds.PixelRepresentation, ds.PixelData = ds.BitsStored - 1, 0, pixels.tobytes()
+        if modality == "CT":
+            ds.ImageType, ds.RescaleIntercept, ds.RescaleSlope = ["ORIGINAL", "PRIMARY", "AXIAL"], -1024, 1
+            ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame, ""
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        set_file_meta(ds)
+        files.append(made / f"{number}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    try:
+        write_file_set(disc, files, PROFILES["STD-GEN-CD"], web_content=False, label="ST ELSEWHERE")
+    finally:
+        for path in files:
+            path.unlink()
+        made.rmdir()
+    return disc
 
 
 def start_demo_peers(folder: Path | None = None, kiosk_port: int | None = None) -> DemoPeers:

@@ -28,7 +28,7 @@ except OSError:
 
 from kiosk.net import fastpath  # noqa: E402
 from tests.support import netns  # noqa: E402
-from tests.support.benchmark_support import benchmark_leaves_nothing_running  # noqa: E402,F401  (autouse, benchmarks only)
+from tests.support.benchmark_support import benchmark_leaves_nothing_running, shm  # noqa: E402,F401  (benchmarks only)
 from tests.support.netns import need_isolation as _need_isolation  # noqa: E402
 from tests.support.peers import dciodvfy as run_dciodvfy  # noqa: E402
 from tests.support.peers import start_orthanc, start_storescp, start_wlmscpfs  # noqa: E402

@@ -25,13 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def start(folder: Path):
     """Start the peers and write a config using them; returns (peers, config)."""
     from kiosk.config import load_config, to_toml
-    from kiosk.demo_peers import start_demo_peers
+    from kiosk.demo_peers import demo_disc, start_demo_peers
 
     peers = start_demo_peers(folder / "pacs")
+    demo_disc(folder / "media")  # "inserted": the Acquire screen offers Disc or USB (DICOM)
     config = peers.config()
     config = replace(config, outbox=replace(config.outbox, spool_dir=str(folder / "outbox"), min_free_mb=50,
                                             retry_interval=5.0),
-                     ui=replace(config.ui, sessions_dir=str(folder / "sessions")))
+                     ui=replace(config.ui, sessions_dir=str(folder / "sessions")),
+                     media=replace(config.media, mount_points=[str(folder / "media")]))
     path = folder / "kiosk-demo.toml"
     path.write_text(to_toml(config), encoding="utf-8")
     return peers, load_config(path)
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace, _config: Config | None) -> int:
     try:
         print(f"demo PACS (storage, storage commitment): {peers.pacs_url}, keeps objects in {peers.received}")
         print(f"demo worklist: {peers.worklist_url} ({len(peers.items)} patients scheduled today)")
+        print(f"demo CD from another hospital: {folder / 'media' / 'OUTSIDE_CD'} (kiosk media list ...; in the UI: "
+              "choose MÜLLER^JÜRGEN, then Disc or USB)")
         print(f"configuration for other commands: kiosk --config {config.path} ...")
         if args.headless:
             print("press Ctrl-C to stop", flush=True)

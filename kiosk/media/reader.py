@@ -165,31 +165,37 @@ def holds_dicom(root: Path) -> bool:
 
 
 def inserted_media(mount_points: Sequence[str]) -> list[Path]:
-    """Media holding DICOM under the configured mount points (``/mnt/usb``; ``/media/USER/LABEL`` and
-    ``/run/media/USER/LABEL`` of desktop automounters). A candidate is a mount point, or a folder holding files;
-    a folder holding folders only (an automounter's user folder) is looked into, one level. Never raises:
+    """The mounted media (``mounted_media``) that hold DICOM. Never raises."""
+    return [root for root in mounted_media(mount_points) if holds_dicom(root)]
+
+
+def mounted_media(mount_points: Sequence[str]) -> list[Path]:
+    """The media mounted under the configured mount points (``/mnt/usb``; ``/media/USER/LABEL`` and
+    ``/run/media/USER/LABEL`` of desktop automounters). A candidate is a mount point, or a folder holding files
+    or nothing; a folder holding folders only (an automounter's user folder) is looked into, one level. Never raises:
     unreadable or absent folders are skipped."""
     found: list[Path] = []
     for mount_point in mount_points:
         base = Path(mount_point)
         if os.path.ismount(base):
-            if holds_dicom(base):
-                found.append(base)
+            found.append(base)
             continue
         for child in _folders(base):
-            candidates = [child]
             if not os.path.ismount(child) and _folders_only(child):
-                candidates = _folders(child)
-            found.extend(candidate for candidate in candidates if holds_dicom(candidate))
+                found.extend(_folders(child))
+            else:
+                found.append(child)
     return found
 
 
 def _folders_only(path: Path) -> bool:
+    """Whether ``path`` holds folders and nothing else (an empty folder may be an empty stick)."""
     try:
         with os.scandir(path) as entries:
-            return all(e.is_dir() for e in entries if not e.name.startswith("."))
+            kinds = [e.is_dir() for e in entries if not e.name.startswith(".")]
     except OSError:
         return False
+    return bool(kinds) and all(kinds)
 
 
 def _folders(path: Path) -> list[Path]:

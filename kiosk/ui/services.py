@@ -14,7 +14,6 @@ import datetime as dt
 import importlib
 import logging
 import os
-import pwd
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +247,8 @@ class Services:
 
     def writable_media(self) -> list[Path]:
         """Mounted media under ``[media] mount_points`` the kiosk may write to (Copy to USB)."""
-        return [root for root in media_roots(self.config.media.mount_points) if os.access(root, os.W_OK | os.X_OK)]
+        mounted = _module("kiosk.media.reader").mounted_media(self.config.media.mount_points)
+        return [root for root in mounted if os.access(root, os.W_OK | os.X_OK)]
 
     def read_medium(self, root: Path, cancel: threading.Event, progress: Callable[[int], None]) -> Any:
         """What the medium at ``root`` holds (a ``kiosk.media.model.Medium``)."""
@@ -400,26 +400,3 @@ def folder_destination(config: Config, folder: Path) -> tuple[str, dict[str, Any
     return parse_destination(config, f"folder:{folder}")
 
 
-def media_roots(mount_points: Sequence[str]) -> list[Path]:
-    """The media mounted under ``mount_points``: each folder in a mount point, except that a folder named
-    after a user (``/media/USER``, ``/run/media/USER``) holds that user's media, one level down."""
-    roots: list[Path] = []
-    for point in map(Path, mount_points):
-        for child in _folders(point):
-            roots += _folders(child) if _is_user(child.name) else [child]
-    return roots
-
-
-def _folders(path: Path) -> list[Path]:
-    try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:  # not there, or not readable: nothing mounted for us
-        return []
-
-
-def _is_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,14 +37,6 @@ SERIES, PER_SERIES = (2, 50) if QUICK else (10, 100)
 COUNT = SERIES * PER_SERIES
 ROUNDS = 1 if QUICK else int(os.environ.get("KIOSK_BENCH_ROUNDS", "2"))
 TARGET = 0.8
-
-
-@pytest.fixture
-def shm():
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-import-bench-", dir=base))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _kiosk_import(root: Path, spool: Path, peer_url: str) -> float:

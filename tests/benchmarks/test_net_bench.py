@@ -17,11 +17,9 @@ seconds; its ratio is not the target's (start-up dominates) and is not asserted.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,14 +36,6 @@ QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
 ROOT = Path(__file__).resolve().parents[2]
 KIOSK = [str(ROOT / ".venv" / "bin" / "kiosk")] if (ROOT / ".venv" / "bin" / "kiosk").exists() else [sys.executable, "-m", "kiosk"]
 SIDE = 2944  # 2944 x 2944 x 3 bytes = 26.0 MB
-
-
-@pytest.fixture
-def shm():
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-bench-", dir=base))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _clear(folder: Path) -> None:

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +32,6 @@ QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
 ROOT = Path(__file__).resolve().parents[2]
 KIOSK = [str(ROOT / ".venv" / "bin" / "kiosk")] if (ROOT / ".venv" / "bin" / "kiosk").exists() else [sys.executable, "-m", "kiosk"]
 SIZE = 50_000
-
-
-@pytest.fixture
-def shm():
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-stow-bench-", dir=base))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_store(config: Path, source: Path, to: str) -> tuple[float, float]:

@@ -47,3 +47,26 @@ def test_kiosk_acquire_against_the_demo_reports_the_step_to_the_demo_ris(demo_co
     [step] = peers.steps.values()
     assert step.PerformedProcedureStepStatus == "COMPLETED" and step.Modality == "ES"
     assert "N-SET COMPLETED sent to mpps" in out
+
+
+def test_the_demo_cd_imports_under_the_worklist_patient_and_a_second_import_skips_it(tmp_path, capsys):
+    from pydicom import dcmread
+
+    from kiosk.cli.demo import start
+    from kiosk.media.reader import inserted_media
+
+    peers, config = start(tmp_path)
+    try:
+        [disc] = inserted_media(config.media.mount_points)  # what the touch UI offers as Disc or USB (DICOM)
+        (tmp_path / "item.json").write_text(json.dumps(peers.items[0].to_json_dict()), encoding="utf-8")
+        argv = ["--config", str(config.path), "import", str(disc), "--to", "demo-pacs",
+                "--worklist-item", str(tmp_path / "item.json"), "--wait"]
+        assert main(argv) == 0, capsys.readouterr().err
+        stored = [dcmread(p) for p in peers.stored.values()]
+        assert len(stored) == 3 and {(d.PatientID, d.AccessionNumber) for d in stored} == {("DEMO001", "A1001")}
+        assert {o.PatientID for d in stored for o in d.OtherPatientIDsSequence} == {"EXT-4711"}
+        capsys.readouterr()
+        assert main(argv) == 0  # the demo PACS answers the IMAGE level query: nothing is sent twice
+        assert "imported 0 instance(s), skipped 3, failed 0" in capsys.readouterr().out and len(peers.stored) == 3
+    finally:
+        peers.stop()
