@@ -53,8 +53,8 @@ def make_iso(folder: Path, iso: Path, volume_id: str = "") -> None:
     log.info("ISO image %s written (%d bytes)", iso, iso.stat().st_size)
 
 
-def burn(folder: Path, device: str) -> None:
-    """Burn the File-set in ``folder`` to the disc in ``device`` (e.g. /dev/sr0) via an image."""
+def check_drive(device: str) -> None:
+    """Raise ``MediaWriteError`` unless ``device`` is a block device (a drive, not a typo or an unplugged one)."""
     try:
         mode = Path(device).stat().st_mode
     except OSError:
@@ -62,6 +62,11 @@ def burn(folder: Path, device: str) -> None:
     if not stat.S_ISBLK(mode):
         raise MediaWriteError(f"there is no disc drive {device}", "connect the burner, or name its device "
                               "(e.g. /dev/sr0; [media] burner)")
+
+
+def burn(folder: Path, device: str) -> None:
+    """Burn the File-set in ``folder`` to the disc in ``device`` (e.g. /dev/sr0) via an image."""
+    check_drive(device)
     with tempfile.TemporaryDirectory(prefix="kiosk-burn-") as scratch:
         iso = Path(scratch) / "medium.iso"
         make_iso(folder, iso)

@@ -75,3 +75,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("STD-GEN-USB-J2K", "USB or flash memory", J2K_LOSSLESS, (EXPLICIT_LE, J2K_LOSSLESS, J2K),
             "PS3.11 Annex J"),
 )}
+
+
+def disc_profile(name: str) -> Profile:
+    """The profile a burned CD or DVD follows when ``name`` (``[media] profile``) is the configured one:
+    itself for a disc profile; STD-GEN-CD for a USB one, whose JPEG and JPEG 2000 syntaxes a CD
+    profile does not allow (IHE PDI: a CD holds STD-GEN-CD; every CD reader then reads it)."""
+    profile = PROFILES[name]
+    return PROFILES["STD-GEN-CD"] if "USB" in profile.medium else profile

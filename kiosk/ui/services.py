@@ -337,6 +337,19 @@ class Services:
         station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study, operators_name))
         return SendJob({name: list(station.jobs.get(name, [])) for name in specs}, station.objects)
 
+    def burner_configured(self) -> bool:
+        return bool(self.config.media.burner)
+
+    def burn(self, job_ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> Any:
+        """Burn the objects of the outbox jobs ``job_ids`` (a session's: each object once) to a disc in
+        ``[media] burner``; returns the ``ExportResult`` (what is on the disc, what was left out and why)."""
+        from kiosk.media.profiles import disc_profile
+        from kiosk.outbox.export import burn_jobs
+
+        media = self.config.media
+        return burn_jobs(self.outbox(), job_ids, media.burner, disc_profile(media.profile),
+                         web_content=media.web_content, progress=progress)
+
     def job_states(self, job: SendJob) -> dict[str, list[Any]]:
         """The current outbox jobs of a send, per destination."""
         outbox = self.outbox()

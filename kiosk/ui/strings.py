@@ -236,6 +236,12 @@ T: dict[str, str] = {
     "commit_waiting": "Waiting for the archive to confirm…",
     "commit_failed": "The archive did not confirm all images; the Outbox will retry.",
     "new_session": "Next patient",
+    "burn_button": "Burn CD",
+    "burn_start": "Preparing the disc…",
+    "burn_preparing": "Preparing the disc: image {done} of {total}…",
+    "burning": "Writing the disc… Do not open the drive.",
+    "burned": "Disc written: {count} image(s).",
+    "burn_left_out": "{count} image(s) could not be put on it: {reason}",
     # outbox
     "outbox_title": "Outbox",
     "outbox_unavailable": "The outbox is not available in this installation: {reason}",

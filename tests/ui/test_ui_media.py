@@ -1,5 +1,5 @@
 """A patient's CD or USB stick in the touch UI: the tile, the study list, the reconciliation card, the import
-and its summary; a medium pulled out before Confirm; Copy to USB from the Send screen.
+and its summary; a medium pulled out before Confirm; Copy to USB and Burn CD from the Send screen.
 
 ``[media] mount_points`` is a folder of the test: copying a medium into it is inserting it, removing it
 is pulling it out. The medium is the reader's test CD (``dicom_cd``: two patients, four studies, made
@@ -177,6 +177,38 @@ def test_copy_to_usb_writes_a_dicom_file_set_on_the_stick(kiosk_ui, demo, tmp_pa
     assert {"README.TXT", "INDEX.HTM"} <= {p.name for p in (mount / "STICK").iterdir()}  # a PDI medium
     assert not list(peers.received.glob("*.dcm"))
 
+
+
+def test_burn_cd_is_offered_once_queued_and_says_when_there_is_no_drive(kiosk_ui, demo, tmp_path, monkeypatch):
+    import tempfile
+
+    peers, config = demo
+    scratch = tmp_path / "tmp"  # where the File-set for the disc would be written
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    drive = tmp_path / "no-such-drive"
+    ui = kiosk_ui(replace(config, media=replace(config.media, burner=str(drive))), demo=peers)
+    send = send_one_page(ui, "A1001")
+    burn = send.ids.burn
+    assert burn.opacity == 1 and burn.disabled  # nothing queued yet
+    ui.tap(send.ids.send)
+    ui.wait(lambda: not burn.disabled, timeout=30, what="Burn CD usable")
+    ui.tap(burn)
+    ui.wait(lambda: not send.busy, timeout=30, what="the burn's outcome")
+    assert send.burn_status.startswith(f"there is no disc drive {drive}\n")
+    assert not list(scratch.iterdir())
+    ui.wait(lambda: send.finished, timeout=60, what="the delivery")  # unaffected
+    assert send.result.startswith(T["send_result_ok"].format(done=1, total=1, destination="demo-pacs"))
+    ui.screenshot("send_burn")
+
+
+def test_no_burn_cd_without_a_burner(kiosk_ui, demo):
+    peers, config = demo
+    ui = kiosk_ui(config, demo=peers)
+    send = send_one_page(ui, "A1001")
+    ui.tap(send.ids.send)
+    ui.wait(lambda: send.queued, timeout=30, what="the objects queued")
+    assert send.ids.burn.opacity == 0 and send.ids.burn.disabled and send.ids.burn.width == 0
 
 def test_the_idle_timeout_clears_the_card_and_everything_read_from_the_medium(kiosk_ui, demo, dicom_cd, tmp_path):
     from kivy.uix.label import Label

@@ -9,6 +9,10 @@ commitment). Failures say why; the images stay in the outbox.
 While a writable USB stick is mounted under ``[media] mount_points`` a "Copy to
 USB" row (unticked) offers it as one more destination: the outbox's ``folder:``
 destination writes the session there as a DICOM File-set with a DICOMDIR.
+
+With ``[media] burner`` set, "Burn CD" writes the session's objects (their outbox spool files,
+once queued) to a disc. The burn is not cancelled by Finish or the next patient (a disc stopped
+half-way is lost): it runs on, the idle timeout waits for it, and its outcome then comes as a message.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ class SendScreen(KioskScreen):
     current = NumericProperty(0)
     result = StringProperty("")
     available = StringProperty("")
+    burner = BooleanProperty(False)  # [media] burner set: the Burn CD button is shown
+    queued = BooleanProperty(False)  # the session's objects are in the outbox: they can be burned
+    busy = BooleanProperty(False)  # burning a disc: not idle (the app's idle check reads ``busy``)
+    burn_status = StringProperty("")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -103,6 +111,7 @@ class SendScreen(KioskScreen):
             box.add_widget(row)
         self.available = "" if self.checks or self.usb else T["send_no_destinations"]
         self.result = ""
+        self.burner = self.app.services.burner_configured()
 
     def on_leave(self) -> None:
         if self._usb_watch is not None:
@@ -137,9 +146,11 @@ class SendScreen(KioskScreen):
         self._stop_following()
         self.ids.usb.clear_widgets()
         self.usb, self.labels = {}, {}
-        self.job, self.sending, self.finished = None, False, False
+        self.job, self.sending, self.finished, self.queued = None, False, False, False
         self.overall = self.current = 0
         self.result = ""
+        if not self.busy:  # a burn still running says so until it ends
+            self.burn_status = ""
 
     def on_app_stop(self) -> None:
         self._stop_following()
@@ -172,10 +183,45 @@ class SendScreen(KioskScreen):
         self.result = error.message + (f"\n{error.hint}" if error.hint else "")
 
     def _queued(self, job: Any) -> None:
-        self.job = job
+        self.job, self.queued = job, True
         self._unsubscribe = self.app.services.subscribe(self._on_event)
         self._poll = self.app.schedule(lambda _dt: self._refresh(), 0.3)
         self._refresh()
+
+    def burn(self) -> None:
+        """Burn the objects the station queued (each once, whatever its destinations) to a disc."""
+        station = self.app.station
+        if station is None or not self.queued or self.busy:
+            return
+        job_ids = [job_id for ids in station.jobs.values() for job_id in ids]
+        session = station.session
+        self.busy, self.burn_status = True, T["burn_start"]
+
+        def progress(done: int, total: int) -> None:  # on the worker thread
+            text = T["burning"] if done == total else T["burn_preparing"].format(done=done, total=total)
+            Clock.schedule_once(lambda _dt: self._burn_progress(session, text))
+
+        def burned(result: Any) -> None:
+            text = T["burned"].format(count=len(result.written))
+            if result.failed:
+                text += "\n" + T["burn_left_out"].format(count=len(result.failed), reason=result.failed[0][1])
+            self._burned(session, text)
+
+        self.app.run_async(lambda: self.app.services.burn(job_ids, progress), burned,
+                           lambda error: self._burned(session, error.message + (f"\n{error.hint}" if error.hint else "")),
+                           session_bound=False)  # its outcome matters after Finish too
+
+    def _burn_progress(self, session: Session, text: str) -> None:
+        if self.busy and session is self.app.session:
+            self.burn_status = text
+
+    def _burned(self, session: Session, text: str) -> None:
+        self.busy = False
+        if session is self.app.session:
+            self.burn_status = text
+        else:  # the session ended while burning: the outcome (no patient data) over whatever is shown now
+            self.burn_status = ""
+            self.app.show_message(text)
 
     def _on_event(self, event: Any) -> None:
         # Called on the delivery thread: hand over to the UI thread.
