@@ -64,10 +64,11 @@ def check_drive(device: str) -> None:
                               "(e.g. /dev/sr0; [media] burner)")
 
 
-def burn(folder: Path, device: str) -> None:
-    """Burn the File-set in ``folder`` to the disc in ``device`` (e.g. /dev/sr0) via an image."""
+def burn(folder: Path, device: str, scratch: Path | None = None) -> None:
+    """Burn the File-set in ``folder`` to the disc in ``device`` (e.g. /dev/sr0) via an image made in
+    ``scratch`` (default: the system's temporary folder)."""
     check_drive(device)
-    with tempfile.TemporaryDirectory(prefix="kiosk-burn-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="kiosk-burn-", dir=scratch) as scratch:
         iso = Path(scratch) / "medium.iso"
         make_iso(folder, iso)
         _run(burn_argv(iso, device), f"cannot burn the disc in {device}")

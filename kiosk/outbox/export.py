@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Sequence
@@ -56,10 +55,15 @@ def export_jobs(outbox: Outbox, job_ids: Sequence[int], folder: Path, profile: P
 
 def burn_jobs(outbox: Outbox, job_ids: Sequence[int], device: str, profile: Profile, *, web_content: bool = True,
               progress: Callable[[int, int], None] | None = None) -> ExportResult:
-    """Burn the objects of the jobs ``job_ids`` to the disc in ``device`` as a File-set following ``profile``
-    (written first in a private temporary folder, removed afterwards whatever happens)."""
+    """Burn the objects of the jobs ``job_ids`` to the disc in ``device`` as a File-set following ``profile``.
+
+    The File-set and its ISO image are made in ``burn/`` beside the spool (on disk, not in a /tmp that
+    may be RAM; private), removed afterwards whatever happens, and at the next burn if the kiosk was
+    killed during one."""
     check_drive(device)  # before writing anything: no drive, no point
-    folder = Path(tempfile.mkdtemp(prefix="kiosk-burn-"))
+    scratch = Path(outbox.settings.spool_dir) / "burn"
+    shutil.rmtree(scratch, ignore_errors=True)
+    folder = scratch / "medium"
     try:
         private_dir(folder)
         result = export_jobs(outbox, job_ids, folder, profile, web_content=web_content, progress=progress)
@@ -69,9 +73,9 @@ def burn_jobs(outbox: Outbox, job_ids: Sequence[int], device: str, profile: Prof
                                   "send them to the PACS; export them from there")
             raise ExportError("these images are no longer in the outbox (delivered files are kept for "
                               "[outbox] retention_hours)", "export them from the PACS")
-        burn(folder, device)
+        burn(folder, device, scratch)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     log.info("burned %d object(s) to %s (%s), %d left out", len(result.written), device, profile.name,
              len(result.failed))
     return result

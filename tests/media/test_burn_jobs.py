@@ -3,7 +3,8 @@ read back before anything would be burned; a missing drive refused before anythi
 
 from __future__ import annotations
 
-import tempfile
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -71,14 +72,26 @@ def test_changed_spool_files_are_left_out_with_why_and_removed_jobs_are_not_ther
     assert len(list(FileSet(disc / "DICOMDIR"))) == 1
 
 
-def test_no_drive_is_refused_before_anything_is_written(tmp_path, sent, monkeypatch):
+def test_no_drive_is_refused_before_anything_is_written(tmp_path, sent):
     outbox, job_ids = sent
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with pytest.raises(MediaWriteError, match="there is no disc drive"):
         burn_jobs(outbox, job_ids, str(tmp_path / "no-such-drive"), PROFILES["STD-GEN-CD"])
-    assert not list(scratch.iterdir())
+    assert not (outbox.settings.spool_dir / "burn").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a block device node needs root (CI runs as root)")
+def test_a_drive_that_fails_to_burn_says_so_and_leaves_no_copy_behind(tmp_path, sent):
+    # A block device node of a loop device that does not exist: a "drive" xorriso cannot write to.
+    # The File-set and its ISO image are made (xorriso runs), the burn fails, the copy is removed.
+    outbox, job_ids = sent
+    drive = tmp_path / "sr9"
+    os.mknod(drive, stat.S_IFBLK | 0o600, os.makedev(7, 250))
+    leftover = outbox.settings.spool_dir / "burn" / "medium"  # as a burn killed half-way leaves it
+    leftover.mkdir(parents=True)
+    (leftover / "DICOMDIR").write_bytes(b"old")
+    with pytest.raises(MediaWriteError, match=f"cannot burn the disc in {drive}"):
+        burn_jobs(outbox, job_ids, str(drive), PROFILES["STD-GEN-CD"])
+    assert not (outbox.settings.spool_dir / "burn").exists()
 
 
 def test_a_disc_follows_the_configured_profile_unless_it_is_a_usb_one():

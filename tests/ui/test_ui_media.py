@@ -179,13 +179,8 @@ def test_copy_to_usb_writes_a_dicom_file_set_on_the_stick(kiosk_ui, demo, tmp_pa
 
 
 
-def test_burn_cd_is_offered_once_queued_and_says_when_there_is_no_drive(kiosk_ui, demo, tmp_path, monkeypatch):
-    import tempfile
-
+def test_burn_cd_is_offered_once_queued_and_says_when_there_is_no_drive(kiosk_ui, demo, tmp_path):
     peers, config = demo
-    scratch = tmp_path / "tmp"  # where the File-set for the disc would be written
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     drive = tmp_path / "no-such-drive"
     ui = kiosk_ui(replace(config, media=replace(config.media, burner=str(drive))), demo=peers)
     send = send_one_page(ui, "A1001")
@@ -196,7 +191,7 @@ def test_burn_cd_is_offered_once_queued_and_says_when_there_is_no_drive(kiosk_ui
     ui.tap(burn)
     ui.wait(lambda: not send.busy, timeout=30, what="the burn's outcome")
     assert send.burn_status.startswith(f"there is no disc drive {drive}\n")
-    assert not list(scratch.iterdir())
+    assert not (ui.app.services.outbox().settings.spool_dir / "burn").exists()
     ui.wait(lambda: send.finished, timeout=60, what="the delivery")  # unaffected
     assert send.result.startswith(T["send_result_ok"].format(done=1, total=1, destination="demo-pacs"))
     ui.screenshot("send_burn")
