@@ -41,7 +41,7 @@ from kiosk.audit.transfers import exported
 from kiosk.errors import KioskError
 from kiosk.media.iso import burn, make_iso
 from kiosk.media.profiles import EXPLICIT_LE, VIDEO, Profile
-from kiosk.part10 import dataset_offset, file_meta_bytes
+from kiosk.part10 import dataset_offset, file_meta_bytes, read_meta
 
 __all__ = ["ExportError", "ExportResult", "write_file_set", "make_iso", "burn", "file_set_id"]
 
@@ -81,6 +81,7 @@ class _Planned:
     header: Any  # the data set without its pixel data: what the directory records are made from
     target: str  # the transfer syntax written
     syntax: str  # the source's transfer syntax
+    offset: int | None  # where the source's data set starts, if its file meta is well-formed
     path: Path | None = None  # where the object is written: its File ID
 
 
@@ -205,11 +206,10 @@ def _flush(folder: Path) -> None:
 
 def _plan(source: Path, profile: Profile) -> _Planned:
     """The object's header and the syntax it is written in; ``_Refused`` if none of the profile's."""
-    from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
     try:
-        header = dcmread(source, stop_before_pixels=True)
+        header, offset = _read_header(source)
     except (InvalidDicomError, ValueError, KeyError, EOFError) as exc:
         raise _Refused(f"not a DICOM file ({type(exc).__name__})") from None
     if "SOPInstanceUID" not in header or "TransferSyntaxUID" not in header.get("file_meta", {}):
@@ -217,7 +217,7 @@ def _plan(source: Path, profile: Profile) -> _Planned:
     _complete_record_values(header)
     syntax = str(header.file_meta.TransferSyntaxUID)
     if syntax in profile.allowed:
-        return _Planned(source, header, syntax, syntax)
+        return _Planned(source, header, syntax, syntax, offset)
     if syntax in VIDEO:
         raise _Refused(f"it is video ({_title(syntax)}), which {profile.name} does not allow "
                        f"({', '.join(_title(uid) for uid in profile.allowed)} only); no media profile the kiosk "
@@ -226,7 +226,39 @@ def _plan(source: Path, profile: Profile) -> _Planned:
         and header.get("LossyImageCompression", "00") != "01"
     has_pixels = "Rows" in header
     target = profile.lossless if has_pixels and never_lossy else EXPLICIT_LE
-    return _Planned(source, header, target, syntax)
+    return _Planned(source, header, target, syntax, offset)
+
+
+def _read_header(source: Path) -> tuple[Any, int | None]:
+    """The object's data set up to its pixel data (its file meta: SOP class, instance, syntax), and where
+    the data set starts in the file. A well-formed file meta is parsed by ``kiosk.part10`` (pydicom's
+    parsing of it costs as much as the rest of the header); anything unusual is pydicom's to read."""
+    from pydicom import dcmread
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import UID
+
+    with open(source, "rb") as handle:
+        offset = dataset_offset(handle)
+        if offset is not None:
+            meta = read_meta(source)
+            syntax = UID(meta.transfer_syntax)
+            if syntax.is_transfer_syntax and syntax.is_little_endian and not syntax.is_deflated:  # stored as it is
+                handle.seek(offset)
+                header = read_dataset(handle, syntax.is_implicit_VR, True, stop_when=_at_pixels)
+                header.file_meta = FileMetaDataset()
+                header.file_meta.MediaStorageSOPClassUID = meta.sop_class_uid
+                header.file_meta.MediaStorageSOPInstanceUID = meta.sop_instance_uid
+                header.file_meta.TransferSyntaxUID = meta.transfer_syntax
+                return header, offset
+    return dcmread(source, stop_before_pixels=True), None
+
+
+def _at_pixels(tag: Any, vr: Any, length: int) -> bool:
+    return tag in _PIXELS
+
+
+_PIXELS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # (Float, Double) Pixel Data: the header ends there
 
 
 def _title(uid: str) -> str:
@@ -238,18 +270,14 @@ def _title(uid: str) -> str:
 
 def _write_object(plan: _Planned) -> None:
     """Write the object to ``plan.path``: copied as it is, or transcoded to ``plan.target``."""
-    if plan.target == plan.syntax:
-        with open(plan.source, "rb") as src:
-            offset = dataset_offset(src)
-            if offset is not None:
-                with open(plan.path, "wb") as out:
-                    # the kiosk writes the File-set's copy: its identity in the file meta, not the sender's
-                    out.write(file_meta_bytes(str(plan.header.SOPClassUID), str(plan.header.SOPInstanceUID),
-                                              plan.target))
-                    out.flush()
-                    _copy_rest(src.fileno(), out.fileno(), offset)
-                    _start_writeback(out.fileno())
-                return
+    if plan.target == plan.syntax and plan.offset is not None:
+        with open(plan.source, "rb") as src, open(plan.path, "wb") as out:
+            # the kiosk writes the File-set's copy: its identity in the file meta, not the sender's
+            out.write(file_meta_bytes(str(plan.header.SOPClassUID), str(plan.header.SOPInstanceUID), plan.target))
+            out.flush()
+            _copy_rest(src.fileno(), out.fileno(), plan.offset)
+            _start_writeback(out.fileno())
+        return
     _transcode(plan)
     with open(plan.path, "rb") as out:
         _start_writeback(out.fileno())
