@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from kiosk.audit import events, trail
 from kiosk.audit.codes import Outcome
@@ -23,10 +23,11 @@ _TAGS = ("SOPClassUID", "StudyInstanceUID", "PatientID", "PatientName", "Accessi
 
 
 class Headers:
-    """The studies of DICOM files, from their headers (each read once, without pixel data)."""
+    """The studies of DICOM files, from their headers (each read once, without pixel data; ``known``:
+    path -> data set of files the caller has read already, not read again)."""
 
-    def __init__(self) -> None:
-        self._headers: dict[Path, tuple[str, ...]] = {}
+    def __init__(self, known: Mapping[Path, Any] | None = None) -> None:
+        self._headers: dict[Path, tuple[str, ...]] = {path: _values(ds) for path, ds in (known or {}).items()}
 
     def studies(self, paths: Sequence[Path]) -> list[events.Study]:
         grouped: dict[str, dict] = {}
@@ -45,16 +46,22 @@ class Headers:
 
             try:
                 ds = dcmread(path, stop_before_pixels=True, specific_tags=list(_TAGS))
-                self._headers[path] = tuple(str(ds.get(tag, "") or "") for tag in _TAGS)
+                self._headers[path] = _values(ds)
             except Exception:  # noqa: BLE001 - an unreadable file is not part of any study
                 self._headers[path] = ("", "", "", "", "")
         return self._headers[path]
 
 
-def exported(folder: Path, written: Sequence[Path], outcome: Outcome = Outcome.SUCCESS) -> None:
-    """Export (110106): the instances ``written`` into the File-set in ``folder`` (a CD, a USB stick)."""
+def _values(ds: Any) -> tuple[str, ...]:
+    return tuple(str(ds.get(tag, "") or "") for tag in _TAGS)
+
+
+def exported(folder: Path, written: Sequence[Path], outcome: Outcome = Outcome.SUCCESS, *,
+             headers: Mapping[Path, Any] | None = None) -> None:
+    """Export (110106): the instances ``written`` into the File-set in ``folder`` (a CD, a USB stick);
+    ``headers``: path -> data set of those the exporter has read (the others are read here)."""
     try:
-        studies = Headers().studies(written)
+        studies = Headers(headers).studies(written)
         if studies:
             trail.record(events.export(trail.application(), str(folder), studies, trail.operator(), outcome))
     except Exception as exc:  # noqa: BLE001 - auditing must not stop the export

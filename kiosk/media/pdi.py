@@ -3,21 +3,24 @@ files written into a folder as a File-set that follows one media profile (kiosk.
 
 What lands in the folder (the root of the CD image or the USB stick)::
 
-    DICOMDIR                    the kiosk's identity in its file meta; records by pydicom's FileSet
+    DICOMDIR                    the kiosk's identity in its file meta (kiosk.media.dicomdir writes it)
     PT000000/ST000000/SE000000/IM000000 ...   each object, in a syntax the profile allows
     README.TXT                  what the medium is and how to view it (ASCII)
     INDEX.HTM, IHE_PDI/         web content (a plain page, JPEG previews), unless turned off
 
-File IDs are pydicom's (PS3.10 8.2 and ISO 9660 level 1 alike: upper-case letters and digits,
-8 characters, 4 levels), so a File-set the kiosk wrote before is updated without moving a file.
+File IDs are in pydicom's layout (PS3.10 8.2 and ISO 9660 level 1 alike: upper-case letters and
+digits, 8 characters, 4 levels); an update keeps every record and File ID of the DICOMDIR it finds
+(the kiosk's, pydicom's, DCMTK's ...), so no file is moved.
 Objects already in an allowed syntax are copied as they are (only their file meta is rewritten,
 with the kiosk's identity: the bulk is copied by the kernel, nothing is parsed); the others are
 decoded and re-encoded (``kiosk.net.store.transcode_file``); those no allowed syntax can hold
 (video) are refused, each with its reason, never written non-conformant.
 
-The writing order keeps the medium consistent if the export stops half-way: the objects are
-written under temporary names first, then pydicom writes the DICOMDIR (with placeholders at the
-File IDs), then each object is renamed over its placeholder.
+The writing order keeps the medium consistent if the export stops half-way (a stick pulled, the
+power cut): each object is written at its File ID, the medium is flushed (``syncfs``), then the
+DICOMDIR is written under a temporary name and renamed over the old one. Until the rename the old
+DICOMDIR holds; objects it does not list are ignored by every reader (and their names are not
+reused by the next export). A listed object is always whole.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,14 +41,12 @@ from kiosk.audit.transfers import exported
 from kiosk.errors import KioskError
 from kiosk.media.iso import burn, make_iso
 from kiosk.media.profiles import EXPLICIT_LE, VIDEO, Profile
-from kiosk.part10 import dataset_offset, identify
+from kiosk.part10 import dataset_offset, file_meta_bytes, read_meta
 
-__all__ = ["ExportError", "ExportResult", "write_file_set", "make_iso", "burn", "kiosk_file_set",
-           "file_set_id"]
+__all__ = ["ExportError", "ExportResult", "write_file_set", "make_iso", "burn", "file_set_id"]
 
 log = logging.getLogger(__name__)
 
-PARTIAL = ".kiosk-partial"  # objects written, not yet renamed to their File ID (removed when done)
 README = "README.TXT"
 # Syntaxes whose pixels were never lossy (PS3.5 8.2); any other compressed syntax is lossy.
 LOSSLESS_COMPRESSED = frozenset({
@@ -80,7 +80,9 @@ class _Planned:
     source: Path
     header: Any  # the data set without its pixel data: what the directory records are made from
     target: str  # the transfer syntax written
-    partial: Path | None = None  # the object written under its temporary name
+    syntax: str  # the source's transfer syntax
+    offset: int | None  # where the source's data set starts, if its file meta is well-formed
+    path: Path | None = None  # where the object is written: its File ID
 
 
 class _Refused(Exception):
@@ -92,31 +94,27 @@ def write_file_set(folder: Path, files: Sequence[Path], profile: Profile, *, web
                    label: str = "") -> ExportResult:
     """Write ``files`` (DICOM Part 10) into the File-set in ``folder`` following ``profile``.
 
-    A DICOMDIR already in ``folder`` is updated (instances it holds are kept as they are); else a
-    new File-set is made, its File-set ID from ``label`` or the first patient's ID. ``progress(done,
-    total)`` after each file; ``cancel`` stops before the next file (what was written stays, with a
-    DICOMDIR that lists it). Raises ``ExportError`` when the folder itself is unusable.
+    A DICOMDIR already in ``folder`` is updated (its records and the files they list are kept as they
+    are); else a new File-set is made, its File-set ID from ``label`` or the first patient's ID.
+    ``progress(done, total)`` after each file; ``cancel`` stops before the next file (what was written
+    stays, with a DICOMDIR that lists it). Raises ``ExportError`` when the folder itself is unusable.
     """
     from pydicom.errors import InvalidDicomError
+
+    from kiosk.media.dicomdir import DicomDir
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ExportError(f"the export folder {folder} is not there", "insert the USB stick or medium, or create the folder")
-    dicomdir = folder / "DICOMDIR"
-    FileSet = kiosk_file_set()
     try:
-        fileset = FileSet(dicomdir) if dicomdir.exists() else FileSet()
-    except (InvalidDicomError, ValueError, KeyError, AttributeError, OSError) as exc:
+        dicomdir = DicomDir(folder)
+    except (InvalidDicomError, ValueError, KeyError, AttributeError, TypeError, EOFError, OSError) as exc:
         raise ExportError(f"the DICOMDIR in {folder} cannot be read ({type(exc).__name__}: {exc})",
                           "move the folder's content away or choose an empty folder") from None
-    new = fileset.path is None
-    present = {str(instance.SOPInstanceUID) for instance in fileset}
     result = ExportResult(folder=folder)
-    partial = folder / PARTIAL
-    shutil.rmtree(partial, ignore_errors=True)  # left by an export that stopped before renaming
-    planned: dict[str, _Planned] = {}
+    headers: dict[Path, Any] = {}  # source -> its header, for the audit (each file is read once)
+    added: dict[str, Any] = {}  # SOP Instance UID -> header of the objects this export writes
     try:
-        partial.mkdir()
         for index, source in enumerate(files):
             if cancel is not None and cancel.is_set():
                 result.failed += [(Path(f), "cancelled") for f in files[index:]]
@@ -125,18 +123,11 @@ def write_file_set(folder: Path, files: Sequence[Path], profile: Profile, *, web
             try:
                 plan = _plan(source, profile)
                 uid = str(plan.header.SOPInstanceUID)
-                if uid in present or uid in planned:
-                    result.written.append(source)  # already there: kept as it is
-                else:
-                    plan.partial = partial / f"{len(planned):08d}"
-                    _write_object(plan)
-                    plan.header.file_meta.TransferSyntaxUID = plan.target  # what its record names
-                    try:
-                        fileset.add(plan.header)
-                    except (ValueError, KeyError, AttributeError) as exc:
-                        raise _Refused(f"cannot be put in a DICOMDIR: {exc}") from None
-                    planned[uid] = plan
-                    result.written.append(source)
+                if uid not in dicomdir:
+                    _add(dicomdir, plan)
+                    added[uid] = plan.header
+                headers[source] = plan.header
+                result.written.append(source)  # written now, or already there (kept as it is)
             except _Refused as exc:
                 result.failed.append((source, str(exc)))
             except OSError as exc:
@@ -145,33 +136,58 @@ def write_file_set(folder: Path, files: Sequence[Path], profile: Profile, *, web
                 result.failed.append((source, f"cannot be read: {exc.strerror or exc}"))
             if progress is not None:
                 progress(index + 1, len(files))
-        if new and planned:
-            fileset.ID = file_set_id(label or str(next(iter(planned.values())).header.get("PatientID", "")))
-        if planned:
-            fileset.write(folder if new else None)
-            where = {str(instance.SOPInstanceUID): Path(instance.path) for instance in fileset}
-            for uid, plan in planned.items():
-                os.replace(plan.partial, where[uid])
-        if planned:
-            write_readme(folder, fileset, profile)
+        if added:
+            if dicomdir.new:
+                dicomdir.file_set_id = file_set_id(label or str(next(iter(added.values())).get("PatientID", "")))
+            _flush(folder)  # the objects are on the medium before a DICOMDIR lists them
+            dicomdir.write()
+            instances = dicomdir.instances()
+            write_readme(folder, instances, profile)
             if web_content:
                 from kiosk.media.web import write_web_content
 
-                write_web_content(folder, fileset, {uid: p.header for uid, p in planned.items()})
+                write_web_content(folder, instances, added)
     except OSError as exc:
         raise ExportError(f"cannot write the File-set to {folder}: {exc.strerror or exc}",
                           "check free space and that the medium is writable", errno=exc.errno) from None
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    if planned:
+    if added:
         _flush(folder)
     log.info("exported %d object(s) to %s (%s), %d refused", len(result.written), folder, profile.name,
              len(result.failed))
-    exported(folder, [source for source in result.written])
+    exported(folder, result.written, headers=headers)
     return result
 
 
+def _add(dicomdir: Any, plan: _Planned) -> None:
+    """The object's records in ``dicomdir`` and the object at its File ID; ``_Refused`` (nothing added) if
+    it cannot have records or be written in an allowed syntax."""
+    plan.header.file_meta.TransferSyntaxUID = plan.target  # what its leaf record names
+    try:
+        instance = dicomdir.add(plan.header)
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise _Refused(f"cannot be put in a DICOMDIR: {exc}") from None
+    plan.path = instance.path
+    try:
+        plan.path.parent.mkdir(parents=True, exist_ok=True)
+        _write_object(plan)
+    except BaseException:
+        dicomdir.discard(instance)
+        plan.path.unlink(missing_ok=True)
+        raise
+    # a transcoding may have fallen back to another syntax: the written file's is the record's
+    dicomdir.written(instance, plan.target)
+
+
 _MEDIUM_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT}  # the medium's fault, not the file's
+
+
+def _start_writeback(handle: int) -> None:
+    """Have the kernel start writing the open file to the medium now, without waiting for it: the disk
+    works while the next objects are prepared, and the flush at the end has less to wait for. (Linux
+    starts the writeback of dirty pages on ``POSIX_FADV_DONTNEED``, and drops the pages once they are
+    clean: the medium's copy need not stay in the page cache.)"""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _flush(folder: Path) -> None:
@@ -190,11 +206,10 @@ def _flush(folder: Path) -> None:
 
 def _plan(source: Path, profile: Profile) -> _Planned:
     """The object's header and the syntax it is written in; ``_Refused`` if none of the profile's."""
-    from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
     try:
-        header = dcmread(source, stop_before_pixels=True)
+        header, offset = _read_header(source)
     except (InvalidDicomError, ValueError, KeyError, EOFError) as exc:
         raise _Refused(f"not a DICOM file ({type(exc).__name__})") from None
     if "SOPInstanceUID" not in header or "TransferSyntaxUID" not in header.get("file_meta", {}):
@@ -202,7 +217,7 @@ def _plan(source: Path, profile: Profile) -> _Planned:
     _complete_record_values(header)
     syntax = str(header.file_meta.TransferSyntaxUID)
     if syntax in profile.allowed:
-        return _Planned(source, header, syntax)
+        return _Planned(source, header, syntax, syntax, offset)
     if syntax in VIDEO:
         raise _Refused(f"it is video ({_title(syntax)}), which {profile.name} does not allow "
                        f"({', '.join(_title(uid) for uid in profile.allowed)} only); no media profile the kiosk "
@@ -211,7 +226,39 @@ def _plan(source: Path, profile: Profile) -> _Planned:
         and header.get("LossyImageCompression", "00") != "01"
     has_pixels = "Rows" in header
     target = profile.lossless if has_pixels and never_lossy else EXPLICIT_LE
-    return _Planned(source, header, target)
+    return _Planned(source, header, target, syntax, offset)
+
+
+def _read_header(source: Path) -> tuple[Any, int | None]:
+    """The object's data set up to its pixel data (its file meta: SOP class, instance, syntax), and where
+    the data set starts in the file. A well-formed file meta is parsed by ``kiosk.part10`` (pydicom's
+    parsing of it costs as much as the rest of the header); anything unusual is pydicom's to read."""
+    from pydicom import dcmread
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import UID
+
+    with open(source, "rb") as handle:
+        offset = dataset_offset(handle)
+        if offset is not None:
+            meta = read_meta(source)
+            syntax = UID(meta.transfer_syntax)
+            if syntax.is_transfer_syntax and syntax.is_little_endian and not syntax.is_deflated:  # stored as it is
+                handle.seek(offset)
+                header = read_dataset(handle, syntax.is_implicit_VR, True, stop_when=_at_pixels)
+                header.file_meta = FileMetaDataset()
+                header.file_meta.MediaStorageSOPClassUID = meta.sop_class_uid
+                header.file_meta.MediaStorageSOPInstanceUID = meta.sop_instance_uid
+                header.file_meta.TransferSyntaxUID = meta.transfer_syntax
+                return header, offset
+    return dcmread(source, stop_before_pixels=True), None
+
+
+def _at_pixels(tag: Any, vr: Any, length: int) -> bool:
+    return tag in _PIXELS
+
+
+_PIXELS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # (Float, Double) Pixel Data: the header ends there
 
 
 def _title(uid: str) -> str:
@@ -222,26 +269,18 @@ def _title(uid: str) -> str:
 
 
 def _write_object(plan: _Planned) -> None:
-    """Write the object to ``plan.partial``: copied as it is, or transcoded to ``plan.target``."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filewriter import write_file_meta_info
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = plan.header.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = plan.header.SOPInstanceUID
-    if plan.target == str(plan.header.file_meta.TransferSyntaxUID):
-        meta.TransferSyntaxUID = plan.target
-        identify(meta)  # the kiosk writes the File-set's copy: its identity, not the sender's
-        with open(plan.source, "rb") as src:
-            offset = dataset_offset(src)
-            if offset is not None:
-                with open(plan.partial, "wb") as out:
-                    out.write(b"\0" * 128 + b"DICM")
-                    write_file_meta_info(out, meta, enforce_standard=True)
-                    out.flush()
-                    _copy_rest(src.fileno(), out.fileno(), offset)
-                return
+    """Write the object to ``plan.path``: copied as it is, or transcoded to ``plan.target``."""
+    if plan.target == plan.syntax and plan.offset is not None:
+        with open(plan.source, "rb") as src, open(plan.path, "wb") as out:
+            # the kiosk writes the File-set's copy: its identity in the file meta, not the sender's
+            out.write(file_meta_bytes(str(plan.header.SOPClassUID), str(plan.header.SOPInstanceUID), plan.target))
+            out.flush()
+            _copy_rest(src.fileno(), out.fileno(), plan.offset)
+            _start_writeback(out.fileno())
+        return
     _transcode(plan)
+    with open(plan.path, "rb") as out:
+        _start_writeback(out.fileno())
 
 
 def _copy_rest(src: int, out: int, offset: int) -> None:
@@ -268,7 +307,7 @@ def _transcode(plan: _Planned) -> None:
     from kiosk.net.store import transcode_file
     from kiosk.part10 import set_file_meta
 
-    source = str(plan.header.file_meta.TransferSyntaxUID)
+    source = plan.syntax
     try:
         try:
             ds = transcode_file(plan.source, source, plan.target, "media profile")
@@ -283,7 +322,7 @@ def _transcode(plan: _Planned) -> None:
     if UID(source).is_compressed and source not in LOSSLESS_COMPRESSED and "PixelData" in ds:
         ds.LossyImageCompression = "01"  # decoded from a lossy syntax: it stays lossy (PS3.3 C.7.6.1.1.5)
     set_file_meta(ds)
-    ds.save_as(plan.partial, enforce_file_format=True)
+    ds.save_as(plan.path, enforce_file_format=True)
 
 
 def _complete_record_values(header: Any) -> None:
@@ -321,10 +360,10 @@ def file_set_id(label: str) -> str:
     return _FILE_SET_ID.sub("_", label.upper().strip())[:16].strip() or "KIOSK"
 
 
-def write_readme(folder: Path, fileset: Any, profile: Profile) -> None:
+def write_readme(folder: Path, instances: Sequence[Any], profile: Profile) -> None:
     """README.TXT at the root (IHE RAD TF-3 4.47.4.1.2.2): who made the medium and how to view it (ASCII)."""
-    studies = {str(i.StudyInstanceUID) for i in fileset if "StudyInstanceUID" in i}
-    patients = {str(i.PatientID) for i in fileset if "PatientID" in i}
+    studies = {str(i.StudyInstanceUID) for i in instances if "StudyInstanceUID" in i}
+    patients = {str(i.PatientID) for i in instances if "PatientID" in i}
     lines = [
         "DICOM MEDIUM (IHE Portable Data for Imaging)",
         "",
@@ -332,7 +371,7 @@ def write_readme(folder: Path, fileset: Any, profile: Profile) -> None:
         f"Implementation Class UID: {IMPLEMENTATION_CLASS_UID}",
         f"Last written: {datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"Media profile: {', '.join(profile.identifiers)} ({profile.annex}), {profile.medium}",
-        f"Contents: {len(patients)} patient(s), {len(studies)} study(ies), {len(fileset)} DICOM object(s)",
+        f"Contents: {len(patients)} patient(s), {len(studies)} study(ies), {len(instances)} DICOM object(s)",
         "",
         "How to view:",
         "- The DICOMDIR file at the root lists every DICOM object on this medium. Open the medium",
@@ -346,30 +385,3 @@ def write_readme(folder: Path, fileset: Any, profile: Profile) -> None:
         "",
     ]
     (folder / README).write_text("\r\n".join(lines), encoding="ascii", errors="replace")
-
-
-def kiosk_file_set() -> type:
-    """pydicom's FileSet, writing the kiosk's Implementation Class UID and Version Name into the
-    DICOMDIR's file meta (pydicom puts its own in a new DICOMDIR and keeps a loaded one's)."""
-    global _KIOSK_FILE_SET
-    if _KIOSK_FILE_SET is None:
-        from pydicom.fileset import FileSet
-
-        class KioskFileSet(FileSet):
-            # pydicom has no public way to set the DICOMDIR's file meta: its two private seams, the new
-            # DICOMDIR and the loaded one (tests/outbox/test_outbox_dicomdir.py notices if they change).
-            def _create_dicomdir(self) -> Any:
-                ds = super()._create_dicomdir()
-                identify(ds.file_meta)
-                return ds
-
-            def write(self, path: Any = None, use_existing: bool = False, force_implicit: bool = False) -> None:
-                if self._ds:
-                    identify(self._ds.file_meta)
-                super().write(path, use_existing, force_implicit)
-
-        _KIOSK_FILE_SET = KioskFileSet
-    return _KIOSK_FILE_SET
-
-
-_KIOSK_FILE_SET: type | None = None

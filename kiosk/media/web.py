@@ -15,7 +15,7 @@ import hashlib
 import html
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from kiosk.display import printable
 
@@ -32,18 +32,20 @@ def preview_name(series_uid: str) -> str:
     return f"{digest[:8]}.JPG"
 
 
-def write_web_content(folder: Path, fileset: Any, added: Mapping[str, Any]) -> None:
-    """INDEX.HTM and the previews for the File-set in ``folder``; ``added``: SOP Instance UID -> header
+def write_web_content(folder: Path, instances: Iterable[Any], added: Mapping[str, Any]) -> None:
+    """INDEX.HTM and the previews for the File-set in ``folder`` (``instances``: its objects, as
+    ``kiosk.media.dicomdir.DicomDir.instances`` gives them); ``added``: SOP Instance UID -> header
     of the objects this export wrote (their series get previews)."""
     web = folder / WEB_FOLDER
     web.mkdir(exist_ok=True)
-    tree = _tree(fileset)
-    for series_uid, instances in _added_series(fileset, added).items():
+    instances = list(instances)
+    tree = _tree(instances)
+    for series_uid, files in _added_series(instances, added).items():
         target = web / preview_name(series_uid)
         if target.exists():
             continue
         image = None
-        for path in _middle_first(instances):
+        for path in _middle_first(files):
             image = render_preview(path)
             if image is not None:
                 break
@@ -52,10 +54,10 @@ def write_web_content(folder: Path, fileset: Any, added: Mapping[str, Any]) -> N
     (folder / INDEX).write_text(_page(tree, web), encoding="utf-8")
 
 
-def _tree(fileset: Any) -> dict[tuple[str, str], dict[tuple[str, ...], dict[tuple[str, ...], int]]]:
+def _tree(instances: Iterable[Any]) -> dict[tuple[str, str], dict[tuple[str, ...], dict[tuple[str, ...], int]]]:
     """(patient ID, name) -> (study UID, date, description, accession) -> (series UID, number, modality) -> count."""
     tree: dict[Any, Any] = {}
-    for instance in fileset:
+    for instance in instances:
         patient = (_value(instance, "PatientID"), _value(instance, "PatientName"))
         study = (_value(instance, "StudyInstanceUID"), _value(instance, "StudyDate"),
                  _value(instance, "StudyDescription"), _value(instance, "AccessionNumber"))
@@ -73,10 +75,10 @@ def _value(instance: Any, keyword: str) -> str:
     return "" if value is None else str(value)
 
 
-def _added_series(fileset: Any, added: Mapping[str, Any]) -> dict[str, list[tuple[int, Path]]]:
+def _added_series(instances: Iterable[Any], added: Mapping[str, Any]) -> dict[str, list[tuple[int, Path]]]:
     """Series UID -> (instance number, file on the medium) of this export's objects with pixels."""
     out: dict[str, list[tuple[int, Path]]] = {}
-    for instance in fileset:
+    for instance in instances:
         header = added.get(str(instance.SOPInstanceUID))
         if header is None or "Rows" not in header:
             continue

@@ -93,7 +93,9 @@ def test_an_export_follows_its_profile_and_is_read_back_by_pydicom_dcmtk_and_dci
         assert len(file_id.parts) <= 8 and all(FILE_ID.match(part) for part in file_id.parts), file_id
         written = dcmread(instance.path)
         syntax = str(written.file_meta.TransferSyntaxUID)
-        assert syntax in profile.allowed and syntax == str(instance.TransferSyntaxUID)
+        assert syntax in profile.allowed and syntax == str(instance.TransferSyntaxUID)  # also when transcoded
+        assert instance.SOPInstanceUID == written.file_meta.MediaStorageSOPInstanceUID == written.SOPInstanceUID
+        assert instance.SOPClassUID == written.file_meta.MediaStorageSOPClassUID == written.SOPClassUID
         assert written.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
         source = originals[str(instance.SOPInstanceUID)]
         original = dcmread(source)
@@ -178,7 +180,7 @@ def test_a_second_export_to_the_same_medium_adds_to_its_file_set(tmp_path, sourc
     assert fileset.UID == first.UID
     for uid, (path, data) in before.items():  # the first export's files stay where and as they were
         assert path.read_bytes() == data
-    assert not (tmp_path / ".kiosk-partial").exists()
+    assert not (tmp_path / "DICOMDIR.NEW").exists()
 
 
 def test_cancel_stops_before_the_next_file_and_the_dicomdir_lists_what_was_written(tmp_path, sources):
