@@ -199,6 +199,24 @@ def check_media_profile(value: str) -> str | None:
     return None if value in PROFILES else f"is {value!r}; use one of {', '.join(PROFILES)}"
 
 
+def check_regex(value: str) -> str | None:
+    """A regular expression (Python syntax); empty means none."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"is not a valid regular expression ({exc})"
+    return None
+
+
+def check_id_pattern(value: str) -> str | None:
+    """A regular expression with a named group ``patient_id`` and/or ``accession``; empty means none."""
+    if problem := check_regex(value):
+        return problem
+    if value and not {"patient_id", "accession"} & set(re.compile(value).groupindex):
+        return "has no named group (?P<patient_id>...) or (?P<accession>...)"
+    return None
+
+
 def check_audit_repository(value: str) -> str | None:
     if value and not re.fullmatch(r"(tls|udp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", value):
         return f"is {value!r}; write tls://host:6514 (RFC 5425) or udp://host:514 (RFC 5426), or leave it empty"
@@ -496,6 +514,39 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class InboxConfig:
+    """[inbox]: documents that arrive by themselves: print jobs (the CUPS queue ``kiosk``) and a watched
+    folder; filed to a patient by rules, or held in the touch UI's Inbox for a person (docs/drivers.md)."""
+
+    folder: str = setting("", None, "a folder (local or a network share) watched for PDFs, images and DICOM "
+                          "files; empty: none")
+    print_folder: str = setting("", None, "where the CUPS backend leaves print jobs; empty: <user data dir>/print")
+    name_pattern: str = setting("", check_id_pattern, "regex over the file name (a print job: its title) with "
+                                "named groups patient_id and/or accession")
+    text_pattern: str = setting("", check_id_pattern, "regex over a PDF's text with named groups patient_id "
+                                "and/or accession")
+    send_to: list[str] = setting([], None, "destinations of documents filed by the rules; empty: the [routing] "
+                                 "rules")
+    done_days: float = setting(0.0, check_non_negative, "days files stay in the folder's done/ before they are "
+                               "deleted, 0 to keep them")
+    settle_seconds: float = setting(3.0, check_positive, "a file must stay unchanged this long before it is "
+                                    "taken (a copy still in progress is not)")
+    as_pages: bool = setting(False, None, "send documents as Secondary Capture pages, not Encapsulated PDF")
+
+
+@dataclass(frozen=True)
+class BarcodesConfig:
+    """[barcodes]: what the barcodes on scanned pages mean (docs/drivers.md)."""
+
+    patient_id: str = setting("", check_regex, "regex a barcode's text must match to name a patient (group 1 or "
+                              "(?P<patient_id>...) is the ID); a page naming another patient blocks sending")
+    accession: str = setting("", check_regex, "regex for an accession number barcode (group 1 or "
+                             "(?P<accession>...)); another order's blocks sending")
+    separator: str = setting("", check_regex, "regex of a separator sheet's barcode: it starts a new document "
+                             "(series) and is not stored")
+
+
+@dataclass(frozen=True)
 class RoutingConfig:
     """[routing]: which destinations a session's objects go to (kiosk/routing.py)."""
 
@@ -514,7 +565,8 @@ class NetworkConfig:
 #: The sections beyond networking, each a field of ``Config`` of the same name.
 SECTIONS: dict[str, type] = {"outbox": OutboxConfig, "ui": UIConfig, "presets": PresetsConfig,
                              "acquisition": AcquisitionConfig, "network": NetworkConfig, "routing": RoutingConfig,
-                             "audit": AuditConfig, "media": MediaConfig}
+                             "audit": AuditConfig, "media": MediaConfig, "inbox": InboxConfig,
+                             "barcodes": BarcodesConfig}
 
 
 @dataclass(frozen=True)
@@ -535,6 +587,8 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    inbox: InboxConfig = field(default_factory=InboxConfig)
+    barcodes: BarcodesConfig = field(default_factory=BarcodesConfig)
 
 
 def default_config_path() -> Path:

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   xvfb xauth libmtdev1 xclip libegl1 libegl-mesa0 libgl1-mesa-dri
   ffmpeg time xorriso
   rsyslog rsyslog-gnutls
+  cups cups-client cups-filters cups-daemon
 )
 
 SUDO=""
