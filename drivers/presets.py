@@ -9,6 +9,8 @@ from drivers.device import Settings
 from kiosk.errors import UsageError
 
 PRESET_KEYS = {"mode": str, "depth": int, "dpi": (int, float), "source": str, "film": bool}
+# Page clean-up after each scan (kiosk/cleanup.py; docs/drivers.md "Page clean-up"): on or off.
+CLEANUP_KEYS = ("deskew", "auto_crop", "drop_blank", "auto_rotate", "clean_borders")
 MODES = ("color", "gray")
 SOURCES = ("flatbed", "adf", "transparency")
 
@@ -16,6 +18,14 @@ BUILTIN_PRESETS: dict[str, Settings] = {
     "Document": Settings(mode="gray", depth=8, dpi=300, source="flatbed"),
     "Film": Settings(mode="gray", depth=16, dpi=300, source="transparency", film=True),
     "Photo": Settings(mode="color", depth=8, dpi=600, source="flatbed", photo=True),
+}
+
+# What a front desk expects of a document scan: straight pages without the feeder's dark edges, and
+# a duplex batch's empty backs left out (said on screen). Auto-crop needs a dark lid and auto-rotate
+# can be fooled by pages with little text, so both are asked for per preset. Films and photos are
+# never touched. Presets of one's own start from Document's values, these included.
+BUILTIN_CLEANUP: dict[str, dict[str, bool]] = {
+    "Document": {"deskew": True, "drop_blank": True, "clean_borders": True},
 }
 
 
@@ -55,8 +65,12 @@ def area_matches(wanted: tuple[float, ...], got: tuple[float, ...], tolerance: f
 def check_preset(values: Mapping[str, Any]) -> str | None:
     """Validate one ``[presets.NAME]`` table; a message or None (used by kiosk.config)."""
     for key, value in values.items():
+        if key in CLEANUP_KEYS:
+            if not isinstance(value, bool):
+                return f"{key} = {value!r}; use true or false"
+            continue
         if key not in PRESET_KEYS:
-            return f"unknown setting {key!r}; use {', '.join(PRESET_KEYS)}"
+            return f"unknown setting {key!r}; use {', '.join((*PRESET_KEYS, *CLEANUP_KEYS))}"
         types = PRESET_KEYS[key]
         if isinstance(value, bool) != (types is bool) or not isinstance(value, types):
             return f"{key} = {value!r} has the wrong type"
@@ -96,9 +110,25 @@ def presets(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[st
     and presets of one's own, which start from Document's settings."""
     result = dict(BUILTIN_PRESETS)
     for name, values in (overrides or {}).items():
+        scan = {key: value for key, value in values.items() if key not in CLEANUP_KEYS}
         if values:
-            result[name] = result.get(name, BUILTIN_PRESETS["Document"]).merged(**values)
+            result[name] = result.get(name, BUILTIN_PRESETS["Document"]).merged(**scan)
     return result
+
+
+def preset_cleanup(name: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, bool]:
+    """The clean-up steps (``CLEANUP_KEYS`` -> on) of a preset by name, case-insensitive: the built-in
+    values with the ``[presets.NAME]`` table's on top; presets of one's own start from Document's.
+    An unknown name has none."""
+    tables = {key.lower(): value for key, value in (overrides or {}).items()}
+    builtin = {key.lower(): value for key, value in BUILTIN_CLEANUP.items()}
+    known = {key.lower() for key in presets(overrides)}
+    wanted = name.lower()
+    if wanted not in known:
+        return {key: False for key in CLEANUP_KEYS}
+    start = builtin.get(wanted, {}) if wanted in {k.lower() for k in BUILTIN_PRESETS} else builtin.get("document", {})
+    table = tables.get(wanted) or {}
+    return {key: bool(table.get(key, start.get(key, False))) for key in CLEANUP_KEYS}
 
 
 def preset(name: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli.cleanup_options import add_cleanup_options, cleanup_from_args, note_dropped
 from kiosk.cli.send import claim_delivery, follow, parse_destinations, print_queued
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.config import Config, values_of
@@ -49,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     video = parser.add_argument_group("video settings")
     video.add_argument("--frames", type=int, metavar="N", help="take N snapshots (default 1)")
     video.add_argument("--clip", type=float, metavar="SECONDS", help="record a clip (one multi-frame object)")
+    add_cleanup_options(parser, presets=True)
     add_study_options(parser)
     parser.set_defaults(run=run, needs_config=True)
 
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if args.area and device.info.kind != "scanner":
             raise UsageError(f"--area applies to scanners; {device.info.name} is a {device.info.kind}")
         settings = settings_from_args(args, config, scanner=device.info.kind == "scanner")
+        cleaner = _cleaner(args, config, scanner=device.info.kind == "scanner")
         effective = device.configure(settings)
         _note(f"{device.info.name}: {_describe(effective)}")
         if settings.area_mm:
@@ -95,10 +98,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
             mpps = track(station, outputs.outbox.outbox if outputs.outbox is not None else None, config)
             try:
                 if live:
-                    _acquire_live(device, args, station)
+                    _acquire_live(device, args, station, cleaner)
                 else:
                     for capture in device.batch(_progress):
-                        station.add(capture)
+                        page = cleaner(capture)
+                        if page is not None:
+                            station.add(page)
             except KeyboardInterrupt:
                 device.cancel()
                 station.abandon()
@@ -110,6 +115,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 raise
             finally:
                 _end_progress()
+                note_dropped(cleaner.dropped)
                 if outputs.folder is not None and outputs.folder.files:
                     _note(f"wrote {len(outputs.folder.files)} file(s) to {outputs.folder.folder}")
                 if outputs.outbox is not None and station.jobs:
@@ -120,12 +126,24 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return follow(outputs.outbox.outbox, station, args.wait, mpps is not None)
 
 
-def _acquire_live(device: Any, args: argparse.Namespace, station: Any) -> None:
+def _acquire_live(device: Any, args: argparse.Namespace, station: Any, cleaner: Any) -> None:
     if args.clip:
-        station.add_clip(device.record(args.clip))
+        station.add_clip(device.record(args.clip))  # a clip is sent as it was recorded
     else:
         for capture in device.snapshots(args.frames or 1):
-            station.add(capture)
+            page = cleaner(capture)
+            if page is not None:
+                station.add(page)
+
+
+def _cleaner(args: argparse.Namespace, config: Config, scanner: bool) -> Any:
+    """Clean-up of each page (a ``kiosk.cleanup.Cleaner``): the scan preset's steps and the flags."""
+    from drivers.presets import preset_cleanup
+    from kiosk.cleanup import Cleaner
+
+    name = args.preset or ("Document" if scanner else None)
+    steps = preset_cleanup(name, config.presets.tables()) if name else None
+    return Cleaner(cleanup_from_args(args, steps))
 
 
 class _Outputs:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli.cleanup_options import add_cleanup_options, cleanup_from_args, note_dropped
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.errors import KioskError, UsageError
 from kiosk.private import DIR_MODE
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--monochrome1", action="store_true", help="store grayscale as MONOCHROME1 (looks the same)")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
                         help="refuse images larger than N pixels (default 100 million)")
+    add_cleanup_options(parser)
     add_study_options(parser)
     parser.set_defaults(run=run, needs_config=True)
 
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     from pydicom.uid import UID
 
     from drivers.file_reader import DEFAULT_MAX_PIXELS, find_files, load_file
+    from kiosk.cleanup import Cleaner
     from kiosk.station import FolderOutput, Station
 
     from kiosk.existing_study import join_study
@@ -70,10 +73,17 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     station.subscribe(written, "queued")
     failed = written_count = 0
+    cleaner = Cleaner(cleanup_from_args(args))
     for path in files:
         outputs.clear()
         try:
             captures = load_file(path, args.max_pixels or DEFAULT_MAX_PIXELS)
+            if cleaner.options.any:
+                before = cleaner.dropped
+                captures = [page for page in map(cleaner, captures) if page is not None]
+                note_dropped(cleaner.dropped - before, f"{path}: ")
+                if not captures:
+                    continue  # every page blank: nothing to write, and no failure
             current.update(path=path, count=station.count_objects(captures), index=0)
             station.add_pages(captures)
             del captures
