@@ -40,8 +40,9 @@ SATURATED = 80  # max - min channel difference of coloured ink (stamps)
 CROP_MARGIN_MM = 2.0
 BORDER_MAX = 0.12  # border clean-up reaches at most this fraction of a side inward
 BLANK_EDGE_MM = 4.0  # ink this close to the page's edge is edge trouble, not content
-SPECK_MM2 = 1.5  # ink blobs smaller than this (dust, specks) are noise
-MARK_MM = 6.0  # a blob this long (a signature, a stamp, a word) is content, however little ink it has
+SPECK_MM2 = 3.0  # ink blobs smaller than this (dust, specks, two or three of them touching) are noise
+MARK_MM = 6.0  # a blob this long (a signature, a stamp, a word) is content, however little ink it has,
+MARK_MM2 = 4.0  # if it has this much: a chain of specks is long too, but thin on ink
 MIN_INK = 0.0005  # ... and so is this much ink (0.05 % of the page) in blobs above speck size
 HOLE_MM = (4.0, 9.0)  # punch holes: round, filled, this wide, near an edge
 HOLE_EDGE_MM = 25.0
@@ -116,7 +117,7 @@ def plan(capture: Capture, options: CleanUp) -> Plan:
     pixels = pixels_of(capture)
     height, width = pixels.shape[:2]
     dpi = capture.dpi or max(height, width) / A4_LONG_INCH
-    factor = max(1, int(round(dpi / ANALYSIS_DPI)))
+    factor = max(1, int(dpi // ANALYSIS_DPI))  # analysis at 100-200 dpi
     small = _small(pixels, capture.effective_bits, factor)
     grey = np.asarray(small.convert("L")) if small.mode != "L" else np.asarray(small)
     paper_grey = float(np.percentile(grey[::2, ::2], 90))
@@ -303,10 +304,10 @@ def _blank(ink: np.ndarray, mm: float) -> tuple[bool, float]:
     """Whether the ink is noise only, and the content's share of the page.
 
     Ink is gathered into blobs on a grid of 1 mm cells; a blob is dropped as
-    noise when it is a speck (under 1.5 mm² of ink) or a punch hole (a filled
+    noise when it is a speck (under 3 mm² of ink) or a punch hole (a filled
     round blob 4-9 mm wide within 25 mm of an edge). The page holds content if
-    any remaining blob is at least 6 mm long (a signature, a stamp, a word) or
-    all of them together cover 0.05 % of it.
+    any remaining blob is at least 6 mm long with 4 mm² of ink (a signature, a
+    stamp, a word) or all of them together cover 0.05 % of it.
     """
     height, width = ink.shape
     edge = int(round(BLANK_EDGE_MM * mm))
@@ -337,7 +338,7 @@ def _blank(ink: np.ndarray, mm: float) -> tuple[bool, float]:
         filled = ink_of[index] / ((y1 - y0) * (x1 - x0) * cell * cell)
         if near_edge and HOLE_MM[0] <= short_mm <= long_mm <= HOLE_MM[1] and filled > 0.5:
             continue
-        if long_mm >= MARK_MM:
+        if long_mm >= MARK_MM and area_mm2 >= MARK_MM2:
             return False, max(total, ink_of[index] / ink.size)
         kept += ink_of[index]
     share = kept / ink.size
