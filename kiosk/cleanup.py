@@ -44,7 +44,7 @@ SPECK_MM2 = 3.0  # ink blobs smaller than this (dust, specks, two or three of th
 MARK_MM = 6.0  # a blob this long (a signature, a stamp, a word) is content, however little ink it has,
 MARK_MM2 = 4.0  # if it has this much: a chain of specks is long too, but thin on ink
 MIN_INK = 0.0005  # ... and so is this much ink (0.05 % of the page) in blobs above speck size
-HOLE_MM = (4.0, 9.0)  # punch holes: round, filled, this wide, near an edge
+HOLE_MM = (4.0, 10.5)  # punch holes (6-8 mm, ISO 838): round, filled, this wide in 1 mm cells, near an edge
 HOLE_EDGE_MM = 25.0
 CELL_MM = 1.0  # blobs are found on a grid of cells this size
 
@@ -305,7 +305,7 @@ def _blank(ink: np.ndarray, mm: float) -> tuple[bool, float]:
 
     Ink is gathered into blobs on a grid of 1 mm cells; a blob is dropped as
     noise when it is a speck (under 3 mm² of ink) or a punch hole (a filled
-    round blob 4-9 mm wide within 25 mm of an edge). The page holds content if
+    round blob 4-10 mm wide within 25 mm of an edge). The page holds content if
     any remaining blob is at least 6 mm long with 4 mm² of ink (a signature, a
     stamp, a word) or all of them together cover 0.05 % of it.
     """
@@ -335,8 +335,10 @@ def _blank(ink: np.ndarray, mm: float) -> tuple[bool, float]:
             continue
         long_mm, short_mm = max(y1 - y0, x1 - x0) * cell / mm, min(y1 - y0, x1 - x0) * cell / mm
         near_edge = min(y0 * cell, x0 * cell, height - y1 * cell, width - x1 * cell) / mm < HOLE_EDGE_MM
-        filled = ink_of[index] / ((y1 - y0) * (x1 - x0) * cell * cell)
-        if near_edge and HOLE_MM[0] <= short_mm <= long_mm <= HOLE_MM[1] and filled > 0.5:
+        cells = int(member.sum())
+        # A hole fills most cells of its box and most of each cell; a ring stamp or a scribble does not.
+        filled = cells / ((y1 - y0) * (x1 - x0)) > 0.5 and ink_of[index] / (cells * cell * cell) > 0.5
+        if near_edge and HOLE_MM[0] <= short_mm <= long_mm <= HOLE_MM[1] and filled:
             continue
         if long_mm >= MARK_MM and area_mm2 >= MARK_MM2:
             return False, max(total, ink_of[index] / ink.size)

@@ -234,6 +234,13 @@ class Services:
     def max_clip_seconds(self) -> float:
         return self.config.acquisition.max_clip_seconds
 
+    def cleaner(self, preset_name: str) -> Any:
+        """The preset's page clean-up: a ``kiosk.cleanup.Cleaner`` (counts the blank pages it leaves out)."""
+        from kiosk.cleanup import Cleaner, CleanUp
+
+        steps = _module("drivers.presets").preset_cleanup(preset_name.removesuffix(FEEDER), self.config.presets.tables())
+        return Cleaner(CleanUp.of(steps))
+
     def configure(self, device: Any, preset_name: str) -> Any:
         presets = _module("drivers.presets")
         feeder = preset_name.endswith(FEEDER)

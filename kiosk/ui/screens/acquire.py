@@ -228,7 +228,8 @@ class AcquireScreen(KioskScreen):
         limit = int(self.page_limit) if self.feeder and self.page_limit.isdigit() else 0
         self._stop_after = stop_after = threading.Event()
         self.stopping = False
-        state = {"pages": 0}
+        state = {"pages": 0, "scanned": 0}
+        cleaner = self.app.services.cleaner(preset)  # the preset's clean-up, before the page enters the session
 
         def work() -> int:
             with self.app.services.open(uri) as device:
@@ -236,11 +237,14 @@ class AcquireScreen(KioskScreen):
                 try:
                     self.app.services.configure(device, preset)
                     for capture in device.batch(lambda p: Clock.schedule_once(lambda _dt: self._progress(p))):
-                        station.add(capture)
-                        state["pages"] += 1
-                        preview = self._preview_of(capture)
-                        Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
-                        if stop_after.is_set() or state["pages"] == limit:
+                        state["scanned"] += 1
+                        page = cleaner(capture)
+                        if page is not None:
+                            station.add(page)
+                            state["pages"] += 1
+                            preview = self._preview_of(page)
+                            Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
+                        if stop_after.is_set() or state["scanned"] == limit:
                             break  # ends the batch: the driver stops the feeder
                 finally:
                     self.device = None
@@ -251,7 +255,7 @@ class AcquireScreen(KioskScreen):
             if state["pages"]:
                 self.status = f"{T['scanned'].format(count=state['pages'])} {self.status}"
 
-        self.app.run_async(work, self._scanned, failed)
+        self.app.run_async(work, lambda pages: self._scanned(pages, dropped=cleaner.dropped), failed)
 
     def on_preset(self, *_args: Any) -> None:
         self.feeder = self.selected_kind == "scanner" and self.preset.endswith(FEEDER)
@@ -320,11 +324,11 @@ class AcquireScreen(KioskScreen):
         if preview is not None:
             self.ids.preview.texture = texture_from(preview)
 
-    def _scanned(self, pages: int, said: str = "scanned") -> None:
+    def _scanned(self, pages: int, said: str = "scanned", dropped: int = 0) -> None:
         self.busy = False
         self.stopping = False
         self.progress = 0
-        self.status = T[said].format(count=pages)
+        self.status = T[said].format(count=pages) + (" " + T["blank_left_out"].format(count=dropped) if dropped else "")
 
     def cancel(self) -> None:
         device = self.device

@@ -1,7 +1,8 @@
-"""Review screen: thumbnails in order; select, enlarge, rotate, crop, invert, delete, reorder.
+"""Review screen: thumbnails in order; select, enlarge, rotate, crop, invert, clean up, undo, delete, reorder.
 
-Edits run ``kiosk.processing`` on a worker thread and replace the capture in
-the session (on disk) before the screen shows the result.
+Edits run ``kiosk.processing`` or ``kiosk.cleanup`` on a worker thread and
+replace the capture in the session (on disk) before the screen shows the
+result; the page an edit replaced is kept in memory for Undo.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any, Callable
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.widget import Widget
 
-from kiosk import processing
+from kiosk import cleanup, processing
+from kiosk.capture import Capture
 from kiosk.modalities import series_description
 from kiosk.session import Session
 from kiosk.ui.screens.base import KioskScreen
@@ -59,6 +61,9 @@ class CropArea(Widget):
         self.property("active").dispatch(self)
 
 
+UNDO_DEPTH = 8  # page edits Undo can take back (each keeps one page's pixels in memory)
+
+
 class ReviewScreen(KioskScreen):
     """Check, fix and order the session's images, then Send."""
 
@@ -69,6 +74,11 @@ class ReviewScreen(KioskScreen):
     series = StringProperty("")
     multiframe = BooleanProperty(False)
     selected_clip = BooleanProperty(False)  # clips are sent whole: no rotate/crop/invert
+    can_undo = BooleanProperty(False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._undo: list[tuple[str, Capture]] = []  # (the edited page's item id, the page before), newest last
+        super().__init__(**kwargs)
 
     @property
     def count(self) -> int:
@@ -100,6 +110,8 @@ class ReviewScreen(KioskScreen):
             self.reload()
 
     def on_session(self, session: Session | None) -> None:
+        self._undo.clear()
+        self.can_undo = False
         self.ids.thumbs.clear_widgets()
         self.ids.large.texture = None
         self.selected, self.cropping, self.status = 0, False, ""
@@ -162,14 +174,17 @@ class ReviewScreen(KioskScreen):
         self.busy = True
         index = self.selected
 
-        def work() -> None:
-            change(session, index)
+        def work() -> Any:
+            return change(session, index)
 
-        def done(_result: Any) -> None:
+        def done(result: Any) -> None:
             self.busy = False
             if select is not None:
                 self.selected = max(0, min(select, len(session) - 1))
+            self.can_undo = bool(self._undo)
             self.reload()
+            if isinstance(result, str):  # what the edit has to say (nothing to change, undone)
+                self.status = result
 
         def failed(error: Any) -> None:
             self.busy = False
@@ -178,10 +193,61 @@ class ReviewScreen(KioskScreen):
         self.app.run_async(work, done, failed)
 
     def rotate(self) -> None:
-        self._edit(lambda s, i: s.replace(i, processing.rotate(s.captures[i])))
+        self._edit_page(processing.rotate)
 
     def invert(self) -> None:
-        self._edit(lambda s, i: s.replace(i, processing.invert(s.captures[i])))
+        self._edit_page(processing.invert)
+
+    # -- page clean-up and undo ------------------------------------------------
+    def straighten(self) -> None:
+        self._edit_page(lambda c: cleanup.clean(c, cleanup.CleanUp(deskew=True)))
+
+    def crop_to_page(self) -> None:
+        self._edit_page(lambda c: cleanup.clean(c, cleanup.CleanUp(auto_crop=True)))
+
+    def remove_borders(self) -> None:
+        self._edit_page(lambda c: cleanup.clean(c, cleanup.CleanUp(clean_borders=True)))
+
+    def auto_rotate(self) -> None:
+        self._edit_page(lambda c: cleanup.clean(c, cleanup.CleanUp(auto_rotate=True)))
+
+    def _edit_page(self, change: Callable[[Capture], Capture]) -> None:
+        """Replace the selected page by ``change(page)``, keeping the page it replaces for Undo."""
+        undo = self._undo
+
+        def edit(session: Session, index: int) -> str | None:
+            before = session.captures[index]
+            after = change(before)
+            if after is before:
+                return T["nothing_to_change"]
+            session.replace(index, after)
+            undo.append((session.items[index].id, before))
+            del undo[:-UNDO_DEPTH]
+            return None
+
+        self._edit(edit)
+
+    def undo(self) -> None:
+        """Take back the newest page edit still in the session (its page is selected)."""
+        undo = self._undo
+        session = self.app.session
+        if session is None or self.busy:
+            return
+        ids = [item.id for item in session.items]
+        while undo and undo[-1][0] not in ids:
+            undo.pop()  # that page was deleted since
+        if not undo:
+            self.can_undo = False
+            return
+        index = ids.index(undo[-1][0])
+        self.selected = index
+
+        def take_back(s: Session, i: int) -> str:
+            _id, before = undo.pop()
+            s.replace(i, before)
+            return T["undone"].format(index=i + 1)
+
+        self._edit(take_back)
 
     def delete(self) -> None:
         self._edit(lambda s, i: s.delete(i), select=self.selected)
@@ -202,7 +268,7 @@ class ReviewScreen(KioskScreen):
         self.cropping = False
         box = area.box
         if box:
-            self._edit(lambda s, i: s.replace(i, processing.crop(s.captures[i], *box)))
+            self._edit_page(lambda c: processing.crop(c, *box))
 
     def _image_rect(self) -> tuple[float, float, float, float]:
         large = self.ids.large
