@@ -80,7 +80,7 @@ class Plan:
     (left, top, right, bottom) in pixels of the straightened page, or None;
     ``quarter_turns``: clockwise quarter turns that bring its text upright;
     ``border``: the analysis-sized mask (of the cropped page) to paint with
-    ``paper``; ``blank``: no content found; ``ink``: the content's share of the page.
+    ``paper`` (the paper's colour in the page's sample values); ``blank``: no content found; ``ink``: the content's share of the page.
     """
 
     angle: float = 0.0
@@ -90,6 +90,7 @@ class Plan:
     blank: bool = False
     ink: float = 0.0
     paper: tuple[int, ...] = (255,)
+    fill: tuple[int, ...] = (255,)  # the corners a turn uncovers: the scanner's dark background, or paper
 
     @property
     def changes(self) -> bool:
@@ -125,12 +126,17 @@ def plan(capture: Capture, options: CleanUp) -> Plan:
         return Plan()  # no paper: nothing to clean, and never blank
     paper = _paper_colour(pixels, factor, grey, paper_grey)
     mm = dpi / factor / 25.4  # analysis pixels per mm
+    # The corners a turn uncovers continue what the edges show: a dark lid (so that auto-crop and
+    # border clean-up still find it along the whole edge) or paper.
+    ring = np.concatenate((grey[0], grey[-1], grey[:, 0], grey[:, -1]))
+    lid = float(np.mean(ring < paper_grey * BACKGROUND)) >= 0.75  # dark all round (a feeder's edge strip is not)
+    fill = _edge_colour(pixels) if lid else paper
     angle = 0.0
     if options.deskew:
         ink = (grey < paper_grey * INK) & ~_edge_runs(grey < paper_grey * BACKGROUND)
         angle = skew_angle(ink)
         if angle:
-            grey = _rotate_small(grey, angle, paper_grey)
+            grey = _rotate_small(grey, angle, float(np.median(ring)) if lid else paper_grey)
     dark = grey < paper_grey * BACKGROUND
     box_small = _paper_box(dark, mm) if options.auto_crop else None
     if box_small is not None:
@@ -148,7 +154,7 @@ def plan(capture: Capture, options: CleanUp) -> Plan:
         box = (x0, y0, min(x1, width), min(y1, height))
     return Plan(angle=angle, box=box, quarter_turns=turns,
                 border=border if options.clean_borders and border.any() else None,
-                blank=blank, ink=share, paper=paper)
+                blank=blank, ink=share, paper=paper, fill=fill)
 
 
 def _small(pixels: np.ndarray, bits: int, factor: int) -> Image.Image:
@@ -173,6 +179,14 @@ def _paper_colour(pixels: np.ndarray, factor: int, grey: np.ndarray, paper_grey:
     if not len(sample):
         return (int(paper_grey),) * (3 if pixels.ndim == 3 else 1)
     return tuple(int(v) for v in np.atleast_1d(np.median(sample, axis=0)))
+
+
+def _edge_colour(pixels: np.ndarray) -> tuple[int, ...]:
+    """The median colour of the image's outermost rows and columns, in its own sample values."""
+    if pixels.dtype == np.bool_:
+        return (0,)
+    ring = np.concatenate((pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]))
+    return tuple(int(v) for v in np.atleast_1d(np.median(ring, axis=0)))
 
 
 def _saturated(small: Image.Image, angle: float, box: tuple[int, int, int, int] | None) -> np.ndarray | bool:
@@ -432,7 +446,7 @@ def apply(capture: Capture, steps: Plan) -> Capture:
         return capture
     pixels = pixels_of(capture)
     if steps.angle:
-        pixels = _rotate_full(pixels, steps.angle, steps.paper)
+        pixels = _rotate_full(pixels, steps.angle, steps.fill)
     if steps.box is not None:
         x0, y0, x1, y1 = steps.box
         pixels = pixels[y0:y1, x0:x1]
@@ -451,17 +465,18 @@ def _turn(pixels: np.ndarray, quarter_turns: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).transpose(method[quarter_turns % 4]))
 
 
-def _rotate_full(pixels: np.ndarray, angle: float, paper: tuple[int, ...]) -> np.ndarray:
+def _rotate_full(pixels: np.ndarray, angle: float, fill: tuple[int, ...]) -> np.ndarray:
     bilinear = Image.Resampling.BILINEAR
     if pixels.dtype == np.bool_:
-        turned = Image.fromarray(pixels.astype(np.uint8) * 255).rotate(angle, resample=bilinear, fillcolor=255)
+        turned = Image.fromarray(pixels.astype(np.uint8) * 255).rotate(angle, resample=bilinear,
+                                                                       fillcolor=255 * fill[0])
         return np.asarray(turned) >= 128
     if pixels.dtype == np.uint16:
         turned = Image.fromarray(pixels.astype(np.float32), "F").rotate(angle, resample=bilinear,
-                                                                       fillcolor=float(paper[0]))
+                                                                       fillcolor=float(fill[0]))
         return np.asarray(turned).round().astype(np.uint16)
-    fill = paper if pixels.ndim == 3 else paper[0]
-    return np.asarray(Image.fromarray(pixels).rotate(angle, resample=bilinear, fillcolor=fill))
+    colour = fill if pixels.ndim == 3 else fill[0]
+    return np.asarray(Image.fromarray(pixels).rotate(angle, resample=bilinear, fillcolor=colour))
 
 
 def _paint(pixels: np.ndarray, border: np.ndarray, paper: tuple[int, ...]) -> np.ndarray:

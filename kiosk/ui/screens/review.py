@@ -220,7 +220,7 @@ class ReviewScreen(KioskScreen):
             after = change(before)
             if after is before:
                 return T["nothing_to_change"]
-            session.replace(index, after)
+            self._replace(session, index, after)
             undo.append((session.items[index].id, before))
             del undo[:-UNDO_DEPTH]
             return None
@@ -244,10 +244,17 @@ class ReviewScreen(KioskScreen):
 
         def take_back(s: Session, i: int) -> str:
             _id, before = undo.pop()
-            s.replace(i, before)
+            self._replace(s, i, before)
             return T["undone"].format(index=i + 1)
 
         self._edit(take_back)
+
+    def _replace(self, session: Session, index: int, capture: Capture) -> None:
+        """``session.replace``, with the page's older Undo entries following it to its new item id."""
+        old = session.items[index].id
+        session.replace(index, capture)
+        new = session.items[index].id
+        self._undo[:] = [(new if item == old else item, page) for item, page in self._undo]
 
     def delete(self) -> None:
         self._edit(lambda s, i: s.delete(i), select=self.selected)
