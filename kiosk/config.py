@@ -457,11 +457,11 @@ class PresetsConfig:
     """[presets]: ``Document``, ``Film``, ``Photo`` override the built-in scan presets
     (drivers/presets.py BUILTIN_PRESETS); any other name is a preset of one's own (docs/drivers.md)."""
 
-    Document: dict[str, Any] = setting({}, check_preset, "the Document preset: mode, depth, dpi, source, film")
-    Film: dict[str, Any] = setting({}, check_preset, "the Film preset: mode, depth, dpi, source, film")
-    Photo: dict[str, Any] = setting({}, check_preset, "the Photo preset: mode, depth, dpi, source, film")
+    Document: dict[str, Any] = setting({}, check_preset, "the Document preset: mode, depth, dpi, source, film, clean-up")
+    Film: dict[str, Any] = setting({}, check_preset, "the Film preset: mode, depth, dpi, source, film, clean-up")
+    Photo: dict[str, Any] = setting({}, check_preset, "the Photo preset: mode, depth, dpi, source, film, clean-up")
     own: dict[str, dict[str, Any]] = open_tables(check_preset_name, check_preset,
-                                                 "a preset of your own: mode, depth, dpi, source, film")
+                                                 "a preset of your own: mode, depth, dpi, source, film, clean-up")
 
     def tables(self) -> dict[str, dict[str, Any]]:
         """Every preset table by name, built-in ones first (what ``drivers.presets.presets`` takes)."""
