@@ -297,6 +297,18 @@ T: dict[str, str] = {
     "preset_dpi": "Resolution (dpi)",
     "preset_source": "Source: flatbed, adf or transparency",
     "listener_problem": "The kiosk cannot receive DICOM messages: {problem}",
+    # the Inbox: print jobs and watched-folder documents waiting for a patient
+    "inbox_button": "Inbox [color=ffd54f][b]{count}[/b][/color]",
+    "inbox_title": "Inbox: documents waiting for a patient",
+    "inbox_empty": "Nothing waits in the Inbox.",
+    "inbox_count": "{count} document(s) wait for a patient. Assign one, check its pages on Review, then send.",
+    "inbox_from_print": "printed by {user}@{host}",
+    "inbox_from_folder": "from the watched folder",
+    "inbox_received": "received {time}",
+    "inbox_assign": "Assign patient",
+    "inbox_delete": "Delete",
+    "inbox_confirm_delete": "Delete “{name}” from the Inbox? It is not sent anywhere.",
+    "inbox_choose_patient": "Choose the patient for: [b]{title}[/b]",
     # errors
     "error_title": "Something went wrong",
     "internal_error": "Unexpected problem: {error}. Details are in the log file; please report it.",

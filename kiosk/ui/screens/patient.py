@@ -247,7 +247,9 @@ class PatientScreen(KioskScreen):
             return
         if self._offline and context in self.contexts:
             log.warning("a worklist entry is picked from the offline copy of %s", self._updated)
-        self.card = confirm_patient(context, lambda: self.app.start_session(context))
+        # With a document from the Inbox waiting, the session starts with its pages (kiosk/ui/inbox_state.py).
+        start = self.app.inbox.start_session if self.app.inbox.pending is not None else self.app.start_session
+        self.card = confirm_patient(context, lambda: start(context))
 
     def ask_reading(self, context: Any) -> None:
         """Values came declared Latin-1 but hold UTF-8 bytes: the operator picks the spelling before the
