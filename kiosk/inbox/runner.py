@@ -146,7 +146,7 @@ class Runner:
             bases = [b for b in (print_folder(self.config), watched_folder(self.config)) if b is not None]
             for base in bases:
                 result.deleted += folders.remove_old_done(base, self.config.inbox.done_days)
-            jobs = self._print_jobs(print_folder(self.config)) + self._folder_jobs(result)
+            jobs = self._print_jobs(print_folder(self.config), result) + self._folder_jobs(result)
             for job in jobs:
                 if self.cancel is not None and self.cancel.is_set():
                     break
@@ -180,6 +180,11 @@ class Runner:
         if not base.is_dir():
             result.problems.append(f"{base}: the watched folder is not there (a share not mounted?)")
             return []
+        if not _writable(base):
+            # Filed but not moved, a file would be filed again at every pass.
+            result.problems.append(f"{base}: the kiosk cannot create done/, held/ and failed/ there or move "
+                                   "files (no write permission); nothing is taken")
+            return []
         jobs = []
         present = folders.candidates(base)
         self.settling.keep_only(set(present))
@@ -190,7 +195,12 @@ class Runner:
                 result.waiting += 1
         return jobs + [_Job(p, base, "folder", p.name) for p in self._orphans(base)]
 
-    def _print_jobs(self, base: Path) -> list[_Job]:
+    def _print_jobs(self, base: Path, result: RunResult) -> list[_Job]:
+        if not base.is_dir():
+            return []
+        if not _writable(base):
+            result.problems.append(f"{base}: the print folder is not writable for the kiosk; no job is taken")
+            return []
         jobs = []
         for folder in (base, base / HELD):
             for sidecar in sorted(folder.glob("*.json")) if folder.is_dir() else ():
@@ -381,6 +391,17 @@ def run_once(config: "Config", *, outbox: "Outbox | None" = None, inbox: Inbox |
         return runner.run_once()
     finally:
         runner.close()
+
+
+def _writable(base: Path) -> bool:
+    """Whether the subfolders exist or can be made, and files can be moved out of ``base``."""
+    try:
+        for name in folders.SUBFOLDERS:
+            (base / name).mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return os.access(base, os.W_OK | os.X_OK) and all(os.access(base / n, os.W_OK | os.X_OK)
+                                                      for n in folders.SUBFOLDERS)
 
 
 def _why(error: FileLoadError) -> str:
