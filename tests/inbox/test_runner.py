@@ -262,3 +262,39 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (40, 30), "white").save(out, "PNG")
     return out.getvalue()
+
+
+def test_a_patient_known_only_to_the_pacs_gets_a_new_study_and_two_patients_hold(tmp_path, orthanc):
+    import io
+
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    orthanc.clear()
+    old_studies = []
+    for name, patient_id, issuer in (("PACS^PAT", "INBOX-P1", ""), ("ONE^ANNA", "INBOX-P2", "A"),
+                                     ("OTHER^OTTO", "INBOX-P2", "B")):
+        ds = dcmread(get_testdata_file("CT_small.dcm"))
+        ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = name, patient_id, issuer
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        out = io.BytesIO()
+        ds.save_as(out)
+        orthanc.rest("/instances", "POST", out.getvalue())
+        old_studies.append(ds.StudyInstanceUID)
+    config = inbox_config(tmp_path, query=orthanc, name_pattern=r"^(?P<patient_id>INBOX-P\d)_",
+                          send_to=[f"{orthanc.aet}@127.0.0.1:{orthanc.port}"])
+    watched = tmp_path / "watched"
+    drop(watched, "INBOX-P1_letter.pdf", text_pdf("Letter"))
+    drop(watched, "INBOX-P2_letter.pdf", text_pdf("Letter"))
+    drop(watched, "INBOX-P9_letter.pdf", text_pdf("Letter"))
+    _settled()
+    outcomes = {o.name: o for o in run_once(config).outcomes}
+    assert outcomes["INBOX-P1_letter.pdf"].action == "filed"
+    assert "PACS match by ID INBOX-P1" in outcomes["INBOX-P1_letter.pdf"].detail
+    assert outcomes["INBOX-P2_letter.pdf"].detail == "2 different PACS patients have ID INBOX-P2"
+    assert outcomes["INBOX-P9_letter.pdf"].detail == "no PACS patient with ID INBOX-P9"
+    _deliver_all(config)
+    [pdf] = [t for t in (orthanc.tags(i) for i in orthanc.instances()) if t["SOPClassUID"] == ENCAPSULATED_PDF]
+    assert (pdf["PatientID"], pdf["PatientName"]) == ("INBOX-P1", "PACS^PAT")
+    assert pdf["StudyInstanceUID"] not in old_studies  # a new study of that patient
