@@ -91,7 +91,7 @@ class InboxState(EventDispatcher):
         def work() -> list[Any]:
             from kiosk.inbox.store import documents_of
 
-            return documents_of(item)
+            return documents_of(item, as_pages=self.app.kiosk_config.inbox.as_pages)
 
         def read(captures: list[Any]) -> None:
             self.adding, self.pending = False, None
@@ -120,14 +120,15 @@ class InboxState(EventDispatcher):
         Clock.schedule_once(self.look)
 
     def delete(self, item: Any) -> None:
-        """Drop a held document (after the admin PIN)."""
+        """Throw a held document away unsent (after the admin PIN): ``Inbox.discard`` moves a watched-folder
+        or print-folder original to ``failed/`` with the reason."""
         def done(_result: Any) -> None:
             log.info("inbox document %s deleted by the operator", item.id)
             if self.pending is not None and self.pending.id == item.id:
                 self.pending = None
             self.look()
 
-        self.app.run_async(lambda: self._store().release(item.id), done, session_bound=False)
+        self.app.run_async(lambda: self._store().discard(item.id), done, session_bound=False)
 
     @staticmethod
     def describe(item: Any) -> str:
