@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -29,7 +30,7 @@ def inbox(cups):
     """The print folder, emptied after each test."""
     yield cups.inbox
     for path in cups.inbox.iterdir():
-        path.unlink()
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def job_id(result: subprocess.CompletedProcess) -> str:
@@ -125,3 +126,25 @@ def test_an_unwritable_folder_fails_the_job_and_leaves_nothing(tmp_path):
     assert result.returncode == 1
     assert b"cannot write job 8" in result.stderr
     assert not missing.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_print_job_reaches_the_inbox_with_its_title_user_and_host(cups, inbox, tmp_path, monkeypatch):
+    """The whole path: lp -> cupsd -> the backend -> the print folder -> the inbox runner -> held in the Inbox."""
+    import time
+
+    from kiosk.inbox.runner import run_once
+    from kiosk.inbox.store import Inbox
+    from tests.inbox.inbox_helpers import inbox_config, text_pdf
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    config = inbox_config(tmp_path, print_folder=str(inbox), settle_seconds=0.2)
+    pdf = tmp_path / "consent.pdf"
+    pdf.write_bytes(text_pdf("Consent form"))
+    cups.wait_job_done(job_id(cups.lp("-t", "Consent form", str(pdf))))
+    time.sleep(0.3)  # the runner takes files unchanged for settle_seconds
+    outcomes = run_once(config).outcomes
+    assert [o.action for o in outcomes] == ["held"], outcomes
+    (item,) = Inbox(config).held()
+    assert (item.source, item.name, item.user, item.host) == ("print", "Consent form", getpass.getuser(), "localhost")
+    assert item.path.read_bytes() == pdf.read_bytes()
+    assert not list(inbox.glob("*.json"))  # taken from the print folder (moved to held/)
