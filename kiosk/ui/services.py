@@ -210,6 +210,13 @@ class Services:
         files = _module("drivers.device").DeviceInfo(uri=FILES, name=T["files_source"], kind="files")
         return [d for d in found.devices if d.kind in ("scanner", "camera")] + [files]
 
+    def wristband_camera(self) -> str:
+        """The source the patient screen reads wristbands from: ``[barcodes] camera``, else the first
+        camera found; "" when there is none."""
+        if self.config.barcodes.camera:
+            return self.config.barcodes.camera
+        return next((d.uri for d in self.devices() if d.kind == "camera"), "")
+
     def import_start(self) -> str:
         """Where the file chooser opens: removable media when mounted, else the home folder."""
         for media in (Path("/media"), Path("/run/media")):

@@ -53,3 +53,47 @@ def test_a_flagged_page_blocks_send_until_deleted_or_the_pin(kiosk_ui, demo, tmp
     ui.wait(lambda: send.finished, timeout=60, what="the send result")
     assert send.result == T["send_result_commit"].format(done=2, total=2, destination="demo-pacs")
     assert len(list(peers.received.glob("*.dcm"))) == 2
+
+
+def wristband(path, code: str = "") -> str:
+    """A photo of a wristband held up to the camera: a white band with a name and (if ``code``) a Code 128."""
+    import numpy as np
+    from PIL import ImageDraw, ImageFont
+
+    from tests.support.barcode_pages import symbol
+
+    band = Image.new("RGB", (1100, 260), (240, 244, 250))
+    ImageDraw.Draw(band).text((30, 20), "O'NEILL, MARY   DOB 2001-02-17", fill=(20, 20, 20),
+                              font=ImageFont.load_default(size=36))
+    if code:
+        band.paste(Image.fromarray(symbol(code, "Code128", 3)).convert("RGB"), (30, 90))
+    photo = Image.new("RGB", (1280, 720), (90, 70, 60))  # the room behind it
+    photo.paste(band.rotate(4, expand=True, fillcolor=(90, 70, 60)), (80, 200))
+    Image.fromarray(np.asarray(photo)).save(path)
+    return str(path)
+
+
+def test_a_wristband_held_up_to_the_camera_fills_the_search(kiosk_ui, demo, tmp_path):
+    from kiosk.ui.widgets.dialogs import ConfirmCard
+    from kiosk.ui.widgets.wristband import WristbandCard
+
+    peers, config = demo
+    picture = tmp_path / "wristband.png"
+    wristband(picture)  # no barcode yet: the card waits
+    camera = BarcodesConfig(camera=f"demo:camera?image={picture}")
+    ui = kiosk_ui(replace(config, barcodes=camera), demo=peers)
+    patient = ui.screen("patient")
+    ui.wait(lambda: len(patient.ids.rows.children) == 5, what="5 worklist rows")
+    ui.tap(patient.ids.wristband)
+    card = ui.wait(lambda: ui.modal(WristbandCard), what="the wristband card")
+    ui.wait(lambda: card.ids.preview.texture is not None and card.status == T["wristband_title"],
+            what="the camera picture")
+    ui.screenshot("wristband")
+    ui.tap(card.ids.cancel)
+    ui.wait(lambda: ui.modal(WristbandCard) is None, what="the card closed")
+
+    wristband(picture, "DEMO004")  # now held the right way round
+    ui.tap(patient.ids.wristband)
+    confirm = ui.wait(lambda: ui.modal(ConfirmCard), what="the confirmation card")
+    assert patient.ids.search.text == "DEMO004"
+    assert "DEMO004" in " ".join(c.text for c in confirm.ids.rows.children)
