@@ -38,7 +38,7 @@ def test_a_flagged_page_blocks_send_until_deleted_or_the_pin(kiosk_ui, demo, tmp
     badges = [t.badge for t in reversed(review.ids.thumbs.children)]
     assert badges == [T["barcode_badge"], T["barcode_badge"], ""]
     assert review.flag == T["barcode_patient"].format(value="DEMO007")
-    ui.screenshot("review-barcode")
+    ui.screenshot("review_barcode")
     ui.tap(review.ids.delete)
     ui.wait(lambda: len(review.ids.thumbs.children) == 2 and not review.busy, what="the page deleted")
     assert review.flag == T["barcode_patient"].format(value="DEMO008")
@@ -46,7 +46,7 @@ def test_a_flagged_page_blocks_send_until_deleted_or_the_pin(kiosk_ui, demo, tmp
     ui.tap(review.ids.send)
     send = ui.screen("send")
     assert send.ids.send.disabled and "page 1" in send.blocked and "ID DEMO008" in send.blocked
-    ui.screenshot("send-barcode")
+    ui.screenshot("send_barcode")
     ui.tap(send.ids.send_anyway)
     pad = ui.wait(lambda: ui.modal(PinPad), what="the PIN pad")
     press_pin(ui, pad, "1234")
