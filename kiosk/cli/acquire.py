@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.cli.send import claim_delivery, follow, parse_destinations, print_queued
+from kiosk.cli.barcode_options import add_barcode_option, barcode_guard
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.config import Config, values_of
 from kiosk.errors import KioskError, UsageError
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--frames", type=int, metavar="N", help="take N snapshots (default 1)")
     video.add_argument("--clip", type=float, metavar="SECONDS", help="record a clip (one multi-frame object)")
     add_study_options(parser)
+    add_barcode_option(parser)
     parser.set_defaults(run=run, needs_config=True)
 
 
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if settings.area_mm:
             _note_area(device.info.name, settings.area_mm, effective.area_mm)
         with _Outputs(args, config) as outputs:
-            station = Station.stream(study, options, outputs.all)
+            station = Station.stream(study, options, outputs.all, **barcode_guard(args, config))
             mpps = track(station, outputs.outbox.outbox if outputs.outbox is not None else None, config)
             try:
                 if live:

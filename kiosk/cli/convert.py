@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli.barcode_options import add_barcode_option, barcode_guard
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.errors import KioskError, UsageError
 from kiosk.private import DIR_MODE
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
                         help="refuse images larger than N pixels (default 100 million)")
     add_study_options(parser)
+    add_barcode_option(parser)
     parser.set_defaults(run=run, needs_config=True)
 
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
         return _unique(out_dir / (current["path"].stem + suffix + ".dcm"))
 
     # No fsync per file: a converter run can be repeated; the outbox is the durable path.
-    station = Station.stream(study, options, [FolderOutput(out_dir, durable=False, name_of=name_of)])
+    station = Station.stream(study, options, [FolderOutput(out_dir, durable=False, name_of=name_of)],
+                             **barcode_guard(args, config))
     try:
         out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:

@@ -330,7 +330,7 @@ class KioskApp(App):
             return
         if self.session is not None:
             self._end_station()
-        self.station = Station.start(self.store, context)
+        self.station = Station.start(self.store, context, barcodes=self.kiosk_config.barcodes)
         self.services.track(self.station)
         self.session = self.station.session
         if captures:
@@ -344,7 +344,7 @@ class KioskApp(App):
             return
         if self.session is not None:
             self._end_station()
-        self.station = Station.resume(self.store.load(folder))
+        self.station = Station.resume(self.store.load(folder), barcodes=self.kiosk_config.barcodes)
         self.services.track(self.station)
         self.session = self.station.session
         self._session_changed()

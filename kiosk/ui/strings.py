@@ -309,6 +309,19 @@ T: dict[str, str] = {
     "inbox_delete": "Delete",
     "inbox_confirm_delete": "Delete “{name}” from the Inbox? It is not sent anywhere.",
     "inbox_choose_patient": "Choose the patient for: [b]{title}[/b]",
+    # barcodes (kiosk/barcodes.py): flagged pages, separator sheets, wristbands
+    "barcode_badge": "Barcode!",
+    "separator_badge": "Separator",
+    "barcode_patient": "Barcode: another patient (ID {value})",
+    "barcode_order": "Barcode: another order (accession {value})",
+    "separator_sheet": "Separator sheet: a new document starts after it (the sheet is not sent)",
+    "barcode_blocked": "Not sent yet: {pages}. Delete such pages on the Review screen, or tap Send anyway "
+                       "and enter the administrator PIN.",
+    "send_anyway": "Send anyway",
+    "scan_wristband": "Scan wristband",
+    "wristband_title": "Hold the wristband's barcode up to the camera",
+    "wristband_no_camera": "No camera found to read a wristband. Use the barcode scanner or type the ID.",
+    "wristband_timeout": "No barcode read. Try again, or type the ID.",
     # errors
     "error_title": "Something went wrong",
     "internal_error": "Unexpected problem: {error}. Details are in the log file; please report it.",

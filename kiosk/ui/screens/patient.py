@@ -225,6 +225,16 @@ class PatientScreen(KioskScreen):
         elif not exact and not [c for c in self.contexts if matches(c, code)]:
             self.status = T["no_match"].format(text=code)
 
+    def scan_wristband(self) -> None:
+        """Read a wristband held up to the camera; its barcode goes into the search as a wedge types it."""
+        from kiosk.ui.widgets.wristband import WristbandCard
+
+        WristbandCard(self.app.services, self.wristband_read).open()
+
+    def wristband_read(self, code: str) -> None:
+        self.ids.search.text = code
+        self.on_search_enter()
+
     def find_in_pacs(self) -> None:
         code = self.ids.search.text.strip()
         self.status = T["busy"]
