@@ -3,7 +3,8 @@
 ``demo:scanner`` scans the pages in ``assets/demo/`` (three A4 pages at 100
 dpi, scaled to the requested resolution; ``?pages=N`` cycles through them for
 a longer ADF batch) and, with the Film preset or the transparency source, a
-16-bit film. ``demo:camera`` is a moving colour-bar test pattern at 30 fps.
+16-bit film. ``demo:camera`` is a moving colour-bar test pattern at 30 fps;
+``demo:camera?image=PATH`` shows that picture instead (e.g. a wristband held up to it).
 Missing assets are rendered on the fly (``render_page``, ``render_film``;
 ``assets/make_demo_assets.py`` writes the committed copies).
 """
@@ -91,7 +92,7 @@ class DemoDriver(Driver):
         if name == "scanner":
             return DemoScanner(self.discover()[0], pages=int(params.get("pages", PAGE_COUNT)))
         if name == "camera":
-            return DemoCamera(self.discover()[1], fps=float(params.get("fps", 30)),
+            return DemoCamera(self.discover()[1], fps=float(params.get("fps", 30)), image=params.get("image", ""),
                               stall_timeout=float(options.get("stall_timeout", 1.5)),
                               max_clip_seconds=float(options.get("max_clip_seconds", 10)))
         raise NoDeviceError(f"there is no demo device {name!r}", "use demo:scanner or demo:camera")
@@ -168,22 +169,38 @@ class DemoScanner(Device):
 
 
 class DemoCamera(LiveDevice):
-    """Moving colour bars with a bouncing square and a frame counter, paced at ``fps``."""
+    """Moving colour bars with a bouncing square and a frame counter, paced at ``fps``; or a still
+    ``image`` (a file) fitted into the frame, with the counter."""
 
     def __init__(self, info: DeviceInfo, fps: float = 30.0, width: int = 1280, height: int = 720,
-                 **kwargs: Any) -> None:
+                 image: str = "", **kwargs: Any) -> None:
         super().__init__(info, **kwargs)
         self.frame_rate = fps
         self.width, self.height = width, height
+        self.image = image
         self._bars = self._make_bars()
         self._count = 0
         self._next = 0.0
 
     def _make_bars(self) -> np.ndarray:
+        if self.image:
+            return self._fitted_image()
         colours = np.array([[235, 235, 235], [235, 235, 16], [16, 235, 235], [16, 235, 16],
                             [235, 16, 235], [235, 16, 16], [16, 16, 235], [16, 16, 16]], np.uint8)
         index = (np.arange(self.width) * len(colours) // self.width)
         return np.ascontiguousarray(np.broadcast_to(colours[index][None], (self.height, self.width, 3)))
+
+    def _fitted_image(self) -> np.ndarray:
+        try:
+            with Image.open(self.image) as picture:
+                picture = picture.convert("RGB")
+                picture.thumbnail((self.width, self.height))
+        except OSError as exc:
+            raise NoDeviceError(f"the demo camera cannot show {self.image} ({exc})", "name an image file") from None
+        frame = np.full((self.height, self.width, 3), 255, np.uint8)
+        top, left = (self.height - picture.height) // 2, (self.width - picture.width) // 2
+        frame[top:top + picture.height, left:left + picture.width] = np.asarray(picture)
+        return frame
 
     def capabilities(self) -> Capabilities:
         return Capabilities(frame_sizes=((640, 480), (1280, 720), (1920, 1080)),
@@ -212,11 +229,15 @@ class DemoCamera(LiveDevice):
         else:
             self._next = time.monotonic()  # fell behind: do not burst to catch up
         self._count += 1
-        frame = np.roll(self._bars, self._count * 4, axis=1)
-        size = self.height // 6
-        x = (self._count * 7) % (self.width - size)
-        y = abs((self._count * 5) % (2 * (self.height - size)) - (self.height - size))
-        frame[y:y + size, x:x + size] = (255, 140, 0)
+        if self.image:  # a still picture: only the counter moves
+            frame = self._bars.copy()
+            frame[-12:, :16 * 16] = 0
+        else:
+            frame = np.roll(self._bars, self._count * 4, axis=1)
+            size = self.height // 6
+            x = (self._count * 7) % (self.width - size)
+            y = abs((self._count * 5) % (2 * (self.height - size)) - (self.height - size))
+            frame[y:y + size, x:x + size] = (255, 140, 0)
         # A binary frame counter along the bottom edge: lets tests see that frames move.
         for bit in range(16):
             if self._count >> bit & 1:

@@ -544,6 +544,8 @@ class BarcodesConfig:
                              "(?P<accession>...)); another order's blocks sending")
     separator: str = setting("", check_regex, "regex of a separator sheet's barcode: it starts a new document "
                              "(series) and is not stored")
+    camera: str = setting("", None, "the camera the patient screen reads wristbands with (a source URI, e.g. "
+                          "video:/dev/video0); empty: the first camera found")
 
 
 @dataclass(frozen=True)

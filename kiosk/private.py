@@ -10,6 +10,7 @@ files and folders as well.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -43,8 +44,10 @@ def private_sqlite(path: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (fsync, then rename), owner only."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace ``path`` with ``data`` atomically and durably (fsync, then rename), owner only.
+    Writers in several threads each use a temporary file of their own: with one shared name, one
+    thread's rename found its file already renamed by another (FileNotFoundError)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     with open(tmp, "wb", opener=private_opener) as out:
         out.write(data)
         out.flush()

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 import dataclasses
 from dataclasses import dataclass, field
@@ -95,6 +96,9 @@ class Session:
     series_description: str = ""
     multiframe: bool = False
     on_change: Callable[["Session"], None] | None = field(default=None, repr=False, compare=False)
+    # The UI saves from worker threads: the manifest is made and written under one lock, so the last
+    # one written is the newest.
+    _saving: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     # -- queries ---------------------------------------------------------
     @property
@@ -229,7 +233,9 @@ class Session:
                 "items": [describe(i) for i in self.items]}
 
     def _save(self) -> None:
-        write_private(self.folder / MANIFEST, json.dumps(self._manifest(), ensure_ascii=False, indent=1).encode())
+        with self._saving:
+            write_private(self.folder / MANIFEST,
+                          json.dumps(self._manifest(), ensure_ascii=False, indent=1).encode())
         if self.on_change:
             self.on_change(self)
 

@@ -41,13 +41,16 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
+from kiosk import barcodes
+from kiosk.barcodes import BarcodeMismatch, Verdict
 from kiosk.capture import Capture
 from kiosk.errors import KioskError
 from kiosk.outbox.events import EventBus
 
 if TYPE_CHECKING:
+    from kiosk.config import BarcodesConfig
     from kiosk.dicomize import Batch, BuildOptions
     from kiosk.outbox import Outbox
     from kiosk.session import Session, SessionStore
@@ -184,9 +187,12 @@ class OutboxOutput:
 class Station:
     """One capture session: study context, captures, objects, queueing, delivery status, end."""
 
-    def __init__(self, options: "BuildOptions | None" = None) -> None:
-        """An empty station; ``start``, ``resume`` or ``stream`` choose the study context."""
+    def __init__(self, options: "BuildOptions | None" = None, barcodes: "BarcodesConfig | None" = None) -> None:
+        """An empty station; ``start``, ``resume`` or ``stream`` choose the study context.
+        ``barcodes``: the ``[barcodes]`` rules each page is checked against as it is added."""
         self.options = options
+        self.barcodes = barcodes
+        self.ignore_barcode_mismatch = False  # streaming: pages of another patient go through (audited)
         self.session: Session | None = None
         self.study: Any = None
         self.state = OPEN
@@ -203,9 +209,10 @@ class Station:
     # -- beginning ---------------------------------------------------------------------------
     @classmethod
     def start(cls, store: "SessionStore", context: Any, options: "BuildOptions | None" = None,
-              subscribers: Iterable[Callable[[StationEvent], None]] = ()) -> "Station":
+              subscribers: Iterable[Callable[[StationEvent], None]] = (),
+              barcodes: "BarcodesConfig | None" = None) -> "Station":
         """A persisted station: a new session in ``store`` for ``context`` (a StudyContext)."""
-        station = cls(options)
+        station = cls(options, barcodes)
         for callback in subscribers:
             station.subscribe(callback)
         station.session = store.start(context)
@@ -214,9 +221,10 @@ class Station:
 
     @classmethod
     def resume(cls, session: "Session", options: "BuildOptions | None" = None,
-               subscribers: Iterable[Callable[[StationEvent], None]] = ()) -> "Station":
+               subscribers: Iterable[Callable[[StationEvent], None]] = (),
+               barcodes: "BarcodesConfig | None" = None) -> "Station":
         """A persisted station for a kept session, open again."""
-        station = cls(options)
+        station = cls(options, barcodes)
         for callback in subscribers:
             station.subscribe(callback)
         session.resume()
@@ -226,12 +234,16 @@ class Station:
 
     @classmethod
     def stream(cls, study: Any, options: "BuildOptions", outputs: Sequence[Any],
-               subscribers: Iterable[Callable[[StationEvent], None]] = ()) -> "Station":
+               subscribers: Iterable[Callable[[StationEvent], None]] = (),
+               barcodes: "BarcodesConfig | None" = None, ignore_barcode_mismatch: bool = False) -> "Station":
         """A streaming station: each capture added is built and handed to ``outputs`` at once.
-        Bad options or study context raise here, before any capture."""
+        Bad options or study context raise here, before any capture. A page whose barcode names
+        another patient raises ``BarcodeMismatch`` unless ``ignore_barcode_mismatch``; a separator
+        sheet starts new series and is not built."""
         from kiosk.dicomize import Batch
 
-        station = cls(options)
+        station = cls(options, barcodes)
+        station.ignore_barcode_mismatch = ignore_barcode_mismatch
         for callback in subscribers:
             station.subscribe(callback)
         station.outputs = list(outputs)
@@ -282,7 +294,11 @@ class Station:
 
     # -- captures ----------------------------------------------------------------------------
     def add(self, capture: Capture) -> None:
-        """One capture (a page, a photo, a frame): kept in the session, or built at once when streaming."""
+        """One capture (a page, a photo, a frame): kept in the session, or built at once when streaming.
+        With ``[barcodes]`` rules its barcodes are read first, in the calling thread (the UI's worker):
+        the verdict travels in its metadata (``kiosk.barcodes``)."""
+        if self.session is not None:
+            capture = self._checked(capture)
         self._add([capture], lambda: self.session.add(capture), multiframe=None)
 
     def add_clip(self, frames: list[Capture]) -> None:
@@ -307,10 +323,38 @@ class Station:
                 persist()
                 self._publish(CaptureAdded(self, captures[0], len(captures) if multiframe else 1))
                 return
+            if multiframe is None:
+                captures = self._guarded([self._checked(c) for c in captures])
             for capture in captures if multiframe is None else captures[:1]:
-                self._publish(CaptureAdded(self, capture, len(captures) if multiframe else 1))
-            for group in self._batch.plan(captures, multiframe):
-                self._hand_over(self._batch.build_one(group))
+                if not Verdict.of(capture).separator:
+                    self._publish(CaptureAdded(self, capture, len(captures) if multiframe else 1))
+            for number, document in enumerate(_documents(captures)):
+                if number:  # after a separator sheet
+                    self._batch.new_document()
+                for group in self._batch.plan(document, multiframe):
+                    self._hand_over(self._batch.build_one(group))
+
+    # -- barcodes ------------------------------------------------------------------------------
+    def _checked(self, capture: Capture) -> Capture:
+        """The capture with its barcode verdict (nothing read without rules or a study)."""
+        if self.study is None or not barcodes.active(self.barcodes):
+            return capture
+        return barcodes.check(capture, self.study, self.barcodes)
+
+    def _guarded(self, captures: list[Capture]) -> list[Capture]:
+        """Streaming: refuse pages of another patient or order (none of them is built), unless told to
+        let them through, which is audited."""
+        pages = [(c.index + 1, v.mismatch) for c in captures if (v := Verdict.of(c)).mismatch is not None]
+        if pages and not self.ignore_barcode_mismatch:
+            raise BarcodeMismatch(pages)
+        if pages:
+            _audit_override(len(pages), "--ignore-barcode-mismatch")
+        return captures
+
+    def flagged(self) -> list[tuple[int, Any]]:
+        """The persisted session's pages (0-based positions) whose barcode names another patient or
+        order: ``send`` refuses them unless ``allow_mismatch``."""
+        return barcodes.flagged(self.session.captures) if self.session is not None else []
 
     def count_objects(self, captures: Sequence[Capture]) -> int:
         """How many objects ``add_pages(captures)`` makes (nothing is built)."""
@@ -343,19 +387,28 @@ class Station:
             self._job_ids.setdefault(name, set()).update(ids)
 
     # -- objects out ---------------------------------------------------------------------------
-    def send(self, outputs: Sequence[Any], options: "BuildOptions | None" = None) -> None:
+    def send(self, outputs: Sequence[Any], options: "BuildOptions | None" = None,
+             allow_mismatch: bool = False) -> None:
         """Build the persisted session's objects one at a time and hand each to ``outputs``; then the
         session's own copies go (the outputs hold the objects) and the station is ``delivering``.
         ``options`` (default: the station's) are taken here, in the sending thread: the touch UI
         starts a station on its own thread, where importing the dicomizer (pydicom) would stall
         drawing and can race a worker thread's first pydicom import.
-        On a failure the session keeps every capture (objects already queued stay queued)."""
+        On a failure the session keeps every capture (objects already queued stay queued).
+        Pages whose barcode names another patient or order raise ``BarcodeMismatch`` before anything
+        is built, unless ``allow_mismatch`` (the operator confirmed with the admin PIN; audited).
+        Separator sheets start new series and are not sent."""
         from kiosk.dicomize import Batch, BuildOptions
 
         with self._lock:
             session = self.session
             if session is None or self.state != OPEN:
                 raise self._closed("there is nothing more to send")
+            pages = [(position + 1, mismatch) for position, mismatch in self.flagged()]
+            if pages and not allow_mismatch:
+                raise BarcodeMismatch(pages)
+            if pages:
+                _audit_override(len(pages), "confirmed with the admin PIN")
             base = options or self.options or BuildOptions()
             options = dataclasses.replace(base, series_description=session.series_description or base.series_description,
                                           multiframe=session.multiframe, step=self.performed_step(base.uid_root))
@@ -363,6 +416,12 @@ class Station:
             self._batch = batch = Batch(session.context, options)
             pending: list[Capture] = []
             for item in list(session.items):
+                if item.clip is None and Verdict.of(item.capture).separator:
+                    for group in batch.plan(pending):
+                        self._hand_over(batch.build_one(group))
+                    pending = []
+                    batch.new_document()
+                    continue
                 if item.clip is None:
                     pending.append(item.capture)
                     continue
@@ -460,6 +519,24 @@ class Station:
         for unsubscribe in self._following:
             unsubscribe()
         self._following.clear()
+
+
+def _documents(captures: Sequence[Capture]) -> Iterator[list[Capture]]:
+    """The runs of pages between separator sheets (the sheets left out; empty runs too)."""
+    run: list[Capture] = []
+    for capture in captures:
+        if Verdict.of(capture).separator:
+            yield run
+            run = []
+        else:
+            run.append(capture)
+    yield run
+
+
+def _audit_override(pages: int, how: str) -> None:
+    from kiosk.audit import trail
+
+    trail.barcode_override(pages, how)
 
 
 class BackgroundDelivery:

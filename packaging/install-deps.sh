@@ -13,6 +13,7 @@ APT_PACKAGES=(
   ffmpeg time xorriso
   rsyslog rsyslog-gnutls
   cups cups-client cups-filters cups-daemon
+  poppler-utils
 )
 
 SUDO=""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.audit import events, syslog
-from kiosk.audit.codes import NODE_AUTHENTICATION
+from kiosk.audit.codes import NODE_AUTHENTICATION, USE_OF_RESTRICTED_FUNCTION, Outcome
 from kiosk.audit.events import Application, Peer
 from kiosk.audit.messages import AuditMessage
 from kiosk.audit.queue import AuditQueue, default_dir
@@ -77,6 +77,15 @@ def network_alert(host: str, detail: str) -> None:
     """A peer at ``host`` failed to authenticate as a node (``kiosk.net.alerts``: a rejected association,
     a failed TLS handshake, a connection dropped by the guard): Security Alert, Node Authentication."""
     record(events.security_alert(application(), NODE_AUTHENTICATION, host, detail, peer=events.Peer("", host)))
+
+
+def barcode_override(pages: int, how: str) -> None:
+    """``pages`` pages whose barcode names another patient or order were sent anyway (``how``: confirmed
+    with the admin PIN, ``--ignore-barcode-mismatch``): Security Alert, Use of Restricted Function. The
+    barcodes' values stay out of the message."""
+    record(events.security_alert(application(), USE_OF_RESTRICTED_FUNCTION, "urn:kiosk:barcode-check",
+                                 f"{pages} page(s) with a barcode of another patient or order sent anyway ({how})",
+                                 Outcome.SUCCESS, operator=operator()))
 
 
 def operator_event(event: Any) -> None:

@@ -19,7 +19,7 @@ from kiosk.errors import KioskError
 
 # Order is the order shown in --help.
 SUBCOMMANDS = ["config", "devices", "acquire", "echo", "worklist", "query", "store", "send", "import", "outbox", "listen", "convert",
-               "operator", "audit", "media", "demo"]
+               "inbox", "operator", "audit", "media", "demo"]
 # A command whose name is a Python keyword lives in a module named otherwise.
 MODULES = {"import": "importing"}
 

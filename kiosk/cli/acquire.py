@@ -16,6 +16,7 @@ from typing import Any
 
 from kiosk.cli.cleanup_options import add_cleanup_options, cleanup_from_args, note_dropped
 from kiosk.cli.send import claim_delivery, follow, parse_destinations, print_queued
+from kiosk.cli.barcode_options import add_barcode_option, barcode_guard
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.config import Config, values_of
 from kiosk.errors import KioskError, UsageError
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--clip", type=float, metavar="SECONDS", help="record a clip (one multi-frame object)")
     add_cleanup_options(parser, presets=True)
     add_study_options(parser)
+    add_barcode_option(parser)
     parser.set_defaults(run=run, needs_config=True)
 
 
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if settings.area_mm:
             _note_area(device.info.name, settings.area_mm, effective.area_mm)
         with _Outputs(args, config) as outputs:
-            station = Station.stream(study, options, outputs.all)
+            station = Station.stream(study, options, outputs.all, **barcode_guard(args, config))
             mpps = track(station, outputs.outbox.outbox if outputs.outbox is not None else None, config)
             try:
                 if live:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli.barcode_options import add_barcode_option, barcode_guard
 from kiosk.cli.cleanup_options import add_cleanup_options, cleanup_from_args, note_dropped
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.errors import KioskError, UsageError
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="refuse images larger than N pixels (default 100 million)")
     add_cleanup_options(parser)
     add_study_options(parser)
+    add_barcode_option(parser)
     parser.set_defaults(run=run, needs_config=True)
 
 
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
         return _unique(out_dir / (current["path"].stem + suffix + ".dcm"))
 
     # No fsync per file: a converter run can be repeated; the outbox is the durable path.
-    station = Station.stream(study, options, [FolderOutput(out_dir, durable=False, name_of=name_of)])
+    station = Station.stream(study, options, [FolderOutput(out_dir, durable=False, name_of=name_of)],
+                             **barcode_guard(args, config))
     try:
         out_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:

@@ -188,24 +188,59 @@ def run_service(args: argparse.Namespace, config: Config) -> int:
     if outbox is None:
         return 0
     delivery = Delivery(outbox, config, poll=args.poll)
+    inbox_stop = threading.Event()
+
+    def shut_down(*_: object) -> None:
+        inbox_stop.set()
+        delivery.shutdown()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: delivery.shutdown())
+        signal.signal(sig, shut_down)
     lock = outbox.try_lock_delivery()
     if lock is None:
         outbox.close()
         raise KioskError(f"another process is already delivering from {outbox.settings.spool_dir}",
                          "only one 'kiosk outbox run' per spool; stop the other one (systemctl stop kiosk-outbox)")
+    inbox = None
     try:
         # Our listener for the service's whole life: C-ECHO from the PACS, and the storage
         # commitment reports for this process's requests (they share it via Listener.running).
         with Listener.from_config(config):
             log.info("outbox: delivering from %s", outbox.settings.spool_dir)
+            inbox = None if args.exit_when_idle else _start_inbox(config, outbox, inbox_stop)
             delivery.run(until=(lambda: idle(outbox)) if args.exit_when_idle else None)
     finally:
+        inbox_stop.set()
+        if inbox is not None:
+            inbox.join()
         outbox.unlock_delivery(lock)
         outbox.close()
     log.info("outbox: delivery stopped")
     return 0
+
+
+def _start_inbox(config: Config, outbox, stop: threading.Event) -> threading.Thread | None:  # noqa: ANN001
+    """The watched folder and the print folder, in a thread of the service (when there is one to watch):
+    their documents go into this outbox. A failing pass is logged; delivery goes on regardless."""
+    from kiosk.inbox.runner import Runner, configured
+    from kiosk.outbox.destinations import preload
+
+    if not configured(config):
+        return None
+    preload()  # pydicom imported here, before a second thread could import it at the same time
+    import kiosk.dicomize  # noqa: F401 - likewise the dicomizer the runner builds with
+
+    def watch() -> None:
+        try:
+            runner = Runner(config, outbox=outbox, remember=True, cancel=stop)
+            runner.watch(stop)
+        except Exception:  # noqa: BLE001 - the inbox must never stop delivery
+            log.exception("inbox: the watcher stopped")
+
+    thread = threading.Thread(target=watch, name="kiosk-inbox", daemon=True)
+    thread.start()
+    log.info("outbox: watching the inbox too")
+    return thread
 
 
 def _open_when_possible(config: Config, stopping: threading.Event):

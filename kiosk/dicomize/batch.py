@@ -137,6 +137,16 @@ class BatchState:
     def new_uid(self) -> str:
         return new_uid(self.options.uid_root)
 
+    def new_document(self) -> None:
+        """A separator sheet: the next objects are another document, in new series (numbered after
+        this batch's) with instances from 1. Nothing built since the last one: nothing changes."""
+        if not (self._images or self._documents):
+            return
+        top = max(self.image_series_number, self.document_series_number)
+        self.image_series_uid, self.document_series_uid = self.new_uid(), self.new_uid()
+        self.image_series_number, self.document_series_number = top + 1, top + 2
+        self._images = self._documents = 0
+
     def series_description(self, series_uid: str, kind: SourceKind) -> str:
         """The description of a series: the option, else the default for the kind of its first capture."""
         if self.options.series_description:

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from kivy.app import App
 from kivy.clock import Clock
@@ -33,6 +33,7 @@ from kivy.properties import AliasProperty, BooleanProperty, NumericProperty, Obj
 from kivy.uix.screenmanager import NoTransition
 
 from kiosk.audit import trail
+from kiosk.capture import Capture
 from kiosk.config import Config
 from kiosk.errors import KioskError
 from kiosk.operators import FAILED, SIGNED_IN, SIGNED_OUT, Operator, OperatorEvent, OperatorEvents
@@ -40,6 +41,7 @@ from kiosk.session import Session, SessionStore, sessions_dir
 from kiosk.station import Station
 from kiosk.ui import text
 from kiosk.ui.background import background_priority
+from kiosk.ui.inbox_state import InboxState
 from kiosk.ui.strings import T
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ ADMINISTRATOR = "administrator"  # the user of the admin PIN, in the audit trail
 
 HERE = Path(__file__).parent
 BG = (0.07, 0.08, 0.10, 1)  # theme.kv's BG
-SCREENS = ("patient", "acquire", "media", "review", "send", "outbox", "settings", "signin")
+SCREENS = ("patient", "acquire", "media", "review", "send", "outbox", "settings", "signin", "inbox")
 
 
 def process_age() -> float | None:
@@ -104,6 +106,7 @@ class KioskApp(App):
 
         self.services = Services(self.kiosk_config, demo=self.demo)
         self.run_async(self.services.start_listener, lambda _r: None, session_bound=False)
+        self.inbox = InboxState(self)  # before the screens: their rules bind to it
         for kv in [HERE / "theme.kv", *sorted((HERE / "widgets").glob("*.kv"))]:
             Builder.unload_file(str(kv))
             Builder.load_file(str(kv))
@@ -117,6 +120,7 @@ class KioskApp(App):
             manager.add_widget(module.SCREEN(name=name))
         self.manager = manager
         self.go("patient")  # the sign-in screen instead while a sign-in is required
+        self.inbox.start()
         root = Builder.load_string("RootLayout:")
         root.ids.holder.add_widget(manager)
         Window.clearcolor = BG  # the background, drawn by the frame's clear instead of a rectangle
@@ -318,18 +322,21 @@ class KioskApp(App):
                 self.session_revision += 1
         Clock.schedule_once(on_ui)
 
-    def start_session(self, context: Any) -> None:
-        """Begin capturing for a confirmed patient (a ``StudyContext``); not while a sign-in is required."""
+    def start_session(self, context: Any, captures: Sequence[Capture] = ()) -> None:
+        """Begin capturing for a confirmed patient (a ``StudyContext``); not while a sign-in is required.
+        With ``captures`` (an Inbox document's) the session starts holding them, on Review."""
         if self.sign_in_required():
             self.go("patient")
             return
         if self.session is not None:
             self._end_station()
-        self.station = Station.start(self.store, context)
+        self.station = Station.start(self.store, context, barcodes=self.kiosk_config.barcodes)
         self.services.track(self.station)
         self.session = self.station.session
+        if captures:
+            self.station.add_pages(captures)
         self._session_changed()
-        self.go("acquire")
+        self.go("review" if captures else "acquire")
 
     def resume_session(self, folder: Path) -> None:
         if self.sign_in_required():
@@ -337,7 +344,7 @@ class KioskApp(App):
             return
         if self.session is not None:
             self._end_station()
-        self.station = Station.resume(self.store.load(folder))
+        self.station = Station.resume(self.store.load(folder), barcodes=self.kiosk_config.barcodes)
         self.services.track(self.station)
         self.session = self.station.session
         self._session_changed()

@@ -210,6 +210,13 @@ class Services:
         files = _module("drivers.device").DeviceInfo(uri=FILES, name=T["files_source"], kind="files")
         return [d for d in found.devices if d.kind in ("scanner", "camera")] + [files]
 
+    def wristband_camera(self) -> str:
+        """The source the patient screen reads wristbands from: ``[barcodes] camera``, else the first
+        camera found; "" when there is none."""
+        if self.config.barcodes.camera:
+            return self.config.barcodes.camera
+        return next((d.uri for d in self.devices() if d.kind == "camera"), "")
+
     def import_start(self) -> str:
         """Where the file chooser opens: removable media when mounted, else the home folder."""
         for media in (Path("/media"), Path("/run/media")):
@@ -330,10 +337,11 @@ class Services:
         return BuildOptions.from_config(self.config, first_series_number=first, operators_name=operators_name or None)
 
     def send(self, station: Any, destinations: list[str], operators_name: str = "",
-             folders: Sequence[Path] = ()) -> SendJob:
+             folders: Sequence[Path] = (), allow_mismatch: bool = False) -> SendJob:
         """Build the station's objects one at a time, each queued durably in the outbox for each destination
         (configured names) and each of ``folders`` (a USB stick: a File-set with a DICOMDIR);
-        ``operators_name``: who is signed in (taken when Send was pressed)."""
+        ``operators_name``: who is signed in (taken when Send was pressed); ``allow_mismatch``: pages
+        whose barcode names another patient go too (the admin PIN was given)."""
         from kiosk.outbox.destinations import spec_of_node
         from kiosk.station import OutboxOutput
 
@@ -341,7 +349,8 @@ class Services:
         specs = {name: spec_of_node(node) for name, node in nodes.items()}
         specs.update(folder_destination(self.config, folder) for folder in folders)
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
-        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study, operators_name))
+        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study, operators_name),
+                     allow_mismatch=allow_mismatch)
         return SendJob({name: list(station.jobs.get(name, [])) for name in specs}, station.objects)
 
     def burner_configured(self) -> bool:

@@ -91,3 +91,28 @@ def test_manifest_keeps_unicode_and_no_temp_files(tmp_path):
 def test_label_has_no_patient_name(tmp_path):
     session = SessionStore(tmp_path).start(CONTEXT)
     assert "MÜLLER" not in session.label() and "PID100" in session.label()
+
+
+def test_saves_from_several_threads_at_once_all_land_and_the_newest_manifest_wins(tmp_path):
+    # The touch UI adds pages and edits from worker threads: one shared temporary name made one
+    # thread's rename fail (FileNotFoundError) and could leave an older manifest on disk.
+    import threading
+
+    session = SessionStore(tmp_path).start(CONTEXT)
+    errors: list[BaseException] = []
+
+    def add(n: int) -> None:
+        try:
+            for i in range(5):
+                session.add(page(n * 10 + i))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(SessionStore(tmp_path).load(session.folder).items) == 30
+    assert not list(session.folder.glob("*.tmp"))

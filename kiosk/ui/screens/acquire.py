@@ -161,31 +161,37 @@ class AcquireScreen(KioskScreen):
             self.select(self.devices[0])
 
     def _show_tiles(self, devices: list[Any]) -> None:
-        """One tile per source, the kind the session's order asks for first (``kiosk.modalities``); an
-        inserted medium's tile above them all (it came for this patient)."""
+        """One tile per source, the kind the session's order asks for first (``kiosk.modalities``), then
+        an inserted medium's tile."""
         session = self.app.session
         devices = source_order(devices, session.context.modality if session is not None else "",
                                self.app.kiosk_config.acquisition.live_modalities)
         self.devices = devices
         tiles = self.ids.tiles
         tiles.clear_widgets()
-        for root in self.media:
-            tile = Factory.SourceTile(text=T["media_tile"].format(name=T["media_source"], label=markup(root.name)))
-            tile.uri = f"media:{root}"
-            tile.bind(on_release=lambda _t, r=root: self.open_medium(r))
-            tiles.add_widget(tile)
         for info in devices:
             tile = Factory.SourceTile(text=T["source_tile"].format(
                 name=markup(info.name), kind=T.get(f"kind_{info.kind}", info.kind), uri=markup(info.uri)))
             tile.uri = info.uri
             tile.bind(on_release=lambda _t, i=info: self.select(i))
             tiles.add_widget(tile)
+        self._show_media_tiles()
+
+    def _show_media_tiles(self) -> None:
+        """The media tiles after the sources. Only they change when a medium comes or goes: a tile
+        that moved while the operator reached for it would be the wrong one under the finger."""
+        tiles = self.ids.tiles
+        for tile in [t for t in tiles.children if t.uri.startswith("media:")]:
+            tiles.remove_widget(tile)
+        for root in self.media:
+            tile = Factory.SourceTile(text=T["media_tile"].format(name=T["media_source"], label=markup(root.name)))
+            tile.uri = f"media:{root}"
+            tile.bind(on_release=lambda _t, r=root: self.open_medium(r))
+            tiles.add_widget(tile)
 
     def _media_changed(self, roots: list[Path]) -> None:
         self.media = roots
-        self._show_tiles(self.devices)
-        for tile in self.ids.tiles.children:
-            tile.active = self.selected is not None and tile.uri == self.selected.uri
+        self._show_media_tiles()
 
     def open_medium(self, root: Path) -> None:
         """The medium's tile: read it on the Media screen (not while a scan or recording runs)."""

@@ -225,6 +225,16 @@ class PatientScreen(KioskScreen):
         elif not exact and not [c for c in self.contexts if matches(c, code)]:
             self.status = T["no_match"].format(text=code)
 
+    def scan_wristband(self) -> None:
+        """Read a wristband held up to the camera; its barcode goes into the search as a wedge types it."""
+        from kiosk.ui.widgets.wristband import WristbandCard
+
+        WristbandCard(self.app.services, self.wristband_read).open()
+
+    def wristband_read(self, code: str) -> None:
+        self.ids.search.text = code
+        self.on_search_enter()
+
     def find_in_pacs(self) -> None:
         code = self.ids.search.text.strip()
         self.status = T["busy"]
@@ -247,7 +257,9 @@ class PatientScreen(KioskScreen):
             return
         if self._offline and context in self.contexts:
             log.warning("a worklist entry is picked from the offline copy of %s", self._updated)
-        self.card = confirm_patient(context, lambda: self.app.start_session(context))
+        # With a document from the Inbox waiting, the session starts with its pages (kiosk/ui/inbox_state.py).
+        start = self.app.inbox.start_session if self.app.inbox.pending is not None else self.app.start_session
+        self.card = confirm_patient(context, lambda: start(context))
 
     def ask_reading(self, context: Any) -> None:
         """Values came declared Latin-1 but hold UTF-8 bytes: the operator picks the spelling before the

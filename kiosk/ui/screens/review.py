@@ -13,6 +13,7 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.widget import Widget
 
 from kiosk import cleanup, processing
+from kiosk.barcodes import Verdict
 from kiosk.capture import Capture
 from kiosk.modalities import series_description
 from kiosk.session import Session
@@ -74,6 +75,7 @@ class ReviewScreen(KioskScreen):
     series = StringProperty("")
     multiframe = BooleanProperty(False)
     selected_clip = BooleanProperty(False)  # clips are sent whole: no rotate/crop/invert
+    flag = StringProperty("")  # the selected page's barcode verdict: another patient, a separator sheet
     can_undo = BooleanProperty(False)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -114,7 +116,7 @@ class ReviewScreen(KioskScreen):
         self.can_undo = False
         self.ids.thumbs.clear_widgets()
         self.ids.large.texture = None
-        self.selected, self.cropping, self.status = 0, False, ""
+        self.selected, self.cropping, self.status, self.flag = 0, False, "", ""
 
     # -- display -----------------------------------------------------------------
     def reload(self) -> None:
@@ -124,12 +126,14 @@ class ReviewScreen(KioskScreen):
             return
         captures = session.captures
         self.selected = min(self.selected, max(0, len(captures) - 1))
+        self.flag = ""
         if not captures:
             self.ids.thumbs.clear_widgets()
             self.ids.large.texture = None
             self.status = T["review_empty"]
             return
         selected = self.selected
+        self.flag = flag_text(Verdict.of(captures[selected]))
         clip = session.items[selected].clip
         self.selected_clip = clip is not None
         self.status = T["item_of"].format(index=selected + 1, count=len(captures))
@@ -151,10 +155,11 @@ class ReviewScreen(KioskScreen):
 
     def _show(self, result: tuple[list[Any], Any]) -> None:
         thumbs, large = result
+        session = self.app.session
         box = self.ids.thumbs
         box.clear_widgets()
         for index, pixels in enumerate(thumbs):
-            thumb = Thumb(index=index, selected=index == self.selected)
+            thumb = Thumb(index=index, selected=index == self.selected, badge=badge_of(session, index))
             if pixels is not None:
                 thumb.texture = texture_from(pixels)
             thumb.bind(on_release=lambda t: self.select(t.index))
@@ -290,6 +295,22 @@ class ReviewScreen(KioskScreen):
     def on_multiframe(self, *_args: Any) -> None:
         if self.app and self.app.session is not None and self.multiframe != self.app.session.multiframe:
             self.app.session.set_options(multiframe=self.multiframe)
+
+
+def flag_text(verdict: Verdict) -> str:
+    """What the Review screen says under a flagged page (the barcode's value: the operator's own paperwork)."""
+    if verdict.mismatch is not None:
+        key = "barcode_order" if verdict.mismatch.field == "accession" else "barcode_patient"
+        return T[key].format(value=verdict.mismatch.value)
+    return T["separator_sheet"] if verdict.separator else ""
+
+
+def badge_of(session: Session | None, index: int) -> str:
+    """The red label on a thumbnail: a barcode of another patient, or a separator sheet."""
+    if session is None or index >= len(session.items):
+        return ""
+    verdict = Verdict.of(session.items[index].capture)
+    return T["barcode_badge"] if verdict.mismatch else T["separator_badge"] if verdict.separator else ""
 
 
 SCREEN = ReviewScreen

@@ -13,6 +13,10 @@ destination writes the session there as a DICOM File-set with a DICOMDIR.
 With ``[media] burner`` set, "Burn CD" writes the session's objects (their outbox spool files,
 once queued) to a disc. The burn is not cancelled by Finish or the next patient (a disc stopped
 half-way is lost): it runs on, the idle timeout waits for it, and its outcome then comes as a message.
+
+Pages whose barcode names another patient or order (``kiosk.barcodes``, flagged when they were
+added) block Send: the screen says which, and "Send anyway" sends them after the administrator
+PIN (the station records the override in the audit trail).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from kivy.clock import Clock
 from kivy.factory import Factory
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 
+from kiosk.barcodes import BarcodeMismatch
 from kiosk.errors import KioskError
 from kiosk.routing import Routed, of_capture, route
 from kiosk.session import Session
@@ -76,6 +81,7 @@ class SendScreen(KioskScreen):
     queued = BooleanProperty(False)  # the session's objects are in the outbox: they can be burned
     busy = BooleanProperty(False)  # burning a disc: not idle (the app's idle check reads ``busy``)
     burn_status = StringProperty("")
+    blocked = StringProperty("")  # why Send waits: pages with a barcode of another patient
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -112,6 +118,20 @@ class SendScreen(KioskScreen):
         self.available = "" if self.checks or self.usb else T["send_no_destinations"]
         self.result = ""
         self.burner = self.app.services.burner_configured()
+        self.blocked = self._blocked()
+
+    def _blocked(self) -> str:
+        """Why Send waits (the session's flagged pages), or ""."""
+        station = self.app.station
+        pages = station.flagged() if station is not None else []
+        if not pages:
+            return ""
+        return T["barcode_blocked"].format(pages="; ".join(f"page {i + 1} carries {m.describe()}" for i, m in pages))
+
+    def send_anyway(self) -> None:
+        """Send with the flagged pages, once the administrator PIN is given."""
+        if self.blocked and not self.sending:
+            self.app.require_pin(lambda: self.send(allow_mismatch=True))
 
     def on_leave(self) -> None:
         if self._usb_watch is not None:
@@ -147,6 +167,7 @@ class SendScreen(KioskScreen):
         self.ids.usb.clear_widgets()
         self.usb, self.labels = {}, {}
         self.job, self.sending, self.finished, self.queued = None, False, False, False
+        self.blocked = ""
         self.overall = self.current = 0
         self.result = ""
         if not self.busy:  # a burn still running says so until it ends
@@ -157,7 +178,7 @@ class SendScreen(KioskScreen):
         if self._usb_watch is not None:
             self._usb_watch.stop()
 
-    def send(self) -> None:
+    def send(self, allow_mismatch: bool = False) -> None:
         station = self.app.station
         names = [name for name, row in self.checks.items() if row.active]
         folders = [root for root, row in self.usb.items() if row.active]
@@ -172,7 +193,7 @@ class SendScreen(KioskScreen):
 
         def work() -> Any:
             # The station then removes the session's own copies.
-            job = self.app.services.send(station, names, operator, folders)
+            job = self.app.services.send(station, names, operator, folders, allow_mismatch)
             self.app.session_saved(station.session)  # it holds no images now: every screen says so
             return job
 
@@ -180,10 +201,13 @@ class SendScreen(KioskScreen):
 
     def _failed(self, error: KioskError) -> None:
         self.sending = False
+        if isinstance(error, BarcodeMismatch):  # flagged since the screen was shown
+            self.blocked, self.result = self._blocked(), ""
+            return
         self.result = error.message + (f"\n{error.hint}" if error.hint else "")
 
     def _queued(self, job: Any) -> None:
-        self.job, self.queued = job, True
+        self.job, self.queued, self.blocked = job, True, ""
         self._unsubscribe = self.app.services.subscribe(self._on_event)
         self._poll = self.app.schedule(lambda _dt: self._refresh(), 0.3)
         self._refresh()

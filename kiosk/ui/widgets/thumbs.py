@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from kivy.graphics.texture import Texture
-from kivy.properties import BooleanProperty, NumericProperty
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.image import Image
 
@@ -25,7 +25,8 @@ def texture_from(pixels: np.ndarray, texture: Texture | None = None) -> Texture:
 
 
 class Thumb(ButtonBehavior, Image):
-    """A tappable capture thumbnail; ``selected`` draws a frame around it."""
+    """A tappable capture thumbnail; ``selected`` draws a frame around it; ``badge`` a red label on it."""
 
     index = NumericProperty(0)
     selected = BooleanProperty(False)
+    badge = StringProperty("")
