@@ -56,7 +56,8 @@ def test_whole_flow_pick_scan_rotate_send(kiosk_ui, demo, dciodvfy):
     assert "DEMO003" in ui.app.root.ids.banner.ids.patient.text
 
     acquire = ui.screen("acquire")
-    ui.wait(lambda: acquire.ids.tiles.children, what="source tiles")
+    ui.wait(lambda: any("Demo scanner" in t.text for t in acquire.ids.tiles.children),
+            what="the demo scanner's tile")  # the demo CD's tile may come first
     tap_text(ui, acquire.ids.tiles, "Demo scanner")
     acquire.ids.presets.text = "Document (feeder)"
     ui.tap(acquire.ids.scan)
