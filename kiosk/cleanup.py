@@ -11,7 +11,7 @@ What the estimates rest on (docs/drivers.md, "Page clean-up"):
 - paper is the bright majority of the page (``paper`` below: the 90th
   percentile of grey); a page without bright paper (a film, a photo, a solid
   test pattern) is left exactly as it is;
-- the scanner's background (lid, feeder) is darker than half the paper's
+- the scanner's background (lid, feeder) is grey or black, darker than 40 % of the paper's
   brightness and touches the image's edges: that is what auto-crop cuts away
   and border clean-up paints over; a white lid cannot be told from paper;
 - ink is darker than 60 % of the paper's brightness, or strongly coloured
@@ -35,7 +35,7 @@ A4_LONG_INCH = 11.69  # a page without a dpi is taken to be A4 (its long side)
 MAX_SKEW = 15.0  # degrees, either way
 PAPER_MIN = 100  # grey below which there is no paper to clean (film, photo, test pattern)
 INK = 0.6  # ink is darker than this fraction of the paper's grey
-BACKGROUND = 0.5  # the scanner's background is darker than this fraction
+BACKGROUND = 0.4  # the scanner's background (lid, feeder, shadows) is darker than this fraction
 SATURATED = 80  # max - min channel difference of coloured ink (stamps)
 CROP_MARGIN_MM = 2.0
 BORDER_MAX = 0.12  # border clean-up reaches at most this fraction of a side inward
@@ -137,15 +137,17 @@ def plan(capture: Capture, options: CleanUp) -> Plan:
         angle = skew_angle(ink)
         if angle:
             grey = _rotate_small(grey, angle, float(np.median(ring)) if lid else paper_grey)
-    dark = grey < paper_grey * BACKGROUND
-    box_small = _paper_box(dark, mm) if options.auto_crop else None
+    # A scanner's background is grey or black; a coloured band at the edge is the page's own (a letterhead).
+    coloured = _saturated(small, angle)
+    dark = (grey < paper_grey * BACKGROUND) & ~coloured
+    box_small = _paper_box(_edge_runs(dark), mm) if options.auto_crop else None
     if box_small is not None:
         x0, y0, x1, y1 = box_small
-        grey, dark = grey[y0:y1, x0:x1], dark[y0:y1, x0:x1]
+        grey, dark, coloured = (a[y0:y1, x0:x1] for a in (grey, dark, coloured))
     border = _edge_runs(dark, BORDER_MAX)
     blank, share, turns = False, 0.0, 0
     if options.drop_blank or options.auto_rotate:
-        ink = ((grey < paper_grey * INK) | _saturated(small, angle, box_small)) & ~_grow(border, 1)
+        ink = ((grey < paper_grey * INK) | coloured) & ~_grow(border, 1)
         blank, share = _blank(ink, mm) if options.drop_blank else (False, float(ink.mean()))
         turns = orientation(ink) if options.auto_rotate and not blank else 0
     box = None
@@ -189,14 +191,12 @@ def _edge_colour(pixels: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in np.atleast_1d(np.median(ring, axis=0)))
 
 
-def _saturated(small: Image.Image, angle: float, box: tuple[int, int, int, int] | None) -> np.ndarray | bool:
+def _saturated(small: Image.Image, angle: float) -> np.ndarray:
     """Strongly coloured pixels (a red stamp may be as light as show-through in grey)."""
     if small.mode != "RGB":
-        return False
+        return np.zeros((small.height, small.width), bool)
     if angle:
         small = small.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=(255, 255, 255))
-    if box is not None:
-        small = small.crop(box)
     red, green, blue = small.split()  # channel max - min in C: numpy's reduce over 3 samples is slow
     chroma = ImageChops.subtract(ImageChops.lighter(ImageChops.lighter(red, green), blue),
                                  ImageChops.darker(ImageChops.darker(red, green), blue))
@@ -284,16 +284,17 @@ def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
     return grown
 
 
-def _paper_box(dark: np.ndarray, mm: float) -> tuple[int, int, int, int] | None:
+def _paper_box(background: np.ndarray, mm: float) -> tuple[int, int, int, int] | None:
     """The paper's box (left, top, right, bottom, analysis pixels) with a small margin, or None when
-    the paper fills the image (nothing to cut) or cannot be found."""
-    paper = ~dark
+    the paper fills the image (nothing to cut) or cannot be found. ``background``: the scanner's, the
+    dark reaching in from the image's edges (dark print inside the page is not)."""
+    paper = ~background
     rows = _longest_run(paper.mean(axis=1) > 0.5)
     cols = _longest_run(paper.mean(axis=0) > 0.5)
     if rows is None or cols is None:
         return None
     margin = int(round(CROP_MARGIN_MM * mm))
-    height, width = dark.shape
+    height, width = background.shape
     box = (max(0, cols[0] - margin), max(0, rows[0] - margin),
            min(width, cols[1] + margin), min(height, rows[1] + margin))
     if (box[2] - box[0]) * (box[3] - box[1]) < 0.1 * width * height:

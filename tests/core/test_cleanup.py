@@ -132,6 +132,15 @@ def test_clean_borders_paints_dark_edges_with_paper(text):
     assert np.array_equal(cleaned[inside], np.asarray(text)[inside])  # the text is untouched
 
 
+def test_print_of_the_page_own_is_neither_border_nor_background(text):
+    """A coloured letterhead band at the top edge, and dark bars inside the page (the demo scanner's)."""
+    page = np.asarray(text.convert("RGB")).copy()
+    page[:60] = (40, 110, 200)
+    page[300:700, 100:-100] = 60
+    steps = cleanup.plan(capture_of(page), CleanUp(auto_crop=True, clean_borders=True))
+    assert steps.box is None and steps.border is None
+
+
 def test_everything_at_once_on_a_colour_page_at_300_dpi():
     truth = pages.text_page(300, np.random.default_rng(11), colour=True)
     scan = pages.with_dark_edges(pages.skewed(truth, -6.0), width_px=50)

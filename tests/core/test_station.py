@@ -87,10 +87,11 @@ dpi = 60
     services = Services(config)
     try:
         station = Station.start(SessionStore(tmp_path / "sessions"), StudyContext.manual(**PATIENT))
+        cleaner = services.cleaner("Quick (feeder)")  # the preset's page clean-up, as the acquire screen does
         with services.open("demo:scanner") as device:
             services.configure(device, "Quick (feeder)")
             for capture in device.batch():
-                station.add(capture)
+                station.add(cleaner(capture))
         job = services.send(station, ["pacs"])
         outbox = services.outbox()
         spooled = [outbox.spool.path(j.spool_name) for j in outbox.journal.jobs_by_id(job.jobs["pacs"])]
