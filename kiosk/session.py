@@ -35,7 +35,7 @@ import numpy as np
 
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
-from kiosk.private import DIR_MODE, private_dir, private_opener, write_private
+from kiosk.private import DIR_MODE, fsync_dir, private_dir, private_opener, write_private
 from kiosk.study import StudyContext
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,6 @@ def sessions_dir(configured: str) -> Path:
     """The sessions folder ``[ui] sessions_dir`` names, or the default when it is empty."""
     return Path(configured).expanduser() if configured else default_sessions_dir()
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +269,7 @@ class SessionStore:
                              "check that the disk is not full and the folder is writable") from None
         session = Session(folder, context)
         session._save()
-        _fsync_dir(self.base)
+        fsync_dir(self.base)
         return session
 
     def load(self, folder: Path) -> Session:

@@ -24,7 +24,6 @@ delivery service may both run the inbox.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from kiosk.inbox import folders
 from kiosk.inbox.folders import DONE, FAILED, HELD, Settling
 from kiosk.inbox.rules import Keys, keys_from_name, keys_from_text, match
 from kiosk.inbox.store import Inbox
+from kiosk.private import try_lock
 from kiosk.study import StudyContext
 
 if TYPE_CHECKING:
@@ -375,13 +375,7 @@ class Runner:
         return Outcome(moved, job.name, "failed", why)
 
     def _lock(self) -> int | None:
-        fd = os.open(self.inbox.base / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+        return try_lock(self.inbox.base / LOCK)
 
 
 def run_once(config: "Config", *, outbox: "Outbox | None" = None, inbox: Inbox | None = None) -> RunResult:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiosk.private import FILE_MODE, private_dir, private_opener, write_private
+from kiosk.private import FILE_MODE, fsync_dir, private_dir, private_opener, write_private
 
 if TYPE_CHECKING:
     from kiosk.capture import Capture
@@ -116,12 +116,12 @@ class Inbox:
             record = {k: v for k, v in item.to_json().items() if k not in ("id", "path")}
             record["document"] = document.name
             write_private(work / RECORD, json.dumps(record, indent=1, ensure_ascii=False).encode())
-            _fsync_dir(work)
+            fsync_dir(work)
             os.rename(work, self.base / item_id)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        _fsync_dir(self.base)
+        fsync_dir(self.base)
         log.info("inbox: holding %s document %s as %s", source, name, item_id)
         return item
 
@@ -206,10 +206,3 @@ def _copy_durably(source: Path, target: Path) -> None:
         os.fsync(out.fileno())
     os.chmod(target, FILE_MODE)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

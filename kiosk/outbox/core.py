@@ -11,7 +11,6 @@ lock of a spool.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import time
@@ -27,6 +26,7 @@ from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, J
 from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
 from kiosk.outbox.steps import StepQueue
 from kiosk.part10 import FileMeta, NotPart10Error, read_meta, set_file_meta
+from kiosk.private import try_lock
 
 JOURNAL_NAME = "journal.sqlite"
 STEPS_NAME = "steps.sqlite"  # performed procedure step (MPPS) messages
@@ -280,13 +280,7 @@ class Outbox:
 
 def lock_delivery(spool_dir: Path) -> int | None:
     """Take the delivery lock of the spool in ``spool_dir``: its file descriptor, or None if another process has it."""
-    fd = os.open(spool_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    return try_lock(spool_dir / LOCK_NAME)
 
 
 def spool_record(destinations: dict[str, dict[str, Any]], commitment: set[str]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from kiosk.checksum import chunks
 from kiosk.errors import KioskError
-from kiosk.private import FILE_MODE, private_dir
+from kiosk.private import FILE_MODE, fsync_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +109,6 @@ def megabytes(count: int) -> str:
     value = round(count / MB, 2)
     return f"{value:.0f} MB" if value == int(value) else f"{value} MB"
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -257,7 +250,7 @@ class Spool:
                 name = f"{stem}.dcm"
                 os.replace(part, f"{self._files}/{name}")
                 entries.append(SpoolEntry(name, digest, size))
-            self._guard(lambda: _fsync_dir(self.files))
+            self._guard(lambda: fsync_dir(self.files))
         except BaseException:
             _discard(parts)
             for entry in entries:

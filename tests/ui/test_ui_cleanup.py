@@ -5,24 +5,15 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pytest
 
 from kiosk import cleanup
 from kiosk.capture import Capture, SourceKind
 from kiosk.study import StudyContext
 from kiosk.ui.strings import T
 from tests.support import pages
+from tests.ui.test_ui_flow import demo  # noqa: F401 (fixture)
 
 DPI = 100
-
-
-@pytest.fixture
-def demo(tmp_path):
-    from kiosk.cli.demo import start
-
-    peers, config = start(tmp_path / "demo")
-    yield peers, config
-    peers.stop()
 
 
 def test_straighten_crop_borders_rotate_and_undo(kiosk_ui, demo):
