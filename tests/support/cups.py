@@ -108,6 +108,10 @@ def start_cups(queue: bool = True) -> Cups:
     root.chmod(0o755)  # as root the backend runs as lp: every parent of the print folder must be traversable
     for sub in ("etc/ppd", "spool/tmp", "cache", "state", "log", "inbox", "bin/backend"):
         (root / sub).mkdir(parents=True)
+    # Modes set, not left to the umask: the kiosk's CLI sets 077 in-process (kiosk.cli.main), and lp
+    # must traverse to the backend (execv then failed: Permission denied, in a whole run only).
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)
     for name in LINKED:
         (root / "bin" / name).symlink_to(CUPS_LIB / name)
     if queue:
