@@ -75,3 +75,12 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def unused_name(path: Path) -> Path:
+    """``path``, or ``name~N.ext`` if it is taken: a file the kiosk writes or moves never replaces one."""
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}~{n}{path.suffix}")
+        n += 1
+    return candidate

@@ -32,12 +32,23 @@ def pixels_of(capture: Capture) -> np.ndarray:
 
 def rotate(capture: Capture, quarter_turns: int = 1) -> Capture:
     """Rotate clockwise by 90 degrees times ``quarter_turns`` (negative: counter-clockwise)."""
-    turns = quarter_turns % 4
-    pixels = pixels_of(capture)
-    if turns == 0:
+    if quarter_turns % 4 == 0:
         return capture
-    # np.rot90 turns counter-clockwise; copy so the result is contiguous for encoders.
-    return capture.with_pixels(np.ascontiguousarray(np.rot90(pixels, k=-turns)))
+    return capture.with_pixels(turn(pixels_of(capture), quarter_turns))
+
+
+def turn(pixels: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """``pixels`` turned clockwise by ``quarter_turns`` quarters, contiguous (for encoders). 8-bit pages
+    go through Pillow's transpose, several times faster than copying np.rot90's view."""
+    turns = quarter_turns % 4
+    if turns == 0:
+        return pixels
+    if pixels.dtype != np.uint8:
+        return np.ascontiguousarray(np.rot90(pixels, k=-turns))  # np.rot90 turns counter-clockwise
+    from PIL import Image
+
+    method = {1: Image.Transpose.ROTATE_270, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_90}
+    return np.asarray(Image.fromarray(pixels).transpose(method[turns]))
 
 
 def crop(capture: Capture, left: float, top: float, right: float, bottom: float) -> Capture:

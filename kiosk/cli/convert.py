@@ -12,7 +12,7 @@ from kiosk.cli.barcode_options import add_barcode_option, barcode_guard
 from kiosk.cli.cleanup_options import add_cleanup_options, cleanup_from_args, note_dropped
 from kiosk.cli.study_options import add_study_options, options_from_args, study_from_args
 from kiosk.errors import KioskError, UsageError
-from kiosk.private import DIR_MODE
+from kiosk.private import DIR_MODE, unused_name
 from kiosk.transfer_syntaxes import AUTO, CHOICES
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     def name_of(_ds: Any) -> Path:
         current["index"] += 1
         suffix = f"-{current['index']}" if current["count"] > 1 else ""
-        return _unique(out_dir / (current["path"].stem + suffix + ".dcm"))
+        return unused_name(out_dir / (current["path"].stem + suffix + ".dcm"))
 
     # No fsync per file: a converter run can be repeated; the outbox is the durable path.
     station = Station.stream(study, options, [FolderOutput(out_dir, durable=False, name_of=name_of)],
@@ -109,12 +109,3 @@ def _fail(path: Path, line: str, outputs: list[Path]) -> int:
         done.unlink(missing_ok=True)
     print(f"kiosk: error: {line}", file=sys.stderr)
     return 1
-
-
-def _unique(path: Path) -> Path:
-    """``path``, or ``name~N.dcm`` if it exists: never overwrite."""
-    candidate, n = path, 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}~{n}{path.suffix}")
-        n += 1
-    return candidate

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.private import unused_name
+
 log = logging.getLogger(__name__)
 
 DONE, HELD, FAILED = "done", "held", "failed"
@@ -122,25 +124,18 @@ def move_aside(path: Path, base: Path, to: str, why: str = "", also: tuple[Path,
     Never overwrites: a name taken there gets ``~N``."""
     target_dir = base / to
     target_dir.mkdir(exist_ok=True)
-    target = _free_name(target_dir / path.name)
+    target = unused_name(target_dir / path.name)
     if why:
         reason = target.with_name(target.name + REASON_SUFFIX)
         reason.write_text(f"{why}\n", encoding="utf-8")
     os.rename(path, target)
     for extra in also:
         if extra.exists():
-            os.rename(extra, _free_name(target.with_suffix(extra.suffix)))
+            os.rename(extra, unused_name(target.with_suffix(extra.suffix)))
     if to == DONE:
         os.utime(target)  # done_days counts from now
     return target
 
-
-def _free_name(path: Path) -> Path:
-    candidate, n = path, 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}~{n}{path.suffix}")
-        n += 1
-    return candidate
 
 
 def remove_old_done(folder: Path, days: float, now: float | None = None) -> int:
