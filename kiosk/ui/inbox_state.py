@@ -40,11 +40,15 @@ class InboxState(EventDispatcher):
         self.app = app
         self._looking = False
         self._reported = False
+        self._inbox: Any = None
 
     def _store(self) -> Any:
-        from kiosk.inbox.store import Inbox
+        """The store, opened once (off the UI thread: its folder is made and swept on opening)."""
+        if self._inbox is None:
+            from kiosk.inbox.store import Inbox
 
-        return Inbox(self.app.kiosk_config)
+            self._inbox = Inbox(self.app.kiosk_config)
+        return self._inbox
 
     # -- watching the store ---------------------------------------------------------------
     def start(self) -> None:
