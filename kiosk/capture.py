@@ -11,9 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kiosk.video.facts import VideoFacts
 
 
 class SourceKind(enum.Enum):
@@ -31,6 +35,7 @@ class EncodedFormat(enum.Enum):
 
     JPEG = "jpeg"
     PDF = "pdf"
+    VIDEO = "video"  # a clip: the file at ``Capture.encoded_path`` (MP4, MKV ... or a raw H.264/HEVC stream)
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,10 @@ class Capture:
     ``pixels``: H x W (gray) or H x W x 3 (RGB) array, dtype uint8, uint16 or
     bool (1-bit). ``bits_stored`` says how many bits of a uint16 are used
     (e.g. 12 or 16). ``encoded``/``encoded_format`` keep the original bytes
-    (JPEG passthrough, PDF); a JPEG capture may carry both.
+    (JPEG passthrough, PDF); a JPEG capture may carry both. A video clip
+    (``EncodedFormat.VIDEO``) is a file on disk, ``encoded_path``, too large for
+    memory, with ``video`` (its ``VideoFacts``) and its first frame as ``pixels``
+    (the thumbnail); ``frame_rate`` is the clip's.
     """
 
     kind: SourceKind
@@ -54,10 +62,14 @@ class Capture:
     source: str = ""
     frame_rate: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    encoded_path: Path | None = None
+    video: "VideoFacts | None" = None
 
     def __post_init__(self) -> None:
-        if self.pixels is None and self.encoded is None:
-            raise ValueError("a capture needs pixels or encoded bytes")
+        if self.pixels is None and self.encoded is None and self.encoded_path is None:
+            raise ValueError("a capture needs pixels, encoded bytes or an encoded file")
+        if (self.encoded_format is EncodedFormat.VIDEO) != (self.video is not None and self.encoded_path is not None):
+            raise ValueError("a video clip needs its file (encoded_path), its facts (video) and EncodedFormat.VIDEO")
         if self.pixels is not None:
             shape, dtype = self.pixels.shape, self.pixels.dtype
             if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
@@ -68,6 +80,11 @@ class Capture:
                 raise ValueError("16-bit pixels must be grayscale")
             if self.bits_stored is not None and not 1 <= self.bits_stored <= self.pixels.itemsize * 8:
                 raise ValueError(f"bits_stored {self.bits_stored} does not fit {dtype}")
+
+    @property
+    def is_clip(self) -> bool:
+        """A video clip (one object of many frames), not a still."""
+        return self.encoded_format is EncodedFormat.VIDEO
 
     @property
     def is_color(self) -> bool:

@@ -199,6 +199,17 @@ def check_media_profile(value: str) -> str | None:
     return None if value in PROFILES else f"is {value!r}; use one of {', '.join(PROFILES)}"
 
 
+def check_choice(*choices: str) -> Callable[[str], str | None]:
+    """A check that the value is one of ``choices``."""
+    def check(value: str) -> str | None:
+        return None if value in choices else f"is {value!r}; use one of {', '.join(choices)}"
+    return check
+
+
+def check_crf(value: int) -> str | None:
+    return None if 0 <= value <= 51 else f"is {value}; use 0 (best) to 51 (smallest), e.g. 23"
+
+
 def check_regex(value: str) -> str | None:
     """A regular expression (Python syntax); empty means none."""
     try:
@@ -472,8 +483,8 @@ class PresetsConfig:
 class AcquisitionConfig:
     """[acquisition]: live sources (cameras, video)."""
 
-    max_clip_seconds: float = setting(10.0, check_positive, "longest video clip recorded, seconds (frames are kept "
-                                                            "in memory)")
+    max_clip_seconds: float = setting(1800.0, check_positive, "longest video clip recorded, seconds (recorded to "
+                                                              "disk: memory does not grow with the length)")
     stall_timeout: float = setting(1.5, check_positive, "seconds without a frame before a video source counts as "
                                                         "stalled")
     live_modalities: str = setting(LIVE_MODALITIES, check_modality_list, "orders of these modalities (';'-separated) "
@@ -481,6 +492,26 @@ class AcquisitionConfig:
     series_descriptions: dict[str, str] = setting(SERIES_DESCRIPTIONS, check_series_descriptions,
                                                   "series description by source kind: scanned_document, "
                                                   "digitized_film, scanned_image, video_frame, file_import")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """[video]: clips recorded from live sources and video files imported (docs/drivers.md, docs/objects.md)."""
+
+    codec: str = setting("h264", check_choice("h264", "hevc"), "what recordings are encoded as: h264 (H.264 High, "
+                         "every PACS that takes video) or hevc (HEVC Main, half the size, fewer viewers)")
+    crf: int = setting(23, check_crf, "recording quality: 0 best ... 51 smallest; 18-28 is usual, lower is larger")
+    preset: str = setting("veryfast", check_choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+                          "encoder speed against size: ultrafast ... medium (slower presets may not keep up)")
+    reserve_mb: int = setting(2000, check_non_negative, "free disk space (MB) a recording keeps: below it "
+                              "recording is refused, or stopped cleanly")
+    max_object_mb: int = setting(2000, check_positive, "largest video object (MB); longer clips are split into "
+                                 "consecutive objects of the same series")
+    iod: str = setting("auto", check_choice("auto", "endoscopic", "photographic", "secondary-capture"),
+                       "the objects for clips and stills: auto (by the modality: ES endoscopic, XC/GM "
+                       "photographic, else Secondary Capture) or one for every modality")
+    fallback: bool = setting(True, None, "a destination that refuses the video object gets the clip as "
+                             "Multi-frame True Color SC (frames re-encoded once as JPEG)")
 
 
 @dataclass(frozen=True)
@@ -566,7 +597,7 @@ class NetworkConfig:
 
 #: The sections beyond networking, each a field of ``Config`` of the same name.
 SECTIONS: dict[str, type] = {"outbox": OutboxConfig, "ui": UIConfig, "presets": PresetsConfig,
-                             "acquisition": AcquisitionConfig, "network": NetworkConfig, "routing": RoutingConfig,
+                             "acquisition": AcquisitionConfig, "video": VideoConfig, "network": NetworkConfig, "routing": RoutingConfig,
                              "audit": AuditConfig, "media": MediaConfig, "inbox": InboxConfig,
                              "barcodes": BarcodesConfig}
 
@@ -585,6 +616,7 @@ class Config:
     ui: UIConfig = field(default_factory=UIConfig)
     presets: PresetsConfig = field(default_factory=PresetsConfig)
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)

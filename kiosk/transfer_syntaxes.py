@@ -73,11 +73,32 @@ JPEG_BASELINE = TransferSyntax("jpeg", "1.2.840.10008.1.2.4.50", "JPEG Baseline 
 EXPLICIT_BE = TransferSyntax("", "1.2.840.10008.1.2.2", "Explicit VR Big Endian (retired)", True, None, bits=(1, 8, 16))
 DEFLATED = TransferSyntax("", "1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian", True, None,
                           bits=(1, 8, 16))
+# Video (PS3.5 8.2.5-8.2.9): the whole bit stream in the pixel data, 4:2:0 (YBR_PARTIAL_420); the kiosk
+# writes H.264 High 4.1/4.2 and HEVC Main/Main 10 (kiosk.video) and passes the others on.
+MPEG2_MAIN = TransferSyntax("", "1.2.840.10008.1.2.4.100", "MPEG2 Main Profile / Main Level", False, None,
+                            bits=(8,), rgb_as="YBR_PARTIAL_420", method="ISO_13818_2")
+MPEG2_HIGH = TransferSyntax("", "1.2.840.10008.1.2.4.101", "MPEG2 Main Profile / High Level", False, None,
+                            bits=(8,), rgb_as="YBR_PARTIAL_420", method="ISO_13818_2")
+H264_HIGH_41 = TransferSyntax("", "1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 High Profile / Level 4.1", False,
+                              None, bits=(8,), rgb_as="YBR_PARTIAL_420", method="ISO_14496_10")
+H264_BD_41 = TransferSyntax("", "1.2.840.10008.1.2.4.103",
+                            "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", False, None, bits=(8,),
+                            rgb_as="YBR_PARTIAL_420", method="ISO_14496_10")
+H264_HIGH_42 = TransferSyntax("", "1.2.840.10008.1.2.4.104", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video",
+                              False, None, bits=(8,), rgb_as="YBR_PARTIAL_420", method="ISO_14496_10")
+HEVC_MAIN = TransferSyntax("", "1.2.840.10008.1.2.4.107", "HEVC/H.265 Main Profile / Level 5.1", False, None,
+                           bits=(8,), rgb_as="YBR_PARTIAL_420", method="ISO_23008_2")
+HEVC_MAIN10 = TransferSyntax("", "1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10 Profile / Level 5.1", False, None,
+                             bits=(8, 16), rgb_as="YBR_PARTIAL_420", method="ISO_23008_2")
+VIDEO: tuple[TransferSyntax, ...] = (MPEG2_MAIN, MPEG2_HIGH, H264_HIGH_41, H264_BD_41, H264_HIGH_42, HEVC_MAIN,
+                                     HEVC_MAIN10)
 
 TABLE: tuple[TransferSyntax, ...] = (EXPLICIT_LE, IMPLICIT_LE, RLE, JPEG_LS, J2K, J2K_LOSSY, JPEG_BASELINE,
-                                     EXPLICIT_BE, DEFLATED)
+                                     EXPLICIT_BE, DEFLATED, *VIDEO)
 BY_NAME: dict[str, TransferSyntax] = {row.name: row for row in TABLE if row.name}
 BY_UID: dict[str, TransferSyntax] = {row.uid: row for row in TABLE}
+#: The UIDs of the video syntaxes: the whole clip is one stream, not frames.
+VIDEO_UIDS: frozenset[str] = frozenset(row.uid for row in VIDEO)
 #: The choices users have, in the order help and messages list them.
 CHOICES: tuple[str, ...] = (AUTO, *BY_NAME)
 #: "auto" for what the kiosk digitizes itself: lossless, the best ratio at the best speed (docs/objects.md).
