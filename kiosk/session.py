@@ -14,12 +14,15 @@ ways:
 
 Layout on disk: ``<sessions dir>/<session id>/session.json`` plus one
 ``<capture id>.npy`` (pixels) and/or ``<capture id>.bin`` (encoded original)
-per capture; folders 0700, files 0600 (they hold patient data).
+per capture, and ``<capture id>.clip<suffix>`` for a video clip (its file,
+moved in when the clip is added; its first frame is the ``.npy``); folders
+0700, files 0600 (they hold patient data).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -74,7 +77,6 @@ class Item:
 
     id: str
     capture: Capture
-    clip: list[Capture] | None = None  # a video clip: every frame (``capture`` is the first, shown)
 
 
 @dataclass
@@ -119,20 +121,42 @@ class Session:
         self._save()
         return item
 
-    def add_clip(self, frames: list[Capture]) -> Item:
-        """Append a video clip (sent as one multi-frame object) and persist it at once."""
-        if not frames:
-            raise ValueError("a clip needs frames")
-        item = Item(uuid.uuid4().hex[:12], frames[0], list(frames))
-        self._write_capture(item)
+    def add_clip(self, clip: Capture) -> Item:
+        """Append a video clip (``Capture.is_clip``): its file is moved into the session folder (it
+        leaves where the recorder or the importer made it) and the clip is persisted at once."""
+        if not clip.is_clip:
+            raise ValueError("add_clip takes a video clip capture")
+        item = self._adopt(clip)
         self.items.append(item)
         self._save()
+        return item
+
+    def replace_clip(self, index: int, clip: Capture) -> None:
+        """Put a changed clip (trimmed) in place of the clip at ``index``; the old file goes."""
+        old = self.items[index]
+        if not (old.capture.is_clip and clip.is_clip):
+            raise ValueError("replace_clip replaces a clip with a clip")
+        self.items[index] = self._adopt(clip)
+        self._save()
+        self._remove_files(old.id)
+
+    def _adopt(self, clip: Capture) -> Item:
+        item_id = uuid.uuid4().hex[:12]
+        source = Path(clip.encoded_path)
+        target = self.folder / f"{item_id}.clip{source.suffix or '.mp4'}"
+        try:
+            _move_in(source, target)
+        except OSError as exc:
+            raise KioskError(f"the clip cannot be kept in the session ({exc.strerror})",
+                             "check that the disk is not full") from None
+        item = Item(item_id, dataclasses.replace(clip, encoded_path=target))
+        self._write_capture(item)
         return item
 
     def replace(self, index: int, capture: Capture) -> None:
         """Put an edited capture (rotated, cropped ...) in place of the one at ``index``."""
         old = self.items[index]
-        if old.clip is not None:
+        if old.capture.is_clip:
             raise ValueError("clips cannot be edited frame by frame")
         new = Item(uuid.uuid4().hex[:12], capture)
         self._write_capture(new)
@@ -186,14 +210,6 @@ class Session:
     # -- disk ------------------------------------------------------------
     def _write_capture(self, item: Item) -> None:
         capture = item.capture
-        if item.clip is not None:  # one array for all frames: one write, one fsync
-            tmp = self.folder / f"{item.id}.npy.tmp"
-            with open(tmp, "wb", opener=private_opener) as out:
-                np.save(out, np.stack([f.pixels for f in item.clip]), allow_pickle=False)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.folder / f"{item.id}.npy")
-            return
         if capture.pixels is not None:
             tmp = self.folder / f"{item.id}.npy.tmp"
             with open(tmp, "wb", opener=private_opener) as out:
@@ -207,6 +223,8 @@ class Session:
     def _remove_files(self, item_id: str) -> None:
         for suffix in (".npy", ".bin"):
             (self.folder / f"{item_id}{suffix}").unlink(missing_ok=True)
+        for clip in self.folder.glob(f"{item_id}.clip*"):
+            clip.unlink(missing_ok=True)
 
     def _manifest(self) -> dict[str, Any]:
         def describe(item: Item) -> dict[str, Any]:
@@ -217,7 +235,8 @@ class Session:
                 "has_pixels": c.pixels is not None, "dpi": c.dpi, "index": c.index,
                 "acquired_at": c.acquired_at.isoformat(), "source": c.source,
                 "frame_rate": c.frame_rate, "metadata": _jsonable(c.metadata),
-                "clip_frames": len(item.clip) if item.clip is not None else 0,
+                "clip_file": c.encoded_path.name if c.is_clip else None,
+                "video": c.video.to_json() if c.video is not None else None,
             }
 
         return {"version": 1, "state": self.state, "created": self.created,
@@ -235,20 +254,41 @@ class Session:
 
 def _load_item(folder: Path, entry: dict[str, Any]) -> Item:
     pixels = np.load(folder / f"{entry['id']}.npy", allow_pickle=False) if entry["has_pixels"] else None
-    frames = entry.get("clip_frames", 0)
-    if frames:
-        first = _capture_of(entry, pixels[0], None)
-        return Item(entry["id"], first, [dataclasses.replace(first, pixels=p, index=i) for i, p in enumerate(pixels)])
+    clip_file = entry.get("clip_file")
+    if clip_file:
+        if not (folder / clip_file).is_file():
+            raise ValueError(f"its clip file {clip_file} is missing")
+        return Item(entry["id"], _capture_of(entry, pixels, None, folder / clip_file))
     encoded = (folder / f"{entry['id']}.bin").read_bytes() if entry["encoded_format"] else None
     return Item(entry["id"], _capture_of(entry, pixels, encoded))
 
 
-def _capture_of(entry: dict[str, Any], pixels: Any, encoded: bytes | None) -> Capture:
+def _move_in(source: Path, target: Path) -> None:
+    """Move a clip file into the session folder: renamed on the same disk, else copied and synced first;
+    made private (0600) and durable either way."""
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with open(source, "rb") as src, open(target, "wb", opener=private_opener) as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        source.unlink()
+    os.chmod(target, 0o600)
+    fsync_dir(target.parent)
+
+
+def _capture_of(entry: dict[str, Any], pixels: Any, encoded: bytes | None, clip: Path | None = None) -> Capture:
+    from kiosk.video.facts import VideoFacts
+
     return Capture(
         kind=SourceKind(entry["kind"]), pixels=pixels, bits_stored=entry["bits_stored"], encoded=encoded,
         encoded_format=EncodedFormat(entry["encoded_format"]) if entry["encoded_format"] else None,
         dpi=entry["dpi"], index=entry["index"], acquired_at=dt.datetime.fromisoformat(entry["acquired_at"]),
-        source=entry["source"], frame_rate=entry["frame_rate"], metadata=entry["metadata"],
+        source=entry["source"], frame_rate=entry["frame_rate"], metadata=entry["metadata"], encoded_path=clip,
+        video=VideoFacts.from_json(entry["video"]) if entry.get("video") else None,
     )
 
 

@@ -301,11 +301,12 @@ class Station:
             capture = self._checked(capture)
         self._add([capture], lambda: self.session.add(capture), multiframe=None)
 
-    def add_clip(self, frames: list[Capture]) -> None:
-        """A video clip: one multi-frame object."""
-        if not frames:
-            raise ValueError("a clip needs frames")
-        self._add(frames, lambda: self.session.add_clip(frames), multiframe=True)
+    def add_clip(self, clip: Capture) -> None:
+        """A video clip (``Capture.is_clip``, its file on disk): one video object, or several
+        consecutive ones when it is too large for one. A persisted session takes the file in."""
+        if not clip.is_clip:
+            raise ValueError("add_clip takes a video clip capture")
+        self._add([clip], lambda: self.session.add_clip(clip), multiframe=None)
 
     def add_pages(self, captures: Sequence[Capture]) -> None:
         """The pages of one document or file: one object each, or per run of same-sized pages with
@@ -321,13 +322,14 @@ class Station:
                 raise self._closed("no more images can be added to it")
             if self.session is not None:
                 persist()
-                self._publish(CaptureAdded(self, captures[0], len(captures) if multiframe else 1))
+                self._publish(CaptureAdded(self, captures[0], _frames(captures, multiframe)))
                 return
             if multiframe is None:
                 captures = self._guarded([self._checked(c) for c in captures])
             for capture in captures if multiframe is None else captures[:1]:
                 if not Verdict.of(capture).separator:
-                    self._publish(CaptureAdded(self, capture, len(captures) if multiframe else 1))
+                    self._publish(CaptureAdded(self, capture, _frames([capture] if multiframe is None else captures,
+                                                                      multiframe)))
             for number, document in enumerate(_documents(captures)):
                 if number:  # after a separator sheet
                     self._batch.new_document()
@@ -336,8 +338,8 @@ class Station:
 
     # -- barcodes ------------------------------------------------------------------------------
     def _checked(self, capture: Capture) -> Capture:
-        """The capture with its barcode verdict (nothing read without rules or a study)."""
-        if self.study is None or not barcodes.active(self.barcodes):
+        """The capture with its barcode verdict (nothing read without rules, a study, or on a clip)."""
+        if self.study is None or capture.is_clip or not barcodes.active(self.barcodes):
             return capture
         return barcodes.check(capture, self.study, self.barcodes)
 
@@ -416,20 +418,13 @@ class Station:
             self._batch = batch = Batch(session.context, options)
             pending: list[Capture] = []
             for item in list(session.items):
-                if item.clip is None and Verdict.of(item.capture).separator:
+                if Verdict.of(item.capture).separator:
                     for group in batch.plan(pending):
                         self._hand_over(batch.build_one(group))
                     pending = []
                     batch.new_document()
                     continue
-                if item.clip is None:
-                    pending.append(item.capture)
-                    continue
-                for group in batch.plan(pending):
-                    self._hand_over(batch.build_one(group))
-                pending = []
-                for group in batch.plan(item.clip, multiframe=True):
-                    self._hand_over(batch.build_one(group))
+                pending.append(item.capture)  # a clip is a group of its own in ``plan``
             for group in batch.plan(pending):
                 self._hand_over(batch.build_one(group))
             log.info("built and queued %d object(s) of %s", self.objects, session.label())
@@ -519,6 +514,13 @@ class Station:
         for unsubscribe in self._following:
             unsubscribe()
         self._following.clear()
+
+
+def _frames(captures: Sequence[Capture], multiframe: bool | None) -> int:
+    """The frames one added item has: a clip's, a multi-frame group's, else 1."""
+    if captures[0].is_clip:
+        return captures[0].video.frames
+    return len(captures) if multiframe else 1
 
 
 def _documents(captures: Sequence[Capture]) -> Iterator[list[Capture]]:

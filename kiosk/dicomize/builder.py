@@ -42,7 +42,10 @@ class Batch(BatchState):
             multiframe = self.options.multiframe
         run: list[Capture] = []
         for capture in captures:
-            if capture.encoded_format is EncodedFormat.PDF or not multiframe:
+            if capture.is_clip and run:  # a clip is an object (or several) of its own
+                yield run
+                run = []
+            if capture.encoded_format in (EncodedFormat.PDF, EncodedFormat.VIDEO) or not multiframe:
                 yield [capture]
                 continue
             key = _layout(capture)

@@ -51,19 +51,21 @@ def test_session_folders_and_files(tmp_path):
     os.chmod(base, 0o755)
     python(f"""
         import numpy as np
+        from pathlib import Path
+
         from kiosk.capture import Capture, EncodedFormat, SourceKind
         from kiosk.session import SessionStore
+        from tests.support.video import clip_of, make_video
         from kiosk.study import StudyContext
 
         session = SessionStore({str(base)!r}).start(StudyContext(patient_name="Doe^Jane", birth_date="19800101"))
         session.add(Capture(SourceKind.SCANNED_DOCUMENT, pixels=np.zeros((8, 8), np.uint8)))
         session.add(Capture(SourceKind.VIDEO_FRAME, encoded=b"\\xff\\xd8jpeg\\xff\\xd9",
                             encoded_format=EncodedFormat.JPEG))
-        frame = Capture(SourceKind.VIDEO_FRAME, pixels=np.zeros((8, 8, 3), np.uint8))
-        session.add_clip([frame, frame])
+        session.add_clip(clip_of(make_video(Path({str(tmp_path / "clip.mp4")!r}), seconds=0.2)))
     """)
     (folder,) = base.iterdir()
-    assert {p.suffix for p in folder.iterdir()} == {".json", ".npy", ".bin"}
+    assert {p.suffix for p in folder.iterdir()} == {".json", ".npy", ".bin", ".mp4"}
     assert not_private(base) == {}
 
 

@@ -11,6 +11,7 @@ from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.session import ABANDONED, OPEN, SessionStore
 from kiosk.study import StudyContext
+from tests.support.video import clip_of, make_video
 
 CONTEXT = StudyContext(patient_name="MÜLLER^JÜRGEN", patient_id="PID100", accession="ACC100")
 
@@ -116,3 +117,33 @@ def test_saves_from_several_threads_at_once_all_land_and_the_newest_manifest_win
     assert errors == []
     assert len(SessionStore(tmp_path).load(session.folder).items) == 30
     assert not list(session.folder.glob("*.tmp"))
+
+
+def test_a_clip_moves_into_the_session_survives_a_restart_and_is_replaced_whole(tmp_path):
+    source = make_video(tmp_path / "recorded.mp4", seconds=0.4)
+    data = source.read_bytes()
+    store = SessionStore(tmp_path / "sessions")
+    session = store.start(StudyContext(patient_name="CLIP^TEST", patient_id="C1"))
+    session.add_clip(clip_of(source))
+    assert not source.exists()  # moved in, not copied: a long clip is not on the disk twice
+    [item] = store.load(session.folder).items  # as after a restart
+    clip = item.capture
+    assert clip.is_clip and clip.encoded_path.parent == session.folder and clip.encoded_path.read_bytes() == data
+    assert clip.video.frames == 10 and clip.video.codec == "h264" and clip.frame_rate == 25.0
+    assert oct(clip.encoded_path.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValueError):
+        session.replace(0, Capture(SourceKind.VIDEO_FRAME, pixels=np.zeros((4, 4, 3), np.uint8)))
+    old = clip.encoded_path
+    session.replace_clip(0, clip_of(make_video(tmp_path / "trimmed.mp4", seconds=0.2)))
+    assert not old.exists() and store.load(session.folder).items[0].capture.video.frames == 5
+    session.delete(0)
+    assert sorted(p.name for p in session.folder.iterdir()) == ["session.json"]
+
+
+def test_a_session_whose_clip_file_is_gone_is_reported_damaged(tmp_path):
+    store = SessionStore(tmp_path / "sessions")
+    session = store.start(StudyContext(patient_name="CLIP^TEST", patient_id="C1"))
+    session.add_clip(clip_of(make_video(tmp_path / "recorded.mp4", seconds=0.2)))
+    session.items[0].capture.encoded_path.unlink()
+    with pytest.raises(KioskError, match="clip file"):
+        store.load(session.folder)

@@ -16,6 +16,7 @@ from tests.support.outbox_data import make_instances
 from tests.support.outbox_helpers import outbox_config
 from tests.support.paths import ROOT
 from tests.support.peers import free_port
+from tests.support.video import clip_of, make_video
 
 from kiosk import IMPLEMENTATION_CLASS_UID
 from kiosk.capture import Capture, SourceKind
@@ -173,13 +174,13 @@ def test_lifecycle_events_of_a_streamed_acquisition_in_order(tmp_path):
         station = Station.stream(StudyContext.manual(**PATIENT), BuildOptions(), [FolderOutput(tmp_path)],
                                  [events.append])
         station.add(page(1))
-        station.add_clip([page(2), page(3)])
+        station.add_clip(clip_of(make_video(tmp_path / "clip.mp4", seconds=0.4)))
         station.finish()
     finally:
         stop()
     assert names(events) == ["context_chosen", "capture_added", "object_built", "queued",
                              "capture_added", "object_built", "queued", "delivering", "finished"]
-    assert events[4].frames == 2 and events[-1].objects == 2 and station.state == "finished"
+    assert events[4].frames == 10 and events[-1].objects == 2 and station.state == "finished"
     assert events[3].path.is_file() and events[3].sop_instance_uid == str(pydicom.dcmread(events[3].path).SOPInstanceUID)
     assert everywhere == events  # what MPPS, audit ... attach to
     with pytest.raises(StationClosed):

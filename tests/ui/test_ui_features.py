@@ -55,29 +55,6 @@ def test_camera_clip_with_timer_becomes_one_multiframe_object(kiosk_ui, demo, dc
     dciodvfy(path)
 
 
-def test_session_keeps_a_clip_on_disk(tmp_path):
-    import numpy as np
-
-    from kiosk.capture import Capture, SourceKind
-    from kiosk.session import SessionStore
-
-    store = SessionStore(tmp_path)
-    session = store.start(StudyContext(patient_name="CLIP^TEST", patient_id="C1"))
-    frames = [Capture(kind=SourceKind.VIDEO_FRAME, pixels=np.full((4, 6, 3), i, np.uint8), index=i, frame_rate=25.0)
-              for i in range(5)]
-    session.add_clip(frames)
-    loaded = store.load(session.folder)
-    [item] = loaded.items
-    assert [int(c.pixels[0, 0, 0]) for c in item.clip] == [0, 1, 2, 3, 4]
-    assert item.clip[0].frame_rate == 25.0
-    try:
-        loaded.replace(0, frames[0])
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("a clip must not be replaced by one frame")
-
-
 def scan_with_feeder(ui, pages):
     from drivers.device import DeviceInfo
 

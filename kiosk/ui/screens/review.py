@@ -134,12 +134,11 @@ class ReviewScreen(KioskScreen):
             return
         selected = self.selected
         self.flag = flag_text(Verdict.of(captures[selected]))
-        clip = session.items[selected].clip
+        clip = captures[selected].video
         self.selected_clip = clip is not None
         self.status = T["item_of"].format(index=selected + 1, count=len(captures))
         if clip is not None:
-            rate = clip[0].frame_rate or 0
-            self.status += "   " + T["clip_item"].format(frames=len(clip), seconds=f"{len(clip) / rate:.1f}" if rate else "?")
+            self.status += "   " + T["clip_item"].format(frames=clip.frames, seconds=f"{clip.duration:.1f}")
 
         def work() -> tuple[list[Any], Any]:
             return [self._thumb(c, 160) for c in captures], self._thumb(captures[selected], 1400)

@@ -159,7 +159,7 @@ class SendScreen(KioskScreen):
         if session is None:
             return []
         modality = getattr(station.study, "modality", "") or ""
-        return [of_capture(item.capture, modality, multiframe=item.clip is not None or session.multiframe)
+        return [of_capture(item.capture, modality, multiframe=item.capture.is_clip or session.multiframe)
                 for item in session.items]
 
     def on_session(self, session: Session | None) -> None:
