@@ -1,0 +1,140 @@
+"""Video benchmarks (issue 15): recording 1080p30 from an MJPEG card, and importing a long MP4.
+
+Run: ``.venv/bin/pytest -s tests/benchmarks/test_video_bench.py``; ``KIOSK_BENCH_QUICK=1`` records
+60 s instead of 10 minutes and imports a 30 s file instead of 5 minutes. Each figure is printed next
+to a reference measured in the same run (ffmpeg's own libx264 on the same frames; ``cp``).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kiosk.study import StudyContext
+from tests.benchmarks.test_ui_bench import pump_timed
+from tests.support.video import FFMPEG
+
+pytestmark = pytest.mark.benchmark
+QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
+ROOT = Path(__file__).resolve().parents[2]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _thread_cpu(name_part: str) -> float:
+    """CPU seconds used so far by this process's threads whose name holds ``name_part``."""
+    ids = [t.native_id for t in threading.enumerate() if name_part in t.name and t.native_id]
+    total = 0
+    for tid in ids:
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
+    from drivers.device import DeviceInfo
+    from kiosk.config import parse_config
+    from kiosk.outbox import Outbox
+    from kiosk.station import OutboxOutput
+    from tests.support.outbox_helpers import outbox_config
+
+    seconds = 60.0 if QUICK else 600.0
+    config = parse_config({"ui": {"sessions_dir": str(tmp_path / "s")}})
+    ui = kiosk_ui(config)
+    ui.app.start_session(StudyContext(patient_name="BENCH^VIDEO", patient_id="B1", modality="ES"))
+    acquire = ui.screen("acquire")
+    acquire.select(DeviceInfo(uri=f"video:{mjpeg_stream.url}", name="1080p30 card", kind="camera"))
+    ui.wait(lambda: acquire.frames_shown > 3, timeout=30, what="the first frames")
+    pump_timed(ui, 2.0)
+    acquire.toggle_recording()
+    ui.wait(lambda: acquire.recorder is not None, what="the recording to start")
+    recorder = acquire.recorder
+    pump_timed(ui, 3.0)  # the encoder's buffers and the queue fill in the first seconds
+    rss0, cpu0, shown0 = _rss_mb(), _thread_cpu("encod"), acquire.frames_shown
+    started, rss_peak = time.monotonic(), 0.0
+    while time.monotonic() - started < seconds - 5:
+        pump_timed(ui, 5.0)
+        rss_peak = max(rss_peak, _rss_mb())
+    wall = time.monotonic() - started
+    encoder_cpu = _thread_cpu("encod") - cpu0
+    preview_fps = (acquire.frames_shown - shown0) / wall
+    rss_growth = max(rss_peak, _rss_mb()) - rss0
+    frames, dropped = recorder.frames, recorder.dropped
+    stopped_at = time.monotonic()
+    acquire.toggle_recording()
+    ui.wait(lambda: acquire.count == 1 and not acquire.recording, timeout=60, what="the clip in the session")
+    added_at = time.monotonic()
+    outbox = Outbox.from_config(outbox_config(tmp_path / "o"))
+    station = ui.app.station
+    station.send([OutboxOutput(outbox, {"pacs": {"kind": "folder", "root": str(tmp_path / "nowhere")}})])
+    queued_at = time.monotonic()
+    clip_seconds = frames / 30.0
+    # Reference: ffmpeg's libx264, same preset and quality, on the same (source) frames, for as many frames.
+    video = config.video
+    reference = tmp_path / "reference.mp4"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-stream_loop", "-1", "-i", str(mjpeg_stream.clip),
+                    "-frames:v", str(int(30 * wall)), "-c:v", "libx264", "-preset", video.preset, "-crf",
+                    str(video.crf), "-profile:v", "high", "-pix_fmt", "yuv420p", str(reference)], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ffmpeg_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"\n[bench] recording 1080p30 MJPEG ({video.preset}, crf {video.crf}) for {wall:.0f} s with the preview:"
+          f"\n  frames recorded {frames} ({clip_seconds:.1f} s at 30 fps), dropped {dropped} (target 0)"
+          f"\n  preview {preview_fps:.1f} fps under Xvfb (target >= 25)"
+          f"\n  RSS growth {rss_growth:.1f} MB over the recording (target <= 50)"
+          f"\n  Stop -> clip in the session {added_at - stopped_at:.2f} s, -> object queued "
+          f"{queued_at - stopped_at:.2f} s (target <= 2)"
+          f"\n  encoder CPU {encoder_cpu:.1f} s; ffmpeg -c:v libx264 on the same frames {ffmpeg_cpu:.1f} s: "
+          f"ratio {encoder_cpu / ffmpeg_cpu:.2f} (target <= 1.2)")
+    assert dropped == 0
+    assert preview_fps >= 25
+    assert rss_growth <= 50
+    assert queued_at - stopped_at <= 2
+    assert encoder_cpu <= 1.2 * ffmpeg_cpu
+
+
+def test_import_of_a_long_1080p_h264_file(tmp_path):
+    minutes = 0.5 if QUICK else 5.0
+    source = tmp_path / "long.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+                    "-t", str(60 * minutes), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23",
+                    "-profile:v", "high", "-level", "4.1", "-pix_fmt", "yuv420p", "-g", "30", str(source)],
+                    check=True)
+    size_mb = source.stat().st_size / 1e6
+    kiosk_times, cp_times = [], []
+    for run in range(3):
+        out = tmp_path / f"out{run}"
+        out.mkdir()
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "kiosk", "convert", str(source), "--out", str(out),
+                        "--patient-name", "BENCH^IMPORT", "--patient-id", "B2"], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["sync"], check=True)
+        kiosk_times.append(time.monotonic() - started)
+        copy = tmp_path / f"copy{run}.mp4"
+        started = time.monotonic()
+        subprocess.run(["cp", str(source), str(copy)], check=True)
+        subprocess.run(["sync"], check=True)
+        cp_times.append(time.monotonic() - started)
+        shutil.rmtree(out)
+        copy.unlink()
+    kiosk_best, cp_best = min(kiosk_times), min(cp_times)
+    print(f"\n[bench] import of a {minutes:g}-minute 1080p H.264 MP4 ({size_mb:.0f} MB), best of 3:"
+          f"\n  kiosk convert {kiosk_best:.2f} s ({', '.join(f'{t:.2f}' for t in kiosk_times)}), "
+          f"cp + sync {cp_best:.2f} s ({', '.join(f'{t:.2f}' for t in cp_times)}): ratio {kiosk_best / cp_best:.2f} "
+          f"(target <= 1.5)")
+    assert kiosk_best <= 1.5 * cp_best
