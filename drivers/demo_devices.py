@@ -93,8 +93,7 @@ class DemoDriver(Driver):
             return DemoScanner(self.discover()[0], pages=int(params.get("pages", PAGE_COUNT)))
         if name == "camera":
             return DemoCamera(self.discover()[1], fps=float(params.get("fps", 30)), image=params.get("image", ""),
-                              stall_timeout=float(options.get("stall_timeout", 1.5)),
-                              max_clip_seconds=float(options.get("max_clip_seconds", 10)))
+                              stall_timeout=float(options.get("stall_timeout", 1.5)))
         raise NoDeviceError(f"there is no demo device {name!r}", "use demo:scanner or demo:camera")
 
 

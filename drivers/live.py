@@ -1,4 +1,5 @@
-"""The live-frame engine: one capture thread per live source, the latest frame, snapshots and clips."""
+"""The live-frame engine: one capture thread per live source, the latest frame, snapshots, and the
+frames handed to subscribers (``kiosk.video.recorder`` records clips that way)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,42 @@ import threading
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from drivers.device import Device, DeviceInfo, Progress, ProgressCallback
+from drivers.device import Device, DeviceInfo, ProgressCallback
 from drivers.errors import DisconnectedError, DriverError, TimedOutError
-from kiosk.capture import Capture, SourceKind
+from kiosk.capture import Capture, EncodedFormat, SourceKind
+from kiosk.video.facts import VideoFacts
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A live frame: RGB pixels, a sequence number and when it was grabbed (monotonic s)."""
+    """A live frame: RGB pixels, a sequence number and when it was grabbed (monotonic s).
+
+    ``encoded``: the source's own coded frame when it delivers one (``LiveDevice.encoded_codec``
+    says what: a JPEG, or an H.264 access unit in Annex B), ``keyframe`` whether decoding can
+    start at it.
+    """
 
     seq: int
     pixels: np.ndarray
     grabbed_at: float
+    encoded: bytes | None = None
+    keyframe: bool = True
+
+
+@dataclass(frozen=True)
+class Coded:
+    """What ``_read`` returns for a source that delivers coded frames: the decoded picture and the
+    source's bytes (see ``Frame.encoded``)."""
+
+    pixels: np.ndarray
+    encoded: bytes
+    keyframe: bool = True
 
 
 class LiveDevice(Device):
@@ -42,12 +61,14 @@ class LiveDevice(Device):
     ends: bool = False  # files end; streams and devices reconnect
     # [ratio, method] steps the source's own coding put every frame through (none: raw pixels).
     lossy_history: list[list] = []
+    # What ``Frame.encoded`` holds: "mjpeg" (a JPEG per frame), "h264" (Annex B access units), "" (nothing).
+    encoded_codec: str = ""
+    # The coded stream's facts (profile, level, size, chroma) when ``encoded_codec`` is a video codec.
+    stream_facts: VideoFacts | None = None
 
-    def __init__(self, info: DeviceInfo, stall_timeout: float = 1.5, max_clip_seconds: float = 10.0,
-                 reconnect_interval: float = 1.0) -> None:
+    def __init__(self, info: DeviceInfo, stall_timeout: float = 1.5, reconnect_interval: float = 1.0) -> None:
         super().__init__(info)
         self.stall_timeout = stall_timeout
-        self.max_clip_seconds = max_clip_seconds
         self.reconnect_interval = reconnect_interval
         self._cond = threading.Condition()
         self._latest: Frame | None = None
@@ -56,7 +77,7 @@ class LiveDevice(Device):
         self._ended = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._recorders: list[list[Frame]] = []
+        self._subscribers: list[Callable[[Frame], None]] = []
         self.frame_rate: float | None = None
         self.reconnects = 0
 
@@ -66,8 +87,9 @@ class LiveDevice(Device):
         """Open (or reopen) the source; raise DriverError if it cannot be opened."""
 
     @abstractmethod
-    def _read(self) -> np.ndarray | None:
-        """Block for the next RGB frame; None when the source failed or ended."""
+    def _read(self) -> np.ndarray | Coded | None:
+        """Block for the next RGB frame (with the source's bytes, ``Coded``, when it delivers coded
+        frames); None when the source failed or ended."""
 
     @abstractmethod
     def _close_source(self) -> None:
@@ -130,15 +152,35 @@ class LiveDevice(Device):
             self.reconnects += 1
             return
 
-    def _publish(self, pixels: np.ndarray) -> None:
+    def _publish(self, picture: np.ndarray | Coded) -> None:
         with self._cond:
             self._seq += 1
-            frame = Frame(self._seq, pixels, time.monotonic())
+            if isinstance(picture, Coded):
+                frame = Frame(self._seq, picture.pixels, time.monotonic(), picture.encoded, picture.keyframe)
+            else:
+                frame = Frame(self._seq, picture, time.monotonic())
             self._latest = frame
             self._error = None
-            for frames in self._recorders:
-                frames.append(frame)
+            subscribers = list(self._subscribers)
             self._cond.notify_all()
+        for callback in subscribers:
+            try:
+                callback(frame)
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the preview
+                log.exception("a frame subscriber of %s failed", self.info.uri)
+
+    def subscribe(self, callback: Callable[[Frame], None]) -> Callable[[], None]:
+        """Call ``callback`` with every frame from now on, in the capture thread (so it must return at
+        once: hand the frame to a queue); returns the function that ends the subscription."""
+        with self._cond:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
 
     def _set_error(self, error: DriverError) -> None:
         with self._cond:
@@ -200,10 +242,16 @@ class LiveDevice(Device):
             yield frame
 
     def _capture(self, frame: Frame, index: int = 0, **metadata: Any) -> Capture:
+        if frame.encoded is not None and self.encoded_codec == "mjpeg":
+            # The card's own JPEG, kept byte for byte: that JPEG is the lossy step, recorded from it.
+            return Capture(kind=self.kind, pixels=frame.pixels, encoded=frame.encoded,
+                           encoded_format=EncodedFormat.JPEG, index=index, source=self.info.uri,
+                           frame_rate=self.frame_rate, metadata={"seq": frame.seq, **metadata})
         return Capture(kind=self.kind, pixels=frame.pixels, index=index, source=self.info.uri,
-                       frame_rate=self.frame_rate, metadata={"seq": frame.seq, **self._lossy(), **metadata})
+                       frame_rate=self.frame_rate, metadata={"seq": frame.seq, **self.lossy_metadata(), **metadata})
 
-    def _lossy(self) -> dict[str, Any]:
+    def lossy_metadata(self) -> dict[str, Any]:
+        """``{"lossy_history": ...}`` of decoded frames (the source coding's steps), or {} for raw pixels."""
         return {"lossy_history": [list(step) for step in self.lossy_history]} if self.lossy_history else {}
 
     def acquire(self, progress: ProgressCallback | None = None) -> Capture:
@@ -224,44 +272,3 @@ class LiveDevice(Device):
             seq = frame.seq
             result.append(self._capture(frame, index))
         return result
-
-    def record(self, seconds: float | None = None, stop: threading.Event | None = None,
-               progress: ProgressCallback | None = None) -> list[Capture]:
-        """Every frame for ``seconds`` (or until ``stop`` or ``cancel()``), at most ``max_clip_seconds``.
-
-        A lost or stalled source ends the recording with an error; ``cancel()``
-        discards the clip (CancelledError); ``stop`` keeps what was recorded.
-        """
-        self.start()
-        self._cancel.clear()
-        limit = min(seconds, self.max_clip_seconds) if seconds else self.max_clip_seconds
-        frames: list[Frame] = []
-        with self._cond:
-            self._recorders.append(frames)
-        try:
-            started = time.monotonic()
-            seq = 0
-            while True:
-                elapsed = time.monotonic() - started
-                if elapsed >= limit or (stop is not None and stop.is_set()):
-                    break
-                self.check_cancelled()
-                try:
-                    seq = self.latest(seq).seq
-                except DisconnectedError:
-                    if not self._ended:
-                        raise
-                    break  # a video file ended: keep the clip so far
-                if progress:
-                    progress(Progress(0, min(1.0, elapsed / limit), f"{len(frames)} frames"))
-        finally:
-            with self._cond:
-                self._recorders.remove(frames)
-        kept = [f for f in frames if f.grabbed_at - frames[0].grabbed_at < limit] if frames else []
-        if self.frame_rate:  # N seconds at the nominal rate, not one frame more
-            kept = kept[: max(1, round(limit * self.frame_rate))]
-        if not kept:
-            raise TimedOutError(f"{self.info.name}: the clip has no frames", "check that the source is running")
-        rate = self.frame_rate or (len(kept) - 1) / max(1e-3, kept[-1].grabbed_at - kept[0].grabbed_at)
-        return [Capture(kind=self.kind, pixels=f.pixels, index=i, source=self.info.uri, frame_rate=rate,
-                        metadata={"seq": f.seq, "clip": True, **self._lossy()}) for i, f in enumerate(kept)]

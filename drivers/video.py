@@ -7,10 +7,16 @@ video file. OpenCV cannot list devices, so discovery reads
 first (MJPG unlocks high resolutions on USB cards), then size and rate, and
 read back. ``isOpened()`` stays True when a stream dies, so liveness comes
 from frames actually arriving (see ``LiveDevice``).
+
+Coded sources are read raw: an MJPEG source's frames keep their JPEG bytes (FFmpeg backend
+``CAP_PROP_FORMAT = -1``; V4L2 ``CAP_PROP_CONVERT_RGB = 0``), decoded here with ``cv2.imdecode``
+for the preview, so that stills keep the card's JPEG; an H.264 stream or file gives its Annex B
+access units (FFmpeg backend), decoded here with PyAV, so that a recording can keep them as they are.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,7 +26,11 @@ import numpy as np
 
 from drivers.device import Capabilities, DeviceInfo, Driver, Settings
 from drivers.errors import DeviceBusyError, DisconnectedError, DriverError, NoDeviceError
-from drivers.live import LiveDevice
+from drivers.live import Coded, LiveDevice
+from kiosk.jpeg import JpegError, with_huffman_tables
+from kiosk.video.facts import VideoFacts
+
+log = logging.getLogger(__name__)
 
 SYS_V4L = Path("/sys/class/video4linux")
 BY_ID = Path("/dev/v4l/by-id")
@@ -34,6 +44,8 @@ LOSSY_METHODS = {"MJPG": "ISO_10918_1", "JPEG": "ISO_10918_1", "MJPEG": "ISO_109
                  "H264": "ISO_14496_10", "AVC1": "ISO_14496_10", "X264": "ISO_14496_10",
                  "HEVC": "ISO_23008_2", "H265": "ISO_23008_2", "HVC1": "ISO_23008_2", "HEV1": "ISO_23008_2",
                  "MPG2": "ISO_13818_2", "MPEG": "ISO_13818_2", "MP2V": "ISO_13818_2"}
+# Codecs read raw (their coded frames kept): by FOURCC, as OpenCV names them.
+RAW_CODECS = {"MJPG": "mjpeg", "JPEG": "mjpeg", "MJPEG": "mjpeg", "H264": "h264", "AVC1": "h264", "X264": "h264"}
 
 
 def _cv2() -> Any:
@@ -42,6 +54,14 @@ def _cv2() -> Any:
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
+
+
+def _have_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def fourcc_text(code: float) -> str:
@@ -99,8 +119,7 @@ class VideoDriver(Driver):
 
     def open(self, target: str, options: Mapping[str, Any] | None = None) -> "VideoDevice":
         options = dict(options or {})
-        device = VideoDevice(target, stall_timeout=float(options.get("stall_timeout", 1.5)),
-                             max_clip_seconds=float(options.get("max_clip_seconds", 10)))
+        device = VideoDevice(target, stall_timeout=float(options.get("stall_timeout", 1.5)))
         device._open_source()
         return device
 
@@ -117,6 +136,8 @@ class VideoDevice(LiveDevice):
         self.ends = not (self.is_url or self.is_device)
         self._cap: Any = None
         self._next = 0.0
+        self._decoder: Any = None  # PyAV's H.264 decoder, for the preview of a raw H.264 source
+        self._drained: list[np.ndarray] = []  # its last pictures, held back by B-frame reordering
 
     def _open_source(self) -> None:
         cv2 = _cv2()
@@ -152,6 +173,7 @@ class VideoDevice(LiveDevice):
         self._cap = cap
         self._next = time.monotonic()
         self._note_codec()
+        self._read_raw()
 
     def _note_codec(self) -> None:
         """Record the lossy step of what the source delivers now (its codec or pixel format)."""
@@ -162,26 +184,107 @@ class VideoDevice(LiveDevice):
             fourcc_text(cap.get(cv2.CAP_PROP_FOURCC)), cap.get(cv2.CAP_PROP_BITRATE),
             int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), self.frame_rate)
 
+    def _read_raw(self) -> None:
+        """Read MJPEG (any backend) and H.264 (FFmpeg backend: streams, files) raw; others decoded by OpenCV."""
+        cv2 = _cv2()
+
+        codec = RAW_CODECS.get(fourcc_text(self._cap.get(cv2.CAP_PROP_FOURCC)).upper(), "")
+        if self.is_device:
+            # V4L2 hands over the MJPEG buffer as it came; other formats it converts (after a FOURCC
+            # change too: the setting stays with the capture).
+            raw = codec == "mjpeg" and self._cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+            if not raw:
+                self._cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
+            codec = codec if raw else ""
+        elif codec and (codec == "h264" and not _have_pyav() or not self._cap.set(cv2.CAP_PROP_FORMAT, -1)):
+            codec = ""
+        if codec != self.encoded_codec:
+            self.encoded_codec, self.stream_facts = codec, None
+        self._decoder = None
+
     def _close_source(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        self._decoder, self._drained = None, []
 
-    def _read(self) -> np.ndarray | None:
+    def _read(self) -> np.ndarray | Coded | None:
         cv2 = _cv2()
 
-        if self._cap is None:
+        while self._cap is not None and not self._stop.is_set():
+            if self._drained:
+                return self._drained.pop(0)
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                self._drained = self._drain()
+                if self._drained:
+                    continue
+                return None
+            if self.ends and self.frame_rate:
+                # Files decode far faster than real time: pace them like the live source they stand for.
+                self._next += 1.0 / self.frame_rate
+                delay = self._next - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if not self.encoded_codec:
+                return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            # A frame that does not decode (a torn packet) is skipped; a source sending only such
+            # frames is reported as stalled.
+            picture = self._jpeg(frame) if self.encoded_codec == "mjpeg" else self._h264(frame)
+            if picture is not None:
+                return picture
+        return None
+
+    def _jpeg(self, raw: np.ndarray) -> Coded | None:
+        cv2 = _cv2()
+
+        try:
+            data = with_huffman_tables(raw.tobytes())
+        except JpegError:
             return None
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        return None if pixels is None else Coded(pixels, data)
+
+    def _drain(self) -> list[np.ndarray]:
+        """The pictures the H.264 decoder still holds at the end of the stream (its reordering delay)."""
+        import av
+
+        decoder, self._decoder = self._decoder, None
+        if decoder is None:
+            return []
+        try:
+            return [picture.to_ndarray(format="rgb24") for picture in decoder.decode(None)]
+        except av.FFmpegError:
+            return []
+
+    def _h264(self, raw: np.ndarray) -> Coded | np.ndarray | None:
+        """Decode one access unit; it travels with its picture only while the decoder gives one picture
+        per unit, in order (no B-frame reordering): a recording then keeps the units in arrival order."""
+        import av
+
+        cv2 = _cv2()
+
+        if self._decoder is None:
+            self._decoder = av.CodecContext.create("h264", "r")  # slice threads: no frame of delay
+        data = raw.tobytes()
+        try:
+            pictures = self._decoder.decode(av.Packet(data))
+        except av.FFmpegError:
+            return None  # joined mid-stream: nothing decodes before the first keyframe
+        if not pictures:
             return None
-        if self.ends and self.frame_rate:
-            # Files decode far faster than real time: pace them like the live source they stand for.
-            self._next += 1.0 / self.frame_rate
-            delay = self._next - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        picture = pictures[-1]
+        if self.stream_facts is None:
+            ctx = self._decoder
+            self.stream_facts = VideoFacts(
+                codec="h264", width=picture.width, height=picture.height, frame_rate=self.frame_rate or 0.0,
+                frames=0, duration=0.0, profile=ctx.profile or "", level=max(0, ctx.level or 0),
+                pix_fmt=picture.format.name, interlaced=bool(picture.interlaced_frame))
+        pixels = picture.to_ndarray(format="rgb24")
+        if self._decoder.has_b_frames or len(pictures) != 1:
+            return pixels
+        keyframe = bool(self._cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME))
+        return Coded(pixels, data, keyframe)
 
     def capabilities(self) -> Capabilities:
         settings = self._current()
@@ -221,4 +324,5 @@ class VideoDevice(LiveDevice):
         if self.settings.fps:
             self.frame_rate = self.settings.fps
         self._note_codec()
+        self._read_raw()
         return self.settings

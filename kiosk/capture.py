@@ -100,5 +100,26 @@ class Capture:
         return self.bits_stored or self.pixels.itemsize * 8
 
     def with_pixels(self, pixels: np.ndarray, **changes: Any) -> "Capture":
-        """A processed copy (rotated, cropped ...): new pixels, the encoded original dropped."""
-        return replace(self, pixels=pixels, encoded=None, encoded_format=None, **changes)
+        """A processed copy (rotated, cropped ...): new pixels, the encoded original dropped. The lossy
+        step of a JPEG original goes into ``metadata["lossy_history"]``: the new pixels come from it."""
+        metadata = changes.pop("metadata", self.metadata)
+        step = self.jpeg_step()
+        if step is not None:
+            metadata = {**metadata, "lossy_history": [*metadata.get("lossy_history", []), step]}
+        return replace(self, pixels=pixels, encoded=None, encoded_format=None, metadata=metadata, **changes)
+
+    def jpeg_step(self) -> list | None:
+        """``[ratio, "ISO_10918_1"]``: the lossy step of the JPEG original (``encoded``), None when
+        there is none, it is lossless or unreadable."""
+        if self.encoded_format is not EncodedFormat.JPEG or self.encoded is None:
+            return None
+        from kiosk.jpeg import JpegError, parse_jpeg
+
+        try:
+            info = parse_jpeg(self.encoded)
+        except JpegError:
+            return None
+        if info.lossless:
+            return None
+        samples = info.width * info.height * info.components * (2 if info.precision > 8 else 1)
+        return [round(samples / len(self.encoded), 2), "ISO_10918_1"]

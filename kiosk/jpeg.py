@@ -6,6 +6,7 @@ the colour transform (JFIF/Adobe markers) and the EXIF orientation, and it
 must reject truncated files. ``parse_jpeg`` reads the headers (pure Python, a
 few microseconds per file); ``verify_jpeg`` decodes the data once, strictly,
 because only a decoder can tell that it holds the image the header announces.
+``with_huffman_tables`` completes the frames of MJPEG sources that leave their tables out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 # Start-of-frame markers (C0-CF except DHT C4, JPG C8, DAC CC).
 SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+# The Huffman tables of ITU T.81 Annex K.3 (K.3.3.1 DC, K.3.3.2 AC; luminance class/id 0x00, 0x10,
+# chrominance 0x01, 0x11): what an MJPEG frame without a DHT segment is coded with (the AVI1/MJPEG
+# convention that libjpeg and FFmpeg's mjpeg2jpeg rely on too).
+_DC_VALUES = bytes(range(12))
+_AC_LUMA = bytes.fromhex(
+    "01020300041105122131410613516107227114328191a1082342b1c11552d1f0"
+    "2433627282090a161718191a25262728292a3435363738393a434445464748494a"
+    "535455565758595a636465666768696a737475767778797a838485868788898a"
+    "92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9ca"
+    "d2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa")
+_AC_CHROMA = bytes.fromhex(
+    "000102031104052131061241510761711322328108144291a1b1c109233352f0"
+    "156272d10a162434e125f11718191a262728292a35363738393a434445464748494a"
+    "535455565758595a636465666768696a737475767778797a82838485868788898a"
+    "92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9ca"
+    "d2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9fa")
+_TABLES = ((0x00, (0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0), _DC_VALUES),
+           (0x10, (0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D), _AC_LUMA),
+           (0x01, (0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0), _DC_VALUES),
+           (0x11, (0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77), _AC_CHROMA))
+_TABLE_DATA = b"".join(bytes([tc, *bits]) + values for tc, bits, values in _TABLES)
+STANDARD_DHT = b"\xff\xc4" + struct.pack(">H", 2 + len(_TABLE_DATA)) + _TABLE_DATA
 
 
 class JpegError(ValueError):
@@ -115,6 +140,26 @@ def parse_jpeg(data: bytes) -> JpegInfo:
     if width == 0 or height == 0:
         raise JpegError("the JPEG has no image size (DNL images are not supported)")
     return JpegInfo(sof, width, height, precision, len(ids), ids, sampling, jfif, adobe, orientation, dpi, dht)
+
+
+def with_huffman_tables(data: bytes) -> bytes:
+    """``data`` with the standard Huffman tables (T.81 K.3) put before its first scan when it has
+    none (many UVC cameras' MJPEG frames), else ``data`` itself: the result is a complete JPEG
+    that decodes to the same picture. Raises ``JpegError`` when the headers are corrupt."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] != SOI:
+        raise JpegError("not a JPEG frame (no start-of-image marker)")
+    pos = 2
+    while True:
+        while pos + 1 < len(data) and data[pos] == 0xFF and data[pos + 1] == 0xFF:
+            pos += 1
+        if pos + 4 > len(data) or data[pos] != 0xFF:
+            raise JpegError("the JPEG headers are corrupt (marker expected)")
+        marker = data[pos + 1]
+        if marker == 0xC4:
+            return data
+        if marker == SOS:
+            return data[:pos] + STANDARD_DHT + data[pos:]
+        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
 
 
 def _jfif_dpi(segment: bytes) -> float | None:

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "(default: the whole bed); the scanner may clamp it, the area used is shown")
     video = parser.add_argument_group("video settings")
     video.add_argument("--frames", type=int, metavar="N", help="take N snapshots (default 1)")
-    video.add_argument("--clip", type=float, metavar="SECONDS", help="record a clip (one multi-frame object)")
+    video.add_argument("--clip", type=float, metavar="SECONDS",
+                       help="record a video clip (H.264, to disk; at most [acquisition] max_clip_seconds)")
     add_cleanup_options(parser, presets=True)
     add_study_options(parser)
     add_barcode_option(parser)
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             mpps = track(station, outputs.outbox.outbox if outputs.outbox is not None else None, config)
             try:
                 if live:
-                    _acquire_live(device, args, station, cleaner)
+                    _acquire_live(device, args, station, cleaner, outputs, config)
                 else:
                     for capture in device.batch(_progress):
                         page = cleaner(capture)
@@ -128,14 +129,55 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return follow(outputs.outbox.outbox, station, args.wait, mpps is not None)
 
 
-def _acquire_live(device: Any, args: argparse.Namespace, station: Any, cleaner: Any) -> None:
+def _acquire_live(device: Any, args: argparse.Namespace, station: Any, cleaner: Any, outputs: "_Outputs",
+                  config: Config) -> None:
     if args.clip:
-        station.add_clip(device.record(args.clip))  # a clip is sent as it was recorded
+        _record(device, args.clip, station, outputs, config)
     else:
         for capture in device.snapshots(args.frames or 1):
             page = cleaner(capture)
             if page is not None:
                 station.add(page)
+
+
+def _record(device: Any, seconds: float, station: Any, outputs: "_Outputs", config: Config) -> None:
+    """Record the clip to a file beside the output (a disk, not memory), hand it to the station
+    (a clip is sent as it was recorded: no clean-up), then remove the file."""
+    import shutil
+    import tempfile
+
+    from kiosk.video.recorder import record_clip
+
+    limit = config.acquisition.max_clip_seconds
+    if seconds > limit:
+        _note(f"--clip {seconds:g} s is longer than [acquisition] max_clip_seconds: recording {limit:g} s")
+        seconds = limit
+    # Beside the output: the -o folder, else the outbox's spool (the objects end up on that disk anyway).
+    near = outputs.folder.folder if outputs.folder is not None else outputs.outbox.outbox.spool.tmp
+    work = Path(tempfile.mkdtemp(prefix=".clip-", dir=near))
+    try:
+        clip = record_clip(device, seconds, work, config.video, _clip_progress(seconds))
+        _end_progress()
+        _note(f"recorded {clip.video.describe()}")
+        station.add_clip(clip)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _clip_progress(seconds: float) -> Any:
+    def show(step: Any) -> None:
+        if step.fraction >= 1.0 and step.message:  # stopped early: why (disk full, source lost)
+            _end_progress()
+            _note(step.message)
+        elif sys.stderr.isatty():
+            print(f"\rclip: {_clock(step.fraction * seconds)} of {_clock(seconds)}, {step.message}", end="",
+                  file=sys.stderr, flush=True)
+
+    return show
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 def _cleaner(args: argparse.Namespace, config: Config, scanner: bool) -> Any:

@@ -159,7 +159,9 @@ def _prior_history(captures: list[Capture]) -> list[tuple[float, str]]:
 def _decoded(capture: Capture) -> tuple[np.ndarray, int, tuple[float, str] | None]:
     """(pixels, bits stored, the lossy step decoding added) of a capture."""
     if capture.pixels is not None:
-        return capture.pixels, capture.effective_bits, None
+        # Pixels decoded from a JPEG original (an MJPEG card's frame) carry that JPEG's step.
+        step = capture.jpeg_step()
+        return capture.pixels, capture.effective_bits, None if step is None else (step[0], step[1])
     if capture.encoded_format is EncodedFormat.JPEG and capture.encoded is not None:
         try:
             info = parse_jpeg(capture.encoded)
