@@ -80,8 +80,9 @@ def probe(path: str | os.PathLike[str]) -> VideoFacts:
 
 
 def _interlaced(stream) -> bool:
-    order = getattr(stream.codec_context, "field_order", None)
-    return bool(order) and str(order) not in ("progressive", "unknown")
+    # FFmpeg's AVFieldOrder: 0 unknown, 1 progressive, 2-5 the interlaced field orders (PyAV gives the int).
+    order = getattr(stream.codec_context, "field_order", 0)
+    return order not in (0, 1, None, "progressive", "unknown")
 
 
 def syntax_for(facts: VideoFacts) -> tsx.TransferSyntax | None:

@@ -120,7 +120,7 @@ def test_import_of_a_long_1080p_h264_file(tmp_path):
         out = tmp_path / f"out{run}"
         out.mkdir()
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "kiosk", "convert", str(source), "--out", str(out),
+        subprocess.run([sys.executable, "-m", "kiosk", "convert", str(source), "-o", str(out),
                         "--patient-name", "BENCH^IMPORT", "--patient-id", "B2"], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         subprocess.run(["sync"], check=True)
