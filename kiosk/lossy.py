@@ -89,15 +89,15 @@ def derive(ds: "Dataset", row: tsx.TransferSyntax, destination: str, original_cl
         raise EncodeError(exc.message, "give the destination a transfer_syntax that holds it (j2k-lossy holds "
                           "8- and 16-bit images), or send it to another one") from None
     ds.SOPInstanceUID = derived_uid(original_uid, destination, row.uid)
-    ds.ImageType = ["DERIVED", *(_values(ds, "ImageType")[1:] or ["SECONDARY"])]
-    step = (f"Lossy compression ({row.title}, {_values(ds, 'LossyImageCompressionRatio')[-1]}:1) of the image "
+    ds.ImageType = ["DERIVED", *(values(ds, "ImageType")[1:] or ["SECONDARY"])]
+    step = (f"Lossy compression ({row.title}, {values(ds, 'LossyImageCompressionRatio')[-1]}:1) of the image "
             "in Source Image Sequence, for sending")
     ds.DerivationDescription = "; ".join(filter(None, [ds.get("DerivationDescription", ""), step]))[:1024]
-    ds.DerivationCodeSequence = Sequence([*ds.get("DerivationCodeSequence", []), _code(LOSSY_COMPRESSION)])
+    ds.DerivationCodeSequence = Sequence([*ds.get("DerivationCodeSequence", []), code(LOSSY_COMPRESSION)])
     reference = Dataset()
     reference.ReferencedSOPClassUID = original_class
     reference.ReferencedSOPInstanceUID = original_uid
-    reference.PurposeOfReferenceCodeSequence = Sequence([_code(UNCOMPRESSED_PREDECESSOR)])
+    reference.PurposeOfReferenceCodeSequence = Sequence([code(UNCOMPRESSED_PREDECESSOR)])
     ds.SourceImageSequence = Sequence([*ds.get("SourceImageSequence", []), reference])
 
 
@@ -110,7 +110,7 @@ def describe(name: str) -> list[str]:
             "images and documents as they are)"]
 
 
-def _values(ds: "Dataset", keyword: str) -> list:
+def values(ds: "Dataset", keyword: str) -> list:
     """An attribute's values as a list (pydicom gives one value bare)."""
     value = ds.get(keyword)
     if value is None or value == "":
@@ -118,9 +118,10 @@ def _values(ds: "Dataset", keyword: str) -> list:
     return list(value) if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__") else [value]
 
 
-def _code(code: tuple[str, str, str]) -> "Dataset":
+def code(value: tuple[str, str, str]) -> "Dataset":
+    """A code sequence item from (Code Value, Coding Scheme Designator, Code Meaning)."""
     from pydicom.dataset import Dataset
 
     item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value
     return item

@@ -122,6 +122,7 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
         ("spool file", f"{path} ({job.size} bytes){'' if path.exists() else ' - missing'}"),
         ("attempts", job.attempts), ("next attempt", _when(job.next_attempt)),
         ("status", f"0x{job.status:04X}" if job.status is not None else ""), ("reason", job.reason),
+        ("fallback", job.fallback),
         ("queued at", _when(job.created)), ("last change", _when(job.updated)),
     ]
     for label, value in rows:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from kiosk.net.store import collect_files
     from kiosk.outbox.core import OutboxSettings
     from kiosk.outbox.destinations import DeliveryError, Outcome, destination_from_spec, parse_destination
-    from kiosk.outbox.shaping import shaped
+    from kiosk.outbox.shaping import sent_identity, shaped
 
     name, spec = parse_destination(config, args.to)
     destination = destination_from_spec(name, spec, config)
@@ -75,13 +75,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 failure, sent = exc, exc.partial  # aborted midway: still a line for every file
             finally:
                 line.close()
-            # Storage commitment is asked for what was sent: a lossy copy's own UID.
-            good = [item for item, outcome in zip(ready.items, sent) if outcome.outcome in ("success", "warning")]
+            # Storage commitment is asked for what was sent: a lossy copy's own UID, a video object's fallback.
+            node = getattr(destination, "node", None)
+            good = [sent_identity(item, node, bool(outcome.fallback)) if outcome.fallback
+                    else (item.sop_class_uid, item.sop_instance_uid)
+                    for item, outcome in zip(ready.items, sent) if outcome.outcome in ("success", "warning")]
             outcomes = iter(ready.merge(sent))
         results = [(path, slot if isinstance(slot, Outcome) else next(outcomes)) for path, slot in zip(files, slots)]
         for path, outcome in results:
             if outcome.outcome == "success":
-                print(f"stored   {path}")
+                print(f"stored   {path}" + (f" ({outcome.fallback})" if outcome.fallback else ""))
             else:
                 word = {"warning": "warning", "transient": "retry"}.get(outcome.outcome, "FAILED")
                 print(f"{word:<8} {path}: {outcome.message}")
@@ -90,8 +93,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             raise failure
         exit_code = 0 if len(good) == len(results) else 1
         if commit and good and destination.supports_commitment:
-            stored = [(item.sop_class_uid, item.sop_instance_uid) for item in good]
-            outcome = destination.commit(stored, timeout=args.commit_timeout)
+            outcome = destination.commit(good, timeout=args.commit_timeout)
             print(f"storage commitment: {len(outcome.committed)} committed, {len(outcome.failed)} failed, "
                   f"{len(outcome.unconfirmed)} not confirmed")
             for uid, reason in sorted(outcome.failed.items()):

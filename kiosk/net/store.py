@@ -7,6 +7,13 @@ the compressed file could then not be sent as it is). Files go out unchanged
 when their transfer syntax was accepted; otherwise they are decompressed (or
 re-encoded) to one the peer accepted, and the log says so.
 
+A video object (``kiosk.video.fallback``) whose SOP class or transfer syntax
+the peer does not take goes as its Multi-frame True Color SC in JPEG Baseline
+when ``store_files`` is given a folder to make it in (``[video] fallback``):
+that context is proposed too. The association is released while the frames
+are encoded (an archive may close one left idle for minutes) and opened again
+to send it; the result says so (``InstanceResult.fallback``).
+
 C-STORE status handling follows XD3's conformance statement: 0000 success;
 warnings B000, B006, B007 count as success and are logged; A7xx (out of
 resources) is transient: the rest of the batch is left for a later retry;
@@ -21,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -36,6 +44,7 @@ from kiosk.net import errors, fastpath
 from kiosk.net.cancel import CancelWatch
 from kiosk.net.nodes import associate, release
 from kiosk.part10 import FileMeta, NotPart10Error, read_meta
+from kiosk.video import fallback as video
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -59,7 +68,9 @@ class InstanceResult:
 
     ``in_flight``: it was sent, and the association failed (abort, timeout,
     lost connection) before its answer came: it may be what made the peer
-    fail. The instances after it were not sent.
+    fail. The instances after it were not sent. ``fallback``: what the peer
+    got instead of a video object it does not take (``kiosk.video.fallback.note``),
+    "" when it got the file itself.
     """
 
     path: Path
@@ -69,6 +80,7 @@ class InstanceResult:
     outcome: Outcome
     message: str = ""
     in_flight: bool = False
+    fallback: str = ""
 
 
 @dataclass
@@ -210,8 +222,9 @@ def _incomplete(inst: _Instance) -> str | None:
     return None
 
 
-def build_contexts(instances: Sequence[_Instance], preferred: str | None = None) -> list:
-    """Uncompressed per SOP class; each compressed transfer syntax, and ``preferred``, in a context of its own."""
+def build_contexts(instances: Sequence[_Instance], preferred: str | None = None, fallback: bool = False) -> list:
+    """Uncompressed per SOP class; each compressed transfer syntax, and ``preferred``, in a context of its own;
+    with ``fallback``, Multi-frame True Color SC in JPEG Baseline for video objects (after their own)."""
     from pynetdicom.presentation import build_context
 
     wanted: dict[tuple[str, tuple[str, ...]], None] = {}
@@ -223,6 +236,8 @@ def build_contexts(instances: Sequence[_Instance], preferred: str | None = None)
         wanted[(inst.sop_class_uid, uncompressed)] = None
         if inst.transfer_syntax not in UNCOMPRESSED:
             wanted[(inst.sop_class_uid, (inst.transfer_syntax,))] = None
+        if fallback and video.is_video(inst.sop_class_uid, inst.transfer_syntax):
+            wanted[(video.MF_TRUE_COLOR_SC, (video.SYNTAX.uid,))] = None
     # An instance needing Explicit BE adds a context that may duplicate the LE-only one; keep the wider.
     merged: dict[tuple[str, tuple[str, ...]], None] = {}
     for sop_class, syntaxes in wanted:
@@ -308,6 +323,36 @@ def _send_converted(sender: Any, ds: "Dataset", inst: _Instance, message_id: int
         sender.progress = progress
 
 
+def _send_fallback(sender: Any, made: video.Fallback, message_id: int) -> "Dataset | None":
+    """A video object's fallback file sent by ``sender``; its status, or None as ``sender.send``.
+    Its bytes are not the spool file's, so they are not reported as progress."""
+    progress, sender.progress = sender.progress, None
+    try:
+        with open(made.path, "rb") as handle:
+            return sender.send(handle, made.sop_class_uid, made.sop_instance_uid, video.SYNTAX.uid, message_id)
+    finally:
+        sender.progress = progress
+
+
+def _video_refused(node: NodeConfig, inst: _Instance, accepted: Mapping[str, list[str]]) -> str:
+    """Why the peer cannot take ``inst`` as it is, when it is a video object (``kiosk.video.fallback.refusal``);
+    "" when it takes it, or when ``inst`` is no video object."""
+    if not video.is_video(inst.sop_class_uid, inst.transfer_syntax):
+        return ""
+    syntaxes = accepted.get(inst.sop_class_uid, [])
+    if inst.transfer_syntax in syntaxes:
+        return ""
+    return video.refusal(node.name, inst.sop_class_uid, inst.transfer_syntax, not syntaxes)
+
+
+def _no_fallback(refused: str, enabled: bool) -> str:
+    """The message of a video object neither it nor its fallback can go to the peer as."""
+    if not enabled:
+        return (f"{refused}; [video] fallback = true would send it as {video.TITLE}, or send it to a destination "
+                "that takes video")
+    return f"{refused}, nor {video.TITLE} (its fallback): send it to a destination that takes either"
+
+
 def preferred_syntax(node: NodeConfig) -> str | None:
     """The destination's ``transfer_syntax`` as a UID when files are converted to it; None for auto and
     for the lossy choices (those make new instances: ``kiosk.outbox.shaping`` derives them before sending)."""
@@ -387,12 +432,16 @@ def _end(assoc: Any, sender: Any) -> None:
 def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 progress: Callable[[StoreProgress], None] | None = None,
                 cancel: threading.Event | None = None,
-                known: Mapping[Path, KnownFile] | None = None, keep: KeptAssociation | None = None) -> StoreResult:
+                known: Mapping[Path, KnownFile] | None = None, keep: KeptAssociation | None = None,
+                fallback_dir: Path | None = None) -> StoreResult:
     """C-STORE ``paths`` (Part 10 files) to ``node`` over one association.
 
     ``known``: what is known of some files already (see ``KnownFile``).
     ``keep``: reuse the association it holds, and leave this one there
     after a run without failure (the caller closes it).
+    ``fallback_dir``: where the Multi-frame True Color SC of a video object
+    the peer does not take is made (on disk, e.g. the outbox's; deleted once
+    sent); None: such an object fails.
     Returns a result per file. Association-level failures (refused, rejected,
     aborted, timeout, no context) raise ``NetworkError``; its ``partial``
     attribute then holds the results so far, with unsent files "transient".
@@ -402,7 +451,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     audit = Transfer(node, paths)
     audit.begin()
     try:
-        result = _store_files(node, local, paths, progress=progress, cancel=cancel, known=known, keep=keep)
+        result = _store_files(node, local, paths, progress=progress, cancel=cancel, known=known, keep=keep,
+                              fallback_dir=fallback_dir)
     except errors.NetworkError as exc:
         partial = exc.partial.results if isinstance(exc.partial, StoreResult) else []
         audit.end([(r.path, r.outcome) for r in partial], exc.message)
@@ -414,7 +464,8 @@ def store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
 def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                  progress: Callable[[StoreProgress], None] | None,
                  cancel: threading.Event | None,
-                 known: Mapping[Path, KnownFile] | None, keep: KeptAssociation | None) -> StoreResult:
+                 known: Mapping[Path, KnownFile] | None, keep: KeptAssociation | None,
+                 fallback_dir: Path | None) -> StoreResult:
     result = StoreResult()
     slots: list[InstanceResult | _Instance] = []
     for path in map(Path, paths):
@@ -439,10 +490,11 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             progress(StoreProgress(state["done"], len(instances), min(state["bytes"], bytes_total), bytes_total, state["current"]))
 
     preferred = preferred_syntax(node)
-    contexts = build_contexts(instances, preferred)
+    contexts = build_contexts(instances, preferred, fallback=fallback_dir is not None)
+    what = "the objects to send (Storage)"
     reused = keep.take(contexts) if keep is not None else None
     if reused is None:
-        assoc = associate(node, local, contexts, what="the objects to send (Storage)")
+        assoc = associate(node, local, contexts, what=what)
         sender = fastpath.file_sender(assoc)
         proposed = _context_keys(contexts)
     else:
@@ -450,6 +502,17 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
     accepted = _accepted(assoc)
     if sender is not None:
         sender.progress = report if progress else None
+    released = False  # while a video object's fallback was made; opened again to send the next instance
+
+    def reopen() -> None:
+        nonlocal assoc, sender, accepted, released
+        assoc = associate(node, local, contexts, what=what)
+        sender = fastpath.file_sender(assoc)
+        if sender is not None:
+            sender.progress = report if progress else None
+        accepted = _accepted(assoc)
+        released = False
+
     stop_reason = ""
     failure_to_raise: errors.NetworkError | None = None
     watch = CancelWatch(cancel, lambda: _abort(assoc), "aborting the association", "store-cancel") \
@@ -466,7 +529,12 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 continue
             state["current"] = inst.path
             syntaxes = accepted.get(inst.sop_class_uid)
-            if not syntaxes:
+            refused = _video_refused(node, inst, accepted)
+            if refused and (fallback_dir is None or video.SYNTAX.uid not in accepted.get(video.MF_TRUE_COLOR_SC, [])):
+                result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
+                                                     _no_fallback(refused, fallback_dir is not None)))
+                continue
+            if not syntaxes and not refused:
                 name = UID(inst.sop_class_uid).name
                 result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
                                                      f"{node} does not accept {name} (no presentation context)"))
@@ -483,18 +551,55 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                 result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
                                                      f"cannot read the file ({exc.strerror or exc})"))
                 continue
-            with source:
+            with source, ExitStack() as made:
                 if known and inst.path in known and not fastpath.enabled() and (problem := _incomplete(inst)):
                     result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
                                                          "failed", problem))
                     continue
-                try:
-                    payload = _what_to_send(inst, syntaxes, preferred)
-                except Exception as exc:  # noqa: BLE001 - pydicom cannot decode or encode this data set: this one fails
-                    log.warning("%s: %s not sent: cannot convert it (%s)", node, inst.path.name, type(exc).__name__)
-                    result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None, "failed",
-                                                         f"cannot convert to a transfer syntax {node} accepts: {exc}"))
-                    continue
+                payload: Path | Dataset | video.Fallback
+                if refused:
+                    # Not left open while the frames are encoded: an archive may close an idle association.
+                    _end(assoc, sender)
+                    released = True
+                    try:
+                        payload = made.enter_context(video.fallback_file(source, fallback_dir, node.name, cancel))
+                    except video.Cancelled:
+                        stop_reason = "cancelled before sending"
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "transient", stop_reason))
+                        continue
+                    except video.FallbackError as exc:
+                        log.warning("%s: %s not sent: its %s cannot be made (%s)", node, inst.path.name, video.TITLE,
+                                    exc.message)
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "failed", f"{refused}, and its {video.TITLE} cannot be "
+                                                             f"made: {exc.message}"))
+                        continue
+                    except OSError as exc:  # e.g. a full disk: tried again later, as a failed send is
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "transient", f"cannot write the {video.TITLE} for {node}: "
+                                                             f"{exc.strerror or exc}"))
+                        continue
+                    log.info("%s: sending %s as its %s: %s", node, inst.path.name, video.TITLE, refused)
+                else:
+                    try:
+                        payload = _what_to_send(inst, syntaxes, preferred)
+                    except Exception as exc:  # noqa: BLE001 - pydicom cannot decode or encode this data set: this one fails
+                        log.warning("%s: %s not sent: cannot convert it (%s)", node, inst.path.name, type(exc).__name__)
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "failed", f"cannot convert to a transfer syntax {node} "
+                                                             f"accepts: {exc}"))
+                        continue
+                if released:
+                    try:
+                        reopen()
+                    except errors.NetworkError as exc:
+                        stop_reason = exc.message
+                        result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, None,
+                                                             "transient", exc.message))
+                        exc.partial = result
+                        failure_to_raise = exc
+                        continue
                 started_bytes = state["bytes"]
                 sent_at = time.monotonic()
                 try:
@@ -502,10 +607,13 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
                     if sender is not None and isinstance(payload, Path):
                         status = sender.send(source, inst.sop_class_uid, inst.sop_instance_uid, inst.transfer_syntax,
                                              index + 1)
+                    elif sender is not None and isinstance(payload, video.Fallback):
+                        status = _send_fallback(sender, payload, index + 1)
                     elif sender is not None:
                         status = _send_converted(sender, payload, inst, index + 1)
                     if status is None:
-                        status = assoc.send_c_store(payload, msg_id=index + 1)
+                        status = assoc.send_c_store(payload.path if isinstance(payload, video.Fallback) else payload,
+                                                    msg_id=index + 1)
                 except OSError as exc:
                     status = None
                     log.debug("sending %s failed: %s", inst.path, exc)
@@ -536,6 +644,8 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             meaning = f"{code:04X} {status_meaning(code)}"
             comment = str(status.get("ErrorComment", "") or "")
             message = meaning + (f" ({comment})" if comment else "")
+            if refused and outcome not in ("success", "warning"):
+                message = f"its {video.TITLE} was not stored either: {message} ({refused})"
             if outcome == "warning":
                 log.warning("%s: %s stored with warning %s", node, inst.path.name, message)
             elif outcome != "success":
@@ -543,7 +653,9 @@ def _store_files(node: NodeConfig, local: LocalConfig, paths: Sequence[Path], *,
             if outcome == "transient":
                 stop_reason = f"not sent: {node} is out of resources ({meaning}); try again later"
             result.results.append(InstanceResult(inst.path, inst.sop_class_uid, inst.sop_instance_uid, code, outcome,
-                                                 "" if outcome == "success" else message))
+                                                 "" if outcome == "success" else message,
+                                                 fallback=video.note(refused) if refused and outcome in ("success", "warning")
+                                                 else ""))
             state["done"] += 1
             state["bytes"] = started_bytes + inst.size
             report()

@@ -78,12 +78,28 @@ class Part:
 
 @dataclass(frozen=True)
 class Result:
-    """What became of one part: success, warning, transient, failed or damaged (as ``kiosk.outbox.Outcome``)."""
+    """What became of one part: success, warning, transient, failed or damaged (as ``kiosk.outbox.Outcome``).
+
+    ``http_status``: set when the server refused the whole request (400, 415 ...), not per instance.
+    """
 
     outcome: str
     status: int | None = None
     message: str = ""
     in_flight: bool = False
+    http_status: int | None = None
+
+
+#: Failure reasons that say the server does not take the instance's SOP class or transfer syntax
+#: (PS3.18 10.5.3; A900 as archives answer that from the C-STORE statuses): a video object then
+#: goes as its fallback (``refuses_kind``).
+KIND_REFUSED = frozenset({0xA900, 0x0122, 0xC122})
+
+
+def refuses_kind(result: Result) -> bool:
+    """Whether ``result`` says the server does not take the instance's kind: a failure reason in
+    ``KIND_REFUSED``, or HTTP 415 (Unsupported Media Type) to its request."""
+    return result.outcome == "failed" and (result.status in KIND_REFUSED or result.http_status == 415)
 
 
 @dataclass(frozen=True)
@@ -485,7 +501,7 @@ class StowClient:
             return self._per_instance(response, parts, what)
         # 400, 415 and anything else the standard does not give: the same request would get the same answer.
         log.warning("%s refused a STOW-RS request of %d instance(s): %s", self.node, len(parts), what)
-        return [Result("failed", None, f"refused by {self.node}: {what}") for _ in parts]
+        return [Result("failed", None, f"refused by {self.node}: {what}", http_status=status) for _ in parts]
 
     def _per_instance(self, response: "requests.Response", parts: Sequence[Part], what: str) -> list[Result]:
         from pydicom.dataset import Dataset

@@ -53,12 +53,15 @@ class Outcome:
 
     ``damaged``: the file no longer has the item's SHA-256; it was not delivered.
     ``in_flight``: sent when the attempt failed, unanswered (see ``DeliveryError.partial``).
+    ``fallback``: delivered as the Multi-frame True Color SC of a video object the destination does
+    not take; says so (``kiosk.video.fallback.note``). Its UIDs are ``kiosk.video.fallback.identity``'s.
     """
 
     outcome: str
     status: int | None = None
     message: str = ""
     in_flight: bool = False
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,15 @@ class Destination(Protocol):
 _LISTENER_PORT = threading.Lock()
 
 
+def fallback_folder(config: Config) -> Path | None:
+    """Where the fallbacks of video objects are made (``kiosk.video.fallback``): beside the copies of
+    ``kiosk.outbox.shaping``, on the spool's disk; None when ``[video] fallback`` is off."""
+    from kiosk.outbox.core import OutboxSettings
+    from kiosk.outbox.shaping import COPIES
+
+    return OutboxSettings.from_config(config).spool_dir / COPIES if config.video.fallback else None
+
+
 def _outcomes(items: Sequence[Item], results: Sequence[Any]) -> list[Outcome]:
     """One outcome per item from ``kiosk.net.store`` results; items without one were not attempted."""
     by_path = {Path(r.path): r for r in results}
@@ -113,7 +125,7 @@ def _outcomes(items: Sequence[Item], results: Sequence[Any]) -> list[Outcome]:
         if found is None:
             outcomes.append(Outcome("transient", None, "not sent in this association"))
         else:
-            outcomes.append(Outcome(found.outcome, found.status, found.message, found.in_flight))
+            outcomes.append(Outcome(found.outcome, found.status, found.message, found.in_flight, found.fallback))
     return outcomes
 
 
@@ -161,7 +173,7 @@ class DicomDestination:
                  for item in items if item.sha256 is not None}
         try:
             result = store_files(self.node, self.config.local, [item.path for item in items], progress=on_progress,
-                                 cancel=cancel, known=known, keep=self.kept)
+                                 cancel=cancel, known=known, keep=self.kept, fallback_dir=fallback_folder(self.config))
         except NetworkError as exc:
             partial = getattr(exc, "partial", None)
             raise DeliveryError(exc.message, exc.hint, transient=exc.transient,
@@ -207,8 +219,11 @@ class StowDestination:
 
     A file goes as it is unless the node's ``transfer_syntax`` asks for another
     one than its own; then it is converted in memory (and sent as it is if
-    it cannot be). STOW-RS has no storage commitment: with ``commitment_node``
-    the archive's DICOM side is asked for it.
+    it cannot be). A video object the server refuses for its kind
+    (``kiosk.net.stow.refuses_kind``) is sent again as its fallback, in a
+    request of its own, when ``[video] fallback`` is on. STOW-RS has no
+    storage commitment: with ``commitment_node`` the archive's DICOM side is
+    asked for it.
     """
 
     kind: ClassVar[str] = "stow"
@@ -248,8 +263,63 @@ class StowDestination:
                 answered = iter(Outcome(r.outcome, r.status, r.message, r.in_flight) for r in exc.partial)
                 partial = [slot if isinstance(slot, Outcome) else next(answered) for slot in slots]
             raise DeliveryError(exc.message, exc.hint, transient=exc.transient, partial=partial) from None
-        answered = iter(Outcome(r.outcome, r.status, r.message, r.in_flight) for r in results)
-        return [slot if isinstance(slot, Outcome) else next(answered) for slot in slots]
+        answered = iter(results)
+        return [slot if isinstance(slot, Outcome) else self._outcome(item, slot, next(answered), cancel)
+                for item, slot in zip(items, slots)]
+
+    def _outcome(self, item: Item, part: Any, result: Any, cancel: threading.Event) -> Outcome:
+        """The outcome of ``part`` (its ``kiosk.net.stow.Result``): the fallback's when the server refused a
+        video object for its kind."""
+        from kiosk.net.stow import refuses_kind, reason_text
+        from kiosk.part10 import NotPart10Error, read_meta
+        from kiosk.video import fallback as video
+
+        answered = Outcome(result.outcome, result.status, result.message, result.in_flight)
+        if not refuses_kind(result):
+            return answered
+        try:
+            syntax = item.transfer_syntax or read_meta(item.path).transfer_syntax
+        except NotPart10Error:
+            return answered
+        if not video.is_video(part.sop_class_uid, syntax):
+            return answered
+        refused = video.refusal(self.node.name, part.sop_class_uid, syntax, result.status in (0x0122, 0xA900))
+        refused += f" ({reason_text(result.status) if result.status is not None else f'HTTP {result.http_status}'})"
+        folder = fallback_folder(self.config)
+        if folder is None:
+            return dataclasses.replace(answered, message=f"{result.message}; [video] fallback = true would send it "
+                                       f"as {video.TITLE}")
+        return self._send_fallback(item, refused, folder, cancel)
+
+    def _send_fallback(self, item: Item, refused: str, folder: Path, cancel: threading.Event) -> Outcome:
+        """Make the fallback of ``item`` and send it in a request of its own; its outcome."""
+        from kiosk.net.errors import NetworkError
+        from kiosk.net.stow import Part
+        from kiosk.video import fallback as video
+
+        try:
+            with open_checked(item.path, item.sha256) as source, \
+                    video.fallback_file(source, folder, self.node.name, cancel) as made:
+                log.info("%s: sending %s as its %s: %s", self.node, item.path.name, video.TITLE, refused)
+                [result] = self.client.store([Part(made.path, made.sop_class_uid, made.sop_instance_uid, made.size)],
+                                             None, cancel)
+        except FileChanged as exc:
+            return Outcome("damaged", None, str(exc))
+        except video.Cancelled:
+            return Outcome("transient", None, "cancelled before sending")
+        except video.FallbackError as exc:
+            log.warning("%s: %s not sent: its %s cannot be made (%s)", self.node, item.path.name, video.TITLE,
+                        exc.message)
+            return Outcome("failed", None, f"{refused}, and its {video.TITLE} cannot be made: {exc.message}")
+        except NetworkError as exc:
+            return Outcome("transient" if exc.transient else "failed", None, exc.message)
+        except OSError as exc:  # e.g. a full disk: tried again later, as a failed send is
+            return Outcome("transient", None, f"cannot write the {video.TITLE} for {self.node.name}: "
+                           f"{exc.strerror or exc}")
+        if result.outcome in ("success", "warning"):
+            return Outcome(result.outcome, result.status, result.message, fallback=video.note(refused))
+        return Outcome(result.outcome, result.status, f"its {video.TITLE} was not stored either: {result.message} "
+                       f"({refused})", result.in_flight)
 
     def _part(self, item: Item, preferred: str | None) -> Any:
         """The ``kiosk.net.stow.Part`` for an item (converted if the node asks for it), or a failed Outcome."""

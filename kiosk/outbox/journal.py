@@ -11,6 +11,10 @@ A job is one instance for one destination. States:
 - ``failed``: permanent failure (``status`` code, ``reason``) waiting for a
   person to retry or remove it.
 
+A job delivered as the fallback of a video object (``kiosk.video.fallback``)
+keeps that in ``fallback``: the sentence people see, and what tells storage
+commitment to ask for the fallback's UID.
+
 One connection per ``Journal``, serialised by a lock, so worker threads can
 share it; other processes (``kiosk send`` next to ``kiosk outbox run``) meet
 through SQLite's own locking.
@@ -66,7 +70,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     status INTEGER,
     reason TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    fallback TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_by_destination ON jobs (destination, state, next_attempt);
 CREATE INDEX IF NOT EXISTS jobs_by_instance ON jobs (instance_id);
@@ -86,7 +91,7 @@ _CLAIM_TIMED = ("SELECT id, state FROM jobs WHERE destination = ? AND state = ? 
 
 _JOB_COLUMNS = """j.id, j.destination, j.commitment, j.state, j.attempts, j.next_attempt, j.status, j.reason,
     j.created, j.updated, i.id, i.sop_instance_uid, i.sop_class_uid, i.spool_name, i.sha256, i.size, i.transfer_syntax,
-    i.original"""
+    i.original, j.fallback"""
 
 #: SQLite's answers for a file that is no (longer a) database.
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -139,6 +144,7 @@ class Job:
     size: int
     transfer_syntax: str | None  # None for jobs journaled before it was recorded
     original: str  # the file the user sent ("" for images captured here, and older jobs)
+    fallback: str = ""  # delivered as a video object's fallback: what the entry says of it (else "")
 
     @property
     def entry(self) -> SpoolEntry:
@@ -159,7 +165,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Update:
-    """A state change for one job; ``attempts`` None keeps the count."""
+    """A state change for one job; ``attempts`` None keeps the count, ``fallback`` None keeps it."""
 
     job_id: int
     state: str
@@ -167,6 +173,7 @@ class Update:
     reason: str = ""
     next_attempt: float | None = None
     attempts: int | None = None
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,8 @@ class Journal:
                 db.execute("ALTER TABLE instances ADD COLUMN transfer_syntax TEXT")
             if "original" not in columns:
                 db.execute("ALTER TABLE instances ADD COLUMN original TEXT NOT NULL DEFAULT ''")
+            if "fallback" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN fallback TEXT NOT NULL DEFAULT ''")
 
     def _open_frozen(self) -> bool:
         """Open the journal as it is on disk, read-only; False if that could miss changes.
@@ -347,8 +356,8 @@ class Journal:
         with self._write(durable=False) as db:
             db.executemany(
                 "UPDATE jobs SET state = ?, status = ?, reason = ?, next_attempt = ?, "
-                "attempts = COALESCE(?, attempts), updated = ? WHERE id = ?",
-                [(u.state, u.status, u.reason, u.next_attempt, u.attempts, now, u.job_id) for u in updates])
+                "attempts = COALESCE(?, attempts), fallback = COALESCE(?, fallback), updated = ? WHERE id = ?",
+                [(u.state, u.status, u.reason, u.next_attempt, u.attempts, u.fallback, now, u.job_id) for u in updates])
         return [(before[u.job_id], u) for u in updates if u.job_id in before]
 
     def recover(self) -> int:

@@ -13,7 +13,8 @@ never changed.
 
 Coercion keeps the SOP Instance UID; a lossy copy has its own
 (``kiosk.lossy.derived_uid``). ``sent_identity`` says what a destination got
-under which UIDs, without making the copy, for storage commitment.
+under which UIDs, without making the copy, for storage commitment; also for
+a video object sent as its fallback (made when sending, ``kiosk.video.fallback``).
 """
 
 from __future__ import annotations
@@ -83,10 +84,15 @@ def shaped(items: Sequence[Item], node: NodeConfig | None, folder: Path) -> Iter
         shutil.rmtree(work, ignore_errors=True)
 
 
-def sent_identity(item: Item, node: NodeConfig | None) -> tuple[str, str]:
+def sent_identity(item: Item, node: NodeConfig | None, video_fallback: bool = False) -> tuple[str, str]:
     """(SOP Class UID, SOP Instance UID) under which ``node`` got ``item``: the class after
-    ``sop_class_fallback``, the derived UID of a lossy copy. Reads the spool file's header only
+    ``sop_class_fallback``, the derived UID of a lossy copy; with ``video_fallback`` (the job says
+    the destination got a video object's fallback) that one's. Reads the spool file's header only
     when the destination takes a lossy syntax (whether a copy was derived depends on the object)."""
+    if video_fallback and node is not None:
+        from kiosk.video.fallback import identity
+
+        return identity(item.sop_instance_uid, node.name)
     if not needs_shaping(node):
         return item.sop_class_uid, item.sop_instance_uid
     sop_class = coerce.sent_sop_class(item.sop_class_uid, node.coerce)

@@ -300,8 +300,10 @@ class Delivery:
         if outcome.outcome in ("success", "warning"):
             reason = f"accepted with warning{status_text}: {outcome.message}" if outcome.outcome == "warning" else ""
             if job.commitment and destination.supports_commitment:
-                return Update(job.id, SENT, outcome.status, reason or AWAITING, attempts=0)
-            return Update(job.id, SENT, outcome.status, reason, attempts=0)
+                reason = reason or AWAITING
+            # The entry says when the destination got a video object's fallback, in every state from here on.
+            return Update(job.id, SENT, outcome.status, _noted(outcome.fallback, reason), attempts=0,
+                          fallback=outcome.fallback)
         if outcome.outcome == "damaged":
             return Update(job.id, FAILED, None, f"{outcome.message}; {CANNOT_SEND}")
         message = outcome.message or "refused by the destination"
@@ -318,9 +320,10 @@ class Delivery:
         return dataclasses.replace(outcome, message=outcome.message.replace(spool_path, copy))
 
     def _commit(self, destination: Destination, jobs: list[Job]) -> None:
-        # Asked for what the destination got: a lossy copy's own UID, a class sent as its fallback.
+        # Asked for what the destination got: a lossy copy's own UID, a class sent as its fallback,
+        # a video object's Multi-frame True Color SC.
         node = getattr(destination, "node", None)
-        sent = {job.id: sent_identity(self._item(job), node) for job in jobs}
+        sent = {job.id: sent_identity(self._item(job), node, bool(job.fallback)) for job in jobs}
         by_uid: dict[str, list[Job]] = {}
         for job in jobs:
             by_uid.setdefault(sent[job.id][1], []).append(job)
@@ -338,12 +341,12 @@ class Delivery:
         for uid, group in by_uid.items():
             for job in group:
                 if uid in result.committed:
-                    updates.append(Update(job.id, COMMITTED, None, "", attempts=0))
+                    updates.append(Update(job.id, COMMITTED, None, job.fallback, attempts=0))
                 elif uid in result.failed:
                     code = result.failed[uid]
-                    updates.append(Update(job.id, FAILED, code,
-                                          f"storage commitment refused by {destination.name} (failure reason 0x{code:04X}); "
-                                          f"'kiosk outbox retry {job.id}' sends it again"))
+                    updates.append(Update(job.id, FAILED, code, _noted(
+                        job.fallback, f"storage commitment refused by {destination.name} (failure reason 0x{code:04X}); "
+                        f"'kiosk outbox retry {job.id}' sends it again")))
                 else:
                     updates.append(self._commit_later(job, "storage commitment not confirmed in time"))
         self.outbox.apply(updates)
@@ -352,9 +355,9 @@ class Delivery:
         attempts = job.attempts + 1
         delay = self._retry_delay(attempts)
         if delay is None:
-            return Update(job.id, FAILED, None, f"{reason} (gave up after {attempts} requests); "
-                          f"'kiosk outbox retry {job.id}' sends it again", attempts=attempts)
-        return Update(job.id, SENT, None, f"{AWAITING}: {reason}; asking again in {delay:g} s",
+            return Update(job.id, FAILED, None, _noted(job.fallback, f"{reason} (gave up after {attempts} requests); "
+                          f"'kiosk outbox retry {job.id}' sends it again"), attempts=attempts)
+        return Update(job.id, SENT, None, _noted(job.fallback, f"{AWAITING}: {reason}; asking again in {delay:g} s"),
                       next_attempt=time.time() + delay, attempts=attempts)
 
 
@@ -418,6 +421,11 @@ class Delivery:
         log.log(logging.INFO if state == STEP_SENT else logging.WARNING, "outbox: MPPS %s (%s, %s) to %s: %s%s",
                 message.action, message.step_status, message.label, message.node, state, f": {reason}" if reason else "")
         self.outbox.events.publish(ev.StepChanged(message.id, message.step_uid, message.action, state, status, reason))
+
+
+def _noted(fallback: str, reason: str) -> str:
+    """``reason`` after what the destination got instead of a video object (``fallback``), if it did."""
+    return "; ".join(filter(None, [fallback, reason]))
 
 
 def wait_for(outbox: Outbox, job_ids: Sequence[int]) -> Callable[[], bool]:

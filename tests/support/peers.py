@@ -227,12 +227,13 @@ def _orthanc_plugin(name: str, what: str) -> Path:
 
 def start_orthanc(workdir: Path, worklist_items: Iterable[Any] = (), kiosk_aet: str = "KIOSK",
                   kiosk_port: int | None = None, aet: str = "ORTHANC", users: dict[str, str] | None = None,
-                  storage: Path | None = None) -> Orthanc:
+                  storage: Path | None = None, settings: dict[str, Any] | None = None) -> Orthanc:
     """Orthanc with its own storage, the worklist plugin and a DicomModalities entry for the kiosk.
 
     ``users``: also the DICOMweb plugin (``Orthanc.dicomweb_url``), and HTTP basic authentication
     on for these user names and passwords (REST and DICOMweb alike). ``storage``: where it keeps
-    files and index (e.g. a tmpfs), instead of under ``workdir``.
+    files and index (e.g. a tmpfs), instead of under ``workdir``. ``settings``: more configuration
+    keys, e.g. ``{"AcceptedTransferSyntaxes": [...]}``.
     """
     binary = require_binary("Orthanc")
     plugins = [_orthanc_plugin("libModalityWorklists.so", "worklist")]
@@ -268,6 +269,7 @@ def start_orthanc(workdir: Path, worklist_items: Iterable[Any] = (), kiosk_aet: 
                       "AllowFind": True},
         },
     }
+    config.update(settings or {})
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))
