@@ -508,8 +508,8 @@ class VideoConfig:
     max_object_mb: int = setting(2000, check_positive, "largest video object (MB); longer clips are split into "
                                  "consecutive objects of the same series")
     iod: str = setting("auto", check_choice("auto", "endoscopic", "photographic", "secondary-capture"),
-                       "the objects for clips and stills: auto (by the modality: ES endoscopic, XC/GM "
-                       "photographic, else Secondary Capture) or one for every modality")
+                       "the objects for clips and stills: auto (by the modality: ES endoscopic, XC "
+                       "photographic, GM microscopic, else Secondary Capture) or one for every modality")
     fallback: bool = setting(True, None, "a destination that refuses the video object gets the clip as "
                              "Multi-frame True Color SC (frames re-encoded once as JPEG)")
 

@@ -140,6 +140,16 @@ def set_file_meta(ds: Any) -> None:
     ds.file_meta = meta
 
 
+def streamed_size(ds: Any) -> int | None:
+    """The size of ``ds``'s Pixel Data when it is a file read as the dataset is written (pydicom's
+    buffered values: a video object's stream), else None (the data set is in memory)."""
+    from pydicom.fileutil import buffer_length
+
+    if "PixelData" not in ds or not ds["PixelData"].is_buffered:
+        return None
+    return buffer_length(ds["PixelData"].value)
+
+
 def identify(meta: Any) -> None:
     """Put the kiosk's Implementation Class UID and Version Name in a file meta group (PS3.10 7.1)."""
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID

@@ -334,7 +334,8 @@ class Station:
                 if number:  # after a separator sheet
                     self._batch.new_document()
                 for group in self._batch.plan(document, multiframe):
-                    self._hand_over(self._batch.build_one(group))
+                    for ds in self._batch.objects(group):
+                        self._hand_over(ds)
 
     # -- barcodes ------------------------------------------------------------------------------
     def _checked(self, capture: Capture) -> Capture:
@@ -420,13 +421,15 @@ class Station:
             for item in list(session.items):
                 if Verdict.of(item.capture).separator:
                     for group in batch.plan(pending):
-                        self._hand_over(batch.build_one(group))
+                        for ds in batch.objects(group):
+                            self._hand_over(ds)
                     pending = []
                     batch.new_document()
                     continue
                 pending.append(item.capture)  # a clip is a group of its own in ``plan``
             for group in batch.plan(pending):
-                self._hand_over(batch.build_one(group))
+                for ds in batch.objects(group):
+                    self._hand_over(ds)
             log.info("built and queued %d object(s) of %s", self.objects, session.label())
             session.finish()
             self.state = DELIVERING

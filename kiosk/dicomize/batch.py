@@ -22,6 +22,13 @@ from kiosk.modalities import series_description
 from kiosk.study import CONVERSION_TYPES, StudyContext, check_person_name
 
 
+MB = 1 << 20
+#: ``[video] iod``: "auto" picks by the modality (``kiosk.dicomize.video.family``).
+VIDEO_IODS = ("auto", "endoscopic", "photographic", "secondary-capture")
+#: The modality the VL and video IODs require (PS3.3 A.32): a chosen IOD sets the image series'.
+IOD_MODALITY = {"endoscopic": "ES", "photographic": "XC"}
+
+
 def dicom_date(value: dt.datetime | dt.date) -> str:
     return value.strftime("%Y%m%d")
 
@@ -85,6 +92,8 @@ class BuildOptions:
     uid_root: str = ""
     j2k_ratio: float = 10.0
     jpeg_quality: int = 90
+    video_iod: str = "auto"  # [video] iod: the objects for clips and video stills (kiosk.dicomize.video)
+    max_object_bytes: int = 2000 * MB  # [video] max_object_mb: a longer clip is split into several objects
 
     @classmethod
     def from_config(cls, config: Any, **changes: Any) -> "BuildOptions":
@@ -93,7 +102,8 @@ class BuildOptions:
         base = cls() if local is None else cls(
             station_name=local.station_name, institution_name=local.institution_name,
             institution_address=local.institution_address, department=local.department, uid_root=local.uid_root,
-            series_descriptions=config.acquisition.series_descriptions)
+            series_descriptions=config.acquisition.series_descriptions, video_iod=config.video.iod,
+            max_object_bytes=config.video.max_object_mb * MB)
         return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
     def check(self) -> None:
@@ -109,6 +119,11 @@ class BuildOptions:
             raise UsageError(problems[0], "give the operator as Family^Given")
         if not 1 < self.j2k_ratio <= 1000:
             raise UsageError(f"JPEG 2000 compression ratio {self.j2k_ratio} is out of range (1 to 1000)")
+        if self.video_iod not in VIDEO_IODS:
+            raise UsageError(f"unknown video object kind {self.video_iod!r}", f"use one of {', '.join(VIDEO_IODS)}")
+        if self.max_object_bytes <= 0:
+            raise UsageError(f"the largest video object cannot be {self.max_object_bytes} bytes",
+                             "set [video] max_object_mb to 1 or more")
 
 
 class BatchState:
@@ -128,7 +143,7 @@ class BatchState:
         self.image_series_uid, self.document_series_uid = self.new_uid(), self.new_uid()
         first = self.options.first_series_number
         self.image_series_number, self.document_series_number = first, first + 1
-        self.image_modality = self.options.modality or study.modality or "OT"
+        self.image_modality = IOD_MODALITY.get(self.options.video_iod) or self.options.modality or study.modality or "OT"
         self.document_modality = self.options.modality or "DOC"
         self._images = self._documents = 0
         self._descriptions: dict[str, str] = {}
@@ -136,6 +151,11 @@ class BatchState:
 
     def new_uid(self) -> str:
         return new_uid(self.options.uid_root)
+
+    def next_image_number(self) -> int:
+        """The Instance Number of the next object in the image series."""
+        self._images += 1
+        return self._images
 
     def new_document(self) -> None:
         """A separator sheet: the next objects are another document, in new series (numbered after

@@ -20,15 +20,17 @@ from pydicom.uid import UID
 
 from kiosk import transfer_syntaxes as tsx
 from kiosk.capture import Capture, EncodedFormat
+from kiosk.dataset_check import check_complete
 from kiosk.dicomize.batch import BatchState, BuildOptions
 from kiosk.dicomize.charset import apply_charset
 from kiosk.dicomize.image import passthrough_info
 from kiosk.dicomize.multiframe import build_multiframe
 from kiosk.dicomize.pdf import build_pdf
 from kiosk.dicomize.sc import build_sc
+from kiosk.dicomize.video import build_clip, build_still, is_vl_still
 from kiosk.errors import KioskError
 from kiosk.jpeg import JpegError, parse_jpeg
-from kiosk.part10 import set_file_meta
+from kiosk.part10 import NotPart10Error, set_file_meta, streamed_size
 from kiosk.study import StudyContext
 
 
@@ -42,10 +44,10 @@ class Batch(BatchState):
             multiframe = self.options.multiframe
         run: list[Capture] = []
         for capture in captures:
-            if capture.is_clip and run:  # a clip is an object (or several) of its own
+            if capture.is_clip and run:  # a clip is never joined to others, and keeps its place
                 yield run
                 run = []
-            if capture.encoded_format in (EncodedFormat.PDF, EncodedFormat.VIDEO) or not multiframe:
+            if capture.encoded_format is EncodedFormat.PDF or capture.is_clip or not multiframe:
                 yield [capture]
                 continue
             key = _layout(capture)
@@ -56,25 +58,42 @@ class Batch(BatchState):
         if run:
             yield run
 
+    def objects(self, captures: Sequence[Capture]) -> Iterator[Dataset]:
+        """The objects for a group of captures from ``plan``, one at a time: one for images and PDFs,
+        one or more for a clip (``kiosk.dicomize.video``: they read the clip's file when written)."""
+        if captures[0].is_clip:
+            for ds in build_clip(self, captures[0]):
+                yield self._finish(ds)
+        else:
+            yield self.build_one(captures)
+
     def build_one(self, captures: Sequence[Capture]) -> Dataset:
-        """The one object for a group of captures from ``plan``: Encapsulated PDF, SC or multi-frame SC."""
+        """The one object for a group of captures from ``plan`` that is not a clip: Encapsulated PDF,
+        SC, VL Endoscopic/Photographic/Microscopic (video stills) or multi-frame SC."""
         first = captures[0]
+        if first.is_clip:
+            raise ValueError("a clip may make several objects: use Batch.objects")
         if first.encoded_format is EncodedFormat.PDF:
             self._documents += 1
             ds = build_pdf(self, first, self._documents)
+        elif len(captures) > 1:
+            ds = build_multiframe(self, list(captures), self.next_image_number())
+        elif is_vl_still(self, first):
+            ds = build_still(self, first, self.next_image_number())
         else:
-            self._images += 1
-            ds = build_multiframe(self, list(captures), self._images) if len(captures) > 1 \
-                else build_sc(self, first, self._images)
+            ds = build_sc(self, first, self.next_image_number())
+        return self._finish(ds)
+
+    def _finish(self, ds: Dataset) -> Dataset:
         apply_charset(ds, self.study.charset)
         if self.options.transfer_syntax == tsx.IMPLICIT_LE.name and not ds.file_meta.TransferSyntaxUID.is_compressed:
             ds.file_meta.TransferSyntaxUID = UID(tsx.IMPLICIT_LE.uid)
         return ds
 
     def build(self, captures: Iterable[Capture]) -> list[Dataset]:
-        """Datasets for ``captures``, one per group of ``plan`` (all in memory: for a few captures;
-        ``kiosk.station`` builds one object at a time)."""
-        return [self.build_one(group) for group in self.plan(captures)]
+        """Datasets for ``captures``, every object of every group of ``plan`` (all at once: for a few
+        captures; ``kiosk.station`` builds one object at a time)."""
+        return [ds for group in self.plan(captures) for ds in self.objects(group)]
 
 
 def build_datasets(captures: Iterable[Capture], study: StudyContext, options: BuildOptions | None = None) -> list[Dataset]:
@@ -90,7 +109,9 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
     """Write ``ds`` as a Part 10 file with our file meta, atomically (no partial file, ever).
 
     ``durable`` also fsyncs the data before the rename, so the file survives a
-    power cut; batch converters that can simply be re-run may skip it.
+    power cut; batch converters that can simply be re-run may skip it. Pixel data
+    that is a file (a video object) is copied through, never held in memory, and
+    the file is checked whole before it gets its name.
     """
     path = Path(path)
     set_file_meta(ds)
@@ -101,10 +122,16 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
+        if streamed_size(ds) is not None:
+            # pydicom took the stream's length before copying it: a stream that changed meanwhile shows here.
+            check_complete(Path(tmp), str(ds.file_meta.TransferSyntaxUID))
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise WriteError(f"{path}: cannot write ({exc.strerror})", "check free space and permissions") from None
+    except NotPart10Error as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"{path}: {exc.message}", "build the object again from its capture") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

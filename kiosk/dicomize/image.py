@@ -62,9 +62,9 @@ def plan_pixels(captures: list[Capture], ts_name: str, monochrome1: bool = False
         info = infos[0]
         plan = PixelPlan(info.height, info.width, info.components, codecs.photometric_of_jpeg(info), 8, 8,
                          jpeg_streams=[c.encoded for c in captures], jpeg_info=info,
-                         history=_prior_history(captures))
+                         history=prior_history(captures))
         return plan, tsx.JPEG_BASELINE.name
-    arrays, history, decoded_ratios = [], _prior_history(captures), []
+    arrays, history, decoded_ratios = [], prior_history(captures), []
     for capture in captures:
         pixels, bits, lossy = _decoded(capture)
         arrays.append((pixels, bits))
@@ -148,7 +148,7 @@ def _same_jpeg_layout(infos: list[JpegInfo | None]) -> bool:
                (first.width, first.height, first.components, first.color_space, first.sampling) for i in infos)
 
 
-def _prior_history(captures: list[Capture]) -> list[tuple[float, str]]:
+def prior_history(captures: list[Capture]) -> list[tuple[float, str]]:
     """Lossy steps a driver recorded (``metadata['lossy_history']``); for several
     frames, the longest history stands for all (the most degraded frame)."""
     histories = [c.metadata.get("lossy_history") or [] for c in captures]

@@ -115,6 +115,12 @@ def add_series(ds: Dataset, batch: BatchState, series_uid: str, series_number: i
 
 def add_equipment(ds: Dataset, batch: BatchState, capture: Capture) -> None:
     """General Equipment and SC Equipment modules."""
+    add_general_equipment(ds, batch)
+    add_sc_equipment(ds, batch, capture)
+
+
+def add_general_equipment(ds: Dataset, batch: BatchState) -> None:
+    """General Equipment module: the kiosk, at the configured institution and station."""
     options = batch.options
     ds.Manufacturer = MANUFACTURER
     if options.institution_name:
@@ -127,7 +133,11 @@ def add_equipment(ds: Dataset, batch: BatchState, capture: Capture) -> None:
         ds.StationName = options.station_name
     ds.ManufacturerModelName = MODEL_NAME
     ds.SoftwareVersions = __version__
-    ds.ConversionType = options.conversion_type or CONVERSION_TYPE[capture.kind]
+
+
+def add_sc_equipment(ds: Dataset, batch: BatchState, capture: Capture, conversion_type: str = "") -> None:
+    """SC Equipment module; ``conversion_type``: the default for the capture's kind when not configured."""
+    ds.ConversionType = batch.options.conversion_type or conversion_type or CONVERSION_TYPE[capture.kind]
     ds.SecondaryCaptureDeviceManufacturer = MANUFACTURER
     ds.SecondaryCaptureDeviceManufacturerModelName = MODEL_NAME
     ds.SecondaryCaptureDeviceSoftwareVersions = __version__
@@ -162,14 +172,15 @@ def add_original_attributes(ds: Dataset, batch: BatchState) -> None:
     ds.OriginalAttributesSequence = Sequence([item])
 
 
-def add_capture_times(ds: Dataset, capture: Capture) -> None:
-    """Content and acquisition date/time, and the SC Image date/time of capture."""
+def add_capture_times(ds: Dataset, capture: Capture, secondary_capture: bool = True) -> None:
+    """Content and acquisition date/time, and (``secondary_capture``) the SC Image date/time of capture."""
     when = capture.acquired_at
     ds.ContentDate = dicom_date(when)
     ds.ContentTime = dicom_time(when)
     ds.AcquisitionDate = dicom_date(when)
     ds.AcquisitionTime = dicom_time(when)
     ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
-    ds.DateOfSecondaryCapture = dicom_date(when)
-    ds.TimeOfSecondaryCapture = dicom_time(when)
+    if secondary_capture:
+        ds.DateOfSecondaryCapture = dicom_date(when)
+        ds.TimeOfSecondaryCapture = dicom_time(when)
 

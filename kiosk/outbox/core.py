@@ -25,13 +25,14 @@ from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
 from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
 from kiosk.outbox.steps import StepQueue
-from kiosk.part10 import FileMeta, NotPart10Error, read_meta, set_file_meta
+from kiosk.part10 import FileMeta, NotPart10Error, read_meta, set_file_meta, streamed_size
 from kiosk.private import try_lock
 
 JOURNAL_NAME = "journal.sqlite"
 STEPS_NAME = "steps.sqlite"  # performed procedure step (MPPS) messages
 ACCEPT_CHUNK = 200  # files per journal transaction in accept_files
 LOCK_NAME = "delivery.lock"
+STREAMED_HEADER = 1 << 20  # room counted for a streamed object's header, over its pixel data
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,12 @@ class Outbox:
 
     def accept_dataset(self, dataset: Any, destinations: dict[str, dict[str, Any]],
                        commitment: Iterable[str] = ()) -> dict[str, list[int]]:
-        """Queue one pydicom Dataset, written as a Part 10 file with the kiosk's file meta."""
+        """Queue one pydicom Dataset, written as a Part 10 file with the kiosk's file meta. One whose
+        pixel data is a file (a video object) is written straight into the spool, never into memory,
+        and checked whole on disk before it is queued."""
+        streamed = streamed_size(dataset)
+        if streamed is not None:
+            return self._accept_streamed(dataset, streamed, destinations, set(commitment))
         obj = encode(dataset)
         _check_encoded(obj)
         self.check_capacity(len(obj.data))
@@ -193,6 +199,27 @@ class Outbox:
         try:
             return self._journal([Accepted(entry, obj.sop_instance_uid, obj.sop_class_uid, obj.transfer_syntax)],
                                  destinations, set(commitment))
+        except BaseException:
+            self.spool.remove(entry.name)
+            raise
+
+    def _accept_streamed(self, dataset: Any, size: int, destinations: dict[str, dict[str, Any]],
+                         commitment: set[str]) -> dict[str, list[int]]:
+        set_file_meta(dataset)
+        uid, sop_class, syntax = (str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
+                                  str(dataset.file_meta.TransferSyntaxUID))
+
+        def whole(path: Path) -> None:
+            try:
+                check_complete(path, syntax)
+            except NotPart10Error as exc:
+                raise KioskError(f"image {uid}: {exc.message}", exc.hint) from None
+
+        self.check_capacity(size + STREAMED_HEADER)
+        entry = self.spool.put_written(lambda out: dataset.save_as(out, enforce_file_format=True),
+                                       spool_record(destinations, commitment), whole)
+        try:
+            return self._journal([Accepted(entry, uid, sop_class, syntax)], destinations, commitment)
         except BaseException:
             self.spool.remove(entry.name)
             raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, BinaryIO, Callable, Iterable, Sequence, TypeVar
 
 from kiosk.checksum import chunks
 from kiosk.errors import KioskError
@@ -84,6 +85,9 @@ def _sync_filesystem(fd: int) -> None:
 
 #: A written part: (its path, SHA-256, size).
 Part = tuple[str, str, int]
+#: Writes a file's content into the binary file it is given (e.g. ``Dataset.save_as``).
+Writer = Callable[[BinaryIO], None]
+WRITE_BUFFER = 1 << 20  # a writer's small pieces (element headers) are gathered into writes of this size
 
 
 def _record_part(part: str) -> str:
@@ -157,6 +161,18 @@ class Spool:
         """Store ``data`` durably, with ``record`` (JSON-able) as its record; returns its entry."""
         return self._publish([self._guard(lambda: self._write_part([data], record))])[0]
 
+    def put_written(self, write: Writer, record: dict[str, Any], check: Callable[[Path], None]) -> SpoolEntry:
+        """Store what ``write`` writes durably, with ``record``, as ``put_bytes`` does, but streamed:
+        a file far larger than memory (a video object) passes through in pieces. ``check(path)``
+        looks at the written file before it is published; what it raises keeps the file out."""
+        part = self._guard(lambda: self._write_part(write, record))
+        try:
+            check(Path(part[0]))
+        except BaseException:
+            _discard([part])
+            raise
+        return self._publish([part])[0]
+
     def put_files(self, sources: Sequence[Path], record: dict[str, Any]) -> list[SpoolEntry]:
         """Copy files into the spool durably, all or none; returns their entries in order.
 
@@ -225,7 +241,7 @@ class Spool:
         finally:
             os.close(handle)
 
-    def _write_part(self, pieces: Iterable[bytes], record: dict[str, Any], durable: bool = True) -> Part:
+    def _write_part(self, pieces: Iterable[bytes] | Writer, record: dict[str, Any], durable: bool = True) -> Part:
         """Write ``tmp/<random>.part`` and its record ``tmp/<random>.json.part``, fsynced if ``durable``."""
         part = f"{self._tmp}/{os.urandom(16).hex()}.part"
         digest = hashlib.sha256()
@@ -322,23 +338,47 @@ class Spool:
         return partial, unknown
 
 
-def _write_new(path: str, pieces: Iterable[bytes], durable: bool, digest: Any = None) -> int:
-    """Write ``pieces`` to a new 0600 file (fsynced if ``durable``), hashing them into ``digest``; returns the size."""
-    size = 0
+def _write_new(path: str, pieces: Iterable[bytes] | Writer, durable: bool, digest: Any = None) -> int:
+    """Write ``pieces`` (or what a ``Writer`` writes) to a new 0600 file (fsynced if ``durable``),
+    hashing them into ``digest``; returns the size."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        for chunk in pieces:
-            if digest is not None:
-                digest.update(chunk)
-            size += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
+        sink = _Sink(fd, digest)
+        if callable(pieces):
+            with io.BufferedWriter(sink, WRITE_BUFFER) as buffered:
+                pieces(buffered)
+        else:
+            for chunk in pieces:
+                sink.write(chunk)
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
-    return size
+    return sink.size
+
+
+class _Sink(io.RawIOBase):
+    """Writes to a descriptor, hashing and counting what passes (closing it leaves the descriptor open)."""
+
+    def __init__(self, fd: int, digest: Any) -> None:
+        super().__init__()
+        self.fd, self.digest, self.size = fd, digest, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.digest is not None:
+            self.digest.update(view)
+        length = len(view)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += length
+        return length
+
+    def tell(self) -> int:
+        return self.size
 
 
 def _older(path: Path, cutoff: float) -> bool:

@@ -1,0 +1,237 @@
+"""A clip's video as the elementary stream DICOM holds (PS3.5 8.2.7-8.2.11): Annex B bytes, parameter sets in-band.
+
+MP4, MOV and MKV files keep H.264/HEVC as length-prefixed NAL units with the parameter sets in the
+container (avcC/hvcC): PyAV's bitstream filters (``h264_mp4toannexb``, ``hevc_mp4toannexb``) turn each
+packet into start-code-prefixed NAL units, inserting the parameter sets before each IDR/IRAP picture. A raw
+Annex B input (``.h264``, ``.hevc``, MPEG-TS) is copied as it is. Every part of a split clip starts at
+an IDR picture with its parameter sets (added when the stream carries them only once), so that each
+object decodes alone. Packets pass one at a time: memory stays flat whatever the length.
+
+Frames are counted in decoding order, as ``kiosk.video.probe`` counts them (one packet, one frame).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from kiosk.video.facts import VideoError, VideoFacts
+from kiosk.video.probe import open_container
+
+FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+START = b"\x00\x00\x01"
+# Bytes a part may gain over its packets in the file: parameter sets before each keyframe, start codes
+# one byte longer than some length prefixes (used only to skip reading files plainly small enough).
+KEYFRAME_SLACK, FRAME_SLACK = 4096, 64
+
+
+def _nal_type(codec: str, header: int) -> int:
+    return header & 0x1F if codec == "h264" else (header >> 1) & 0x3F
+
+
+def _is_vcl(codec: str, kind: int) -> bool:
+    return 1 <= kind <= 5 if codec == "h264" else kind < 32
+
+
+def _is_parameter_set(codec: str, kind: int) -> bool:
+    return kind in (7, 8) if codec == "h264" else kind in (32, 33, 34)
+
+
+def _is_idr(codec: str, kind: int) -> bool:
+    """Decoding can start here and every later picture decodes: IDR (H.264 5, HEVC IDR_W_RADL/IDR_N_LP).
+    An HEVC CRA is a keyframe too, but its leading (RASL) pictures need the pictures before it."""
+    return kind == 5 if codec == "h264" else kind in (19, 20)
+
+
+class _AccessUnit:
+    """One packet in Annex B form, with what its NAL units before the first slice say."""
+
+    __slots__ = ("data", "idr", "parameter_sets")
+
+    def __init__(self, codec: str, data: bytes) -> None:
+        self.data = data
+        self.idr = False
+        sets = []
+        at = data.find(START)
+        while at >= 0 and at + 3 < len(data):
+            kind = _nal_type(codec, data[at + 3])
+            if _is_vcl(codec, kind):  # the slices, nearly all the bytes, are never scanned
+                self.idr = _is_idr(codec, kind)
+                break
+            following = data.find(START, at + 3)
+            if _is_parameter_set(codec, kind):
+                # Trailing zeros are the next unit's 4-byte start code; each set gets a 4-byte one of its own.
+                end = len(data) if following < 0 else following
+                sets.append(b"\x00" + data[at:end].rstrip(b"\x00"))
+            at = following
+        self.parameter_sets = b"".join(sets)
+
+
+def _access_units(path: Path) -> Iterator[_AccessUnit]:
+    """The first video stream's packets in decoding order, in Annex B form."""
+    import av
+
+    with open_container(path) as container:
+        if not container.streams.video:
+            raise VideoError(f"{path.name}: holds no video stream", "choose a video file")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        if codec not in FILTERS:
+            raise VideoError(f"{path.name}: {codec} video cannot be stored as it is (DICOM stores H.264 and HEVC)",
+                             "convert it to H.264 first (kiosk convert does)")
+        extradata = stream.codec_context.extradata or b""
+        # avcC/hvcC start with configurationVersion 1; Annex B extradata (or none) means Annex B packets.
+        bsf = av.bitstream.BitStreamFilterContext(FILTERS[codec], stream) if extradata[:1] == b"\x01" else None
+        try:
+            for packet in container.demux(stream):
+                if bsf is None:
+                    if packet.size:
+                        yield _AccessUnit(codec, bytes(packet))
+                    continue
+                for converted in bsf.filter(packet if packet.size else None):
+                    if converted.size:
+                        yield _AccessUnit(codec, bytes(converted))
+        except av.FFmpegError as exc:
+            raise VideoError(f"{path.name}: the video cannot be read to its end ({exc})",
+                             "use a complete copy of the file") from None
+
+
+def segments(path: str | os.PathLike[str], max_bytes: int, facts: VideoFacts | None = None) -> list[tuple[int, int]]:
+    """Frame ranges [first, end) covering the clip in order, each starting at an IDR picture and each
+    whose elementary stream (``write_elementary``) is at most ``max_bytes``; a group of pictures larger
+    than that is a range of its own. With the clip's ``facts``, a file plainly small enough is not read."""
+    return [(first, end) for first, end, _ in parts(path, max_bytes, facts)]
+
+
+def parts(path: str | os.PathLike[str], max_bytes: int,
+          facts: VideoFacts | None = None) -> list[tuple[int, int, int | None]]:
+    """``segments`` with each range's stream size in bytes (None when the file was not read)."""
+    path = Path(path)
+    if facts is not None and path.stat().st_size + len(facts.keyframes) * KEYFRAME_SLACK \
+            + facts.frames * FRAME_SLACK <= max_bytes:
+        return [(0, facts.frames, None)]
+    # Groups of pictures: [first frame, bytes, bytes added when a part starts there]
+    groups: list[list[int]] = []
+    known_sets, frames = b"", 0
+    for index, unit in enumerate(_access_units(path)):
+        if not groups or unit.idr:
+            groups.append([index, 0, 0 if unit.parameter_sets else len(known_sets)])
+        groups[-1][1] += len(unit.data)
+        known_sets = unit.parameter_sets or known_sets
+        frames = index + 1
+    if not frames:
+        raise VideoError(f"{path.name}: the video stream has no frames", "check that the file is not cut short")
+    ranges: list[tuple[int, int, int | None]] = []
+    first, size = 0, 0
+    for start, length, added in groups:
+        if start and size + length > max_bytes:
+            ranges.append((first, start, size))
+            first, size = start, added
+        size += length
+    ranges.append((first, frames, size))
+    return ranges
+
+
+def write_elementary(path: str | os.PathLike[str], out: BinaryIO, first: int = 0, end: int | None = None) -> int:
+    """Write frames [first, end) of the first video stream of ``path`` to ``out`` as an Annex B byte
+    stream that decodes alone (``first`` should be where a ``segments`` range starts); the bytes written."""
+    written = 0
+    for piece in _pieces(Path(path), first, end):
+        out.write(piece)
+        written += len(piece)
+    return written
+
+
+def _pieces(path: Path, first: int, end: int | None) -> Iterator[bytes]:
+    """The bytes of frames [first, end) in order: the parameter sets first when the stream has them
+    only before earlier pictures, then each packet."""
+    known_sets = b""
+    for index, unit in enumerate(_access_units(path)):
+        if end is not None and index >= end:
+            return
+        if index < first:
+            known_sets = unit.parameter_sets or known_sets
+            continue
+        if index == first and not unit.parameter_sets and known_sets:
+            yield known_sets
+        yield unit.data
+
+
+class ElementaryStream(io.BufferedIOBase):
+    """Frames [first, end) of a clip's elementary stream as a read-only, seekable file made from the video
+    file while it is read: pydicom's ``EncapsulatedBuffer`` copies it into a Part 10 file and neither
+    memory (one packet at a time) nor a disk holds a copy. Its ``size`` is taken first (one reading pass,
+    demuxing only, unless given: ``parts``); reading at an earlier position starts again from the top."""
+
+    def __init__(self, path: str | os.PathLike[str], first: int = 0, end: int | None = None,
+                 size: int | None = None) -> None:
+        super().__init__()
+        self.path, self.first, self.end = Path(path), first, end
+        self.size = sum(map(len, _pieces(self.path, first, end))) if size is None else size
+        self._position = 0  # where the next read starts
+        self._source: Iterator[bytes] | None = None
+        self._at = 0  # the stream offset of _pending's first byte
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        left = max(self.size - self._position, 0)
+        wanted = left if size is None or size < 0 else min(size, left)
+        if self._source is None or self._position < self._at:
+            self._restart()
+        out = bytearray()
+        while len(out) < wanted:
+            if self._at + len(self._pending) <= self._position:  # before the wanted position: skipped
+                self._at += len(self._pending)
+                self._pending = memoryview(self._next())
+                continue
+            start = self._position - self._at
+            taken = self._pending[start:start + wanted - len(out)]
+            out += taken
+            self._position += len(taken)
+        if wanted and self._position == self.size and self._leftover():
+            raise self._changed()
+        return bytes(out)
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()  # closes the video file
+        super().close()
+
+    def _restart(self) -> None:
+        if self._source is not None:
+            self._source.close()
+        self._source, self._at, self._pending = _pieces(self.path, self.first, self.end), 0, memoryview(b"")
+
+    def _next(self) -> bytes:
+        piece = next(self._source, None)
+        if piece is None:
+            raise self._changed()
+        return piece
+
+    def _leftover(self) -> bool:
+        """Whether the stream goes on past ``size`` (the file changed after it was measured)."""
+        return self._at + len(self._pending) > self.size or next(self._source, None) is not None
+
+    def _changed(self) -> VideoError:
+        return VideoError(f"{self.path.name}: the video file changed while it was stored",
+                          "leave clips alone until their objects are queued, then send again")
