@@ -105,13 +105,13 @@ class Destination(Protocol):
 
 
 _LISTENER_PORT = threading.Lock()
+COPIES = "copies"  # under the spool: the temporary folders of shaped copies and video fallbacks
 
 
 def fallback_folder(config: Config) -> Path | None:
     """Where the fallbacks of video objects are made (``kiosk.video.fallback``): beside the copies of
     ``kiosk.outbox.shaping``, on the spool's disk; None when ``[video] fallback`` is off."""
     from kiosk.outbox.core import OutboxSettings
-    from kiosk.outbox.shaping import COPIES
 
     return OutboxSettings.from_config(config).spool_dir / COPIES if config.video.fallback else None
 

@@ -36,12 +36,11 @@ from kiosk import coerce, lossy
 from kiosk.checksum import FileChanged, open_checked
 from kiosk.config import NodeConfig
 from kiosk.errors import KioskError
-from kiosk.outbox.destinations import Item, Outcome
+from kiosk.outbox.destinations import COPIES, Item, Outcome
 from kiosk.private import DIR_MODE, private_dir, private_opener
 
 log = logging.getLogger(__name__)
 
-COPIES = "copies"  # the folder under ``folder`` holding each batch's temporary folder
 STALE = 24 * 3600.0  # s; a temporary folder this old was left by a process that died
 
 
