@@ -173,7 +173,7 @@ def test_a_recorded_clip_is_sent_as_one_video_object(kiosk_ui, demo, dciodvfy):
     acquire = live_camera(ui, "A1005")
     ui.tap(acquire.ids.record)
     ui.wait(lambda: not acquire.recording and acquire.count == 1, timeout=30, what="the recorded clip")
-    clip = ui.app.session.captures[0]
+    clip, modality = ui.app.session.captures[0], ui.app.session.context.modality
     ui.tap(acquire.ids.review)
     review = ui.screen("review")
     ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the clip thumbnail")
@@ -184,8 +184,10 @@ def test_a_recorded_clip_is_sent_as_one_video_object(kiosk_ui, demo, dciodvfy):
     assert send.result == T["send_result_commit"].format(done=1, total=1, destination="demo-pacs")
     [path] = peers.received.glob("*.dcm")
     ds = dcmread(path)
-    # The demo order's modality is not ES or XC: Multi-frame True Color SC holding the H.264 stream.
-    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7.4" and ds.PatientID == "DEMO005"
+    # By the order's modality: Video Endoscopic for ES, Video Photographic for XC, else Multi-frame
+    # True Color SC; each holding the recorded H.264 stream as it is.
+    expected = {"ES": "1.2.840.10008.5.1.4.1.1.77.1.1.1", "XC": "1.2.840.10008.5.1.4.1.1.77.1.4.1"}
+    assert ds.SOPClassUID == expected.get(modality, "1.2.840.10008.5.1.4.1.1.7.4") and ds.PatientID == "DEMO005"
     assert ds.file_meta.TransferSyntaxUID in ("1.2.840.10008.1.2.4.102", "1.2.840.10008.1.2.4.104")
     assert int(ds.NumberOfFrames) == clip.video.frames
     dciodvfy(path)

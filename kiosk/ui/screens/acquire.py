@@ -429,9 +429,10 @@ class AcquireScreen(KioskScreen):
         self.busy = self.recording = True
         self.saving, self.clip_warning, self.clip_time = False, False, T["clip_starting"]
         self.status = ""
-        self._recording = ClipRecording(lambda: self.app.services.recorder(device, folder), station,
-                                        done=lambda outcome: Clock.schedule_once(lambda _dt: self._recorded(outcome)),
-                                        release=self.app.hold(station))
+        app = self.app
+        self._recording = ClipRecording(lambda: app.services.recorder(device, folder), station,
+                                        done=lambda outcome: Clock.schedule_once(lambda _dt: self._recorded(app, outcome)),
+                                        release=app.hold(station))
         self._recording.begin()
         self._clip_event = self.app.schedule(self._tick, TICK)
 
@@ -453,6 +454,9 @@ class AcquireScreen(KioskScreen):
         if recording is None or self.saving:
             return
         recording.finish()
+        if self._clip_event is not None:  # the timer says "saving" until the outcome
+            self._clip_event.cancel()
+            self._clip_event = None
         self.saving = True
         self.clip_time = T["clip_saving"]
 
@@ -475,10 +479,9 @@ class AcquireScreen(KioskScreen):
         self.saving = self.clip_warning = False
         self.clip_time = ""
 
-    def _recorded(self, outcome: Outcome) -> None:
-        """On the UI thread: the recording ended and its clip was kept, or not (``Outcome``)."""
-        app = self.app
-        if app is None or app._stopped:
+    def _recorded(self, app: Any, outcome: Outcome) -> None:
+        """On the UI thread: the recording ``app`` started ended and its clip was kept, or not (``Outcome``)."""
+        if app._stopped:  # the clip is in its session already; nobody to tell
             return
         if self._recording is not None and self._recording.station is outcome.station:
             self._recording = None

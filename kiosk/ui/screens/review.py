@@ -365,6 +365,7 @@ class ReviewScreen(KioskScreen):
 
         def failed(error: Any) -> None:
             self.busy = False
+            self.reload()  # as it is (a failed trim closed the clip's player)
             self.app.show_error(error)
 
         self.app.run_async(work, done, failed)
