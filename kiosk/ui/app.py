@@ -13,6 +13,10 @@ publishes every sign-in, sign-out and refused PIN on ``operator_events``
 (``kiosk.operators.OperatorEvents``): the audit trail subscribes there.
 "required": the Patient screen, and so every session, waits for a sign-in.
 Finish, the idle timeout and a tap on the operator in the banner sign out.
+
+Work that still adds to a session after the screen moved on (a clip being
+finished) holds its station (``hold``): ending the session then ends the
+station once that work is done, so the clip stays with its own patient.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.lang import Builder
+from kivy.lang.parser import global_idmap
 from kivy.properties import AliasProperty, BooleanProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.screenmanager import NoTransition
 
@@ -73,6 +78,7 @@ class KioskApp(App):
     message = StringProperty("")
     operator: Operator | None = ObjectProperty(None, allownone=True)  # who is signed in
     sign_in_mode = StringProperty("off")  # [ui] sign_in, as a property the banner follows
+    keeping = BooleanProperty(False)  # something is still being added to the current station (a clip): Send waits
 
     def __init__(self, kiosk_config: Config, store: SessionStore | None = None,
                  demo: Any = None, **kwargs: Any) -> None:
@@ -91,6 +97,8 @@ class KioskApp(App):
         self.operator_events = OperatorEvents()
         self.operator_events.subscribe(trail.operator_event)  # User Authentication in the audit trail
         self._after_sign_in = "patient"  # where the sign-in screen leads
+        self._holds: dict[int, list[Any]] = {}  # id(station) -> [station, holds, end it at the last release]
+        self._holds_lock = threading.Lock()
 
     # -- strings -----------------------------------------------------------
     @staticmethod
@@ -153,6 +161,10 @@ class KioskApp(App):
             self.station.abandon()
         if self.services:
             self.services.close()
+        # A .kv rule that read ``app`` while the screens stopped (a button following the preview's
+        # end) made Kivy's ``app`` proxy take this app again after it forgot it on_stop: forget it
+        # now, or the next app's rules would read this one's settings.
+        object.__setattr__(global_idmap["app"], "_obj", None)
 
     def schedule(self, callback: Callable[[float], None], interval: float) -> Any:
         """A repeating timer cancelled when the app stops."""
@@ -362,12 +374,51 @@ class KioskApp(App):
     def _end_station(self) -> None:
         station, self.station, self.session = self.station, None, None
         if station is not None:
-            station.end()
+            with self._holds_lock:
+                held = self._holds.get(id(station))
+                if held is not None:
+                    held[2] = True  # ended by the last release
+            if held is None:
+                station.end()
         self._session_changed()
+
+    def hold(self, station: Station) -> Callable[[], None]:
+        """Keep ``station`` from ending until the returned ``release()`` (callable once, from any
+        thread): work that adds to it, such as a clip being finished. A session ended meanwhile
+        leaves the screens at once; its station ends at the last release."""
+        with self._holds_lock:
+            held = self._holds.setdefault(id(station), [station, 0, False])
+            held[1] += 1
+        self._follow_holds()
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            with self._holds_lock:
+                held[1] -= 1
+                end = held[1] == 0 and held[2]
+                if held[1] == 0:
+                    del self._holds[id(station)]
+            if end:
+                try:
+                    station.end()
+                except KioskError as error:  # the captures stay in the session folder
+                    log.warning("a held session could not be ended: %s", error.message)
+            Clock.schedule_once(lambda _dt: self._follow_holds())
+
+        return release
+
+    def _follow_holds(self) -> None:
+        with self._holds_lock:
+            keeping = self.station is not None and id(self.station) in self._holds
+        self.keeping = keeping
 
     def _session_changed(self) -> None:
         self._generation += 1
         self.has_session = self.session is not None
+        self._follow_holds()
         if self.session is not None:
             self.session.on_change = self.session_saved
         for screen in self.manager.screens:

@@ -238,8 +238,12 @@ class Services:
         """Open a source with the [acquisition] settings (clip length, stall timeout)."""
         return _module("drivers.registry").open_device(uri, values_of(self.config.acquisition))
 
-    def max_clip_seconds(self) -> float:
-        return self.config.acquisition.max_clip_seconds
+    def recorder(self, device: Any, folder: Path) -> Any:
+        """A ``kiosk.video.recorder.Recorder`` of the open live ``device`` writing into ``folder`` (the
+        session's, so the clip is moved in by a rename), with the [video] settings, at most
+        ``[acquisition] max_clip_seconds`` long. Imports PyAV: call it off the UI thread."""
+        recorder = _module("kiosk.video.recorder")
+        return recorder.Recorder(device, folder, self.config.video, max_seconds=self.config.acquisition.max_clip_seconds)
 
     def cleaner(self, preset_name: str) -> Any:
         """The preset's page clean-up: a ``kiosk.cleanup.Cleaner`` (counts the blank pages it leaves out)."""

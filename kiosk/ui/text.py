@@ -1,4 +1,4 @@
-"""Display helpers: DICOM names and dates for people, and a font for every script.
+"""Display helpers: DICOM names, dates and durations for people, and a font for every script.
 
 Kivy has no font fallback. The bundled Roboto covers Latin, Greek and
 Cyrillic; runs of CJK characters are wrapped in ``[font=...]`` markup with a
@@ -63,3 +63,21 @@ def date(value: str) -> str:
     if len(value) == 8 and value.isdigit():
         return f"{value[:4]}-{value[4:6]}-{value[6:]}"
     return value
+
+
+def size(count: float) -> str:
+    """A number of bytes for people: "41.2 GB", "4.1 MB", "38 kB"."""
+    if count >= 1e9:
+        return f"{count / 1e9:.1f} GB"
+    if count >= 1e6:
+        return f"{count / 1e6:.1f} MB"
+    return f"{count / 1e3:.0f} kB"
+
+
+def clock(seconds: float, tenths: bool = False) -> str:
+    """A duration as on a player: ``m:ss`` (``m:ss.t`` with ``tenths``); minutes go past 59."""
+    if tenths:
+        whole = round(max(0.0, seconds) * 10)
+        return f"{whole // 600}:{whole // 10 % 60:02d}.{whole % 10}"
+    whole = int(max(0.0, seconds))
+    return f"{whole // 60}:{whole % 60:02d}"

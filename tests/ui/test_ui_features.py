@@ -1,4 +1,4 @@
-"""Touch UI: clips, feeder page limits, worklist filters and pull to refresh, generated IDs,
+"""Touch UI: feeder page limits, worklist filters and pull to refresh, generated IDs,
 per-job outbox actions, preset editing, the app's DICOM listener and the strings rule."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from kiosk.study import StudyContext
 from kiosk.ui.strings import T
 from tests.ui.test_ui_admin import press_pin
-from tests.ui.test_ui_flow import demo, open_source, start_session_by_barcode  # noqa: F401 (fixture)
+from tests.ui.test_ui_flow import demo, start_session_by_barcode  # noqa: F401 (fixture)
 from tests.support.paths import ROOT
 from tests.support.worklist_data import doubtful_items
 
@@ -23,36 +23,6 @@ UI_DIR = ROOT / "kiosk" / "ui"
 
 def with_extra(config, section, **values):
     return replace(config, **{section: replace(getattr(config, section), **values)})
-
-
-def test_camera_clip_with_timer_becomes_one_multiframe_object(kiosk_ui, demo, dciodvfy):
-    from pydicom import dcmread
-
-    peers, config = demo
-    ui = kiosk_ui(with_extra(config, "acquisition", max_clip_seconds=1.0), demo=peers)
-    acquire = open_source(ui, "A1005", "Demo camera")
-    ui.wait(lambda: acquire.live and acquire.frames_shown > 3, what="live preview")
-    ui.tap(acquire.ids.record)
-    ui.wait(lambda: acquire.recording and "/ 0:01" in acquire.ids.record.text, what="the clip timer")
-    ui.screenshot("clip")
-    # The clip stops by itself at [acquisition] max_clip_seconds.
-    ui.wait(lambda: not acquire.recording and acquire.count == 1, timeout=20, what="the recorded clip")
-    item = ui.app.session.items[0]
-    assert item.clip is not None and 20 <= len(item.clip) <= 31, len(item.clip)
-    ui.tap(acquire.ids.review)
-    review = ui.screen("review")
-    ui.wait(lambda: len(review.ids.thumbs.children) == 1, what="the clip thumbnail")
-    assert review.selected_clip and review.ids.rotate.disabled and not review.ids.delete.disabled
-    assert T["clip_item"].split(":")[0] in review.status
-    ui.tap(review.ids.send)
-    send = ui.screen("send")
-    ui.tap(send.ids.send)
-    ui.wait(lambda: send.finished, timeout=90, what="the send result")
-    assert send.result == T["send_result_commit"].format(done=1, total=1, destination="demo-pacs")
-    [path] = peers.received.glob("*.dcm")
-    ds = dcmread(path)
-    assert int(ds.NumberOfFrames) == len(item.clip) and ds.PatientID == "DEMO005"
-    dciodvfy(path)
 
 
 def scan_with_feeder(ui, pages):
@@ -338,7 +308,7 @@ def test_scroll_views_and_the_screen_manager_clip_with_the_scissor_not_the_stenc
     ((720, 1280), (952, 526), (720, 1280)),    # less than twice the preview: as it is
 ])
 def test_preview_frames_are_scaled_by_a_whole_factor(frame, preview, expected):
-    from kiosk.ui.screens.acquire import fit
+    from kiosk.ui.widgets.thumbs import fit
 
     pixels = np.zeros((*frame, 3), np.uint8)
     assert fit(pixels, preview).shape == (*expected, 3)

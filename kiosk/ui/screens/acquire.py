@@ -8,13 +8,17 @@ Devices are opened, scanned and read on worker threads; pages are written to
 the session (disk) there too, and the screen hears about them through
 ``Clock.schedule_once``. The live preview runs a reader thread that keeps only
 the newest frame; a 30 Hz UI timer uploads it to a texture when it changed.
+
+Record clip hands the open live source to a ``kiosk.video.recorder.Recorder``
+(``kiosk.ui.recording``): it encodes to a file in the session folder while the
+preview runs on; the timer over the preview shows elapsed / limit and the free
+disk space. Stills can be captured while a clip records.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +31,20 @@ from kiosk.errors import KioskError
 from kiosk.modalities import source_order
 from kiosk.session import Session
 from kiosk.ui.media_watch import MediaWatch
+from kiosk.ui.recording import ClipRecording, Outcome
 from kiosk.ui.screens.base import KioskScreen
 from kiosk.ui.services import FEEDER
-from kiosk.ui.text import markup
+from kiosk.ui.text import clock, markup, size
 from kiosk.ui.strings import T
-from kiosk.ui.widgets.thumbs import texture_from
+from kiosk.ui.widgets.thumbs import fit, texture_from
 
 log = logging.getLogger(__name__)
 
-
-def fit(pixels: Any, size: tuple[int, int]) -> Any:
-    """Scale a frame down on the reader thread by the largest whole factor that keeps it at least
-    the preview's ``size``: smaller uploads, less to draw; the GPU scales the rest.
-
-    Whole factors because OpenCV's area filter takes ~0.5 ms for them and ~8 ms for any other
-    scale of a 1080p frame: CPU the window's redraw needs on a machine without a GPU.
-    """
-    height, width = pixels.shape[:2]
-    if size[0] <= 0 or size[1] <= 0:
-        return pixels
-    factor = int(min(width / size[0], height / size[1]))
-    if factor < 2:
-        return pixels
-    try:
-        import cv2
-    except ImportError:  # without OpenCV the GPU scales the full frame
-        return pixels
-    # A crop to a multiple of the factor (at most factor - 1 edge pixels) keeps OpenCV's fast path.
-    rows, columns = height // factor, width // factor
-    whole = pixels[: rows * factor, : columns * factor]
-    return cv2.resize(whole, (columns, rows), interpolation=cv2.INTER_AREA)
+TICK = 0.25  # s between updates of the recording timer
+NEAR_LIMIT = 10.0  # s before the longest clip (or 5 % of it, if more) the timer turns amber
+NEAR_RESERVE = 1e9  # bytes above [video] reserve_mb at which the timer turns amber
+MB = 1 << 20  # as [video] reserve_mb counts
+KEEP_CLIP_TIMEOUT = 30.0  # s the app waits, when it stops, for a clip being recorded to be kept
 
 
 class ImportCard(ModalView):
@@ -87,8 +75,11 @@ class AcquireScreen(KioskScreen):
     preset = StringProperty("")
     page_limit = StringProperty("")  # feeder batches: "" (all pages) or a number chosen by the user
     stopping = BooleanProperty(False)  # "Stop after this page" was tapped
-    recording = BooleanProperty(False)
-    clip_time = StringProperty("")
+    capturing = BooleanProperty(False)  # a still is being taken (also while a clip records)
+    recording = BooleanProperty(False)  # a clip is being recorded (from Record until it is kept)
+    saving = BooleanProperty(False)  # Stop was tapped: the recorder finishes the file
+    clip_time = StringProperty("")  # the timer over the preview
+    clip_warning = BooleanProperty(False)  # near the longest clip or the disk reserve: the timer is amber
     feeder = BooleanProperty(False)  # a document-feeder preset is chosen: the page limit applies
 
     def __init__(self, **kwargs: Any) -> None:
@@ -104,7 +95,7 @@ class AcquireScreen(KioskScreen):
         self._texture: Any = None
         self.frames_shown = 0
         self._stop_after = threading.Event()
-        self._clip_stop = threading.Event()
+        self._recording: ClipRecording | None = None
         self._clip_event: Any = None
         self.media: list[Path] = []  # inserted media holding DICOM, each a tile
         self._media_watch: MediaWatch | None = None
@@ -131,7 +122,7 @@ class AcquireScreen(KioskScreen):
             self._media_watch.stop()
 
     def on_session(self, session: Session | None) -> None:
-        self.stop_recording()
+        self._let_recording_go()
         self.stop_preview()
         self.cancel()
         self.ids.preview.texture = None
@@ -143,7 +134,9 @@ class AcquireScreen(KioskScreen):
             self._show_tiles(self.devices)
 
     def on_app_stop(self) -> None:
-        self.stop_recording()
+        recording = self._let_recording_go()
+        if recording is not None and not recording.wait(KEEP_CLIP_TIMEOUT):
+            log.warning("the clip being recorded was not kept within %.0f s of stopping", KEEP_CLIP_TIMEOUT)
         self.stop_preview()
         self.cancel()
         if self._media_watch is not None:
@@ -217,7 +210,7 @@ class AcquireScreen(KioskScreen):
             self.start_preview()
 
     def _failed(self, error: KioskError) -> None:
-        self.busy = False
+        self.busy = self.recording  # a clip being recorded ends by its own outcome
         self.stopping = False
         self.progress = 0
         self.status = error.message + (f" {error.hint}" if error.hint else "")
@@ -399,11 +392,11 @@ class AcquireScreen(KioskScreen):
         self._frame, self._frame_seq, self._shown_seq = None, 0, 0
 
     def capture(self) -> None:
-        """Keep the next live frame (button, space/enter key or a foot pedal)."""
+        """Keep the next live frame (button, space/enter key or a foot pedal), also while a clip records."""
         station, device = self.app.station, self.device
-        if station is None or device is None or not self.live or self.busy:
+        if station is None or device is None or not self.live or self.capturing or (self.busy and not self.recording):
             return
-        self.busy = True
+        self.busy = self.capturing = True
 
         def work() -> Any:
             capture = device.acquire()
@@ -411,65 +404,107 @@ class AcquireScreen(KioskScreen):
             return capture
 
         def done(_capture: Any) -> None:
-            self.busy = False
+            self.capturing = False
+            self.busy = self.recording
             self.status = T["captured"]
 
-        self.app.run_async(work, done, self._failed)
-
-    # -- clips -------------------------------------------------------------------
-    def toggle_recording(self) -> None:
-        """Record button: start a clip, or stop it (it also stops at [acquisition] max_clip_seconds)."""
-        if self.recording:
-            self._clip_stop.set()
-            return
-        station, device = self.app.station, self.device
-        if station is None or device is None or not self.live or self.busy:
-            return
-        limit = self.app.services.max_clip_seconds()
-        self._clip_stop = stop = threading.Event()
-        self.busy = self.recording = True
-        started = time.monotonic()
-
-        def tick(_dt: float) -> None:
-            elapsed = min(time.monotonic() - started, limit)
-            self.clip_time = T["clip_timer"].format(elapsed=_clock(elapsed), limit=_clock(limit))
-
-        tick(0)
-        self._clip_event = self.app.schedule(tick, 0.2)
-
-        def work() -> int:
-            frames = device.record(limit, stop=stop)
-            station.add_clip(frames)
-            return len(frames)
-
-        def done(frames: int) -> None:
-            self.stop_recording()
-            self.status = T["clip_added"].format(frames=frames)
-
         def failed(error: KioskError) -> None:
-            self.stop_recording()
+            self.capturing = False
             self._failed(error)
+            self.busy = self.recording
 
         self.app.run_async(work, done, failed)
 
+    # -- clips -------------------------------------------------------------------
+    def toggle_recording(self) -> None:
+        """Record button: start a clip, or stop it (the recorder also stops by itself at [acquisition]
+        max_clip_seconds, near the disk's [video] reserve_mb, or when the source is lost)."""
+        if self._recording is not None:
+            self.stop_recording()
+            return
+        station, device = self.app.station, self.device
+        if station is None or station.session is None or device is None or not self.live or self.busy:
+            return
+        folder = station.session.folder  # the clip's disk: it joins the session by a rename
+        self.busy = self.recording = True
+        self.saving, self.clip_warning, self.clip_time = False, False, T["clip_starting"]
+        self.status = ""
+        app = self.app
+        self._recording = ClipRecording(lambda: app.services.recorder(device, folder), station,
+                                        done=lambda outcome: Clock.schedule_once(lambda _dt: self._recorded(app, outcome)),
+                                        release=app.hold(station))
+        self._recording.begin()
+        self._clip_event = self.app.schedule(self._tick, TICK)
+
+    def _tick(self, _dt: float) -> None:
+        """The timer: elapsed / limit and the free space of the session's disk, amber near either end."""
+        recording = self._recording
+        if recording is None or not recording.started.is_set():
+            return
+        recorder = recording.recorder
+        elapsed, limit, free = recorder.elapsed, recorder.limit, recorder.free_bytes
+        reserve = self.app.kiosk_config.video.reserve_mb * MB
+        self.clip_warning = limit - elapsed <= max(NEAR_LIMIT, limit * 0.05) or free - reserve <= NEAR_RESERVE
+        self.clip_time = T["clip_timer"].format(elapsed=clock(elapsed), limit=clock(limit), free=size(free))
+
     def stop_recording(self) -> None:
-        self._clip_stop.set()
+        """Stop the clip being recorded and keep it in the session it was recorded for (Stop, leaving
+        the screen, another source); the outcome arrives in ``_recorded``."""
+        recording = self._recording
+        if recording is None or self.saving:
+            return
+        recording.finish()
+        if self._clip_event is not None:  # the timer says "saving" until the outcome
+            self._clip_event.cancel()
+            self._clip_event = None
+        self.saving = True
+        self.clip_time = T["clip_saving"]
+
+    def _let_recording_go(self) -> ClipRecording | None:
+        """The session changed or the app stops: the clip is still kept in its own session (the app
+        holds it open until then), but this screen no longer shows it."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.finish()
+        self._recording_ended()
+        return recording
+
+    def _recording_ended(self) -> None:
         if self._clip_event is not None:
             self._clip_event.cancel()
             self._clip_event = None
         if self.recording:
-            self.recording = self.busy = False
+            self.recording = False
+            self.busy = self.capturing
+        self.saving = self.clip_warning = False
         self.clip_time = ""
+
+    def _recorded(self, app: Any, outcome: Outcome) -> None:
+        """On the UI thread: the recording ``app`` started ended and its clip was kept, or not (``Outcome``)."""
+        if app._stopped:  # the clip is in its session already; nobody to tell
+            return
+        if self._recording is not None and self._recording.station is outcome.station:
+            self._recording = None
+            self._recording_ended()
+        current = outcome.station is app.station
+        if outcome.error is not None:
+            if not outcome.started:  # refused (disk below the reserve, no live picture): nothing was recorded
+                if current:
+                    self._failed(outcome.error)
+            else:
+                app.show_error(T["clip_not_kept"].format(why=outcome.error.message))
+        elif not current:
+            app.show_message(T["clip_kept_elsewhere"])
+        else:
+            clip = outcome.clip.video
+            said = T["clip_added"].format(duration=clock(clip.duration), frames=clip.frames)
+            self.status = T["clip_added_because"].format(added=said, why=outcome.message) if outcome.reason else said
 
     def on_key(self, key: int) -> bool:
         if self.manager.current == self.name and self.live and key in (32, 13, 271):
             self.capture()
             return True
         return False
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 SCREEN = AcquireScreen
