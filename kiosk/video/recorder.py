@@ -378,9 +378,11 @@ class Recorder:
         if codec == "libx264":
             level = "4.1" if _fits_level_41(out_w, out_h, self._rate) else "4.2"
             # The 8x8 transform is what makes a stream High Profile: ultrafast turns it off (Baseline).
-            options.update(profile="high", level=level, **{"x264-params": "8x8dct=1"})
+            # No scene-cut keyframes: one a second, evenly, is what trims and splits cut at.
+            options.update(profile="high", level=level, **{"x264-params": "8x8dct=1:scenecut=0"})
         else:
-            options.update(profile="main", **{"x265-params": f"keyint={keyint}:log-level=none"})
+            # Closed GOPs: an open one starts with pictures of the one before, so the clip could never be split.
+            options.update(profile="main", **{"x265-params": f"keyint={keyint}:open-gop=0:scenecut=0:log-level=none"})
         stream.options = options
         self._stream = stream
         if scale != 1.0 or pixels.ndim != 3:
