@@ -3,8 +3,9 @@
 A stream that a DICOM video transfer syntax takes as it is (``kiosk.video.probe.syntax_for``: H.264 High
 up to Level 4.2, HEVC Main/Main 10 up to 5.1) is passed through, its bytes kept; any other (H.264 4:4:4
 or 10-bit, VP9, MPEG-4 Part 2 ..., or a phone's portrait video that players turn upright) is transcoded
-once to H.264 High (``kiosk.video.streams.transcode``) into a work folder. The work folder is on a real disk, beside the output or in the session's folder
-(a clip of an hour does not fit in a RAM /tmp), and is removed afterwards (``work_folder``).
+once to H.264 High (``kiosk.video.streams.transcode``) into a work folder. The work folder is on a real
+disk, beside the output or in the session's folder (a clip of an hour does not fit in a RAM /tmp), and is
+removed afterwards (``work_folder``).
 Every failure is a ``FileLoadError`` naming the file.
 """
 

@@ -245,7 +245,8 @@ def _check_space(src: Path, dst: Path, video: "VideoConfig") -> None:
     need = src.stat().st_size + video.reserve_mb * MB
     if free < need:
         raise VideoError(f"{src.name}: not enough free disk space to transcode it ({free / MB:,.0f} MB free, "
-                         f"{need / MB:,.0f} MB needed with the reserve)", "free disk space, or lower [video] reserve_mb")
+                         f"{need / MB:,.0f} MB needed with the reserve)",
+                         "free disk space, or lower [video] reserve_mb")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from tests.support.video_files import (faststart, ffprobe, framemd5, make_audio_
                                        turned, video_stream)
 
 PATIENT = ["--patient-name", "Doe^Jane", "--patient-id", "PID1"]
-needs_video_objects = pytest.mark.skipif(not hasattr(Batch, "objects"),
-                                         reason="the video objects (Batch.objects, kiosk/dicomize/video.py) are not built yet")
+needs_video_objects = pytest.mark.skipif(
+    not hasattr(Batch, "objects"), reason="the video objects (Batch.objects, kiosk/dicomize/video.py) are not built yet")
 
 
 def run(capsys, *argv):
@@ -61,7 +61,7 @@ def clips(monkeypatch):
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
-    made = {kind: make_video(folder, kind) for kind in ("h264", "hevc", "mov", "vp9", "h444", "h10", "mpeg4")}
+    made = {kind: make_video(folder, kind) for kind in ("h264", "hevc", "hevc10", "mov", "vp9", "h444", "h10", "mpeg4")}
     made["nameless"] = make_video(folder, "mkv", name="recording")  # a Matroska file without a suffix
     return made
 
@@ -82,8 +82,10 @@ def test_each_video_file_becomes_one_clip(tmp_path, capsys, videos, clips):
     assert sorted(seen) == sorted(p.name for p in videos.values())  # the nameless file found by its bytes
     notes = dict((Path(where).name, note) for where, note in (line.split(": ", 1) for line in err if "/in/" in line))
     assert notes["h264.mp4"] == "passed through: H.264 High 4.1, 320x240, 25 fps, 2.0 s"
-    assert notes["clip.mov"].startswith("passed through: H.264 High") and notes["recording"].startswith("passed through: H.264")
-    assert notes["hevc.mp4"].startswith("passed through: HEVC Main")
+    assert notes["clip.mov"].startswith("passed through: H.264 High")
+    assert notes["recording"].startswith("passed through: H.264 High")
+    assert notes["hevc.mp4"].startswith("passed through: HEVC Main ")
+    assert notes["hevc10.mp4"].startswith("passed through: HEVC Main 10 ")
     assert notes["vp9.webm"] == ("transcoded: VP9 Profile 0 (DICOM stores H.264 and HEVC video) -> "
                                  "H.264 High 4.1, 320x240, 25 fps, 2.0 s")
     assert notes["h444.mp4"].startswith("transcoded: H.264 High 4:4:4 Predictive (DICOM takes High Profile")
@@ -94,7 +96,7 @@ def test_each_video_file_becomes_one_clip(tmp_path, capsys, videos, clips):
         assert capture.is_clip and capture.kind is SourceKind.FILE_IMPORT and capture.video.frames == 50
         assert capture.pixels.shape == (240, 320, 3)
         assert int(clip.stream["nb_read_frames"]) == 50
-        if name in ("h264.mp4", "clip.mov", "recording", "hevc.mp4"):
+        if name in ("h264.mp4", "clip.mov", "recording", "hevc.mp4", "hevc10.mp4"):
             assert capture.encoded_path == inputs / name  # the file itself, no copy
             assert clip.md5 == framemd5(inputs / name)
             assert "lossy_history" not in capture.metadata
@@ -161,6 +163,7 @@ def test_a_video_named_on_the_command_line_is_judged_by_its_bytes(tmp_path, caps
 def _stream_of(ds: pydicom.Dataset, path: Path) -> Path:
     """The encapsulated video stream of ``ds``, written to ``path`` for ffmpeg."""
     fragments = generate_fragments(ds.PixelData)
+    next(fragments)  # the Basic Offset Table
     path.write_bytes(b"".join(fragments))
     return path
 

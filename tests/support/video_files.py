@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from tests.support.peers import require_binary
 
 SIZE, RATE = "320x240", 25
@@ -21,7 +23,13 @@ KINDS = {
                                   "-bf", "0", "-x264-params", "scenecut=0"]),
     "h444": ("h444.mp4", ["-c:v", "libx264", "-profile:v", "high444", "-pix_fmt", "yuv444p"]),
     "h10": ("h10.mp4", ["-c:v", "libx264", "-profile:v", "high10", "-pix_fmt", "yuv420p10le"]),
-    "hevc": ("hevc.mp4", ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-tag:v", "hvc1", "-x265-params", "log-level=error"]),
+    "hevc": ("hevc.mp4", ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+                          "-x265-params", "log-level=error"]),
+    "hevc10": ("hevc10.mp4", ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1",
+                              "-x265-params", "log-level=error"]),
+    # Interlaced (top field first), as a broadcast or SD capture card's recording.
+    "interlaced": ("interlaced.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-flags", "+ildct+ilme",
+                                      "-x264-params", "tff=1"]),
     "vp9": ("vp9.webm", ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]),
     "mov": ("clip.mov", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
     "mkv": ("clip.mkv", ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "matroska"]),
@@ -84,12 +92,20 @@ def framemd5(path: Path) -> list[str]:
     return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line and not line.startswith("#")]
 
 
+def ffmpeg_first_frame(path: Path, height: int, width: int) -> np.ndarray:
+    """The first frame as ffmpeg shows it (turned upright as its display matrix says), RGB, ``height`` x ``width``."""
+    ffmpeg = require_binary("ffmpeg")
+    raw = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+
+
 def ffprobe(path: Path) -> dict:
     """ffprobe's streams of ``path`` (frames counted by decoding) and its video packets' key flags."""
     binary = require_binary("ffprobe")
     out = subprocess.run([binary, "-v", "error", "-count_frames", "-show_streams", "-show_entries",
-                          "packet=pts_time,flags,stream_index", "-of", "json", str(path)], capture_output=True, text=True,
-                         check=True).stdout
+                          "packet=pts_time,flags,stream_index", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
