@@ -2,10 +2,10 @@
 
 A stream that a DICOM video transfer syntax takes as it is (``kiosk.video.probe.syntax_for``: H.264 High
 up to Level 4.2, HEVC Main/Main 10 up to 5.1) is passed through, its bytes kept; any other (H.264 4:4:4
-or 10-bit, VP9, MPEG-4 Part 2 ..., or a phone's portrait video that players turn upright) is transcoded
-once to H.264 High (``kiosk.video.streams.transcode``) into a work folder. The work folder is on a real
-disk, beside the output or in the session's folder (a clip of an hour does not fit in a RAM /tmp), and is
-removed afterwards (``work_folder``).
+or 10-bit, VP9, MPEG-4 Part 2 ..., a phone's portrait video that players turn upright, a file whose edit
+list hides frames) is transcoded once to H.264 High (``kiosk.video.streams.transcode``) into a work folder.
+The work folder is on a real disk, beside the output or in the session's folder (a clip of an hour does
+not fit in a RAM /tmp), and is removed afterwards (``work_folder``).
 Every failure is a ``FileLoadError`` naming the file.
 """
 
@@ -76,14 +76,14 @@ def import_video(path: str | os.PathLike[str], work_dir: str | os.PathLike[str],
     transcoding. Raises ``FileLoadError``."""
     from drivers.file_reader import FileLoadError
     from kiosk.video.probe import probe, syntax_for, why_not
-    from kiosk.video.streams import clip_capture, display_turns, transcode
+    from kiosk.video.streams import clip_capture, playback_changes, transcode
 
     path = Path(path)
     try:
         facts = probe(path)
         acquired = dt.datetime.fromtimestamp(path.stat().st_mtime)
-        turns = display_turns(path)
-        if syntax_for(facts) is not None and not turns:
+        changes = playback_changes(path)
+        if syntax_for(facts) is not None and not changes:
             kept = path
             if copy:
                 kept = unused_name(Path(work_dir) / path.name)
@@ -94,9 +94,8 @@ def import_video(path: str | os.PathLike[str], work_dir: str | os.PathLike[str],
         target = unused_name(Path(work_dir) / f"{path.stem}.mp4")
         result = transcode(path, target, video, progress=progress, cancel=cancel)
         capture = clip_capture(target, kind, source=str(path), metadata=_lossy_history(facts), facts=result)
-        reason = why_not(facts) or f"shown turned by {90 * turns} degrees (DICOM video has no display rotation)"
-        return ImportedVideo(replace(capture, acquired_at=acquired), f"transcoded: {reason} -> {result.describe()}",
-                             True)
+        note = f"transcoded: {why_not(facts) or changes} -> {result.describe()}"
+        return ImportedVideo(replace(capture, acquired_at=acquired), note, True)
     except KioskError as error:
         # The video module names the file by its name; the loader's messages by the path given.
         problem = error.message

@@ -38,8 +38,8 @@ H264_VBV = "vbv-maxrate=62500:vbv-bufsize=78125"
 
 def decode_frames(path: str | os.PathLike[str], start: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
     """The frames of the first video stream from ``start`` (seconds from the clip's first frame) on, in
-    display order, as (time in seconds from the first frame, RGB uint8 array), upright as a player shows
-    them (``display_turns``)."""
+    display order, as (time in seconds from the first frame, RGB uint8 array), as a player shows them
+    (upright, without frames an edit list hides: ``playback_changes``)."""
     av = _av()
     path = Path(path)
     with open_container(path) as container:
@@ -77,22 +77,35 @@ def first_frame(path: str | os.PathLike[str]) -> np.ndarray:
         frames.close()
 
 
-def display_turns(path: str | os.PathLike[str]) -> int:
-    """Quarter turns (counterclockwise) a player gives the picture, from the stream's display matrix: 1 or
-    3 for a phone's portrait video, stored lying on its side; 0 for almost everything else. DICOM video
-    has no such matrix, so a turned stream is transcoded upright rather than passed through."""
+def playback_changes(path: str | os.PathLike[str]) -> str:
+    """What a player does to the coded frames that DICOM video, with neither display matrices nor edit
+    lists, would not: "" when it shows them as they are coded; else why, e.g. "shown turned by 90 degrees"
+    (a phone's portrait video, stored lying on its side) or "its first 13 frames are hidden by an edit
+    list" (a file cut without re-encoding). Such a stream is transcoded as shown, not passed through.
+    Only the start of the file is read."""
     av = _av()
     path = Path(path)
+    hidden, turns = 0, None
     with open_container(path) as container:
         stream = _video_stream(container, path)
         try:
-            for frame in container.decode(stream):
-                return _turns(frame)
+            for packet in container.demux(stream):
+                hidden += bool(packet.size and packet.is_discard)
+                if turns is None:
+                    turns = next((_turns(frame) for frame in packet.decode()), None)
+                if turns is not None and packet.size and not packet.is_discard:
+                    break
         except av.FFmpegError as exc:
-            raise VideoError(f"{path.name}: the video is damaged at its first frame ({exc})",
+            raise VideoError(f"{path.name}: the video is damaged at its start ({exc})",
                              "use a complete copy of the file") from None
-    raise VideoError(f"{path.name}: no frame of the video can be decoded",
-                     "check that the file is a whole video, not cut short")
+    if turns is None:
+        raise VideoError(f"{path.name}: no frame of the video can be decoded",
+                         "check that the file is a whole video, not cut short")
+    if turns:
+        return f"shown turned by {90 * turns} degrees (DICOM video has no display rotation)"
+    if hidden:
+        return f"its first {hidden} frame(s) are hidden by an edit list (DICOM video has none)"
+    return ""
 
 
 def clip_capture(path: str | os.PathLike[str], kind: SourceKind, source: str = "",
@@ -107,10 +120,10 @@ def clip_capture(path: str | os.PathLike[str], kind: SourceKind, source: str = "
 
 def conforming_file(src: str | os.PathLike[str], work_dir: str | os.PathLike[str], video: "VideoConfig") -> Path:
     """``src`` itself when its stream can be stored as it is (``syntax_for``, and shown as it is coded:
-    ``display_turns``), else a conforming copy transcoded into ``work_dir`` (named after ``src``, never
+    ``playback_changes``), else a conforming copy transcoded into ``work_dir`` (named after ``src``, never
     replacing a file there)."""
     src = Path(src)
-    if syntax_for(probe(src)) is not None and not display_turns(src):
+    if syntax_for(probe(src)) is not None and not playback_changes(src):
         return src
     dst = unused_name(Path(work_dir) / f"{src.stem}.mp4")
     transcode(src, dst, video)
@@ -157,8 +170,8 @@ def transcode(src: str | os.PathLike[str], dst: str | os.PathLike[str], video: "
     """Encode the first video stream of ``src`` into an MP4 at ``dst`` that a DICOM video syntax takes as it is:
     H.264 High (Level 4.1 up to 1080p30 and 720p60, else 4.2) or, with ``video.codec == "hevc"``, HEVC Main;
     8-bit 4:2:0, a keyframe every second, ``video.preset`` and ``video.crf``, no audio. Larger pictures are
-    scaled down to fit (keeping the aspect), faster ones reduced to 60 fps, pictures a player would turn
-    (``display_turns``) are turned upright. ``progress(fraction)`` is called as frames are done; setting
+    scaled down to fit (keeping the aspect), faster ones reduced to 60 fps; the frames are those a player
+    shows (``playback_changes``: turned upright, none an edit list hides). ``progress(fraction)`` is called as frames are done; setting
     ``cancel`` stops it (``VideoError``, nothing left at ``dst``). Returns the facts of the new file."""
     av = _av()
     src, dst = Path(src), Path(dst)

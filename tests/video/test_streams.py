@@ -3,6 +3,7 @@ trims that keep the source's frames exactly (framemd5), and clear errors for fil
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import numpy as np
@@ -13,8 +14,9 @@ from kiosk.capture import SourceKind
 from kiosk.config import VideoConfig
 from kiosk.video.facts import VideoError
 from kiosk.video.probe import probe, syntax_for
-from kiosk.video.streams import (clip_capture, conforming_file, decode_frames, display_turns, first_frame,
-                                 keyframe_times, transcode, trim)
+from kiosk.video.streams import (clip_capture, conforming_file, decode_frames, first_frame, keyframe_times,
+                                 playback_changes, transcode, trim)
+from tests.support.peers import require_binary
 from tests.support.video_files import (faststart, ffmpeg_first_frame, ffprobe, framemd5, key_times, make_audio_only,
                                        make_video, truncated, turned, video_stream)
 
@@ -79,16 +81,32 @@ def test_a_portrait_phone_video_is_shown_and_transcoded_upright(files, tmp_path)
     """Stored 320x240 with a display matrix turning it 90 degrees: decoded as ffmpeg shows it (240 wide,
     320 high), and not passed through (DICOM has no such matrix) but transcoded upright."""
     source = turned(files["h264"], tmp_path / "portrait.mp4")
-    assert display_turns(source) == 1 and display_turns(files["h264"]) == 0
+    assert playback_changes(source) == "shown turned by 90 degrees (DICOM video has no display rotation)"
+    assert playback_changes(files["h264"]) == ""
     assert np.array_equal(first_frame(source), ffmpeg_first_frame(source, 320, 240))
     (tmp_path / "work").mkdir()
     made = conforming_file(source, tmp_path / "work", VIDEO)
     assert made.parent == tmp_path / "work"
     stream = video_stream(ffprobe(made))
     assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (240, 320, 50)
-    assert display_turns(made) == 0
+    assert playback_changes(made) == ""
     upright = first_frame(made).astype(int)
     assert np.abs(upright - first_frame(source)).mean() < 3  # the same picture, through one encode
+
+
+def test_frames_an_edit_list_hides_are_not_passed_through(files, tmp_path):
+    """A copy cut at 1.5 s without re-encoding starts at the keyframe at 1.0 s, its edit list hiding the
+    13 frames before 1.5 s: the transcoded clip holds the frames players show (DICOM has no edit lists)."""
+    ffmpeg = require_binary("ffmpeg")
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-ss", "1.5", "-i", str(files["h264_3s"]), "-c", "copy",
+                    "-t", "1", str(cut)], check=True)
+    shown = framemd5(cut)
+    assert playback_changes(cut).startswith("its first 13 frame(s) are hidden by an edit list")
+    assert len(list(decode_frames(cut))) == len(shown)
+    (tmp_path / "work").mkdir()
+    made = conforming_file(cut, tmp_path / "work", VIDEO)
+    assert made != cut and int(video_stream(ffprobe(made))["nb_read_frames"]) == len(shown)
 
 
 # -- transcoding -------------------------------------------------------------------------------------
