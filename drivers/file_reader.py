@@ -1,4 +1,4 @@
-"""Image and PDF files -> captures (the ``file:`` driver's loader).
+"""Image and PDF files -> captures (the ``file:`` driver's loader); which files are videos (``is_video``).
 
 JPEG files are kept as they are whenever the dicomizer can pass them through
 (baseline, no EXIF rotation), so no generation loss happens; everything else
@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from drivers.video_file import FORMATS as VIDEO_FORMATS
+from drivers.video_file import SUFFIXES as VIDEO_SUFFIXES
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg, verify_jpeg
@@ -40,10 +42,13 @@ DEFAULT_MAX_PIXELS = 100_000_000  # an A4 page at 1200 dpi is ~140 M: scan those
 MAX_FILE_BYTES = 1 << 30
 HEAD = 16  # bytes enough for ``sniff``
 MB = 1 << 20
-SUPPORTED = "JPEG, PNG, BMP, GIF, TIFF or PDF"
+SUPPORTED = "JPEG, PNG, BMP, GIF, TIFF, PDF or video (MP4, MOV, MKV, WebM, AVI)"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".pdf"}
 _MAGIC = [(b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
-          (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"%PDF-", "PDF")]
+          (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"%PDF-", "PDF"),
+          (b"\x1a\x45\xdf\xa3", "Matroska")]  # EBML: MKV and WebM
+# The first box of an ISO base media file (MP4, M4V, 3GP) or QuickTime movie (MOV), after its 4-byte size.
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
 
 
 class FileLoadError(KioskError):
@@ -57,7 +62,7 @@ class FileLoadError(KioskError):
 
 def find_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     """The files named, with directories walked (sorted; hidden entries and files
-    that neither have an image/PDF name nor start like one are skipped there)."""
+    that neither have an image/PDF/video name nor start like one are skipped there)."""
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -71,8 +76,8 @@ def find_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
 
 
 def is_candidate(path: Path) -> bool:
-    """Named like an image or PDF, or starting like one (a camera's JPEG without extension)."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    """Named like an image, PDF or video, or starting like one (a camera's JPEG without extension)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         return True
     try:
         with _open(path) as handle:
@@ -84,16 +89,30 @@ def is_candidate(path: Path) -> bool:
 
 
 def sniff(head: bytes) -> str | None:
-    """The format the first bytes announce, or None."""
+    """The format the first bytes announce, or None (video: "MP4" for MP4/MOV/M4V, "Matroska", "AVI")."""
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
+    if head[4:8] in _ISO_BOXES:
+        return "MP4"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
     return None
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """Whether the file starts like a video container (by its bytes, whatever its name)."""
+    try:
+        with _open(Path(path)) as handle:
+            return sniff(handle.read(HEAD)) in VIDEO_FORMATS
+    except (FileLoadError, OSError):
+        return False  # load_file reports the problem
 
 
 def load_file(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
               kind: SourceKind = SourceKind.FILE_IMPORT) -> list[Capture]:
-    """Captures from one file (several for a multi-page TIFF). Raises ``FileLoadError``."""
+    """Captures from one file (several for a multi-page TIFF). Raises ``FileLoadError``; a video file
+    (``is_video``) becomes a clip through ``drivers.video_file.import_video`` instead."""
     path = Path(path)
     try:
         with _open(path) as handle:
@@ -102,8 +121,13 @@ def load_file(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
                 raise FileLoadError(path, "is empty (0 bytes)")
             fmt = sniff(handle.read(HEAD))
             if fmt is None:
-                named = f"has an image name ({path.suffix}) but " if path.suffix.lower() in IMAGE_SUFFIXES else ""
+                suffix = path.suffix.lower()
+                named = f"has an image name ({path.suffix}) but " if suffix in IMAGE_SUFFIXES else \
+                    f"has a video name ({path.suffix}) but " if suffix in VIDEO_SUFFIXES else ""
                 raise FileLoadError(path, f"{named}is not a {SUPPORTED} file")
+            if fmt in VIDEO_FORMATS:
+                raise FileLoadError(path, f"is a video ({fmt}), not an image or PDF",
+                                    "import it as a clip: kiosk convert, or the Files source")
             if info.st_size > MAX_FILE_BYTES:
                 raise FileLoadError(path, f"is too large: {info.st_size / MB:,.0f} MB, the limit is "
                                           f"{MAX_FILE_BYTES / MB:,.0f} MB", "scale it down or split it first")

@@ -1,4 +1,4 @@
-"""``kiosk convert INPUT... -o DIR``: image and PDF files to DICOM files."""
+"""``kiosk convert INPUT... -o DIR``: image, PDF and video files to DICOM files."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "convert", help="convert image and PDF files to DICOM",
-        description="Convert JPEG, PNG, BMP, GIF, TIFF and PDF files (directories are walked) into DICOM "
-                    "Secondary Capture / Encapsulated PDF files, one line per output.")
+        "convert", help="convert image, PDF and video files to DICOM",
+        description="Convert JPEG, PNG, BMP, GIF, TIFF and PDF files into DICOM Secondary Capture / "
+                    "Encapsulated PDF files, and MP4, MOV, M4V, MKV, WebM and AVI files into video objects "
+                    "(directories are walked), one line per output.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the .dcm files")
     parser.add_argument("--ts", default=AUTO, choices=CHOICES,
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, config: Any) -> int:
     from pydicom.uid import UID
 
-    from drivers.file_reader import DEFAULT_MAX_PIXELS, find_files, load_file
+    from drivers.file_reader import DEFAULT_MAX_PIXELS, find_files, is_video, load_file
+    from drivers.video_file import import_video, work_folder
     from kiosk.cleanup import Cleaner
     from kiosk.station import FolderOutput, Station
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         raise KioskError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
     files = list(find_files(args.inputs))
     if not files:
-        raise UsageError("no input files found", "name image or PDF files, or folders holding them")
+        raise UsageError("no input files found", "name image, PDF or video files, or folders holding them")
     outputs: list[Path] = []
 
     def written(event: Any) -> None:
@@ -80,6 +82,16 @@ def run(args: argparse.Namespace, config: Any) -> int:
     for path in files:
         outputs.clear()
         try:
+            if is_video(path):
+                # One clip; a transcoded copy lives beside the output until its objects are written.
+                with work_folder(out_dir) as work:
+                    imported = import_video(path, work, config.video, progress=_transcoding(path))
+                    _end_progress()
+                    print(f"{path}: {imported.note}", file=sys.stderr)
+                    current.update(path=path, count=station.count_objects([imported.capture]), index=0)
+                    station.add_clip(imported.capture)
+                written_count += len(outputs)
+                continue
             captures = load_file(path, args.max_pixels or DEFAULT_MAX_PIXELS)
             if cleaner.options.any:
                 before = cleaner.dropped
@@ -92,6 +104,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
             del captures
             written_count += len(outputs)
         except KioskError as error:
+            _end_progress()
             line = str(error)  # message and hint
             failed += _fail(path, line if str(path) in error.message else f"{path}: {line}", outputs)
         except Exception as error:  # noqa: BLE001 - one broken input must not stop the others
@@ -101,6 +114,20 @@ def run(args: argparse.Namespace, config: Any) -> int:
     print(f"kiosk: {written_count} object(s) written, {len(files) - failed} of {len(files)} input(s) converted",
           file=sys.stderr)
     return 1 if failed else 0
+
+
+def _transcoding(path: Path) -> Any:
+    """Progress of a video being transcoded, on a terminal."""
+    def show(fraction: float) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{path}: transcoding {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def _fail(path: Path, line: str, outputs: list[Path]) -> int:

@@ -234,9 +234,14 @@ class Services:
                 names.append(name + FEEDER)
         return names
 
-    def open(self, uri: str) -> Any:
-        """Open a source with the [acquisition] settings (clip length, stall timeout)."""
-        return _module("drivers.registry").open_device(uri, values_of(self.config.acquisition))
+    def open(self, uri: str, work_dir: Path | None = None) -> Any:
+        """Open a source with the [acquisition] settings (clip length, stall timeout); a ``file:`` source also
+        with the [video] settings and ``work_dir``, where a video file is copied or transcoded (the session's
+        folder: the session then takes the clip's file)."""
+        options = values_of(self.config.acquisition)
+        if uri.startswith("file:"):
+            options.update(video=self.config.video, work_dir=work_dir)
+        return _module("drivers.registry").open_device(uri, options)
 
     def recorder(self, device: Any, folder: Path) -> Any:
         """A ``kiosk.video.recorder.Recorder`` of the open live ``device`` writing into ``folder`` (the

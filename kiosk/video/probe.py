@@ -25,7 +25,9 @@ def _av():
         import av
     except ImportError:
         raise VideoError("video support is not installed", "pip install 'kiosk[video]' (it brings PyAV)") from None
-    av.logging.set_level(av.logging.PANIC)  # FFmpeg's own messages would reach the user's terminal
+    # FFmpeg's messages dropped in C. Any level routes errors to a Python callback that takes the GIL: a
+    # decoder thread logging while the GIL holder frees that decoder (and waits for the thread) deadlocks.
+    av.logging.set_level(None)
     return av
 
 
@@ -56,6 +58,9 @@ def probe(path: str | os.PathLike[str]) -> VideoFacts:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the flush packet at the end
                     continue
+                if packet.is_corrupt:  # e.g. its bytes end with the file
+                    raise VideoError(f"{path.name}: the video is damaged or cut short at frame {frames + 1}",
+                                     "use a complete copy of the file")
                 if packet.is_keyframe:
                     keyframes.append(frames)
                 if packet.pts is not None and packet.time_base is not None:
@@ -66,6 +71,7 @@ def probe(path: str | os.PathLike[str]) -> VideoFacts:
                              "use a complete copy of the file") from None
         if frames == 0:
             raise VideoError(f"{path.name}: the video stream has no frames", "check that the file is not cut short")
+        _check_complete(path, container, stream, frames, last_time)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         frame_rate = float(rate) if rate else 0.0
         if not 0 < frame_rate <= 240:
@@ -77,6 +83,17 @@ def probe(path: str | os.PathLike[str]) -> VideoFacts:
             duration=round(duration, 3), profile=ctx.profile or "", level=max(0, getattr(ctx, "level", 0) or 0),
             pix_fmt=ctx.pix_fmt or "", bit_rate=int(ctx.bit_rate or container.bit_rate or 0),
             interlaced=_interlaced(stream), keyframes=tuple(keyframes) or (0,), container=container.format.name)
+
+
+def _check_complete(path: Path, container, stream, frames: int, last_time: float) -> None:
+    """Refuse a file whose header announces more than it holds: a copy cut short (MP4s list their frames,
+    a Matroska/WebM file with one stream gives its duration)."""
+    if stream.frames and frames < stream.frames:
+        raise VideoError(f"{path.name}: the video is cut short ({frames} of its {stream.frames} frames are there)",
+                         "use a complete copy of the file")
+    if len(container.streams) == 1 and container.duration and last_time < container.duration / 1e6 - 0.5:
+        raise VideoError(f"{path.name}: the video is cut short ({last_time:.1f} s of its "
+                         f"{container.duration / 1e6:.1f} s are there)", "use a complete copy of the file")
 
 
 def _interlaced(stream) -> bool:

@@ -48,7 +48,7 @@ KEEP_CLIP_TIMEOUT = 30.0  # s the app waits, when it stops, for a clip being rec
 
 
 class ImportCard(ModalView):
-    """A file chooser for images and PDFs (USB stick or folder)."""
+    """A file chooser for images, PDFs and videos (USB stick or folder)."""
 
     path = StringProperty("")
 
@@ -282,18 +282,25 @@ class AcquireScreen(KioskScreen):
         ImportCard(path=self.app.services.import_start(), on_chosen=self.import_files).open()
 
     def import_files(self, paths: list[str]) -> None:
-        """Add every page of the chosen image/PDF files, in the order chosen."""
+        """Add every page of the chosen image/PDF files, and each video file as a clip, in the order chosen."""
         station = self.app.station
         if station is None or not paths or self.busy:
             return
         self.busy = True
         state = {"pages": 0}
+        work_dir = station.session.folder if station.session is not None else None
+
+        def progressed(progress: Any) -> None:  # a video being transcoded
+            Clock.schedule_once(lambda _dt: setattr(self, "progress", progress.fraction))
 
         def work() -> int:
             for path in paths:
-                with self.app.services.open(f"file:{path}") as device:
-                    for capture in device.batch():
-                        station.add(capture)
+                with self.app.services.open(f"file:{path}", work_dir) as device:
+                    for capture in device.batch(progressed):
+                        if capture.is_clip:
+                            station.add_clip(capture)  # the session takes the clip's file
+                        else:
+                            station.add(capture)
                         state["pages"] += 1
                         preview = self._preview_of(capture)
                         Clock.schedule_once(lambda _dt, p=preview: self._page_added(p))
