@@ -297,6 +297,9 @@ class Station:
         """One capture (a page, a photo, a frame): kept in the session, or built at once when streaming.
         With ``[barcodes]`` rules its barcodes are read first, in the calling thread (the UI's worker):
         the verdict travels in its metadata (``kiosk.barcodes``)."""
+        if capture.is_clip:  # e.g. ``kiosk acquire file:clip.mp4``
+            self.add_clip(capture)
+            return
         if self.session is not None:
             capture = self._checked(capture)
         self._add([capture], lambda: self.session.add(capture), multiframe=None)
@@ -360,8 +363,12 @@ class Station:
         return barcodes.flagged(self.session.captures) if self.session is not None else []
 
     def count_objects(self, captures: Sequence[Capture]) -> int:
-        """How many objects ``add_pages(captures)`` makes (nothing is built)."""
-        return sum(1 for _ in self._batch.plan(captures))
+        """How many objects ``add_pages(captures)`` (or ``add_clip``) makes (nothing is built; a long
+        clip's parts are found from its file)."""
+        from kiosk.video.elementary import segments
+
+        return sum(len(segments(group[0].encoded_path, self._batch.options.max_object_bytes, group[0].video))
+                   if group[0].is_clip else 1 for group in self._batch.plan(captures))
 
     def _closed(self, consequence: str) -> StationClosed:
         why = {OPEN: "has no patient or study chosen", DELIVERING: "is already in the outbox"}.get(self.state, "has ended")
