@@ -20,7 +20,8 @@ PIX_10BIT_420 = ("yuv420p10le", "yuv420p10be")
 H264_PROFILES = ("High", "Main", "Constrained Baseline")
 
 
-def _av():
+def load_av():
+    """PyAV, with FFmpeg's own logging off; a ``VideoError`` saying how to install it when it is missing."""
     try:
         import av
     except ImportError:
@@ -33,7 +34,7 @@ def _av():
 
 def open_container(path: str | os.PathLike[str]):
     """The file opened with PyAV, or a ``VideoError`` naming it when it is missing or unreadable."""
-    av = _av()
+    av = load_av()
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such video file", "check the path")
@@ -46,7 +47,7 @@ def open_container(path: str | os.PathLike[str]):
 
 def probe(path: str | os.PathLike[str]) -> VideoFacts:
     """The facts of the first video stream of ``path``; ``VideoError`` if it has none or is damaged."""
-    av = _av()
+    av = load_av()
     path = Path(path)
     with open_container(path) as container:
         if not container.streams.video:

@@ -36,7 +36,7 @@ from drivers.live import Frame, LiveDevice
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.private import private_opener
 from kiosk.video.facts import VideoError
-from kiosk.video.probe import _av, probe, why_not
+from kiosk.video.probe import load_av, probe, why_not
 
 if TYPE_CHECKING:
     from kiosk.config import VideoConfig
@@ -143,7 +143,7 @@ class Recorder:
         no picture."""
         if self._thread is not None:
             raise VideoError("this recording has already started", "start a new recording")
-        av = _av()
+        av = load_av()
         encoder = "libx265" if self.video.codec == "hevc" else "libx264"
         if encoder not in av.codecs_available:
             raise VideoError(f"recording needs the {encoder} encoder, which this PyAV build does not have",
@@ -265,7 +265,7 @@ class Recorder:
 
     # -- the encoder thread --------------------------------------------------------------------
     def _run(self) -> None:
-        av = _av()
+        av = load_av()
         disk_checked = source_checked = time.monotonic()
         try:
             while not self._cancelled:
@@ -338,7 +338,7 @@ class Recorder:
         """An output stream with the source's parameters (SPS/PPS) read from its first keyframe unit."""
         import io
 
-        av = _av()
+        av = load_av()
         try:
             template = av.open(io.BytesIO(unit), format="h264")
         except (av.FFmpegError, OSError):
@@ -351,7 +351,7 @@ class Recorder:
         return True
 
     def _mux_unit(self, frame: Frame) -> None:
-        av = _av()
+        av = load_av()
         packet = av.Packet(frame.encoded)
         # Units arrive in decoding order and (no B-frames: see drivers.video) in display order too.
         packet.time_base = 1 / _rate_fraction(self._rate)
@@ -392,7 +392,7 @@ class Recorder:
             self._thumbnail = pixels[: self._crop[0], : self._crop[1]].copy()
 
     def _picture(self, pixels: np.ndarray) -> Any:
-        av = _av()
+        av = load_av()
         if self._crop is not None and pixels.shape[:2] != self._crop:
             pixels = pixels[: self._crop[0], : self._crop[1]]
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24" if pixels.ndim == 3 else "gray")

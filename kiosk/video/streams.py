@@ -22,7 +22,7 @@ import numpy as np
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.private import FILE_MODE, unused_name
 from kiosk.video.facts import VideoError, VideoFacts
-from kiosk.video.probe import _av, open_container, probe, syntax_for, why_not
+from kiosk.video.probe import load_av, open_container, probe, syntax_for, why_not
 
 if TYPE_CHECKING:
     from kiosk.config import VideoConfig
@@ -40,7 +40,7 @@ def decode_frames(path: str | os.PathLike[str], start: float = 0.0) -> Iterator[
     """The frames of the first video stream from ``start`` (seconds from the clip's first frame) on, in
     display order, as (time in seconds from the first frame, RGB uint8 array), as a player shows them
     (upright, without frames an edit list hides: ``playback_changes``)."""
-    av = _av()
+    av = load_av()
     path = Path(path)
     with open_container(path) as container:
         stream = _video_stream(container, path)
@@ -83,7 +83,7 @@ def playback_changes(path: str | os.PathLike[str]) -> str:
     (a phone's portrait video, stored lying on its side) or "its first 13 frames are hidden by an edit
     list" (a file cut without re-encoding). Such a stream is transcoded as shown, not passed through.
     Only the start of the file is read."""
-    av = _av()
+    av = load_av()
     path = Path(path)
     hidden, turns = 0, None
     with open_container(path) as container:
@@ -173,7 +173,7 @@ def transcode(src: str | os.PathLike[str], dst: str | os.PathLike[str], video: "
     scaled down to fit (keeping the aspect), faster ones reduced to 60 fps; the frames are those a player
     shows (``playback_changes``: turned upright, none an edit list hides). ``progress(fraction)`` is called as frames are done; setting
     ``cancel`` stops it (``VideoError``, nothing left at ``dst``). Returns the facts of the new file."""
-    av = _av()
+    av = load_av()
     src, dst = Path(src), Path(dst)
     facts = probe(src)
     _check_space(src, dst, video)
@@ -203,7 +203,7 @@ def _encode(src: Path, inp: Any, out: Any, facts: VideoFacts, video: "VideoConfi
             progress: Callable[[float], None] | None, cancel: threading.Event | None) -> int:
     """Decode ``inp``'s video frame by frame into a new stream of ``out``; returns the frames encoded.
     The encoder is made at the first frame, which says whether the picture is to be turned."""
-    av = _av()
+    av = load_av()
     stream = _video_stream(inp, src)
     stream.thread_type = "AUTO"
     rate = _fraction(stream, facts.frame_rate)
@@ -274,7 +274,7 @@ def trim(src: str | os.PathLike[str], dst: str | os.PathLike[str], start: float,
     without re-encoding them: the copy starts at the last keyframe at or before ``start`` and ends with
     the last frame before ``end`` that needs no later frame to decode (with B-frames that may be a few
     frames earlier). Audio is dropped. Returns the facts of the copy."""
-    av = _av()
+    av = load_av()
     src, dst = Path(src), Path(dst)
     if not end > start:
         raise VideoError(f"{src.name}: the end of a trim ({end:g} s) must come after its start ({start:g} s)")
@@ -325,7 +325,7 @@ def trim(src: str | os.PathLike[str], dst: str | os.PathLike[str], start: float,
 
 def _packets(path: Path) -> tuple[list[_Packet], Fraction, float]:
     """Every video packet's timestamps in decode order, the stream's time base and frame rate."""
-    av = _av()
+    av = load_av()
     with open_container(path) as container:
         stream = _video_stream(container, path)
         packets = []
