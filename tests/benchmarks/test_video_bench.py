@@ -20,7 +20,7 @@ import pytest
 
 from kiosk.study import StudyContext
 from tests.benchmarks.test_ui_bench import pump_timed
-from tests.support.video import FFMPEG
+from tests.support.peers import require_binary
 
 pytestmark = pytest.mark.benchmark
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
@@ -85,9 +85,9 @@ def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
     clip_seconds = frames / 30.0
     # Reference: ffmpeg's libx264, same preset and quality, on the same (source) frames, for as many frames.
     video = config.video
-    reference = tmp_path / "reference.mp4"
+    reference, ffmpeg = tmp_path / "reference.mp4", require_binary("ffmpeg")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([FFMPEG, "-v", "error", "-y", "-stream_loop", "-1", "-i", str(mjpeg_stream.clip),
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-stream_loop", "-1", "-i", str(mjpeg_stream.clip),
                     "-frames:v", str(int(30 * wall)), "-c:v", "libx264", "-preset", video.preset, "-crf",
                     str(video.crf), "-profile:v", "high", "-pix_fmt", "yuv420p", str(reference)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,8 +109,8 @@ def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
 
 def test_import_of_a_long_1080p_h264_file(tmp_path):
     minutes = 0.5 if QUICK else 5.0
-    source = tmp_path / "long.mp4"
-    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+    source, ffmpeg = tmp_path / "long.mp4", require_binary("ffmpeg")
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
                     "-t", str(60 * minutes), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23",
                     "-profile:v", "high", "-level", "4.1", "-pix_fmt", "yuv420p", "-g", "30", str(source)],
                     check=True)
