@@ -220,9 +220,9 @@ def sane_device(sane_test_backend):
 @pytest.fixture(scope="session")
 def mjpeg_clip(tmp_path_factory):
     """Four seconds of ffmpeg's testsrc2 at 1080p30 as MJPEG, made once per run."""
-    from tests.support.sources import make_mjpeg_clip
+    from tests.support.video import make_video
 
-    return make_mjpeg_clip(tmp_path_factory.mktemp("mjpeg") / "testsrc2-1080p30.mkv")
+    return make_video(tmp_path_factory.mktemp("mjpeg"), "mjpeg", 4.0, "1920x1080", rate=30, name="testsrc2-1080p30.mkv")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from kiosk.study import StudyContext
 from tests.benchmarks.test_ui_bench import pump_timed
-from tests.support.video import FFMPEG
+from tests.support.peers import require_binary
 
 pytestmark = pytest.mark.benchmark
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
@@ -91,10 +91,10 @@ def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
     queued_at = time.monotonic()
     # Reference: ffmpeg's libx264, same preset and quality, on as many of the same (source) frames,
     # less what ffmpeg spends decoding the MJPEG (the kiosk's preview decodes those).
-    video, count = config.video, str(int(30 * wall))
+    video, count, ffmpeg = config.video, str(int(30 * wall)), require_binary("ffmpeg")
     source = ["-stream_loop", "-1", "-i", str(mjpeg_stream.clip), "-frames:v", count]
-    decoding = _child_cpu([FFMPEG, "-v", "error", "-y", *source, "-f", "null", "-"])
-    ffmpeg_cpu = _child_cpu([FFMPEG, "-v", "error", "-y", *source, "-c:v", "libx264", "-preset", video.preset,
+    decoding = _child_cpu([ffmpeg, "-v", "error", "-y", *source, "-f", "null", "-"])
+    ffmpeg_cpu = _child_cpu([ffmpeg, "-v", "error", "-y", *source, "-c:v", "libx264", "-preset", video.preset,
                              "-crf", str(video.crf), "-profile:v", "high", "-pix_fmt", "yuv420p",
                              str(tmp_path / "reference.mp4")]) - decoding
     print(f"\n[bench] recording 1080p30 MJPEG ({video.preset}, crf {video.crf}) for {wall:.0f} s with the preview:"
@@ -115,8 +115,8 @@ def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
 
 def test_import_of_a_long_1080p_h264_file(tmp_path):
     minutes = 0.5 if QUICK else 5.0
-    source = tmp_path / "long.mp4"
-    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+    source, ffmpeg = tmp_path / "long.mp4", require_binary("ffmpeg")
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
                     "-t", str(60 * minutes), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23",
                     "-profile:v", "high", "-level", "4.1", "-pix_fmt", "yuv420p", "-g", "30", str(source)],
                     check=True)

@@ -23,7 +23,7 @@ from kiosk.outbox.destinations import parse_destination
 from kiosk.study import StudyContext
 from tests.support.outbox_helpers import outbox_config
 from tests.support.peers import require_binary
-from tests.support.video_clips import clip_capture
+from tests.support.video import clip_of
 
 pytestmark = pytest.mark.benchmark
 QUICK = os.environ.get("KIOSK_BENCH_QUICK") == "1"
@@ -82,7 +82,7 @@ def test_video_objects_are_written_in_flat_memory(tmp_path, big_clip, max_mb):
     outbox = Outbox.from_config(config)
     name, spec = parse_destination(config, "PACS@127.0.0.1:104")  # never sent to: only queued
     (tmp_path / "out").mkdir()
-    capture = clip_capture(big_clip)
+    capture = clip_of(big_clip)
     base = _rss()
     with _Peak() as peak:
         started = time.perf_counter()

@@ -22,8 +22,8 @@ from kiosk.cli import main
 from kiosk.dicomize import Batch
 from kiosk.station import Station
 from tests.support.dicomize_helpers import jpeg_bytes, pixels_of
-from tests.support.video_files import (faststart, ffprobe, framemd5, make_audio_only, make_video, truncated,
-                                       turned, video_stream)
+from tests.support.video import (faststart, ffprobe, framemd5, make_audio_only, make_video, truncated, turned,
+                                 video_stream)
 
 PATIENT = ["--patient-name", "Doe^Jane", "--patient-id", "PID1"]
 needs_video_objects = pytest.mark.skipif(
@@ -61,8 +61,9 @@ def clips(monkeypatch):
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
-    made = {kind: make_video(folder, kind) for kind in ("h264", "hevc", "hevc10", "mov", "vp9", "h444", "h10", "mpeg4")}
-    made["nameless"] = make_video(folder, "mkv", name="recording")  # a Matroska file without a suffix
+    made = {kind: make_video(folder, kind) for kind in ("h264-bframes", "hevc-hvc1", "hevc10-hvc1", "h264-mov", "vp9",
+                                                        "h264-444", "h264-10bit", "mpeg4")}
+    made["nameless"] = make_video(folder, "h264-mkv", name="recording")  # a Matroska file without a suffix
     return made
 
 
@@ -81,22 +82,22 @@ def test_each_video_file_becomes_one_clip(tmp_path, capsys, videos, clips):
     seen = by_source(clips)
     assert sorted(seen) == sorted(p.name for p in videos.values())  # the nameless file found by its bytes
     notes = dict((Path(where).name, note) for where, note in (line.split(": ", 1) for line in err if "/in/" in line))
-    assert notes["h264.mp4"] == "passed through: H.264 High 4.1, 320x240, 25 fps, 2.0 s"
-    assert notes["clip.mov"].startswith("passed through: H.264 High")
+    assert notes["h264-bframes.mp4"] == "passed through: H.264 High 4.1, 320x240, 25 fps, 2.0 s"
+    assert notes["h264.mov"].startswith("passed through: H.264 High")
     assert notes["recording"].startswith("passed through: H.264 High")
-    assert notes["hevc.mp4"].startswith("passed through: HEVC Main ")
-    assert notes["hevc10.mp4"].startswith("passed through: HEVC Main 10 ")
+    assert notes["hevc-hvc1.mp4"].startswith("passed through: HEVC Main ")
+    assert notes["hevc10-hvc1.mp4"].startswith("passed through: HEVC Main 10 ")
     assert notes["vp9.webm"] == ("transcoded: VP9 Profile 0 (DICOM stores H.264 and HEVC video) -> "
                                  "H.264 High 4.1, 320x240, 25 fps, 2.0 s")
-    assert notes["h444.mp4"].startswith("transcoded: H.264 High 4:4:4 Predictive (DICOM takes High Profile")
-    assert notes["h10.mp4"].startswith("transcoded: H.264 High 10 (DICOM takes High Profile")
+    assert notes["h264-444.mp4"].startswith("transcoded: H.264 High 4:4:4 Predictive (DICOM takes High Profile")
+    assert notes["h264-10bit.mp4"].startswith("transcoded: H.264 High 10 (DICOM takes High Profile")
     assert notes["mpeg4.avi"].startswith("transcoded: MPEG-4 Part 2")
     for name, clip in seen.items():
         capture = clip.capture
         assert capture.is_clip and capture.kind is SourceKind.FILE_IMPORT and capture.video.frames == 50
         assert capture.pixels.shape == (240, 320, 3)
         assert int(clip.stream["nb_read_frames"]) == 50
-        if name in ("h264.mp4", "clip.mov", "recording", "hevc.mp4", "hevc10.mp4"):
+        if name in ("h264-bframes.mp4", "h264.mov", "recording", "hevc-hvc1.mp4", "hevc10-hvc1.mp4"):
             assert capture.encoded_path == inputs / name  # the file itself, no copy
             assert clip.md5 == framemd5(inputs / name)
             assert "lossy_history" not in capture.metadata
@@ -106,7 +107,7 @@ def test_each_video_file_becomes_one_clip(tmp_path, capsys, videos, clips):
             assert (clip.stream["codec_name"], clip.stream["profile"], clip.stream["level"]) == ("h264", "High", 41)
             assert (clip.stream["width"], clip.stream["height"]) == (320, 240)
     # The source's own loss is recorded: H.264 4:4:4 and 10-bit by method, VP9 and MPEG-4 Part 2 have no term.
-    assert [step[1] for step in seen["h444.mp4"].capture.metadata["lossy_history"]] == ["ISO_14496_10"]
+    assert [step[1] for step in seen["h264-444.mp4"].capture.metadata["lossy_history"]] == ["ISO_14496_10"]
     assert [step[1] for step in seen["vp9.webm"].capture.metadata["lossy_history"]] == [None]
     assert seen["vp9.webm"].capture.metadata["lossy_history"][0][0] > 1
     assert not list(out.iterdir())  # work folders cleaned; the stand-in station wrote nothing
@@ -116,9 +117,9 @@ def test_unusable_videos_one_line_each_others_converted(tmp_path, capsys, videos
     folder = tmp_path / "in"
     folder.mkdir()
     good = folder / "good.mp4"
-    good.write_bytes(videos["h264"].read_bytes())
-    truncated(videos["h264"], folder / "cut.mp4")
-    truncated(faststart(videos["h264"], tmp_path / "fast.mp4"), folder / "cut-fast.mp4", 0.6)
+    good.write_bytes(videos["h264-bframes"].read_bytes())
+    truncated(videos["h264-bframes"], folder / "cut.mp4")
+    truncated(faststart(videos["h264-bframes"], tmp_path / "fast.mp4"), folder / "cut-fast.mp4", 0.6)
     make_audio_only(folder / "voice.m4a")
     (folder / "notes.mp4").write_text("not a video")
     (folder / "zero.mov").write_bytes(b"")
@@ -141,7 +142,7 @@ def test_unusable_videos_one_line_each_others_converted(tmp_path, capsys, videos
 
 
 def test_a_portrait_phone_video_is_transcoded_upright(tmp_path, capsys, videos, clips):
-    source = turned(videos["h264"], tmp_path / "portrait.mov")
+    source = turned(videos["h264-bframes"], tmp_path / "portrait.mov")
     code, _out, err = run(capsys, source, "-o", tmp_path / "out", *PATIENT)
     assert code == 0, err
     assert f"{source}: transcoded: shown turned by 90 degrees (DICOM video has no display rotation) -> " \
@@ -168,28 +169,28 @@ def _stream_of(ds: pydicom.Dataset, path: Path) -> Path:
     return path
 
 
-@needs_video_objects
-def test_objects_hold_the_passed_through_stream(tmp_path, capsys, videos, dciodvfy):
-    out = tmp_path / "out"
-    code, lines, err = run(capsys, videos["h264"], "-o", out, *PATIENT)
+def _one_object(capsys, video: Path, out: Path, dciodvfy) -> tuple[Path, pydicom.Dataset]:
+    """``video`` converted into ``out``: its one object (valid, H.264 High 4.1, 50 frames) and the object read."""
+    code, lines, err = run(capsys, video, "-o", out, *PATIENT)
     assert code == 0, err
     [dcm] = sorted(out.glob("*.dcm"))
     dciodvfy(dcm)
     ds = pydicom.dcmread(dcm)
     assert ds.file_meta.TransferSyntaxUID == tsx.H264_HIGH_41.uid and int(ds.NumberOfFrames) == 50
+    return dcm, ds
+
+
+@needs_video_objects
+def test_objects_hold_the_passed_through_stream(tmp_path, capsys, videos, dciodvfy):
+    _dcm, ds = _one_object(capsys, videos["h264-bframes"], tmp_path / "out", dciodvfy)
     assert (ds.Rows, ds.Columns) == (240, 320)
-    assert framemd5(_stream_of(ds, tmp_path / "stream.h264")) == framemd5(videos["h264"])
+    assert framemd5(_stream_of(ds, tmp_path / "stream.h264")) == framemd5(videos["h264-bframes"])
 
 
 @needs_video_objects
 def test_objects_hold_the_transcoded_stream(tmp_path, capsys, videos, dciodvfy):
     out = tmp_path / "out"
-    code, lines, err = run(capsys, videos["vp9"], "-o", out, *PATIENT)
-    assert code == 0, err
-    [dcm] = sorted(out.glob("*.dcm"))
-    dciodvfy(dcm)
-    ds = pydicom.dcmread(dcm)
-    assert ds.file_meta.TransferSyntaxUID == tsx.H264_HIGH_41.uid and int(ds.NumberOfFrames) == 50
+    dcm, ds = _one_object(capsys, videos["vp9"], out, dciodvfy)
     assert ds.LossyImageCompression == "01"
     stream = video_stream(ffprobe(_stream_of(ds, tmp_path / "stream.h264")))
     assert (stream["codec_name"], stream["profile"], stream["level"]) == ("h264", "High", 41)

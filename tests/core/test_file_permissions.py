@@ -62,7 +62,7 @@ def test_session_folders_and_files(tmp_path):
         session.add(Capture(SourceKind.SCANNED_DOCUMENT, pixels=np.zeros((8, 8), np.uint8)))
         session.add(Capture(SourceKind.VIDEO_FRAME, encoded=b"\\xff\\xd8jpeg\\xff\\xd9",
                             encoded_format=EncodedFormat.JPEG))
-        session.add_clip(clip_of(make_video(Path({str(tmp_path / "clip.mp4")!r}), seconds=0.2)))
+        session.add_clip(clip_of(make_video(Path({str(tmp_path)!r}), seconds=0.2, name="clip.mp4")))
     """)
     (folder,) = base.iterdir()
     assert {p.suffix for p in folder.iterdir()} == {".json", ".npy", ".bin", ".mp4"}

@@ -120,7 +120,7 @@ def test_saves_from_several_threads_at_once_all_land_and_the_newest_manifest_win
 
 
 def test_a_clip_moves_into_the_session_survives_a_restart_and_is_replaced_whole(tmp_path):
-    source = make_video(tmp_path / "recorded.mp4", seconds=0.4)
+    source = make_video(tmp_path, seconds=0.4, name="recorded.mp4")
     data = source.read_bytes()
     store = SessionStore(tmp_path / "sessions")
     session = store.start(StudyContext(patient_name="CLIP^TEST", patient_id="C1"))
@@ -134,7 +134,7 @@ def test_a_clip_moves_into_the_session_survives_a_restart_and_is_replaced_whole(
     with pytest.raises(ValueError):
         session.replace(0, Capture(SourceKind.VIDEO_FRAME, pixels=np.zeros((4, 4, 3), np.uint8)))
     old = clip.encoded_path
-    session.replace_clip(0, clip_of(make_video(tmp_path / "trimmed.mp4", seconds=0.2)))
+    session.replace_clip(0, clip_of(make_video(tmp_path, seconds=0.2, name="trimmed.mp4")))
     assert not old.exists() and store.load(session.folder).items[0].capture.video.frames == 5
     session.delete(0)
     assert sorted(p.name for p in session.folder.iterdir()) == ["session.json"]
@@ -143,7 +143,7 @@ def test_a_clip_moves_into_the_session_survives_a_restart_and_is_replaced_whole(
 def test_a_session_whose_clip_file_is_gone_is_reported_damaged(tmp_path):
     store = SessionStore(tmp_path / "sessions")
     session = store.start(StudyContext(patient_name="CLIP^TEST", patient_id="C1"))
-    session.add_clip(clip_of(make_video(tmp_path / "recorded.mp4", seconds=0.2)))
+    session.add_clip(clip_of(make_video(tmp_path, seconds=0.2, name="recorded.mp4")))
     session.items[0].capture.encoded_path.unlink()
     with pytest.raises(KioskError, match="clip file"):
         store.load(session.folder)

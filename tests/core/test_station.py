@@ -174,7 +174,7 @@ def test_lifecycle_events_of_a_streamed_acquisition_in_order(tmp_path):
         station = Station.stream(StudyContext.manual(**PATIENT), BuildOptions(), [FolderOutput(tmp_path)],
                                  [events.append])
         station.add(page(1))
-        station.add_clip(clip_of(make_video(tmp_path / "clip.mp4", seconds=0.4)))
+        station.add_clip(clip_of(make_video(tmp_path, seconds=0.4, name="clip.mp4")))
         station.finish()
     finally:
         stop()

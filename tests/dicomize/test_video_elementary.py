@@ -10,7 +10,8 @@ from kiosk.video import elementary
 from kiosk.video.elementary import ElementaryStream, parts, segments, write_elementary
 from kiosk.video.facts import VideoError
 from kiosk.video.probe import probe
-from tests.support.video_clips import FRAMES, GOP, ffprobe, framemd5, make_clip, raw_format, with_parameter_sets_once
+from tests.support.video import (FRAMES, GOP, ffprobe, framemd5, make_video, raw_format, video_stream,
+                                 with_parameter_sets_once)
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install kiosk[video])")
 
@@ -20,8 +21,8 @@ SOURCES = ["h264-mp4", "h264-raw", "h264-once", "h264-mkv", "hevc-mp4", "hevc10-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
-    made = {kind: make_clip(folder, kind) for kind in ("h264-mp4", "h264-raw", "h264-mkv", "hevc-mp4", "hevc10-mp4",
-                                                        "hevc-open-gop", "h264-444")}
+    made = {kind: make_video(folder, kind) for kind in ("h264-mp4", "h264-raw", "h264-mkv", "hevc-mp4", "hevc10-mp4",
+                                                         "hevc-open-gop", "h264-444")}
     made["h264-once"] = with_parameter_sets_once(made["h264-raw"], folder / "once.h264")
     return made
 
@@ -33,7 +34,7 @@ def test_the_whole_stream_decodes_to_the_sources_pictures(tmp_path, clips, kind)
     with out.open("wb") as handle:
         written = write_elementary(clips[kind], handle)
     assert written == out.stat().st_size
-    read = ffprobe(out, raw_format(facts.codec))
+    read = video_stream(ffprobe(out, raw_format(facts.codec)))
     assert (read["codec_name"], read["profile"], read["width"], read["height"], int(read["nb_read_frames"])) == \
         (facts.codec, facts.profile, facts.width, facts.height, FRAMES)
     assert framemd5(out, raw_format(facts.codec)) == framemd5(clips[kind])
@@ -60,7 +61,7 @@ def test_each_part_starts_at_an_idr_picture_and_decodes_alone(tmp_path, clips, k
         with out.open("wb") as handle:
             written = write_elementary(clips[kind], handle, first, end)
         assert written <= limit
-        read = ffprobe(out, raw_format(facts.codec))
+        read = video_stream(ffprobe(out, raw_format(facts.codec)))
         assert (read["codec_name"], read["profile"], read["level"], int(read["nb_read_frames"])) == \
             (facts.codec, facts.profile, facts.level, end - first)
         pictures += framemd5(out, raw_format(facts.codec))
@@ -92,7 +93,7 @@ def test_a_file_plainly_small_enough_is_not_read(clips, monkeypatch):
 
 def test_video_dicom_cannot_hold_and_unreadable_files_are_refused_naming_the_file(tmp_path, clips):
     with pytest.raises(VideoError, match=r"mjpeg.mkv: mjpeg video cannot be stored as it is"):
-        segments(make_clip(tmp_path, "mjpeg"), 1 << 20)
+        segments(make_video(tmp_path, "mjpeg"), 1 << 20)
     path = tmp_path / "clip.mp4"
     path.write_bytes(clips["h264-mp4"].read_bytes()[:1000])
     with pytest.raises(VideoError, match="clip.mp4"):

@@ -18,7 +18,7 @@ from kiosk.study import StudyContext
 from tests.support.dicomize_helpers import jpeg_bytes, pixels_of
 from tests.support.paths import ROOT
 from tests.support.peers import dciodvfy as run_dciodvfy
-from tests.support.video_clips import FRAMES, RATE, clip_capture, ffprobe, framemd5, make_clip, raw_format
+from tests.support.video import FRAMES, RATE, clip_of, ffprobe, framemd5, make_video, raw_format, video_stream
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install kiosk[video])")
 
@@ -39,7 +39,7 @@ STILLS = {"ES": "1.2.840.10008.5.1.4.1.1.77.1.1", "XC": "1.2.840.10008.5.1.4.1.1
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
-    return {kind: make_clip(folder, kind) for kind in ("h264-mp4", "h264-raw", "hevc-mp4", "hevc10-mp4", "h264-444")}
+    return {kind: make_video(folder, kind) for kind in ("h264-mp4", "h264-raw", "hevc-mp4", "hevc10-mp4", "h264-444")}
 
 
 def _objects(capture: Capture, modality: str, **options) -> list:
@@ -81,7 +81,7 @@ def dciodvfy(path, allowed=()):
 
 @pytest.mark.parametrize("modality,kind", list(CLIPS), ids=lambda v: getattr(v, "name", v))
 def test_each_clip_iod_is_valid_and_holds_the_sources_stream(tmp_path, clips, modality, kind):
-    capture = clip_capture(clips["h264-mp4"], kind, lossy_history=[[None, "ISO_10918_1"]])
+    capture = clip_of(clips["h264-mp4"], kind, lossy_history=[[None, "ISO_10918_1"]])
     [ds] = _written(tmp_path, _objects(capture, modality))
     dciodvfy(tmp_path / "0.dcm")
     assert ds.SOPClassUID == CLIPS[modality, kind] and ds.Modality == modality
@@ -102,7 +102,7 @@ def test_each_clip_iod_is_valid_and_holds_the_sources_stream(tmp_path, clips, mo
         assert ds.ConversionType == ("DV" if kind is SourceKind.VIDEO_FRAME else "DI")
     stream = tmp_path / "stream.h264"
     _stream_of(ds, stream)
-    read = ffprobe(stream, "h264")
+    read = video_stream(ffprobe(stream, "h264"))
     assert (read["codec_name"], read["profile"], read["level"], read["width"], read["height"]) == \
         ("h264", "High", 41, 320, 240)
     assert int(read["nb_read_frames"]) == ds.NumberOfFrames
@@ -110,7 +110,7 @@ def test_each_clip_iod_is_valid_and_holds_the_sources_stream(tmp_path, clips, mo
 
 
 def test_a_raw_h264_file_is_stored_byte_for_byte_with_its_ratio(tmp_path, clips):
-    [ds] = _written(tmp_path, _objects(clip_capture(clips["h264-raw"], SourceKind.FILE_IMPORT), "XC"))
+    [ds] = _written(tmp_path, _objects(clip_of(clips["h264-raw"], SourceKind.FILE_IMPORT), "XC"))
     data = clips["h264-raw"].read_bytes()
     stream = _stream_of(ds, tmp_path / "s.h264")
     assert stream[:len(data)] == data and len(stream) - len(data) == len(data) % 2  # padded to even length
@@ -122,7 +122,7 @@ def test_a_raw_h264_file_is_stored_byte_for_byte_with_its_ratio(tmp_path, clips)
                                               ("hevc10-mp4", tsx.HEVC_MAIN10, (16, 10, 9))])
 @pytest.mark.parametrize("modality", ["ES", "OT"])
 def test_hevc_clips_main_and_main_10(tmp_path, clips, kind, syntax, bits, modality):
-    [ds] = _written(tmp_path, _objects(clip_capture(clips[kind]), modality))
+    [ds] = _written(tmp_path, _objects(clip_of(clips[kind]), modality))
     ten_bit_errors = [f"Error - Unrecognized enumerated value <{hex(v)}> for value 1 of attribute <{name}>"
                       for v, name in ((16, "Bits Allocated"), (10, "Bits Stored"), (9, "High Bit"))]
     dciodvfy(tmp_path / "0.dcm", allowed=ten_bit_errors if bits[0] == 16 else ())
@@ -131,7 +131,7 @@ def test_hevc_clips_main_and_main_10(tmp_path, clips, kind, syntax, bits, modali
     assert ds.LossyImageCompressionMethod == "ISO_23008_2"
     stream = tmp_path / "s.hevc"
     _stream_of(ds, stream)
-    read = ffprobe(stream, "hevc")
+    read = video_stream(ffprobe(stream, "hevc"))
     assert (read["codec_name"], read["profile"], int(read["nb_read_frames"])) == \
         ("hevc", "Main 10" if bits[0] == 16 else "Main", ds.NumberOfFrames)
     assert framemd5(stream, "hevc") == framemd5(clips[kind])
@@ -139,7 +139,7 @@ def test_hevc_clips_main_and_main_10(tmp_path, clips, kind, syntax, bits, modali
 
 @pytest.mark.parametrize("kind", ["h264-mp4", "hevc-mp4"])
 def test_a_long_clip_becomes_consecutive_objects_of_one_series(tmp_path, clips, kind):
-    capture = clip_capture(clips[kind])
+    capture = clip_of(clips[kind])
     limit = 64 * 1024 + os.path.getsize(clips[kind]) // 3  # header room + a third of the stream
     still = Capture(SourceKind.VIDEO_FRAME, pixels=pixels_of("rgb8")[0])
     datasets = build_datasets([still, capture, still], STUDY, BuildOptions(modality="ES", max_object_bytes=limit))
@@ -159,7 +159,8 @@ def test_a_long_clip_becomes_consecutive_objects_of_one_series(tmp_path, clips, 
         dciodvfy(tmp_path / f"{n}.dcm")
         stream = tmp_path / f"part{n}"
         _stream_of(ds, stream)
-        assert int(ffprobe(stream, raw_format(capture.video.codec))["nb_read_frames"]) == ds.NumberOfFrames
+        assert int(video_stream(ffprobe(stream, raw_format(capture.video.codec)))["nb_read_frames"]) == \
+            ds.NumberOfFrames
         pictures += framemd5(stream, raw_format(capture.video.codec))
     assert pictures == framemd5(clips[kind])
 
@@ -196,7 +197,7 @@ def test_a_scanned_page_in_an_endoscopy_session_stays_secondary_capture(tmp_path
     ("secondary-capture", pydicom.uid.MultiFrameTrueColorSecondaryCaptureImageStorage, "ES")])
 def test_video_iod_setting_picks_the_objects_whatever_the_modality(tmp_path, clips, iod, sop_class, modality):
     still = Capture(SourceKind.VIDEO_FRAME, pixels=pixels_of("rgb8")[0])
-    objects = _written(tmp_path, build_datasets([clip_capture(clips["h264-mp4"]), still], STUDY,
+    objects = _written(tmp_path, build_datasets([clip_of(clips["h264-mp4"]), still], STUDY,
                                                 BuildOptions(modality="ES", video_iod=iod)))
     for n in range(2):
         dciodvfy(tmp_path / f"{n}.dcm")
@@ -206,23 +207,23 @@ def test_video_iod_setting_picks_the_objects_whatever_the_modality(tmp_path, cli
 
 def test_a_clip_is_never_joined_to_the_stills_around_it(clips):
     stills = [Capture(SourceKind.VIDEO_FRAME, pixels=pixels_of("rgb8")[0]) for _ in range(2)]
-    clip = clip_capture(clips["h264-mp4"])
+    clip = clip_of(clips["h264-mp4"])
     groups = list(Batch(STUDY, BuildOptions(multiframe=True)).plan([stills[0], clip, stills[1]]))
     assert groups == [[stills[0]], [clip], [stills[1]]]
 
 
 def test_a_stream_dicom_does_not_take_as_it_is_is_an_error_naming_the_file(clips):
     with pytest.raises(PixelError, match=r"h264-444.mp4: H.264 High 4:4:4 .* cannot be stored as it is"):
-        _objects(clip_capture(clips["h264-444"]), "ES")
+        _objects(clip_of(clips["h264-444"]), "ES")
 
 
 def test_build_one_refuses_a_clip(clips):
     with pytest.raises(ValueError, match="Batch.objects"):
-        Batch(STUDY).build_one([clip_capture(clips["h264-mp4"])])
+        Batch(STUDY).build_one([clip_of(clips["h264-mp4"])])
 
 
 def test_an_object_written_twice_is_the_same_file(tmp_path, clips):
-    [ds] = _objects(clip_capture(clips["h264-mp4"]), "ES")
+    [ds] = _objects(clip_of(clips["h264-mp4"]), "ES")
     first, second = write_dataset(ds, tmp_path / "a.dcm"), write_dataset(ds, tmp_path / "b.dcm")
     assert first.read_bytes() == second.read_bytes()
 
@@ -230,7 +231,7 @@ def test_an_object_written_twice_is_the_same_file(tmp_path, clips):
 def test_a_clip_changed_before_its_object_is_written_gives_no_file(tmp_path, clips):
     clip = tmp_path / "clip.h264"
     clip.write_bytes(clips["h264-raw"].read_bytes())
-    [ds] = _objects(clip_capture(clip), "ES")
+    [ds] = _objects(clip_of(clip), "ES")
     clip.write_bytes(clips["h264-raw"].read_bytes()[:20000])  # the stream is made from the file when written
     with pytest.raises(KioskError, match="clip.h264: the video file changed while it was stored"):
         write_dataset(ds, tmp_path / "out.dcm")

@@ -93,9 +93,9 @@ def test_stalled_source_is_reported_within_2_s(mjpeg_stream, stream_device):
 
 
 def test_video_file(tmp_path):
-    from tests.support.sources import make_video_file
+    from tests.support.video import make_video
 
-    path = make_video_file(tmp_path / "clip.mp4", seconds=1.0, rate=25)
+    path = make_video(tmp_path, "h264-mp4", seconds=1.0, size="640x360", name="clip.mp4")
     with open_device(f"video:{path}") as device:
         assert device.frame_rate == 25
         settings = device.configure(device.settings)

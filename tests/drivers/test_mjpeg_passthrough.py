@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,9 @@ from kiosk.dicomize import BuildOptions, build_datasets, write_dataset  # noqa: 
 from kiosk.jpeg import parse_jpeg, with_huffman_tables  # noqa: E402
 from kiosk.study import StudyContext  # noqa: E402
 from kiosk.transfer_syntaxes import JPEG_BASELINE  # noqa: E402
-from tests.support.peers import free_port, require_binary  # noqa: E402
+from tests.support.peers import free_port  # noqa: E402
 from tests.support.sources import Stream  # noqa: E402
-
-
-def _mjpeg(path: Path, huffman: str) -> Path:
-    """2 s of 320x240 MJPEG; ``huffman="default"`` codes with the T.81 K.3 tables, as cameras do."""
-    subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=size=320x240:rate=30", "-t", "2", "-c:v", "mjpeg", "-huffman", huffman, "-q:v", "5",
-                    "-pix_fmt", "yuvj420p", str(path)], check=True)
-    return path
+from tests.support.video import make_video  # noqa: E402
 
 
 def _strip_tables(src: Path, dst: Path) -> Path:
@@ -59,7 +51,7 @@ def _frames(path: Path) -> set[bytes]:
 
 @pytest.mark.parametrize("tables", ["in every frame", "left out"])
 def test_a_still_from_an_mjpeg_stream_is_stored_byte_for_byte(tmp_path, dciodvfy, tables):
-    clip = _mjpeg(tmp_path / "src.mkv", "default")
+    clip = make_video(tmp_path, "mjpeg-k3", rate=30, name="src.mkv")  # the T.81 K.3 tables, as cameras use
     if tables == "left out":
         clip = _strip_tables(clip, tmp_path / "no-dht.mkv")
     sent = _frames(clip)

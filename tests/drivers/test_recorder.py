@@ -4,7 +4,6 @@ cancel, a crash, and H.264 sources remuxed (framemd5: the decoded pictures are t
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -23,43 +22,25 @@ from kiosk.config import VideoConfig  # noqa: E402
 from kiosk.video.facts import VideoError  # noqa: E402
 from kiosk.video.recorder import MB, Recorder, record_clip  # noqa: E402
 from tests.support.paths import ROOT  # noqa: E402
-from tests.support.peers import free_port, require_binary  # noqa: E402
-from tests.support.sources import Stream, make_mjpeg_clip  # noqa: E402
+from tests.support.peers import free_port  # noqa: E402
+from tests.support.sources import Stream  # noqa: E402
+from tests.support.video import ffprobe, framemd5, make_video, video_stream  # noqa: E402
 
 VIDEO = VideoConfig(reserve_mb=0, preset="ultrafast")
-
-
-def ffprobe(path: Path) -> dict:
-    out = subprocess.run([require_binary("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "v:0",
-                          "-show_entries", "stream=codec_name,profile,level,width,height,pix_fmt,nb_read_frames",
-                          "-of", "json", str(path)], check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["streams"][0]
-
-
-def framemd5(path: Path) -> list[str]:
-    out = subprocess.run([require_binary("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                          "-f", "framemd5", "-"], check=True, capture_output=True, text=True).stdout
-    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line and not line.startswith("#")]
 
 
 @pytest.fixture(scope="module")
 def small_clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("small")
-    return {size: make_mjpeg_clip(folder / f"testsrc2-{size}.mkv", 3.0, size) for size in ("320x240", "640x480")}
+    return {size: make_video(folder, "mjpeg", 3.0, size, rate=30, name=f"testsrc2-{size}.mkv")
+            for size in ("320x240", "640x480")}
 
 
 @pytest.fixture(scope="module")
 def h264_clips(tmp_path_factory):
     """4 s of H.264 High at 320x240: without B-frames (remuxable) and with (reordered: encoded)."""
     folder = tmp_path_factory.mktemp("h264")
-    clips = {}
-    for bframes in (0, 2):
-        clips[bframes] = folder / f"testsrc2-bf{bframes}.mkv"
-        subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=320x240:rate=30", "-t", "4", "-c:v", "libx264", "-preset", "veryfast",
-                        "-profile:v", "high", "-bf", str(bframes), "-g", "15", "-pix_fmt", "yuv420p",
-                        str(clips[bframes])], check=True)
-    return clips
+    return {0: make_video(folder, "h264-stream", 4, rate=30), 2: make_video(folder, "h264-stream-bframes", 4, rate=30)}
 
 
 @pytest.fixture
@@ -89,7 +70,7 @@ def test_an_mjpeg_stream_is_recorded_as_h264_high_41(serve, small_clips, tmp_pat
     assert time.monotonic() - started < 5.0
     width, height = map(int, size.split("x"))
     assert clip.is_clip and clip.encoded_path.parent == tmp_path and clip.encoded_path.suffix == ".mp4"
-    probed = ffprobe(clip.encoded_path)
+    probed = video_stream(ffprobe(clip.encoded_path))
     assert (probed["codec_name"], probed["profile"], probed["level"]) == ("h264", "High", 41)
     assert (probed["width"], probed["height"], probed["pix_fmt"]) == (width, height, "yuv420p")
     # 60 at full pace; on a loaded machine ffmpeg may deliver a few less, never more.
@@ -134,7 +115,8 @@ def test_the_disk_filling_stops_the_recording_and_keeps_the_file(serve, small_cl
     assert recorder.reason == "disk" and "nearly full (50 MB free" in recorder.message
     assert recorder.free_bytes == 50 * MB
     clip = recorder.stop()
-    assert 20 <= clip.video.frames <= 75 and int(ffprobe(clip.encoded_path)["nb_read_frames"]) == clip.video.frames
+    assert 20 <= clip.video.frames <= 75
+    assert int(video_stream(ffprobe(clip.encoded_path))["nb_read_frames"]) == clip.video.frames
 
 
 @pytest.mark.parametrize("how", ["kill", "pause"])
@@ -170,7 +152,7 @@ def test_odd_sizes_lose_their_last_row_and_column_and_hevc_is_main(tmp_path):
     with open_device("demo:camera") as camera:
         camera.configure(Settings(width=321, height=241))
         clip = record_clip(camera, 0.5, tmp_path, VideoConfig(reserve_mb=0, codec="hevc", preset="ultrafast"))
-    probed = ffprobe(clip.encoded_path)
+    probed = video_stream(ffprobe(clip.encoded_path))
     assert (probed["codec_name"], probed["profile"], probed["width"], probed["height"]) == ("hevc", "Main", 320, 240)
     assert clip.pixels.shape == (240, 320, 3) and clip.video.codec == "hevc"
 

@@ -11,7 +11,7 @@ from kiosk.config import LocalConfig, parse_node_url
 from kiosk.dicomize import BuildOptions, build_datasets, write_dataset
 from kiosk.net.store import store_files
 from kiosk.study import StudyContext
-from tests.support.video_clips import clip_capture, make_clip
+from tests.support.video import clip_of, make_video
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install kiosk[video])")
 
@@ -20,9 +20,9 @@ STUDY = StudyContext.manual(patient_name="VIDEO^TEST", patient_id="VID1", birth_
 
 @pytest.mark.parametrize("kind", ["h264-mp4", "hevc-mp4"])
 def test_orthanc_stores_each_part_of_a_clip_and_returns_its_stream_intact(tmp_path, orthanc, kind):
-    clip = make_clip(tmp_path, kind)
+    clip = make_video(tmp_path, kind)
     limit = 64 * 1024 + clip.stat().st_size // 2
-    datasets = build_datasets([clip_capture(clip)], STUDY, BuildOptions(modality="ES", max_object_bytes=limit))
+    datasets = build_datasets([clip_of(clip)], STUDY, BuildOptions(modality="ES", max_object_bytes=limit))
     files = [write_dataset(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate(datasets)]
     assert len(files) >= 2
     result = store_files(parse_node_url(orthanc.url), LocalConfig(), files)

@@ -6,7 +6,6 @@ it is."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import threading
 import tracemalloc
 from io import BytesIO
@@ -23,6 +22,7 @@ from tests.support.netns import need_isolation
 from tests.support.outbox_helpers import deliver, outbox_config, queue
 from tests.support.peers import HOST, start_orthanc
 from tests.support.stow_server import Behaviour, StowServer
+from tests.support.video import make_video
 
 from kiosk.config import LocalConfig, parse_config, parse_node_url
 from kiosk.net.store import build_contexts, store_files
@@ -57,16 +57,7 @@ PresentationContexts = ScOnly
 """
 
 
-def h264_clip(path: Path, seconds: float = 1.0) -> bytes:
-    """A raw Annex B H.264 High 4.1 stream of 320x240 at 25 fps (ffmpeg's test pattern)."""
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high",
-                    "-level", "4.1", "-pix_fmt", "yuv420p", "-bsf:v", "h264_mp4toannexb", "-f", "h264", str(path)],
-                   check=True, timeout=60)
-    return path.read_bytes()
-
-
-def make_video(path: Path, stream: bytes, frames: int = FRAMES, fragment: int = 16384) -> Path:
+def video_object(path: Path, stream: bytes, frames: int = FRAMES, fragment: int = 16384) -> Path:
     """A Video Endoscopic Image in H.264 High 4.1: the stream in fragments of ``fragment`` bytes."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
@@ -111,12 +102,12 @@ def decoded(stream: bytes) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> bytes:
-    return h264_clip(tmp_path_factory.mktemp("clip") / "clip.h264")
+    return make_video(tmp_path_factory.mktemp("clip"), "h264-raw", seconds=1.0).read_bytes()
 
 
 @pytest.fixture
 def clip_file(tmp_path, clip) -> Path:
-    return make_video(tmp_path / "clip.dcm", clip)
+    return video_object(tmp_path / "clip.dcm", clip)
 
 
 @pytest.fixture
@@ -250,7 +241,7 @@ def test_a_peer_taking_neither_fails_the_clip_and_takes_the_rest(storescp_factor
 def test_a_broken_stream_fails_with_its_reason(storescp_factory, no_video_cfg, clip, tmp_path):
     peer = storescp_factory(options=["-xf", str(no_video_cfg), "NoVideo"])
     node = parse_node_url(peer.url)
-    short = make_video(tmp_path / "short.dcm", clip[:len(clip) // 2])  # half the stream, the header says 25 frames
+    short = video_object(tmp_path / "short.dcm", clip[:len(clip) // 2])  # half the stream, the header says 25 frames
     [result] = store_files(node, LOCAL, [short], fallback_dir=tmp_path / "copies").results
     assert result.outcome == "failed"
     assert result.message.startswith(f"{node.name} does not accept Video Endoscopic Image Storage, and its "
@@ -262,8 +253,8 @@ def test_a_broken_stream_fails_with_its_reason(storescp_factory, no_video_cfg, c
 
 def test_a_long_clip_is_never_held_decoded(tmp_path):
     """250 frames of 320x240: 58 MB decoded; the fallback is made with a few MB of Python memory."""
-    stream = h264_clip(tmp_path / "long.h264", seconds=10)
-    original = make_video(tmp_path / "long.dcm", stream, frames=250, fragment=1 << 20)
+    stream = make_video(tmp_path, "h264-raw", seconds=10, name="long.h264").read_bytes()
+    original = video_object(tmp_path / "long.dcm", stream, frames=250, fragment=1 << 20)
     tracemalloc.start()
     try:
         with open(original, "rb") as source, video.fallback_file(source, tmp_path / "copies", "pacs") as made:
@@ -338,17 +329,23 @@ def _item(path: Path):
                 str(ds.file_meta.TransferSyntaxUID))
 
 
+def _send_to_web(config, path: Path):
+    """``path`` sent to the STOW-RS destination ``web`` of ``config``: its outcome."""
+    destination = StowDestination("web", config.destinations["web"], config)
+    try:
+        [outcome] = destination.send([_item(path)], lambda done, sent: None, threading.Event())
+    finally:
+        destination.close()
+    return outcome
+
+
 @pytest.mark.parametrize("refusal", [Behaviour(status=415), "0122", "C122"])
 def test_stow_refusing_the_clip_gets_the_fallback(refusal, clip_file, clip, tmp_path):
     uid = str(pydicom.dcmread(clip_file, stop_before_pixels=True).SOPInstanceUID)
     first = refusal if isinstance(refusal, Behaviour) else Behaviour(failures={uid: int(refusal, 16)})
     with StowServer(script=[first]) as server:
         config = stow_config(tmp_path, server.url)
-        destination = StowDestination("web", config.destinations["web"], config)
-        try:
-            [outcome] = destination.send([_item(clip_file)], lambda done, sent: None, threading.Event())
-        finally:
-            destination.close()
+        outcome = _send_to_web(config, clip_file)
     assert outcome.outcome == "success", outcome.message
     assert outcome.fallback.startswith("sent as Multi-frame True Color SC (JPEG): web does not accept Video "
                                        "Endoscopic Image Storage")
@@ -361,11 +358,7 @@ def test_stow_refusal_without_fallback_says_how_to_send_it(clip_file, tmp_path):
     uid = str(pydicom.dcmread(clip_file, stop_before_pixels=True).SOPInstanceUID)
     with StowServer(script=[Behaviour(failures={uid: 0x0122})]) as server:
         config = stow_config(tmp_path, server.url, fallback=False)
-        destination = StowDestination("web", config.destinations["web"], config)
-        try:
-            [outcome] = destination.send([_item(clip_file)], lambda done, sent: None, threading.Event())
-        finally:
-            destination.close()
+        outcome = _send_to_web(config, clip_file)
     assert outcome.outcome == "failed"
     assert outcome.message.endswith("; [video] fallback = true would send it as Multi-frame True Color SC (JPEG)")
     assert len(server.requests) == 1
@@ -376,11 +369,7 @@ def test_stow_to_orthanc_keeps_the_clip_as_it_is(orthanc_web, clip_file, tmp_pat
 
     orthanc_web.clear()
     config = web_config(tmp_path, orthanc_web.dicomweb_url)
-    destination = StowDestination("web", config.destinations["web"], config)
-    try:
-        [outcome] = destination.send([_item(clip_file)], lambda done, sent: None, threading.Event())
-    finally:
-        destination.close()
+    outcome = _send_to_web(config, clip_file)
     assert (outcome.outcome, outcome.fallback) == ("success", "")
     [instance] = orthanc_web.instances()
     stored = pydicom.dcmread(BytesIO(orthanc_web.rest_bytes(f"/instances/{instance}/file")))

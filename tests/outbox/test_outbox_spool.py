@@ -18,14 +18,6 @@ from kiosk.outbox.housekeeping import delete_expired
 from kiosk.outbox.journal import Journal, Update
 
 
-@pytest.fixture
-def setup(tmp_path):
-    config = outbox_config(tmp_path)
-    outbox = Outbox.from_config(config)
-    yield config, outbox, tmp_path
-    outbox.close()
-
-
 def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 

@@ -12,13 +12,13 @@ from pydicom.encaps import generate_fragments
 
 from kiosk.dicomize import BuildOptions, build_datasets
 from kiosk.errors import KioskError
-from kiosk.outbox import Outbox, core
+from kiosk.outbox import core
 from kiosk.outbox.destinations import parse_destination
 from kiosk.station import FolderOutput, OutboxOutput, Station
 from kiosk.study import StudyContext
 from kiosk.video.elementary import write_elementary
-from tests.support.outbox_helpers import deliver, outbox_config
-from tests.support.video_clips import FRAMES, clip_capture, make_clip
+from tests.support.outbox_helpers import deliver
+from tests.support.video import FRAMES, clip_of, make_video
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install kiosk[video])")
 
@@ -27,21 +27,13 @@ STUDY = StudyContext.manual(patient_name="DOE^JANE", patient_id="PID1", birth_da
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return make_clip(tmp_path_factory.mktemp("clips"), "h264-mp4")
-
-
-@pytest.fixture
-def setup(tmp_path):
-    config = outbox_config(tmp_path)
-    outbox = Outbox.from_config(config)
-    yield config, outbox, tmp_path
-    outbox.close()
+    return make_video(tmp_path_factory.mktemp("clips"), "h264-mp4")
 
 
 def test_a_video_object_is_streamed_into_the_spool_and_delivered_intact(setup, clip, monkeypatch, storescp_factory):
     config, outbox, tmp = setup
     monkeypatch.setattr(core, "encode", lambda *a, **k: pytest.fail("the object was encoded in memory"))
-    [ds] = build_datasets([clip_capture(clip)], STUDY, BuildOptions(modality="ES"))
+    [ds] = build_datasets([clip_of(clip)], STUDY, BuildOptions(modality="ES"))
     pacs = storescp_factory(options=["+xa"])  # every transfer syntax
     name, spec = parse_destination(config, pacs.url)
     jobs = outbox.accept_dataset(ds, {name: spec})
@@ -65,7 +57,7 @@ def test_a_clip_changed_before_it_is_queued_leaves_nothing_in_the_spool(setup, c
     _config, outbox, tmp = setup
     changing = tmp / "clip.mp4"
     changing.write_bytes(clip.read_bytes())
-    [ds] = build_datasets([clip_capture(changing)], STUDY, BuildOptions(modality="ES"))
+    [ds] = build_datasets([clip_of(changing)], STUDY, BuildOptions(modality="ES"))
     changing.write_bytes(clip.read_bytes()[:-5000])  # the last frames gone
     with pytest.raises(KioskError, match="clip.mp4: "):
         outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": "/nowhere"}})
@@ -80,7 +72,7 @@ def test_a_streaming_station_hands_over_every_part_of_a_clip_to_every_output(set
     (tmp / "out").mkdir()
     queued = OutboxOutput(outbox, {"usb": {"kind": "folder", "path": str(tmp / "usb")}})
     station = Station.stream(STUDY, BuildOptions(modality="ES", max_object_bytes=limit), [folder, queued])
-    station.add_pages([clip_capture(clip)])
+    station.add_pages([clip_of(clip)])
     written = [pydicom.dcmread(path) for path in folder.files]
     assert len(written) == station.objects >= 3 and len(station.jobs["usb"]) == len(written)
     assert [ds.InstanceNumber for ds in written] == list(range(1, len(written) + 1))

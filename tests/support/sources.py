@@ -25,14 +25,6 @@ def write_sane_config(directory: Path) -> Path:
     return directory
 
 
-def make_mjpeg_clip(path: Path, seconds: float = 4.0, size: str = "1920x1080") -> Path:
-    """A 30 fps MJPEG test pattern (Matroska) for ``Stream`` to loop."""
-    ffmpeg = require_binary("ffmpeg")
-    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
-                    "-t", str(seconds), "-c:v", "mjpeg", "-q:v", "5", "-pix_fmt", "yuvj420p", str(path)], check=True)
-    return path
-
-
 @dataclass
 class Stream:
     """ffmpeg serving ``clip`` (MJPEG) in a loop, paced in real time, on one TCP connection.
@@ -88,13 +80,3 @@ def wait_for_listen(port: int, proc: subprocess.Popen, timeout: float = 10.0) ->
                 return
         time.sleep(0.05)
     raise RuntimeError(f"ffmpeg did not listen on port {port} within {timeout} s")
-
-
-def make_video_file(path: Path, seconds: float = 2.0, size: str = "640x360", rate: int = 25) -> Path:
-    """A short H.264 (or MPEG-4 part 2 if libx264 is missing) test file."""
-    ffmpeg = require_binary("ffmpeg")
-    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size={size}:rate={rate}", "-t", str(seconds), "-pix_fmt", "yuv420p", str(path)],
-                   check=True)
-    return path
-

@@ -17,8 +17,8 @@ from kiosk.video.probe import probe, syntax_for
 from kiosk.video.streams import (clip_capture, conforming_file, decode_frames, first_frame, keyframe_times,
                                  playback_changes, transcode, trim)
 from tests.support.peers import require_binary
-from tests.support.video_files import (faststart, ffmpeg_first_frame, ffprobe, framemd5, key_times, make_audio_only,
-                                       make_video, truncated, turned, video_stream)
+from tests.support.video import (faststart, ffmpeg_first_frame, ffprobe, framemd5, key_times, make_audio_only,
+                                 make_video, truncated, turned, video_stream)
 
 VIDEO = VideoConfig(reserve_mb=0, preset="ultrafast")
 
@@ -26,12 +26,13 @@ VIDEO = VideoConfig(reserve_mb=0, preset="ultrafast")
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
-    made = {kind: make_video(folder, kind) for kind in ("h264", "h444", "h10", "hevc", "vp9", "mov", "mpeg4")}
-    made["h264_3s"] = make_video(folder, "h264", seconds=3, name="h264-3s.mp4")
-    made["nob_3s"] = make_video(folder, "h264_nob", seconds=3)
+    made = {kind: make_video(folder, kind)
+            for kind in ("h264-bframes", "h264-444", "h264-10bit", "hevc-hvc1", "vp9", "h264-mov", "mpeg4")}
+    made["h264_3s"] = make_video(folder, "h264-bframes", seconds=3, name="h264-3s.mp4")
+    made["nob_3s"] = make_video(folder, "h264-no-bframes", seconds=3)
     made["audio"] = make_audio_only(folder / "audio.m4a")
-    made["cut"] = truncated(made["h264"], folder / "cut.mp4")  # the index (moov) is at the end: lost
-    made["cut_fast"] = truncated(faststart(made["h264"], folder / "fast.mp4"), folder / "cut-fast.mp4", 0.6)
+    made["cut"] = truncated(made["h264-bframes"], folder / "cut.mp4")  # the index (moov) is at the end: lost
+    made["cut_fast"] = truncated(faststart(made["h264-bframes"], folder / "fast.mp4"), folder / "cut-fast.mp4", 0.6)
     made["cut_webm"] = truncated(made["vp9"], folder / "cut.webm", 0.6)
     (folder / "notes.mp4").write_text("not a video")
     made["text"] = folder / "notes.mp4"
@@ -39,15 +40,15 @@ def files(tmp_path_factory):
 
 
 def test_probe_tells_progressive_from_interlaced_and_hevc_main_from_main_10(tmp_path):
-    progressive = probe(make_video(tmp_path, "h264"))
-    interlaced = probe(make_video(tmp_path, "interlaced"))
+    progressive = probe(make_video(tmp_path, "h264-bframes"))
+    interlaced = probe(make_video(tmp_path, "h264-interlaced"))
     assert not progressive.interlaced and interlaced.interlaced
-    assert syntax_for(probe(make_video(tmp_path, "hevc10"))) is tsx.HEVC_MAIN10
+    assert syntax_for(probe(make_video(tmp_path, "hevc10-hvc1"))) is tsx.HEVC_MAIN10
 
 
 # -- decoding ----------------------------------------------------------------------------------------
 def test_decode_frames_all_in_order_as_rgb(files):
-    frames = list(decode_frames(files["h264"]))
+    frames = list(decode_frames(files["h264-bframes"]))
     assert len(frames) == 50
     times = [t for t, _ in frames]
     assert times == sorted(times) and times[0] == 0.0 and times[-1] == pytest.approx(49 / 25)
@@ -68,21 +69,21 @@ def test_first_frame_is_ffmpegs(files):
 
 
 def test_clip_capture(files):
-    capture = clip_capture(files["mov"], SourceKind.FILE_IMPORT, source="camera roll",
+    capture = clip_capture(files["h264-mov"], SourceKind.FILE_IMPORT, source="camera roll",
                            metadata={"lossy_history": [[None, "ISO_10918_1"]]})
     assert capture.is_clip and capture.kind is SourceKind.FILE_IMPORT
-    assert capture.encoded_path == files["mov"] and capture.source == "camera roll"
+    assert capture.encoded_path == files["h264-mov"] and capture.source == "camera roll"
     assert capture.video.frames == 50 and capture.video.codec == "h264" and capture.frame_rate == 25
-    assert capture.pixels.shape == (240, 320, 3) and np.array_equal(capture.pixels, first_frame(files["mov"]))
+    assert capture.pixels.shape == (240, 320, 3) and np.array_equal(capture.pixels, first_frame(files["h264-mov"]))
     assert capture.metadata == {"lossy_history": [[None, "ISO_10918_1"]]}
 
 
 def test_a_portrait_phone_video_is_shown_and_transcoded_upright(files, tmp_path):
     """Stored 320x240 with a display matrix turning it 90 degrees: decoded as ffmpeg shows it (240 wide,
     320 high), and not passed through (DICOM has no such matrix) but transcoded upright."""
-    source = turned(files["h264"], tmp_path / "portrait.mp4")
+    source = turned(files["h264-bframes"], tmp_path / "portrait.mp4")
     assert playback_changes(source) == "shown turned by 90 degrees (DICOM video has no display rotation)"
-    assert playback_changes(files["h264"]) == ""
+    assert playback_changes(files["h264-bframes"]) == ""
     assert np.array_equal(first_frame(source), ffmpeg_first_frame(source, 320, 240))
     (tmp_path / "work").mkdir()
     made = conforming_file(source, tmp_path / "work", VIDEO)
@@ -110,7 +111,7 @@ def test_frames_an_edit_list_hides_are_not_passed_through(files, tmp_path):
 
 
 # -- transcoding -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["h444", "h10", "vp9", "mpeg4", "h264"])
+@pytest.mark.parametrize("kind", ["h264-444", "h264-10bit", "vp9", "mpeg4", "h264-bframes"])
 def test_transcode_to_h264_high(files, tmp_path, kind):
     progress: list[float] = []
     facts = transcode(files[kind], tmp_path / "out.mp4", VIDEO, progress=progress.append)
@@ -138,7 +139,7 @@ def test_transcode_to_hevc_main(files, tmp_path):
 
 def test_transcode_fits_larger_and_faster_video_into_level_42(tmp_path):
     """2400x400 at 120 fps: scaled to 1920x320 (the aspect kept), every other frame kept (60 fps), Level 4.2."""
-    source = make_video(tmp_path, "h264_nob", seconds=0.5, size="2400x400", rate=120, name="wide.mp4")
+    source = make_video(tmp_path, "h264-no-bframes", seconds=0.5, size="2400x400", rate=120, name="wide.mp4")
     facts = transcode(source, tmp_path / "out.mp4", VIDEO)
     stream = video_stream(ffprobe(tmp_path / "out.mp4"))
     assert (stream["width"], stream["height"], stream["level"], stream["r_frame_rate"]) == (1920, 320, 42, "60/1")
@@ -160,12 +161,12 @@ def test_transcode_refused_below_the_reserve(files, tmp_path):
 
 
 def test_conforming_file_passes_conforming_streams_through(files, tmp_path):
-    for kind in ("h264", "hevc", "mov"):
+    for kind in ("h264-bframes", "hevc-hvc1", "h264-mov"):
         assert conforming_file(files[kind], tmp_path, VIDEO) == files[kind]
     assert list(tmp_path.iterdir()) == []
-    made = conforming_file(files["h10"], tmp_path, VIDEO)
-    assert made.parent == tmp_path and made.name == "h10.mp4" and syntax_for(probe(made)) is tsx.H264_HIGH_41
-    assert conforming_file(files["h10"], tmp_path, VIDEO).name == "h10~1.mp4"  # never replaces a file
+    made = conforming_file(files["h264-10bit"], tmp_path, VIDEO)
+    assert made.parent == tmp_path and made.name == "h264-10bit.mp4" and syntax_for(probe(made)) is tsx.H264_HIGH_41
+    assert conforming_file(files["h264-10bit"], tmp_path, VIDEO).name == "h264-10bit~1.mp4"  # never replaces a file
 
 
 # -- trimming ----------------------------------------------------------------------------------------
@@ -198,9 +199,9 @@ def test_trim_of_everything_is_the_whole_clip(files, tmp_path):
 
 def test_trim_refuses_an_empty_range(files, tmp_path):
     with pytest.raises(VideoError, match="must come after its start"):
-        trim(files["h264"], tmp_path / "x.mp4", 1.5, 1.0)
+        trim(files["h264-bframes"], tmp_path / "x.mp4", 1.5, 1.0)
     with pytest.raises(VideoError, match="no frame lies between"):
-        trim(files["h264"], tmp_path / "x.mp4", 5.0, 6.0)
+        trim(files["h264-bframes"], tmp_path / "x.mp4", 5.0, 6.0)
     assert list(tmp_path.iterdir()) == []
 
 
