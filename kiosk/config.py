@@ -501,7 +501,7 @@ class VideoConfig:
     codec: str = setting("h264", check_choice("h264", "hevc"), "what recordings are encoded as: h264 (H.264 High, "
                          "every PACS that takes video) or hevc (HEVC Main, half the size, fewer viewers)")
     crf: int = setting(23, check_crf, "recording quality: 0 best ... 51 smallest; 18-28 is usual, lower is larger")
-    preset: str = setting("veryfast", check_choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+    preset: str = setting("superfast", check_choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                           "encoder speed against size: ultrafast ... medium (slower presets may not keep up)")
     reserve_mb: int = setting(2000, check_non_negative, "free disk space (MB) a recording keeps: below it "
                               "recording is refused, or stopped cleanly")

