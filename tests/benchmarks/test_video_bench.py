@@ -1,8 +1,10 @@
 """Video benchmarks (issue 15): recording 1080p30 from an MJPEG card, and importing a long MP4.
 
 Run: ``.venv/bin/pytest -s tests/benchmarks/test_video_bench.py``; ``KIOSK_BENCH_QUICK=1`` records
-60 s instead of 10 minutes and imports a 30 s file instead of 5 minutes. Each figure is printed next
-to a reference measured in the same run (ffmpeg's own libx264 on the same frames; ``cp``).
+60 s instead of 10 minutes and imports a 30 s file instead of 5 minutes, asserting no target;
+``KIOSK_BENCH_PRESET=ultrafast`` (or another) records with that preset instead of ``[video] preset``.
+Each figure is printed next to a reference measured in the same run (ffmpeg's own libx264 on the
+same frames; ``cp``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def _pump_cpu(ui, seconds: float) -> tuple[float, float]:
     return (time.process_time() - cpu) / (time.monotonic() - wall), peak
 
 
+@pytest.mark.timeout(1800)  # ten minutes of recording, then ffmpeg's reference on as many frames
 def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
     from drivers.device import DeviceInfo
     from kiosk.config import parse_config
@@ -106,13 +109,15 @@ def test_recording_1080p30_from_an_mjpeg_card(kiosk_ui, mjpeg_stream, tmp_path):
           f"\n  recording CPU {encoder_cpu:.1f} s (the process's {recording_cpu:.2f} cores less the preview's "
           f"{preview_cpu:.2f}); ffmpeg -c:v libx264 on the same frames {ffmpeg_cpu:.1f} s (less decoding "
           f"{decoding:.1f} s): ratio {encoder_cpu / ffmpeg_cpu:.2f} (target <= 1.2)")
-    assert dropped == 0
-    assert preview_fps >= 25
-    assert rss_growth <= 50
-    assert queued_at - stopped_at <= 2
-    assert encoder_cpu <= 1.2 * ffmpeg_cpu
+    if not QUICK:
+        assert dropped == 0
+        assert preview_fps >= 25
+        assert rss_growth <= 50
+        assert queued_at - stopped_at <= 2
+        assert encoder_cpu <= 1.2 * ffmpeg_cpu
 
 
+@pytest.mark.timeout(900)  # making the five-minute file takes a minute or two
 def test_import_of_a_long_1080p_h264_file(tmp_path):
     minutes = 0.5 if QUICK else 5.0
     source, ffmpeg = tmp_path / "long.mp4", require_binary("ffmpeg")
@@ -143,4 +148,5 @@ def test_import_of_a_long_1080p_h264_file(tmp_path):
           f"\n  kiosk convert {kiosk_best:.2f} s ({', '.join(f'{t:.2f}' for t in kiosk_times)}), "
           f"cp + sync {cp_best:.2f} s ({', '.join(f'{t:.2f}' for t in cp_times)}): ratio {kiosk_best / cp_best:.2f} "
           f"(target <= 1.5)")
-    assert kiosk_best <= 1.5 * cp_best
+    if not QUICK:
+        assert kiosk_best <= 1.5 * cp_best
