@@ -15,7 +15,6 @@ from typing import Iterator
 
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate_buffer
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -90,7 +89,7 @@ def build_clip(batch: BatchState, capture: Capture) -> Iterator[Dataset]:
     Each object's pixel data is an ``ElementaryStream``: made from the clip's file while the object
     is written (each time it is written), so the clip must stay in place until then.
     """
-    from kiosk.video.elementary import ElementaryStream, parts
+    from kiosk.video.elementary import ClipPixelData, ElementaryStream, parts
     from kiosk.video.probe import PIX_10BIT_420, syntax_for, why_not
 
     facts, path = capture.video, capture.encoded_path
@@ -125,7 +124,7 @@ def build_clip(batch: BatchState, capture: Capture) -> Iterator[Dataset]:
         raw = facts.width * facts.height * 3 * (2 if ten_bit else 1) * (end - first)
         set_lossy(ds, [*history, (raw / max(size, 1), syntax.method)])
         modules.add_sop_common(ds, batch, CLIP_CLASS[kind])
-        ds.PixelData = encapsulate_buffer([stream], has_bot=False)
+        ds.PixelData = ClipPixelData(stream)
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
         set_file_meta(ds, syntax.uid)

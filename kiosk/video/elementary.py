@@ -8,6 +8,10 @@ an IDR picture with its parameter sets (added when the stream carries them only 
 object decodes alone. Packets pass one at a time: memory stays flat whatever the length.
 
 Frames are counted in decoding order, as ``kiosk.video.probe`` counts them (one packet, one frame).
+
+H.264 in a plain MP4/MOV file (``kiosk.video.mp4index``) takes a faster road: the stream is the file's
+samples with start codes for the NAL lengths (``kiosk.video.samplecopy``), never demuxed, and
+``ClipPixelData.copy_into`` has the kernel copy it into a Part 10 file.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from pydicom.encaps import EncapsulatedBuffer
+
 from kiosk.video.facts import VideoError, VideoFacts
+from kiosk.video.mp4index import Mp4Index, read_index
 from kiosk.video.probe import open_container
+from kiosk.video.samplecopy import SamplePlan, Unplannable, plan, samples
 
 FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 START = b"\x00\x00\x01"
@@ -112,20 +120,16 @@ def parts(path: str | os.PathLike[str], max_bytes: int,
     if facts is not None and path.stat().st_size + len(facts.keyframes) * KEYFRAME_SLACK \
             + facts.frames * FRAME_SLACK <= max_bytes:
         return [(0, facts.frames, None)]
-    # Groups of pictures: [first frame, bytes, bytes added when a part starts there]
-    groups: list[list[int]] = []
-    known_sets, frames = b"", 0
-    for index, unit in enumerate(_access_units(path)):
-        if not groups or unit.idr:
-            groups.append([index, 0, 0 if unit.parameter_sets else len(known_sets)])
-        groups[-1][1] += len(unit.data)
-        known_sets = unit.parameter_sets or known_sets
-        frames = index + 1
+    index = _plannable(path)
+    groups = _indexed_groups(path, index) if index is not None else None
+    if groups is None:
+        groups = _demuxed_groups(path)
+    frames = groups[-1][3] if groups else 0
     if not frames:
         raise VideoError(f"{path.name}: the video stream has no frames", "check that the file is not cut short")
     ranges: list[tuple[int, int, int | None]] = []
     first, size = 0, 0
-    for start, length, added in groups:
+    for start, length, added, _ in groups:
         if start and size + length > max_bytes:
             ranges.append((first, start, size))
             first, size = start, added
@@ -134,14 +138,55 @@ def parts(path: str | os.PathLike[str], max_bytes: int,
     return ranges
 
 
+def _plannable(path: Path) -> Mp4Index | None:
+    """The MP4 index of ``path`` when its stream can be made from the samples (H.264 with avcC)."""
+    index = read_index(path)
+    return index if index is not None and index.codec == "h264" and index.parameter_sets else None
+
+
+def _indexed_groups(path: Path, index: Mp4Index) -> list[list[int]] | None:
+    """``_demuxed_groups`` from the sample table and the NAL headers (a part starting at an IDR picture
+    gets the parameter sets there like any other IDR picture: nothing is added)."""
+    groups: list[list[int]] = []
+    try:
+        for sample, idr, nals, inserted in samples(path, index):
+            if not groups or idr:
+                groups.append([sample, 0, 0, 0])
+            groups[-1][1] += index.sizes[sample] + (len(index.parameter_sets) if inserted is not None else 0)
+            groups[-1][3] = sample + 1
+    except Unplannable:
+        return None
+    return groups
+
+
+def _demuxed_groups(path: Path) -> list[list[int]]:
+    """Groups of pictures: [first frame, bytes, bytes added when a part starts there, frames up to its end]."""
+    groups: list[list[int]] = []
+    known_sets = b""
+    for index, unit in enumerate(_access_units(path)):
+        if not groups or unit.idr:
+            groups.append([index, 0, 0 if unit.parameter_sets else len(known_sets), 0])
+        groups[-1][1] += len(unit.data)
+        groups[-1][3] = index + 1
+        known_sets = unit.parameter_sets or known_sets
+    return groups
+
+
 def write_elementary(path: str | os.PathLike[str], out: BinaryIO, first: int = 0, end: int | None = None) -> int:
     """Write frames [first, end) of the first video stream of ``path`` to ``out`` as an Annex B byte
     stream that decodes alone (``first`` should be where a ``segments`` range starts); the bytes written."""
     written = 0
-    for piece in _pieces(Path(path), first, end):
+    for piece in _source(Path(path), first, end)[0]:
         out.write(piece)
         written += len(piece)
     return written
+
+
+def _source(path: Path, first: int, end: int | None) -> tuple[Iterator[bytes], SamplePlan | None]:
+    """The pieces of frames [first, end), from the samples' plan when the file has one."""
+    index = _plannable(path)
+    made = plan(path, index, first, end) if index is not None else None
+    return (made.pieces() if made is not None else _pieces(path, first, end)), made
 
 
 def _pieces(path: Path, first: int, end: int | None) -> Iterator[bytes]:
@@ -163,13 +208,18 @@ class ElementaryStream(io.BufferedIOBase):
     """Frames [first, end) of a clip's elementary stream as a read-only, seekable file made from the video
     file while it is read: pydicom's ``EncapsulatedBuffer`` copies it into a Part 10 file and neither
     memory (one packet at a time) nor a disk holds a copy. Its ``size`` is taken first (one reading pass,
-    demuxing only, unless given: ``parts``); reading at an earlier position starts again from the top."""
+    demuxing only, unless given: ``parts``; from the sample table when it has a ``plan``); reading at an
+    earlier position starts again from the top."""
 
     def __init__(self, path: str | os.PathLike[str], first: int = 0, end: int | None = None,
                  size: int | None = None) -> None:
         super().__init__()
         self.path, self.first, self.end = Path(path), first, end
-        self.size = sum(map(len, _pieces(self.path, first, end))) if size is None else size
+        pieces, self.plan = _source(self.path, first, end)
+        if self.plan is not None:
+            self.size = self.plan.size if size is None else size
+        else:
+            self.size = sum(map(len, pieces)) if size is None else size
         self._position = 0  # where the next read starts
         self._source: Iterator[bytes] | None = None
         self._at = 0  # the stream offset of _pending's first byte
@@ -220,7 +270,8 @@ class ElementaryStream(io.BufferedIOBase):
     def _restart(self) -> None:
         if self._source is not None:
             self._source.close()
-        self._source, self._at, self._pending = _pieces(self.path, self.first, self.end), 0, memoryview(b"")
+        pieces = self.plan.pieces() if self.plan is not None else _pieces(self.path, self.first, self.end)
+        self._source, self._at, self._pending = pieces, 0, memoryview(b"")
 
     def _next(self) -> bytes:
         piece = next(self._source, None)
@@ -235,3 +286,33 @@ class ElementaryStream(io.BufferedIOBase):
     def _changed(self) -> VideoError:
         return VideoError(f"{self.path.name}: the video file changed while it was stored",
                           "leave clips alone until their objects are queued, then send again")
+
+
+class ClipPixelData(EncapsulatedBuffer):
+    """A clip object's Pixel Data: an empty Basic Offset Table and ``stream`` as its one fragment, read by
+    pydicom when written; ``copy_into`` writes it without pydicom when the stream has a ``plan``."""
+
+    def __init__(self, stream: ElementaryStream) -> None:
+        super().__init__([stream], use_bot=False)
+        self.stream = stream
+
+    @property
+    def kernel_copied(self) -> bool:
+        """Whether ``copy_into`` can write this value (the stream is made from an MP4's samples)."""
+        return self.stream.plan is not None and self.stream.plan.size == self.stream.size
+
+    def copy_into(self, target: int) -> None:
+        """Append the encoded Pixel Data element (Explicit VR Little Endian, undefined length) to the file
+        descriptor ``target`` at its end: the bytes pydicom writes, the stream copied by the kernel."""
+        stream, size = self.stream, self.stream.size
+        if not self.kernel_copied:
+            raise ValueError("the stream has no plan of its size")
+        padded = size + size % 2
+        head = b"".join((b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",  # (7FE0,0010) OB, undefined length
+                         b"\xfe\xff\x00\xe0\x00\x00\x00\x00",  # the empty Basic Offset Table
+                         b"\xfe\xff\x00\xe0", padded.to_bytes(4, "little")))
+        at = os.lseek(target, 0, os.SEEK_END)
+        os.pwrite(target, head, at)
+        with open(stream.path, "rb") as source:
+            stream.plan.copy(source.fileno(), target, at + len(head))
+        os.pwrite(target, b"\x00" * (padded - size) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", at + len(head) + size)

@@ -1,6 +1,7 @@
 """Read a video file's facts (PyAV) and say under which DICOM transfer syntax it can be stored as it is.
 
-``probe`` demuxes every packet (nothing is decoded) to count frames and find the keyframes;
+``probe`` counts frames and finds the keyframes in an MP4/MOV file's sample table (``kiosk.video.mp4index``),
+else by demuxing every packet (nothing is decoded);
 ``syntax_for`` applies PS3.5 8.2.8-8.2.9 (profile, level, size, rate, 4:2:0) and ``why_not`` says in
 words why a stream does not qualify, so that it is transcoded instead.
 """
@@ -54,22 +55,11 @@ def probe(path: str | os.PathLike[str]) -> VideoFacts:
             raise VideoError(f"{path.name}: holds no video stream", "choose a video file")
         stream = container.streams.video[0]
         ctx = stream.codec_context
-        frames, keyframes, last_time = 0, [], 0.0
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:  # the flush packet at the end
-                    continue
-                if packet.is_corrupt:  # e.g. its bytes end with the file
-                    raise VideoError(f"{path.name}: the video is damaged or cut short at frame {frames + 1}",
-                                     "use a complete copy of the file")
-                if packet.is_keyframe:
-                    keyframes.append(frames)
-                if packet.pts is not None and packet.time_base is not None:
-                    last_time = max(last_time, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-                frames += 1
-        except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"{path.name}: the video is damaged after frame {frames} ({exc})",
-                             "use a complete copy of the file") from None
+        index = _index(path, container, stream)
+        if index is not None:
+            frames, keyframes, last_time = index.frames, list(index.sync), index.end_time
+        else:
+            frames, keyframes, last_time = _demux(path, av, container, stream)
         if frames == 0:
             raise VideoError(f"{path.name}: the video stream has no frames", "check that the file is not cut short")
         _check_complete(path, container, stream, frames, last_time)
@@ -84,6 +74,39 @@ def probe(path: str | os.PathLike[str]) -> VideoFacts:
             duration=round(duration, 3), profile=ctx.profile or "", level=max(0, getattr(ctx, "level", 0) or 0),
             pix_fmt=ctx.pix_fmt or "", bit_rate=int(ctx.bit_rate or container.bit_rate or 0),
             interlaced=_interlaced(stream), keyframes=tuple(keyframes) or (0,), container=container.format.name)
+
+
+def _index(path: Path, container, stream):
+    """The MP4/MOV sample table of ``stream`` (``kiosk.video.mp4index``), when the file has a plain one."""
+    if "mp4" not in container.format.name.split(","):
+        return None
+    from kiosk.video.mp4index import read_index
+
+    index = read_index(path)
+    if index is None or index.track_id != stream.id or index.codec != stream.codec_context.name:
+        return None
+    return index
+
+
+def _demux(path: Path, av, container, stream) -> tuple[int, list[int], float]:
+    """Frames, keyframes and the end of the last frame shown (s), from every packet (none decoded)."""
+    frames, keyframes, last_time = 0, [], 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at the end
+                continue
+            if packet.is_corrupt:  # e.g. its bytes end with the file
+                raise VideoError(f"{path.name}: the video is damaged or cut short at frame {frames + 1}",
+                                 "use a complete copy of the file")
+            if packet.is_keyframe:
+                keyframes.append(frames)
+            if packet.pts is not None and packet.time_base is not None:
+                last_time = max(last_time, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            frames += 1
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"{path.name}: the video is damaged after frame {frames} ({exc})",
+                         "use a complete copy of the file") from None
+    return frames, keyframes, last_time
 
 
 def _check_complete(path: Path, container, stream, frames: int, last_time: float) -> None:

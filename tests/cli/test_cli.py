@@ -55,7 +55,7 @@ def test_internal_error_is_one_line_without_traceback_unless_debug(monkeypatch, 
         raise RuntimeError("disk on fire")
 
     args = parser.parse_args(["config", "show"])
-    monkeypatch.setattr("kiosk.cli.build_parser", lambda: _Fixed(parser, args, boom))
+    monkeypatch.setattr("kiosk.cli.build_parser", lambda **_: _Fixed(parser, args, boom))
     assert main(["config", "show"]) == 1
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: disk on fire" in err

@@ -1,0 +1,122 @@
+"""The MP4/MOV sample table read without demuxing (kiosk.video.mp4index) against PyAV's demuxing, and clip
+objects whose H.264 stream the kernel copies from the samples (kiosk.video.samplecopy) against pydicom's
+own writing, ffprobe and framemd5."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+
+import pydicom
+import pytest
+from pydicom.encaps import generate_fragments
+
+from kiosk.dicomize.batch import BuildOptions
+from kiosk.dicomize.builder import _kernel_copied, build_datasets, write_dataset
+from kiosk.errors import KioskError
+from kiosk.study import StudyContext
+from kiosk.video import probe as probe_module
+from kiosk.video.mp4index import read_index
+from kiosk.video.probe import probe
+from tests.support.peers import require_binary
+from tests.support.video import (FRAMES, clip_of, faststart, ffprobe, framemd5, make_video, raw_format, truncated,
+                                 video_stream)
+
+STUDY = StudyContext(patient_name="MP4^INDEX", patient_id="MP4")
+INDEXED = ("h264-mp4", "h264-bframes", "h264-no-bframes", "h264-mov", "h264-10bit", "hevc-hvc1", "hevc-mp4")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mp4index")
+    made = {kind: make_video(folder, kind) for kind in (*INDEXED, "h264-raw", "h264-mkv")}
+    made["fragmented"] = folder / "fragmented.mp4"
+    subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-i", str(made["h264-mp4"]),
+                    "-c", "copy", "-movflags", "frag_keyframe+empty_moov", str(made["fragmented"])], check=True)
+    made["cut_fast"] = truncated(faststart(made["h264-bframes"], folder / "fast.mp4"), folder / "cut-fast.mp4", 0.6)
+    return made
+
+
+def _demuxed(path, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(probe_module, "_index", lambda *args: None)
+        return probe(path)
+
+
+@pytest.mark.parametrize("kind", INDEXED)
+def test_the_index_gives_the_facts_demuxing_gives(files, kind, monkeypatch):
+    index = read_index(files[kind])
+    assert index is not None and index.frames == FRAMES
+    assert probe(files[kind]) == _demuxed(files[kind], monkeypatch)
+
+
+@pytest.mark.parametrize("kind", ["fragmented", "h264-raw", "h264-mkv", "cut_fast"])
+def test_files_the_index_does_not_read_are_demuxed(files, kind, monkeypatch):
+    assert read_index(files[kind]) is None
+    if kind == "cut_fast":
+        with pytest.raises(KioskError, match="cut-fast.mp4: the video is (damaged or )?cut short"):
+            probe(files[kind])
+    else:
+        assert probe(files[kind]).frames == FRAMES
+
+
+def test_an_index_past_the_end_of_the_file_is_refused(files, tmp_path):
+    data = files["h264-mp4"].read_bytes()  # moov at the end: drop the last sample's bytes from the mdat
+    at = data.index(b"moov") - 4
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:at - 3000] + data[at:])
+    assert read_index(cut) is None
+
+
+def _fragment(path) -> bytes:
+    table, *fragments = generate_fragments(pydicom.dcmread(path).PixelData)
+    assert table == b"" and len(fragments) == 1
+    return fragments[0]
+
+
+@pytest.mark.parametrize("kind", ["h264-mp4", "h264-bframes", "h264-mov"])
+def test_a_clip_object_copied_by_the_kernel_is_the_file_pydicom_writes(files, tmp_path, kind):
+    [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
+    assert _kernel_copied(ds) is not None
+    written = write_dataset(ds, tmp_path / "clip.dcm")
+    by_pydicom = io.BytesIO()
+    ds.save_as(by_pydicom, enforce_file_format=True)
+    assert written.read_bytes() == by_pydicom.getvalue()
+    stream = tmp_path / "clip.h264"
+    stream.write_bytes(_fragment(written))
+    assert framemd5(stream, "h264") == framemd5(files[kind])
+    assert int(video_stream(ffprobe(stream, "h264"))["nb_read_frames"]) == ds.NumberOfFrames == FRAMES
+
+
+def test_the_parts_of_a_long_clip_are_copied_by_the_kernel_too(files, tmp_path):
+    source = files["h264-no-bframes"]
+    limit = 64 * 1024 + os.path.getsize(source) // 3
+    datasets = build_datasets([clip_of(source)], STUDY, BuildOptions(modality="ES", max_object_bytes=limit))
+    assert len(datasets) >= 2 and all(_kernel_copied(ds) is not None for ds in datasets)
+    pictures = []
+    for n, ds in enumerate(datasets):
+        path = write_dataset(ds, tmp_path / f"{n}.dcm")
+        assert path.stat().st_size <= limit
+        stream = tmp_path / f"{n}.h264"
+        stream.write_bytes(_fragment(path))  # each part decodes alone: its parameter sets first
+        assert int(video_stream(ffprobe(stream, raw_format("h264")))["nb_read_frames"]) == ds.NumberOfFrames
+        pictures += framemd5(stream, "h264")
+    assert pictures == framemd5(source)
+
+
+def test_hevc_and_other_streams_keep_pydicoms_writing(files):
+    for kind in ("hevc-hvc1", "h264-raw", "h264-mkv", "fragmented"):
+        [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
+        assert _kernel_copied(ds) is None
+
+
+def test_an_mp4_cut_after_its_object_was_built_gives_no_file(files, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    data = files["h264-mp4"].read_bytes()
+    clip.write_bytes(data)
+    [ds] = build_datasets([clip_of(clip)], STUDY, BuildOptions(modality="ES"))
+    clip.write_bytes(data[:len(data) // 2])
+    with pytest.raises(KioskError, match="clip.mp4: the video file changed while it was stored"):
+        write_dataset(ds, tmp_path / "out.dcm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
