@@ -275,17 +275,11 @@ def _avcc(data: bytes, start: int, end: int) -> bytes:
     record = data[start:end]
     if record[0] != 1 or (record[4] & 3) != 3:
         raise _Refused("avcC version or NAL length size")
-    units, at = [], 6
-    for count_at in (5, None):
-        count = record[5] & 0x1F if count_at else record[at]
-        at += 0 if count_at else 1
-        for _ in range(count):
-            length = struct.unpack_from(">H", record, at)[0]
-            units.append(record[at + 2:at + 2 + length])
-            at += 2 + length
+    sps, at = _units(record, 6, record[5] & 0x1F)  # then the picture parameter sets, counted in one byte
+    pps, at = _units(record, at + 1, record[at])
     if at > len(record):
         raise _Refused("avcC")
-    return _annex_b(units)
+    return _annex_b(sps + pps)
 
 
 def _hvcc(data: bytes, start: int, end: int) -> bytes:
@@ -293,13 +287,19 @@ def _hvcc(data: bytes, start: int, end: int) -> bytes:
     if record[0] != 1 or (record[21] & 3) != 3:
         raise _Refused("hvcC version or NAL length size")
     units, at = [], 23
-    for _ in range(record[22]):
-        count = struct.unpack_from(">H", record, at + 1)[0]
-        at += 3
-        for _ in range(count):
-            length = struct.unpack_from(">H", record, at)[0]
-            units.append(record[at + 2:at + 2 + length])
-            at += 2 + length
+    for _ in range(record[22]):  # arrays of VPS, SPS, PPS ...: a type byte and a 16-bit count each
+        found, at = _units(record, at + 3, struct.unpack_from(">H", record, at + 1)[0])
+        units += found
     if at > len(record):
         raise _Refused("hvcC")
     return _annex_b(units)
+
+
+def _units(record: bytes, at: int, count: int) -> tuple[list[bytes], int]:
+    """``count`` NAL units, each after its 16-bit length, from ``at``; and where the next field starts."""
+    units = []
+    for _ in range(count):
+        length = struct.unpack_from(">H", record, at)[0]
+        units.append(record[at + 2:at + 2 + length])
+        at += 2 + length
+    return units, at
