@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from drivers.video_file import FORMATS as VIDEO_FORMATS
-from drivers.video_file import SUFFIXES as VIDEO_SUFFIXES
 from kiosk.capture import Capture, EncodedFormat, SourceKind
 from kiosk.errors import KioskError
 from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg, verify_jpeg
@@ -37,6 +35,10 @@ from kiosk.jpeg import JpegError, decode_jpeg, parse_jpeg, verify_jpeg
 if TYPE_CHECKING:
     from PIL import Image
 
+# Video files (``is_video``; ``drivers.video_file`` makes clips of them): what ``sniff`` calls the containers,
+# ISO base media (MP4, MOV, M4V), Matroska (MKV, WebM) and AVI, and their names.
+VIDEO_FORMATS = ("MP4", "Matroska", "AVI")
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 DEFAULT_MAX_PIXELS = 100_000_000  # an A4 page at 1200 dpi is ~140 M: scan those directly, not as files
 #: JPEG and PDF files are held in memory whole; 100 megapixels of 16-bit RGB, uncompressed, take 600 MB.
 MAX_FILE_BYTES = 1 << 30

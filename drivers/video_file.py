@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from kiosk.config import VideoConfig
     from kiosk.video.facts import VideoFacts
 
-# What ``drivers.file_reader.sniff`` calls the containers: ISO base media (MP4, MOV, M4V), Matroska
-# (MKV, WebM) and AVI.
-FORMATS = ("MP4", "Matroska", "AVI")
-SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # Lossy Image Compression Method (PS3.3 C.7.6.1.1.5.1) of a source transcoded: the loss it already had.
 METHODS = {"h264": "ISO_14496_10", "hevc": "ISO_23008_2", "mjpeg": "ISO_10918_1", "mpeg2video": "ISO_13818_2",
            "mpeg1video": "ISO_13818_2", "jpeg2000": "ISO_15444_1"}
