@@ -121,5 +121,4 @@ class Capture:
             return None
         if info.lossless:
             return None
-        samples = info.width * info.height * info.components * (2 if info.precision > 8 else 1)
-        return [round(samples / len(self.encoded), 2), "ISO_10918_1"]
+        return [round(info.ratio(len(self.encoded)), 2), "ISO_10918_1"]

@@ -74,6 +74,10 @@ class JpegInfo:
         frames often leave them out): fits the JPEG Baseline transfer syntax as is."""
         return self.sof == 0xC0 and self.precision == 8 and self.components in (1, 3) and self.huffman_tables
 
+    def ratio(self, size: int) -> float:
+        """Compression ratio of this stream when it is ``size`` bytes long."""
+        return self.width * self.height * self.components * (2 if self.precision > 8 else 1) / max(size, 1)
+
     @property
     def lossless(self) -> bool:
         """Process 14 (SOF3/7/11/15): decodes to exactly what was encoded."""

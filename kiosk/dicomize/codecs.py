@@ -102,11 +102,6 @@ def photometric_of_jpeg(info: JpegInfo) -> str | None:
     return "YBR_FULL_422" if space == "YCbCr" and halved else None
 
 
-def jpeg_ratio(info: JpegInfo, size: int) -> float:
-    """Compression ratio of a JPEG stream of ``size`` bytes."""
-    return info.width * info.height * info.components * (2 if info.precision > 8 else 1) / max(size, 1)
-
-
 def set_lossy(ds: Dataset, history: list[tuple[float | None, str | None]]) -> None:
     """Lossy Image Compression 00, or 01 with one ratio and method per lossy step.
 

@@ -168,7 +168,7 @@ def _decoded(capture: Capture) -> tuple[np.ndarray, int, tuple[float, str] | Non
             pixels, bits = decode_jpeg(capture.encoded, info)
         except JpegError as exc:
             raise PixelError(str(exc)) from None
-        lossy = None if info.lossless else (codecs.jpeg_ratio(info, len(capture.encoded)), tsx.JPEG_BASELINE.method)
+        lossy = None if info.lossless else (info.ratio(len(capture.encoded)), tsx.JPEG_BASELINE.method)
         return pixels, bits, lossy
     raise PixelError(f"a {capture.encoded_format.value if capture.encoded_format else 'capture'} "
                      "without pixels cannot become an image")
