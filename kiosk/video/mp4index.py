@@ -1,11 +1,13 @@
-"""The sample table of an MP4/MOV file's first video track, read from its moov box (ISO/IEC 14496-12, -15).
+"""The samples of an MP4/MOV file's first video track, read from its moov box and, in a fragmented file
+(the recorder's), its moof boxes (ISO/IEC 14496-12, -15).
 
-``read_index`` reads the boxes with ``struct`` (the moov box only, never the media data), so that the
-kiosk knows a clip's frames, keyframes and duration, and where each sample's bytes are, without demuxing
-it: ``kiosk.video.probe`` and ``kiosk.video.kernel_copy`` use it. It returns None for anything it does not
-plainly understand, and the caller takes the PyAV path: a fragmented file (moof boxes: the recorder's),
-NAL length prefixes other than 4 bytes, a sample table that is missing or says more than the file holds
-(a copy cut short, whose messages the demuxing path gives), edit lists of more than one edit, sample groups.
+``read_index`` reads the boxes with ``struct`` (the moov and moof boxes only, never the media data), so
+that the kiosk knows a clip's frames, keyframes and duration, and where each sample's bytes are, without
+demuxing it: ``kiosk.video.probe`` and ``kiosk.video.samplecopy`` use it. It returns None for anything it
+does not plainly understand, and the caller takes the PyAV path: NAL length prefixes other than 4 bytes,
+a sample table that is missing or says more than the file holds (a copy cut short, or a recording the
+kiosk did not finish: whose messages the demuxing path gives), edit lists of more than one edit, sample
+groups, a track fragment whose data offset is implied by another track's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 # Sample entry types -> codec; the entry's child boxes follow its 78-byte VisualSampleEntry fields.
 ENTRIES = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc"}
 VISUAL_ENTRY = 8 + 78
-MOOV_MAX = 256 << 20  # a moov box larger than this is not a clip's (its tables are read into memory)
+MOOV_MAX = 256 << 20  # moov and moof boxes larger than this together are not a clip's (they are read into memory)
 # What an ISO base media file may start with; anything else (Matroska, a raw stream) is not read further.
 FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"}
 
@@ -49,13 +51,13 @@ class _Refused(Exception):
 
 
 def read_index(path: str | os.PathLike[str]) -> Mp4Index | None:
-    """The index of ``path``'s first video track, or None when the file is not a plain (unfragmented,
-    complete) MP4/MOV with H.264 or HEVC in 4-byte length-prefixed NAL units."""
+    """The index of ``path``'s first video track, or None when the file is not a complete MP4/MOV (plain
+    or fragmented) with H.264 or HEVC in 4-byte length-prefixed NAL units."""
     try:
         with open(Path(path), "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            moov = _moov(handle, size)
-            return _index(moov, size)
+            moov, fragments = _top_level(handle, size)
+            return _index(moov, fragments, size)
     except (OSError, _Refused, struct.error, IndexError, ValueError):
         return None
 
@@ -77,9 +79,10 @@ def _boxes(data: bytes | memoryview, start: int = 0, end: int | None = None):
         at += size
 
 
-def _moov(handle, size: int) -> bytes:
-    """The moov box's payload, the top-level boxes walked by their headers (the media data is skipped)."""
-    at, moov = 0, None
+def _top_level(handle, size: int) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The moov box's payload and each moof box (its file offset, the box whole), the top-level boxes
+    walked by their headers (the media data is skipped)."""
+    at, moov, fragments, read = 0, None, [], 0
     while at + 8 <= size:
         handle.seek(at)
         head = handle.read(16)
@@ -93,18 +96,20 @@ def _moov(handle, size: int) -> bytes:
             raise _Refused("not an ISO base media file")
         if length < 8 or at + length > size:
             raise _Refused("a top-level box runs past the end of the file")  # cut short
-        if kind in (b"moof", b"mfra"):
-            raise _Refused("fragmented")
-        if kind == b"moov":
-            if moov is not None or length > MOOV_MAX:
+        if kind in (b"moov", b"moof"):
+            read += length
+            if (kind == b"moov" and moov is not None) or read > MOOV_MAX:
                 raise _Refused("moov")
             handle.seek(at)
-            moov = handle.read(length)
-            moov = moov[16 if box == 1 else 8:]
+            data = handle.read(length)
+            if kind == b"moov":
+                moov = data[16 if box == 1 else 8:]
+            else:
+                fragments.append((at, data))
         at += length
     if moov is None:
         raise _Refused("no moov box")
-    return moov
+    return moov, fragments
 
 
 def _children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
@@ -114,10 +119,25 @@ def _children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]
     return found
 
 
-def _index(moov: bytes, file_size: int) -> Mp4Index:
+class _Samples:
+    """A track's samples in decoding order as the boxes list them: where, how long, which are keyframes,
+    and when each ends on screen (in the track's timescale, before the edit list)."""
+
+    def __init__(self) -> None:
+        self.offsets, self.sizes = array("Q"), array("I")
+        self.sync: list[int] = []
+        self.has_ctts = False
+        self.end = 0
+        self.next_time = 0  # the decoding time of the next sample
+
+    def timed(self, duration: int, composition: int) -> None:
+        """The next sample's duration and composition offset."""
+        self.end = max(self.end, self.next_time + composition + duration)
+        self.next_time += duration
+
+
+def _index(moov: bytes, fragments: list[tuple[int, bytes]], file_size: int) -> Mp4Index:
     top = _children(moov, 0, len(moov))
-    if b"mvex" in top:
-        raise _Refused("fragmented")
     for kind, start, end in _boxes(moov):
         if kind != b"trak":
             continue
@@ -126,11 +146,12 @@ def _index(moov: bytes, file_size: int) -> Mp4Index:
         begin, _ = mdia[b"hdlr"]
         if moov[begin + 8:begin + 12] != b"vide":
             continue
-        return _track(moov, trak, mdia, file_size)
+        return _track(moov, top, trak, mdia, fragments, file_size)
     raise _Refused("no video track")
 
 
-def _track(moov: bytes, trak: dict, mdia: dict, file_size: int) -> Mp4Index:
+def _track(moov: bytes, top: dict, trak: dict, mdia: dict, fragments: list[tuple[int, bytes]],
+           file_size: int) -> Mp4Index:
     begin, _ = trak[b"tkhd"]
     track_id = struct.unpack_from(">I", moov, begin + (20 if moov[begin] == 1 else 12))[0]
     begin, _ = mdia[b"mdhd"]
@@ -141,28 +162,125 @@ def _track(moov: bytes, trak: dict, mdia: dict, file_size: int) -> Mp4Index:
     if b"sbgp" in stbl:
         raise _Refused("sample groups")  # e.g. random access points outside stss, as FFmpeg reads them
     codec, parameter_sets = _sample_entry(moov, *stbl[b"stsd"])
+    samples = _Samples()
+    _table_samples(moov, stbl, samples)
+    if b"mvex" in top:
+        defaults = _trex(moov, top[b"mvex"], track_id)
+        for moof_at, moof in fragments:
+            _fragment_samples(moof_at, moof, track_id, defaults, samples)
+    count = len(samples.sizes)
+    if not count:
+        raise _Refused("no samples")
+    if max(o + s for o, s in zip(samples.offsets, samples.sizes)) > file_size:
+        raise _Refused("samples past the end of the file")
+    shift, has_edits = _edit(moov, trak)
+    return Mp4Index(track_id=track_id, codec=codec, offsets=samples.offsets, sizes=samples.sizes,
+                    sync=tuple(samples.sync) or (0,), end_time=(samples.end - shift) / timescale,
+                    has_ctts=samples.has_ctts,
+                    has_edits=has_edits, parameter_sets=parameter_sets)
+
+
+def _table_samples(moov: bytes, stbl: dict, samples: _Samples) -> None:
+    """The samples the moov box's sample table lists (none in a fragmented file's empty moov)."""
     sizes = _sizes(moov, stbl)
     count = len(sizes)
     if not count:
-        raise _Refused("no samples")
-    offsets = _offsets(moov, stbl, sizes)
-    if max(o + s for o, s in zip(offsets, sizes)) > file_size:
-        raise _Refused("samples past the end of the file")
-    sync = tuple(i - 1 for i in _table(moov, *stbl[b"stss"], 1)) if b"stss" in stbl else tuple(range(count))
+        return
+    samples.sizes, samples.offsets = sizes, _offsets(moov, stbl, sizes)
+    sync = [i - 1 for i in _table(moov, *stbl[b"stss"], 1)] if b"stss" in stbl else list(range(count))
     if any(not 0 <= i < count for i in sync):
         raise _Refused("stss")
-    deltas = _expand(_table(moov, *stbl[b"stts"], 2), count)
-    offsets_ct = _expand(_table(moov, *stbl[b"ctts"], 2, signed=moov[stbl[b"ctts"][0]] == 1), count) \
-        if b"ctts" in stbl else None
-    shift, has_edits = _edit(moov, trak)
-    dts, end = 0, 0
-    for i, delta in enumerate(deltas):
-        pts = dts + (offsets_ct[i] if offsets_ct is not None else 0) - shift
-        end = max(end, pts + delta)
-        dts += delta
-    return Mp4Index(track_id=track_id, codec=codec, offsets=offsets, sizes=sizes, sync=sync or (0,),
-                    end_time=end / timescale, has_ctts=offsets_ct is not None, has_edits=has_edits,
-                    parameter_sets=parameter_sets)
+    samples.sync = sync
+    samples.has_ctts = b"ctts" in stbl
+    composition = _expand(_table(moov, *stbl[b"ctts"], 2, signed=moov[stbl[b"ctts"][0]] == 1), count) \
+        if samples.has_ctts else [0] * count
+    for duration, offset in zip(_expand(_table(moov, *stbl[b"stts"], 2), count), composition):
+        samples.timed(duration, offset)
+
+
+# Track fragment header (tfhd) and run (trun) flags, ISO/IEC 14496-12 8.8.7, 8.8.8.
+BASE_OFFSET, DESCRIPTION, DURATION, SIZE, FLAGS, BASE_IS_MOOF = 0x1, 0x2, 0x8, 0x10, 0x20, 0x20000
+DATA_OFFSET, FIRST_FLAGS, SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_COMPOSITION = \
+    0x1, 0x4, 0x100, 0x200, 0x400, 0x800
+NON_SYNC = 0x10000  # sample_is_non_sync_sample, in the sample flags
+
+
+def _trex(moov: bytes, mvex: tuple[int, int], track_id: int) -> tuple[int, int, int]:
+    """The track's default sample duration, size and flags for its fragments (its trex box)."""
+    for kind, start, _ in _boxes(moov, *mvex):
+        if kind == b"trex" and struct.unpack_from(">I", moov, start + 4)[0] == track_id:
+            return struct.unpack_from(">III", moov, start + 12)
+    raise _Refused("no trex for the video track")
+
+
+def _fragment_samples(moof_at: int, moof: bytes, track_id: int, defaults: tuple[int, int, int],
+                      samples: _Samples) -> None:
+    """Append the samples one moof box (at file offset ``moof_at``) lists for the track."""
+    first = True
+    for kind, start, end in _boxes(moof, 16 if struct.unpack_from(">I", moof)[0] == 1 else 8, len(moof)):
+        if kind != b"traf":
+            continue
+        traf = _children(moof, start, end)
+        begin, _ = traf[b"tfhd"]
+        flags = int.from_bytes(moof[begin + 1:begin + 4], "big")
+        leading, first = first, False
+        if struct.unpack_from(">I", moof, begin + 4)[0] != track_id:
+            continue
+        at = begin + 8
+        if flags & BASE_OFFSET:
+            base = struct.unpack_from(">Q", moof, at)[0]
+            at += 8
+        elif flags & BASE_IS_MOOF or leading:  # the first traf's data is based at its moof
+            base = moof_at
+        else:
+            raise _Refused("a traf based on the one before it")
+        if flags & DESCRIPTION:
+            at += 4
+        if b"tfdt" in traf:  # where the fragment starts on the track's time line
+            begin, _ = traf[b"tfdt"]
+            samples.next_time = struct.unpack_from(">Q" if moof[begin] == 1 else ">I", moof, begin + 4)[0]
+        found = []
+        for flag, default in zip((DURATION, SIZE, FLAGS), defaults):
+            found.append(struct.unpack_from(">I", moof, at)[0] if flags & flag else default)
+            at += 4 if flags & flag else 0
+        offset = base
+        for kind_, run_start, run_end in _boxes(moof, start, end):
+            if kind_ == b"trun":
+                offset = _run(moof, run_start, run_end, base, offset, tuple(found), samples)
+
+
+def _run(moof: bytes, start: int, end: int, base: int, offset: int, defaults: tuple[int, int, int],
+         samples: _Samples) -> int:
+    """Append one trun box's samples; where the next run's data starts when it gives no offset."""
+    version, flags = moof[start], int.from_bytes(moof[start + 1:start + 4], "big")
+    count = struct.unpack_from(">I", moof, start + 4)[0]
+    at = start + 8
+    if flags & DATA_OFFSET:
+        offset = base + struct.unpack_from(">i", moof, at)[0]
+        at += 4
+    first_flags = None
+    if flags & FIRST_FLAGS:
+        first_flags = struct.unpack_from(">I", moof, at)[0]
+        at += 4
+    fields = [(flag, "i" if flag == SAMPLE_COMPOSITION and version else "I")
+              for flag in (SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_COMPOSITION) if flags & flag]
+    if at + 4 * len(fields) * count > end:
+        raise _Refused("trun past its box")
+    layout = ">" + "".join(code for _, code in fields)
+    duration, size, sample_flags = defaults
+    number = len(samples.sizes)
+    for i in range(count):
+        values = dict(zip((flag for flag, _ in fields), struct.unpack_from(layout, moof, at + 4 * len(fields) * i)))
+        length = values.get(SAMPLE_SIZE, size)
+        kept = values.get(SAMPLE_FLAGS, first_flags if i == 0 and first_flags is not None else sample_flags)
+        samples.offsets.append(offset)
+        samples.sizes.append(length)
+        samples.timed(values.get(SAMPLE_DURATION, duration), values.get(SAMPLE_COMPOSITION, 0))
+        if not kept & NON_SYNC:
+            samples.sync.append(number + i)
+        offset += length
+    samples.has_ctts = samples.has_ctts or bool(flags & SAMPLE_COMPOSITION)
+    return offset
 
 
 def _table(data: bytes, start: int, end: int, columns: int, signed: bool = False) -> array:

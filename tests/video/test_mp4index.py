@@ -24,17 +24,22 @@ from tests.support.video import (FRAMES, clip_of, faststart, ffprobe, framemd5, 
                                  video_stream)
 
 STUDY = StudyContext(patient_name="MP4^INDEX", patient_id="MP4")
-INDEXED = ("h264-mp4", "h264-bframes", "h264-no-bframes", "h264-mov", "h264-10bit", "hevc-hvc1", "hevc-mp4")
+INDEXED = ("h264-mp4", "h264-bframes", "h264-no-bframes", "h264-mov", "h264-10bit", "hevc-hvc1", "hevc-mp4",
+           "fragmented", "fragmented-bframes", "fragmented-hevc")
+FRAGMENTED = {"fragmented": "h264-mp4", "fragmented-bframes": "h264-bframes", "fragmented-hevc": "hevc-hvc1"}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mp4index")
-    made = {kind: make_video(folder, kind) for kind in (*INDEXED, "h264-raw", "h264-mkv")}
-    made["fragmented"] = folder / "fragmented.mp4"
-    subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-i", str(made["h264-mp4"]),
-                    "-c", "copy", "-movflags", "frag_keyframe+empty_moov", str(made["fragmented"])], check=True)
+    made = {kind: make_video(folder, kind) for kind in (*INDEXED, "h264-raw", "h264-mkv") if kind not in FRAGMENTED}
+    for kind, source in FRAGMENTED.items():  # as the recorder writes them
+        made[kind] = folder / f"{kind}.mp4"
+        subprocess.run([require_binary("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", "-i", str(made[source]),
+                        "-c", "copy", "-movflags", "frag_keyframe+empty_moov", str(made[kind])], check=True)
     made["cut_fast"] = truncated(faststart(made["h264-bframes"], folder / "fast.mp4"), folder / "cut-fast.mp4", 0.6)
+    # A recording the kiosk did not finish (a power cut): its last fragment runs past the end of the file.
+    made["cut_fragmented"] = truncated(made["fragmented-bframes"], folder / "cut-fragmented.mp4", 0.6)
     return made
 
 
@@ -51,11 +56,23 @@ def test_the_index_gives_the_facts_demuxing_gives(files, kind, monkeypatch):
     assert probe(files[kind]) == _demuxed(files[kind], monkeypatch)
 
 
-@pytest.mark.parametrize("kind", ["fragmented", "h264-raw", "h264-mkv", "cut_fast"])
+def test_a_fragmented_file_lists_the_samples_of_its_fragments(files):
+    plain, fragmented = read_index(files["h264-bframes"]), read_index(files["fragmented-bframes"])
+    assert list(fragmented.sizes) == list(plain.sizes) and fragmented.sync == plain.sync
+    assert fragmented.has_ctts and fragmented.offsets != plain.offsets
+    data = files["fragmented-bframes"].read_bytes()
+    for offset, size in zip(fragmented.offsets, fragmented.sizes):  # each sample is its NAL units
+        at = offset
+        while at < offset + size:
+            at += 4 + int.from_bytes(data[at:at + 4], "big")
+        assert at == offset + size
+
+
+@pytest.mark.parametrize("kind", ["h264-raw", "h264-mkv", "cut_fast", "cut_fragmented"])
 def test_files_the_index_does_not_read_are_demuxed(files, kind, monkeypatch):
     assert read_index(files[kind]) is None
-    if kind == "cut_fast":
-        with pytest.raises(KioskError, match="cut-fast.mp4: the video is (damaged or )?cut short"):
+    if kind.startswith("cut_"):
+        with pytest.raises(KioskError, match=f"{files[kind].name}: the video is (damaged or )?cut short"):
             probe(files[kind])
     else:
         assert probe(files[kind]).frames == FRAMES
@@ -75,7 +92,7 @@ def _fragment(path) -> bytes:
     return fragments[0]
 
 
-@pytest.mark.parametrize("kind", ["h264-mp4", "h264-bframes", "h264-mov"])
+@pytest.mark.parametrize("kind", ["h264-mp4", "h264-bframes", "h264-mov", "fragmented-bframes"])
 def test_a_clip_object_copied_by_the_kernel_is_the_file_pydicom_writes(files, tmp_path, kind):
     [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
     assert _kernel_copied(ds) is not None
@@ -106,7 +123,7 @@ def test_the_parts_of_a_long_clip_are_copied_by_the_kernel_too(files, tmp_path):
 
 
 def test_hevc_and_other_streams_keep_pydicoms_writing(files):
-    for kind in ("hevc-hvc1", "h264-raw", "h264-mkv", "fragmented"):
+    for kind in ("hevc-hvc1", "h264-raw", "h264-mkv", "fragmented-hevc"):
         [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
         assert _kernel_copied(ds) is None
 
