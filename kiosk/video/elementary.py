@@ -9,7 +9,7 @@ object decodes alone. Packets pass one at a time: memory stays flat whatever the
 
 Frames are counted in decoding order, as ``kiosk.video.probe`` counts them (one packet, one frame).
 
-H.264 in a plain MP4/MOV file (``kiosk.video.mp4index``) takes a faster road: the stream is the file's
+H.264 in an MP4/MOV file, plain or fragmented (``kiosk.video.mp4index``), takes a faster road: the stream is the file's
 samples with start codes for the NAL lengths (``kiosk.video.samplecopy``), never demuxed, and
 ``ClipPixelData.copy_into`` has the kernel copy it into a Part 10 file.
 """

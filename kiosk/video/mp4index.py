@@ -176,8 +176,7 @@ def _track(moov: bytes, top: dict, trak: dict, mdia: dict, fragments: list[tuple
     shift, has_edits = _edit(moov, trak)
     return Mp4Index(track_id=track_id, codec=codec, offsets=samples.offsets, sizes=samples.sizes,
                     sync=tuple(samples.sync) or (0,), end_time=(samples.end - shift) / timescale,
-                    has_ctts=samples.has_ctts,
-                    has_edits=has_edits, parameter_sets=parameter_sets)
+                    has_ctts=samples.has_ctts, has_edits=has_edits, parameter_sets=parameter_sets)
 
 
 def _table_samples(moov: bytes, stbl: dict, samples: _Samples) -> None:
