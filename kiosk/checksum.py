@@ -12,7 +12,7 @@ import hashlib
 import os
 from io import BytesIO
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 CHUNK = 1 << 20
 WHOLE_READ = 4 << 20  # files up to this size are checked in memory
@@ -65,10 +65,20 @@ def chunks(handle: int) -> Iterator[bytes]:
         yield chunk
 
 
+def digest_file(handle: int, digest: Any) -> int:
+    """Feed the whole file open as descriptor ``handle`` to the hashlib object ``digest``, ``CHUNK`` bytes
+    at a time through one buffer (memory: one chunk); returns its size."""
+    buffer = bytearray(CHUNK)
+    view, size = memoryview(buffer), 0
+    while read := os.preadv(handle, [buffer], size):
+        digest.update(view[:read])
+        size += read
+    return size
+
+
 def _sha256(handle: int) -> str:
     digest = hashlib.sha256()
-    for chunk in chunks(handle):
-        digest.update(chunk)
+    digest_file(handle, digest)
     return digest.hexdigest()
 
 

@@ -27,6 +27,7 @@ LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN"
 WANTED = {0x0002: "sop_class_uid", 0x0003: "sop_instance_uid", 0x0010: "transfer_syntax"}
 NAMES = {"sop_class_uid": "MediaStorageSOPClassUID", "sop_instance_uid": "MediaStorageSOPInstanceUID",
          "transfer_syntax": "TransferSyntaxUID"}
+PIXEL_DATA = 0x7FE00010
 MAX_META = 64 * 1024  # a meta group longer than this is not worth the fast path
 
 
@@ -148,6 +149,38 @@ def streamed_size(ds: Any) -> int | None:
     if "PixelData" not in ds or not ds["PixelData"].is_buffered:
         return None
     return buffer_length(ds["PixelData"].value)
+
+
+def save(ds: Any, out: BinaryIO) -> None:
+    """Write ``ds`` (its file meta set) as a Part 10 file to the binary file ``out``, at its end.
+
+    A Pixel Data value that copies itself (a clip's stream made from an MP4's samples,
+    ``kiosk.video.elementary.ClipPixelData``) and comes last in an Explicit VR Little Endian file is
+    copied by the kernel into ``out``'s descriptor: pydicom writes everything before it."""
+    value = _kernel_copied(ds)
+    if value is None:
+        ds.save_as(out, enforce_file_format=True)
+        return
+    element = ds[PIXEL_DATA]
+    del ds[PIXEL_DATA]
+    try:
+        ds.save_as(out, enforce_file_format=True)
+    finally:
+        ds[PIXEL_DATA] = element
+    out.flush()
+    value.copy_into(out.fileno())
+    out.seek(0, os.SEEK_END)
+
+
+def _kernel_copied(ds: Any) -> Any:
+    """The Pixel Data value that copies itself when it is the data set's last element and the file is
+    Explicit VR Little Endian, else None."""
+    if PIXEL_DATA not in ds or not getattr(ds[PIXEL_DATA].value, "kernel_copied", False):
+        return None
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax.is_implicit_VR or not syntax.is_little_endian or syntax.is_deflated or max(ds.keys()) != PIXEL_DATA:
+        return None
+    return ds[PIXEL_DATA].value
 
 
 def identify(meta: Any) -> None:

@@ -30,10 +30,8 @@ from kiosk.dicomize.sc import build_sc
 from kiosk.dicomize.video import build_clip, build_still, is_vl_still
 from kiosk.errors import KioskError
 from kiosk.jpeg import JpegError, parse_jpeg
-from kiosk.part10 import NotPart10Error, set_file_meta, streamed_size
+from kiosk.part10 import NotPart10Error, save, set_file_meta, streamed_size
 from kiosk.study import StudyContext
-
-PIXEL_DATA = 0x7FE00010
 
 
 class Batch(BatchState):
@@ -113,19 +111,15 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
     ``durable`` also fsyncs the data before the rename, so the file survives a
     power cut; batch converters that can simply be re-run may skip it. Pixel data
     that is a file (a video object) is copied through, never held in memory, and
-    the file is checked whole before it gets its name. A clip's stream made from an MP4's samples is
-    copied by the kernel (``ClipPixelData.copy_into``): pydicom writes everything before it.
+    the file is checked whole before it gets its name; a clip's stream made from an MP4's samples is
+    copied by the kernel (``kiosk.part10.save``).
     """
     path = Path(path)
     set_file_meta(ds)
-    copied = _kernel_copied(ds)
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            if copied is None:
-                ds.save_as(out, enforce_file_format=True)
-            else:
-                _save_copying(ds, out, copied)
+            save(ds, out)
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
@@ -143,30 +137,6 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _kernel_copied(ds: Dataset):
-    """The Pixel Data value that copies itself (``kiosk.video.elementary.ClipPixelData``) when it is the
-    data set's last element and the file is Explicit VR Little Endian, else None."""
-    if PIXEL_DATA not in ds or not getattr(ds[PIXEL_DATA].value, "kernel_copied", False):
-        return None
-    syntax = ds.file_meta.TransferSyntaxUID
-    if syntax.is_implicit_VR or not syntax.is_little_endian or syntax.is_deflated or max(ds.keys()) != PIXEL_DATA:
-        return None
-    return ds[PIXEL_DATA].value
-
-
-def _save_copying(ds: Dataset, out, value) -> None:
-    """``ds.save_as(out)`` with the Pixel Data written by ``value.copy_into``."""
-    element = ds[PIXEL_DATA]
-    del ds[PIXEL_DATA]
-    try:
-        ds.save_as(out, enforce_file_format=True)
-    finally:
-        ds[PIXEL_DATA] = element
-    out.flush()
-    value.copy_into(out.fileno())
-    out.seek(0, os.SEEK_END)
 
 
 def _layout(capture: Capture) -> tuple | None:

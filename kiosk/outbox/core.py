@@ -25,7 +25,7 @@ from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
 from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
 from kiosk.outbox.steps import StepQueue
-from kiosk.part10 import FileMeta, NotPart10Error, read_meta, set_file_meta, streamed_size
+from kiosk.part10 import FileMeta, NotPart10Error, read_meta, save, set_file_meta, streamed_size
 from kiosk.private import try_lock
 
 JOURNAL_NAME = "journal.sqlite"
@@ -216,7 +216,7 @@ class Outbox:
                 raise KioskError(f"image {uid}: {exc.message}", exc.hint) from None
 
         self.check_capacity(size + STREAMED_HEADER)
-        entry = self.spool.put_written(lambda out: dataset.save_as(out, enforce_file_format=True),
+        entry = self.spool.put_written(lambda out: save(dataset, out),
                                        spool_record(destinations, commitment), whole)
         try:
             return self._journal([Accepted(entry, uid, sop_class, syntax)], destinations, commitment)

@@ -10,7 +10,9 @@ The MP4 is fragmented (``frag_keyframe+empty_moov``): a crash keeps every fragme
 A recording stops by itself at its limit ("limit"), when the disk falls below ``[video]
 reserve_mb`` ("disk") or when the source is lost, stalls or ends ("source"); the file is finished
 and kept in each case. When the encoder cannot keep up, frames the queue has no room for are
-counted in ``dropped``, never kept.
+counted in ``dropped``, never kept. The capture thread turns each picture into the encoder's 4:2:0
+planes before queueing it: half the bytes of RGB, so the queue holds twice the frames in the same
+memory (``QUEUE_BYTES``), and the encoder thread only encodes.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-QUEUE_FRAMES = 6  # ~0.2 s at 30 fps: rides out a slow write without holding many frames
+QUEUE_BYTES = 40 * MB  # 1080p 4:2:0: 12 frames, 0.4 s at 30 fps, to ride out the encoder's slow moments
+QUEUE_FRAMES = 6  # the fewest queued, whatever their size
 DISK_CHECK_SECONDS = 1.0
 SOURCE_CHECK_SECONDS = 0.2
 KEYFRAME_WAIT_SECONDS = 10.0  # an H.264 source's first keyframe: the recording starts there
@@ -81,7 +84,7 @@ class Recorder:
         self._max_seconds = float(max_seconds)
         self._rate = FALLBACK_RATE
         self._step = 1  # keep every step-th source frame (H.264 above 60 fps)
-        self._queue: queue.Queue[Frame] = queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.Queue[Frame | np.ndarray] = queue.Queue(QUEUE_FRAMES)
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._cancelled = False
@@ -166,6 +169,10 @@ class Recorder:
         if not self._remux and self.video.codec == "h264" and rate > H264_MAX_RATE + 0.01:
             self._step = math.ceil(rate / H264_MAX_RATE)
         self._rate = rate / self._step
+        # As many frames as QUEUE_BYTES holds: encoded ones as 4:2:0 planes, half their RGB; remuxed units
+        # with their decoded picture (the first may need it).
+        per_frame = frame.pixels.nbytes // (1 if self._remux or frame.pixels.ndim != 3 else 2)
+        self._queue = queue.Queue(max(QUEUE_FRAMES, QUEUE_BYTES // max(1, per_frame)))
         self._max_frames = max(1, round(self._max_seconds * self._rate))
         # Remuxed units are the source's own coding: no earlier lossy step. Encoded frames carry the source's.
         self._lossy = {} if self._remux else self.device.lossy_metadata()
@@ -235,7 +242,7 @@ class Recorder:
             elif self._step > 1 and frame.seq % self._step:
                 return
             try:
-                self._queue.put_nowait(frame)
+                self._queue.put_nowait(frame if self._remux else self._planes(frame))
             except queue.Full:
                 self._dropped += 1
                 self._resync = self._remux
@@ -247,6 +254,14 @@ class Recorder:
             full = self._accepted >= self._max_frames
         if full:
             self._close("limit", f"the recording stopped at its limit of {_clock(self._max_seconds)}")
+
+    def _planes(self, frame: Frame) -> Frame | np.ndarray:
+        """The picture as the encoder takes it (4:2:0 planes), once the encoder has chosen its size;
+        the frame itself before that, or when the picture is scaled (the encoder thread converts)."""
+        crop = self._crop
+        if crop is None or frame.pixels.ndim != 3:
+            return frame
+        return _yuv420(frame.pixels, crop)
 
     def _close(self, reason: str = "", message: str = "") -> None:
         """Take no more frames; the encoder thread writes those queued and finishes the file. With a
@@ -317,13 +332,17 @@ class Recorder:
             self._close("disk", f"the recording stopped: the disk is nearly full ({self._free // MB} MB free, "
                                f"{self.video.reserve_mb} MB must stay free); what was recorded is kept")
 
-    def _write(self, frame: Frame) -> None:
+    def _write(self, frame: Frame | np.ndarray) -> None:
+        if isinstance(frame, np.ndarray):
+            self._encode(frame)
+            self._written += 1
+            return
         if self._stream is None:
             self._open_stream(frame)
         if self._remux:
             self._mux_unit(frame)
         else:
-            self._encode(frame)
+            self._encode(self._picture(frame.pixels))
         self._written += 1
 
     def _open_stream(self, frame: Frame) -> None:
@@ -384,27 +403,23 @@ class Recorder:
             # Closed GOPs: an open one starts with pictures of the one before, so the clip could never be split.
             options.update(profile="main", **{"x265-params": f"keyint={keyint}:open-gop=0:scenecut=0:log-level=none"})
         stream.options = options
-        self._stream = stream
         if scale != 1.0 or pixels.ndim != 3:
             self._thumbnail = self._picture(pixels).reformat(width=out_w, height=out_h,
                                                              format="rgb24").to_ndarray()
         elif self._crop != (height, width):
             self._thumbnail = pixels[: self._crop[0], : self._crop[1]].copy()
+        self._stream = stream
 
-    def _picture(self, pixels: np.ndarray) -> Any:
-        av = load_av()
-        if self._crop is not None and pixels.shape[:2] != self._crop:
-            pixels = pixels[: self._crop[0], : self._crop[1]]
+    def _picture(self, pixels: np.ndarray) -> np.ndarray | Any:
+        """4:2:0 planes when the size is kept; else a PyAV frame the encoder scales and converts."""
         if self._crop is not None and pixels.ndim == 3:
-            # OpenCV's RGB -> 4:2:0 gives swscale's values (BT.601, limited range) in a tenth of the time
-            # PyAV's rgb24 frame and its conversion take (1080p: 1.2 ms against 12.7 ms).
-            import cv2
-
-            return av.VideoFrame.from_ndarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+            return _yuv420(pixels, self._crop)
+        av = load_av()
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24" if pixels.ndim == 3 else "gray")
 
-    def _encode(self, frame: Frame) -> None:
-        picture = self._picture(frame.pixels)  # 4:2:0 already, or RGB the encoder scales and converts
+    def _encode(self, picture: np.ndarray | Any) -> None:
+        if isinstance(picture, np.ndarray):
+            picture = load_av().VideoFrame.from_ndarray(picture, format="yuv420p")
         picture.pts = self._written
         for packet in self._stream.encode(picture):
             self._container.mux(packet)
@@ -417,6 +432,18 @@ class Recorder:
     def _discard(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def _yuv420(pixels: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    """RGB ``pixels`` cut to ``crop`` (even rows, columns) as I420 planes, stacked as PyAV's yuv420p takes them.
+
+    OpenCV's conversion gives swscale's values (BT.601, limited range) in a tenth of the time PyAV's
+    rgb24 frame and its conversion take (1080p: 1.2 ms against 12.7 ms)."""
+    import cv2
+
+    if pixels.shape[:2] != crop:
+        pixels = pixels[: crop[0], : crop[1]]
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2YUV_I420)
 
 
 def _rate_fraction(rate: float) -> Fraction:

@@ -13,8 +13,9 @@ import pytest
 from pydicom.encaps import generate_fragments
 
 from kiosk.dicomize.batch import BuildOptions
-from kiosk.dicomize.builder import _kernel_copied, build_datasets, write_dataset
+from kiosk.dicomize.builder import build_datasets, write_dataset
 from kiosk.errors import KioskError
+from kiosk.part10 import _kernel_copied
 from kiosk.study import StudyContext
 from kiosk.video import probe as probe_module
 from kiosk.video.mp4index import read_index
