@@ -332,17 +332,18 @@ class Recorder:
             self._close("disk", f"the recording stopped: the disk is nearly full ({self._free // MB} MB free, "
                                f"{self.video.reserve_mb} MB must stay free); what was recorded is kept")
 
-    def _write(self, frame: Frame | np.ndarray) -> None:
-        if isinstance(frame, np.ndarray):
-            self._encode(frame)
-            self._written += 1
-            return
-        if self._stream is None:
-            self._open_stream(frame)
-        if self._remux:
-            self._mux_unit(frame)
+    def _write(self, item: Frame | np.ndarray) -> None:
+        """Write one queued item: 4:2:0 planes the capture thread made, or a frame (a remuxed unit, or a
+        picture the encoder thread converts)."""
+        if isinstance(item, np.ndarray):
+            self._encode(item)
         else:
-            self._encode(self._picture(frame.pixels))
+            if self._stream is None:
+                self._open_stream(item)
+            if self._remux:
+                self._mux_unit(item)
+            else:
+                self._encode(self._picture(item.pixels))
         self._written += 1
 
     def _open_stream(self, frame: Frame) -> None:
@@ -403,12 +404,12 @@ class Recorder:
             # Closed GOPs: an open one starts with pictures of the one before, so the clip could never be split.
             options.update(profile="main", **{"x265-params": f"keyint={keyint}:open-gop=0:scenecut=0:log-level=none"})
         stream.options = options
+        self._stream = stream
         if scale != 1.0 or pixels.ndim != 3:
             self._thumbnail = self._picture(pixels).reformat(width=out_w, height=out_h,
                                                              format="rgb24").to_ndarray()
         elif self._crop != (height, width):
             self._thumbnail = pixels[: self._crop[0], : self._crop[1]].copy()
-        self._stream = stream
 
     def _picture(self, pixels: np.ndarray) -> np.ndarray | Any:
         """4:2:0 planes when the size is kept; else a PyAV frame the encoder scales and converts."""
