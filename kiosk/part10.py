@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from kiosk import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from kiosk.checksum import digest_file
 from kiosk.errors import KioskError
 
 PREAMBLE = 128
@@ -151,15 +152,20 @@ def streamed_size(ds: Any) -> int | None:
     return buffer_length(ds["PixelData"].value)
 
 
-def save(ds: Any, out: BinaryIO) -> None:
-    """Write ``ds`` (its file meta set) as a Part 10 file to the binary file ``out``, at its end.
+def save(ds: Any, out: BinaryIO, digest: Any = None) -> None:
+    """Write ``ds`` (its file meta set) as a Part 10 file to the binary file ``out`` (new and empty), with
+    ``digest`` (a hashlib object) fed the same bytes.
 
     A Pixel Data value that copies itself (a clip's stream made from an MP4's samples,
     ``kiosk.video.elementary.ClipPixelData``) and comes last in an Explicit VR Little Endian file is
-    copied by the kernel into ``out``'s descriptor: pydicom writes everything before it."""
-    value = _kernel_copied(ds)
+    written into ``out``'s descriptor by ``copy_into`` and hashed as it goes: pydicom writes everything
+    before it. Otherwise the file is hashed as it is on disk once written."""
+    value = _self_copying(ds)
     if value is None:
         ds.save_as(out, enforce_file_format=True)
+        out.flush()
+        if digest is not None:
+            digest_file(out.fileno(), digest)
         return
     element = ds[PIXEL_DATA]
     del ds[PIXEL_DATA]
@@ -168,14 +174,16 @@ def save(ds: Any, out: BinaryIO) -> None:
     finally:
         ds[PIXEL_DATA] = element
     out.flush()
-    value.copy_into(out.fileno())
+    if digest is not None:
+        digest_file(out.fileno(), digest)  # the header: a few kilobytes
+    value.copy_into(out.fileno(), digest)
     out.seek(0, os.SEEK_END)
 
 
-def _kernel_copied(ds: Any) -> Any:
+def _self_copying(ds: Any) -> Any:
     """The Pixel Data value that copies itself when it is the data set's last element and the file is
     Explicit VR Little Endian, else None."""
-    if PIXEL_DATA not in ds or not getattr(ds[PIXEL_DATA].value, "kernel_copied", False):
+    if PIXEL_DATA not in ds or not getattr(ds[PIXEL_DATA].value, "copies_itself", False):
         return None
     syntax = ds.file_meta.TransferSyntaxUID
     if syntax.is_implicit_VR or not syntax.is_little_endian or syntax.is_deflated or max(ds.keys()) != PIXEL_DATA:

@@ -112,7 +112,7 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], durable: bool = Tru
     power cut; batch converters that can simply be re-run may skip it. Pixel data
     that is a file (a video object) is copied through, never held in memory, and
     the file is checked whole before it gets its name; a clip's stream made from an MP4's samples is
-    copied by the kernel (``kiosk.part10.save``).
+    written without pydicom (``kiosk.part10.save``).
     """
     path = Path(path)
     set_file_meta(ds)

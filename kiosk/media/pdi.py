@@ -42,6 +42,7 @@ from kiosk.errors import KioskError
 from kiosk.media.iso import burn, make_iso
 from kiosk.media.profiles import EXPLICIT_LE, VIDEO, Profile
 from kiosk.part10 import dataset_offset, file_meta_bytes, read_meta
+from kiosk.pagecache import start_writeback
 
 __all__ = ["ExportError", "ExportResult", "write_file_set", "make_iso", "burn", "file_set_id"]
 
@@ -181,15 +182,6 @@ def _add(dicomdir: Any, plan: _Planned) -> None:
 _MEDIUM_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT}  # the medium's fault, not the file's
 
 
-def _start_writeback(handle: int) -> None:
-    """Have the kernel start writing the open file to the medium now, without waiting for it: the disk
-    works while the next objects are prepared, and the flush at the end has less to wait for. (Linux
-    starts the writeback of dirty pages on ``POSIX_FADV_DONTNEED``, and drops the pages once they are
-    clean: the medium's copy need not stay in the page cache.)"""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
-
-
 def _flush(folder: Path) -> None:
     """Everything written to the medium on it before the export counts as done (the outbox then deletes
     its copies; an operator pulls the stick): Linux ``syncfs`` of the folder's file system, else ``sync``."""
@@ -276,11 +268,11 @@ def _write_object(plan: _Planned) -> None:
             out.write(file_meta_bytes(str(plan.header.SOPClassUID), str(plan.header.SOPInstanceUID), plan.target))
             out.flush()
             _copy_rest(src.fileno(), out.fileno(), plan.offset)
-            _start_writeback(out.fileno())
+            start_writeback(out.fileno())
         return
     _transcode(plan)
     with open(plan.path, "rb") as out:
-        _start_writeback(out.fileno())
+        start_writeback(out.fileno())
 
 
 def _copy_rest(src: int, out: int, offset: int) -> None:

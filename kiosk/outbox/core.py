@@ -216,7 +216,7 @@ class Outbox:
                 raise KioskError(f"image {uid}: {exc.message}", exc.hint) from None
 
         self.check_capacity(size + STREAMED_HEADER)
-        entry = self.spool.put_written(lambda out: save(dataset, out),
+        entry = self.spool.put_written(lambda out, digest: save(dataset, out, digest),
                                        spool_record(destinations, commitment), whole)
         try:
             return self._journal([Accepted(entry, uid, sop_class, syntax)], destinations, commitment)

@@ -11,7 +11,7 @@ Frames are counted in decoding order, as ``kiosk.video.probe`` counts them (one 
 
 H.264 in an MP4/MOV file, plain or fragmented (``kiosk.video.mp4index``), takes a faster road: the stream is the file's
 samples with start codes for the NAL lengths (``kiosk.video.samplecopy``), never demuxed, and
-``ClipPixelData.copy_into`` has the kernel copy it into a Part 10 file.
+``ClipPixelData.copy_into`` writes it into a Part 10 file, a buffer at a time, without pydicom.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from pydicom.encaps import EncapsulatedBuffer
 
@@ -297,22 +297,27 @@ class ClipPixelData(EncapsulatedBuffer):
         self.stream = stream
 
     @property
-    def kernel_copied(self) -> bool:
+    def copies_itself(self) -> bool:
         """Whether ``copy_into`` can write this value (the stream is made from an MP4's samples)."""
         return self.stream.plan is not None and self.stream.plan.size == self.stream.size
 
-    def copy_into(self, target: int) -> None:
+    def copy_into(self, target: int, digest: Any = None) -> None:
         """Append the encoded Pixel Data element (Explicit VR Little Endian, undefined length) to the file
-        descriptor ``target`` at its end: the bytes pydicom writes, the stream copied by the kernel."""
+        descriptor ``target`` at its end: the bytes pydicom writes, the stream made from the samples; with
+        ``digest`` (a hashlib object) the bytes are fed to it too, in order."""
         stream, size = self.stream, self.stream.size
-        if not self.kernel_copied:
+        if not self.copies_itself:
             raise ValueError("the stream has no plan of its size")
         padded = size + size % 2
         head = b"".join((b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",  # (7FE0,0010) OB, undefined length
                          b"\xfe\xff\x00\xe0\x00\x00\x00\x00",  # the empty Basic Offset Table
                          b"\xfe\xff\x00\xe0", padded.to_bytes(4, "little")))
+        tail = b"\x00" * (padded - size) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
         at = os.lseek(target, 0, os.SEEK_END)
         os.pwrite(target, head, at)
-        with open(stream.path, "rb") as source:
-            stream.plan.copy(source.fileno(), target, at + len(head))
-        os.pwrite(target, b"\x00" * (padded - size) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", at + len(head) + size)
+        if digest is not None:
+            digest.update(head)
+        stream.plan.copy(target, at + len(head), digest)
+        os.pwrite(target, tail, at + len(head) + size)
+        if digest is not None:
+            digest.update(tail)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import threading
+from collections import OrderedDict
 from array import array
 from dataclasses import dataclass
-from pathlib import Path
 
 # Sample entry types -> codec; the entry's child boxes follow its 78-byte VisualSampleEntry fields.
 ENTRIES = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc"}
@@ -25,6 +26,7 @@ VISUAL_ENTRY = 8 + 78
 MOOV_MAX = 256 << 20  # moov and moof boxes larger than this together are not a clip's (they are read into memory)
 # What an ISO base media file may start with; anything else (Matroska, a raw stream) is not read further.
 FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"}
+KEPT_INDEXES = 4  # a 30-minute 30 fps clip's index is about 1 MB
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,39 @@ class Mp4Index:
         return len(self.sizes)
 
 
+_KEPT: OrderedDict[tuple[int, ...], "Mp4Index | None"] = OrderedDict()  # by file identity, the latest last
+_KEPT_LOCK = threading.Lock()  # the recorder, the UI and the sender probe and copy clips from their threads
+
+
 class _Refused(Exception):
     """Something ``read_index`` does not handle: the caller demuxes instead."""
 
 
 def read_index(path: str | os.PathLike[str]) -> Mp4Index | None:
     """The index of ``path``'s first video track, or None when the file is not a complete MP4/MOV (plain
-    or fragmented) with H.264 or HEVC in 4-byte length-prefixed NAL units."""
+    or fragmented) with H.264 or HEVC in 4-byte length-prefixed NAL units. The last few files' indexes
+    are kept: a clip is probed, then planned, then copied, and a recording is moved into the session."""
     try:
-        with open(Path(path), "rb") as handle:
+        found = os.stat(path)
+    except OSError:
+        return None
+    # The same file while it keeps its size and modification time, wherever it was moved; changed, it is read again.
+    identity = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    with _KEPT_LOCK:
+        if identity in _KEPT:
+            _KEPT.move_to_end(identity)
+            return _KEPT[identity]
+    index = _read(path)
+    with _KEPT_LOCK:
+        _KEPT[identity] = index
+        while len(_KEPT) > KEPT_INDEXES:
+            _KEPT.popitem(last=False)
+    return index
+
+
+def _read(path: str | os.PathLike[str]) -> Mp4Index | None:
+    try:
+        with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             moov, fragments = _top_level(handle, size)
             return _index(moov, fragments, size)

@@ -1,9 +1,10 @@
 """The MP4/MOV sample table read without demuxing (kiosk.video.mp4index) against PyAV's demuxing, and clip
-objects whose H.264 stream the kernel copies from the samples (kiosk.video.samplecopy) against pydicom's
+objects whose H.264 stream is written from the samples (kiosk.video.samplecopy) against pydicom's
 own writing, ffprobe and framemd5."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pydicom.encaps import generate_fragments
 from kiosk.dicomize.batch import BuildOptions
 from kiosk.dicomize.builder import build_datasets, write_dataset
 from kiosk.errors import KioskError
-from kiosk.part10 import _kernel_copied
+from kiosk.part10 import _self_copying
 from kiosk.study import StudyContext
 from kiosk.video import probe as probe_module
 from kiosk.video.mp4index import read_index
@@ -87,6 +88,48 @@ def test_an_index_past_the_end_of_the_file_is_refused(files, tmp_path):
     assert read_index(cut) is None
 
 
+def test_a_file_keeps_its_index_where_it_is_moved_and_is_read_again_once_changed(files, tmp_path, monkeypatch):
+    from kiosk.video import mp4index
+
+    clip = tmp_path / "recorded.mp4"
+    clip.write_bytes(files["fragmented"].read_bytes())
+    first = read_index(clip)
+    moved = clip.rename(tmp_path / "in-the-session.mp4")
+    monkeypatch.setattr(mp4index, "_top_level", lambda *args: pytest.fail("a moved file was read again"))
+    assert read_index(moved) is first and first.frames == FRAMES
+    monkeypatch.undo()
+    before = moved.stat()
+    with moved.open("r+b") as handle:  # overwritten in place: the same file and size, no MP4 any more
+        handle.write(bytes(before.st_size))
+    os.utime(moved, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # however coarse the clock
+    assert read_index(moved) is None
+
+
+@pytest.mark.parametrize("chunk", [5, 6, 7, 8, 1001])
+def test_the_streams_pieces_copy_and_hash_agree_whatever_the_block_size(files, tmp_path, monkeypatch, chunk):
+    from kiosk.video import samplecopy
+
+    path = files["fragmented-bframes"]
+    made = samplecopy.plan(path, read_index(path))
+    copied, digest = tmp_path / "copied", hashlib.sha256()
+    with open(copied, "wb+") as target:
+        target.write(b"header")
+        target.flush()
+        made.copy(target.fileno(), 6, digest)
+    stream = copied.read_bytes()[6:]
+    assert len(stream) == made.size and stream.startswith(b"\0\0\0\1")
+    assert digest.hexdigest() == hashlib.sha256(stream).hexdigest()
+    monkeypatch.setattr(samplecopy, "READ_CHUNK", chunk)  # blocks ending inside a NAL length, or not
+    assert b"".join(made.pieces()) == stream
+    with open(tmp_path / "small-blocks", "wb+") as target:
+        made.copy(target.fileno(), 0)
+    assert (tmp_path / "small-blocks").read_bytes() == stream
+    again = hashlib.sha256()
+    for piece in made.pieces(buffers=1):
+        again.update(piece)
+    assert again.hexdigest() == digest.hexdigest()
+
+
 def _fragment(path) -> bytes:
     table, *fragments = generate_fragments(pydicom.dcmread(path).PixelData)
     assert table == b"" and len(fragments) == 1
@@ -94,9 +137,9 @@ def _fragment(path) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["h264-mp4", "h264-bframes", "h264-mov", "fragmented-bframes"])
-def test_a_clip_object_copied_by_the_kernel_is_the_file_pydicom_writes(files, tmp_path, kind):
+def test_a_clip_object_written_from_the_samples_is_the_file_pydicom_writes(files, tmp_path, kind):
     [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
-    assert _kernel_copied(ds) is not None
+    assert _self_copying(ds) is not None
     written = write_dataset(ds, tmp_path / "clip.dcm")
     by_pydicom = io.BytesIO()
     ds.save_as(by_pydicom, enforce_file_format=True)
@@ -107,11 +150,11 @@ def test_a_clip_object_copied_by_the_kernel_is_the_file_pydicom_writes(files, tm
     assert int(video_stream(ffprobe(stream, "h264"))["nb_read_frames"]) == ds.NumberOfFrames == FRAMES
 
 
-def test_the_parts_of_a_long_clip_are_copied_by_the_kernel_too(files, tmp_path):
+def test_the_parts_of_a_long_clip_are_written_from_the_samples_too(files, tmp_path):
     source = files["h264-no-bframes"]
     limit = 64 * 1024 + os.path.getsize(source) // 3
     datasets = build_datasets([clip_of(source)], STUDY, BuildOptions(modality="ES", max_object_bytes=limit))
-    assert len(datasets) >= 2 and all(_kernel_copied(ds) is not None for ds in datasets)
+    assert len(datasets) >= 2 and all(_self_copying(ds) is not None for ds in datasets)
     pictures = []
     for n, ds in enumerate(datasets):
         path = write_dataset(ds, tmp_path / f"{n}.dcm")
@@ -126,7 +169,7 @@ def test_the_parts_of_a_long_clip_are_copied_by_the_kernel_too(files, tmp_path):
 def test_hevc_and_other_streams_keep_pydicoms_writing(files):
     for kind in ("hevc-hvc1", "h264-raw", "h264-mkv", "fragmented-hevc"):
         [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
-        assert _kernel_copied(ds) is None
+        assert _self_copying(ds) is None
 
 
 def test_an_mp4_cut_after_its_object_was_built_gives_no_file(files, tmp_path):
