@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from kiosk.pagecache import Writeback
 from kiosk.video.facts import VideoError
 from kiosk.video.mp4index import Mp4Index
-from kiosk.pagecache import Writeback
 
 START_CODE = b"\x00\x00\x00\x01"
 IDR, SPS, PPS = 5, 7, 8
