@@ -22,7 +22,7 @@ from kiosk.ui.strings import T
 
 log = logging.getLogger(__name__)
 
-POLL = 0.1  # s between looks at the recorder's own stop; also the longest delay of a Stop
+POLL = 0.1  # s between looks at the recorder's own stop (a limit, a full disk, the source lost)
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class ClipRecording:
             return Outcome(self.station, error=_kiosk_error(error))
         self.started.set()
         by_itself = False
-        while not self._finish.is_set():
-            if recorder.stopped.wait(POLL):
+        while not self._finish.wait(POLL):  # a Stop is seen at once, the recorder's own stop within POLL
+            if recorder.stopped.is_set():
                 by_itself = True
                 break
         # Stopped from here (Stop, the screen left): the preview closing the source is no reason to report.

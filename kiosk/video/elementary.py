@@ -26,7 +26,7 @@ from pydicom.encaps import EncapsulatedBuffer
 from kiosk.video.facts import VideoError, VideoFacts
 from kiosk.video.mp4index import Mp4Index, read_index
 from kiosk.video.probe import open_container
-from kiosk.video.samplecopy import SamplePlan, Unplannable, plan, samples
+from kiosk.video.samplecopy import SamplePlan, Unplannable, keyframes, plan
 
 FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 START = b"\x00\x00\x01"
@@ -145,18 +145,16 @@ def _plannable(path: Path) -> Mp4Index | None:
 
 
 def _indexed_groups(path: Path, index: Mp4Index) -> list[list[int]] | None:
-    """``_demuxed_groups`` from the sample table and the NAL headers (a part starting at an IDR picture
-    gets the parameter sets there like any other IDR picture: nothing is added)."""
-    groups: list[list[int]] = []
+    """``_demuxed_groups`` from the sample table and the keyframes' NAL headers (a part starting at an
+    IDR picture gets the parameter sets there like any other IDR picture: nothing is added)."""
     try:
-        for sample, idr, nals, inserted in samples(path, index):
-            if not groups or idr:
-                groups.append([sample, 0, 0, 0])
-            groups[-1][1] += index.sizes[sample] + (len(index.parameter_sets) if inserted is not None else 0)
-            groups[-1][3] = sample + 1
+        marks = keyframes(path, index)
     except Unplannable:
         return None
-    return groups
+    firsts = sorted({0, *marks})
+    sets = len(index.parameter_sets)
+    return [[first, sum(index.sizes[first:end]) + (sets if marks.get(first) is not None else 0), 0, end]
+            for first, end in zip(firsts, [*firsts[1:], index.frames])]
 
 
 def _demuxed_groups(path: Path) -> list[list[int]]:

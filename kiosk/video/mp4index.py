@@ -26,6 +26,7 @@ VISUAL_ENTRY = 8 + 78
 MOOV_MAX = 256 << 20  # moov and moof boxes larger than this together are not a clip's (they are read into memory)
 # What an ISO base media file may start with; anything else (Matroska, a raw stream) is not read further.
 FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"}
+BOX_READ = 4096  # bytes: a top-level box header, and a recording's moof box whole with the next header
 KEPT_INDEXES = 4  # a 30-minute 30 fps clip's index is about 1 MB
 
 
@@ -82,7 +83,7 @@ def _read(path: str | os.PathLike[str]) -> Mp4Index | None:
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            moov, fragments = _top_level(handle, size)
+            moov, fragments = _top_level(handle.fileno(), size)
             return _index(moov, fragments, size)
     except (OSError, _Refused, struct.error, IndexError, ValueError):
         return None
@@ -105,13 +106,17 @@ def _boxes(data: bytes | memoryview, start: int = 0, end: int | None = None):
         at += size
 
 
-def _top_level(handle, size: int) -> tuple[bytes, list[tuple[int, bytes]]]:
+def _top_level(fd: int, size: int) -> tuple[bytes, list[tuple[int, bytes]]]:
     """The moov box's payload and each moof box (its file offset, the box whole), the top-level boxes
-    walked by their headers (the media data is skipped)."""
+    walked by their headers (the media data is skipped). A recording has a moof and an mdat box a
+    second: each moof and the next box's header come with the one read of ``BOX_READ`` bytes (one system
+    call a fragment, not three: each lets the other threads take the interpreter)."""
     at, moov, fragments, read = 0, None, [], 0
+    block, block_at = b"", 0
     while at + 8 <= size:
-        handle.seek(at)
-        head = handle.read(16)
+        if not block_at <= at <= block_at + len(block) - 16:
+            block, block_at = os.pread(fd, BOX_READ, at), at
+        head = block[at - block_at:at - block_at + 16]
         box, kind = struct.unpack_from(">I4s", head)
         length = box
         if box == 1:
@@ -126,8 +131,12 @@ def _top_level(handle, size: int) -> tuple[bytes, list[tuple[int, bytes]]]:
             read += length
             if (kind == b"moov" and moov is not None) or read > MOOV_MAX:
                 raise _Refused("moov")
-            handle.seek(at)
-            data = handle.read(length)
+            if at + length <= block_at + len(block):
+                data = block[at - block_at:at - block_at + length]
+            else:
+                data = os.pread(fd, length, at)
+                if len(data) != length:
+                    raise _Refused("the file changed while it was read")
             if kind == b"moov":
                 moov = data[16 if box == 1 else 8:]
             else:

@@ -4,21 +4,22 @@ An MP4 sample is its NAL units, each after a 4-byte big-endian length; the Annex
 with each length replaced by a 4-byte start code (00 00 00 01), and the parameter sets (from avcC) put
 before each IDR picture that does not carry its own, as FFmpeg's ``h264_mp4toannexb`` does (FFmpeg
 gives NAL units after the first of a packet 3-byte start codes; the 4-byte form is as valid and keeps
-each sample's length). A ``SamplePlan`` lists the stream as runs of the file's bytes and inserted
-parameter sets, with the output positions of the start codes. ``pieces`` reads the runs into a buffer
-a block at a time and writes the start codes over the lengths there; ``copy`` writes each block into a
-file with one call, a second thread hashing it meanwhile for the outbox's spool. Few large calls matter
-more than saving the pass through memory: each system call lets the other threads take the interpreter,
-and the 55,000 calls of a copy by the kernel with each header read and each start code written on its
-own each waited for them (a 590 MB clip queued in 20-27 s beside a thread computing in Python, against
-6 s now; 0.8 s alone, either way).
+each sample's length). The stream's size is known from the sample table and the first NAL headers of
+each sync sample alone (``keyframes``): a ``SamplePlan`` lists the stream as runs of the file's bytes
+and inserted parameter sets. ``pieces`` reads the runs into a buffer a block at a time and walks the
+NAL lengths there, writing the start codes over them and checking that they add up to each sample: the
+clip is read once, not once to plan and once to copy (on a slow disk, or a clip that has left the page
+cache, a second pass is a second read of the whole clip). ``copy`` writes each block into a file with
+one call, a second thread hashing it meanwhile for the outbox's spool. Few large calls matter more than
+saving the pass through memory: each system call lets the other threads take the interpreter, and the
+55,000 calls of a copy by the kernel with each header read and each start code written on its own each
+waited for them (a 590 MB clip queued in 20-27 s beside a thread computing in Python).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,17 +32,19 @@ from kiosk.video.mp4index import Mp4Index
 START_CODE = b"\x00\x00\x00\x01"
 IDR, SPS, PPS = 5, 7, 8
 READ_CHUNK = 4 << 20  # bytes: one read, one hash update and one write each
+HEADER_BLOCK = 64 << 10  # bytes read for a keyframe's first NAL headers (an SEI, the sets, the first slice)
 
 
 @dataclass(frozen=True)
 class SamplePlan:
-    """Frames [first, end) of ``path`` as Annex B: ``runs`` (file offset, length) or (-1, 0) for the
-    parameter sets, in output order; ``starts``: output offsets of the start codes to write."""
+    """Frames [first, end) of ``path`` (samples of ``index``) as Annex B: ``runs`` (file offset, length)
+    or (-1, 0) for the parameter sets, in output order; ``size``: the stream's bytes."""
 
     path: Path
-    parameter_sets: bytes
+    index: Mp4Index
+    first: int
+    end: int
     runs: list[tuple[int, int]]
-    starts: array
     size: int
 
     def copy(self, target: int, at: int, digest: Any = None) -> None:
@@ -69,107 +72,167 @@ class SamplePlan:
         """The stream's bytes in order, in pieces of ``READ_CHUNK`` bytes (the last one shorter) read with
         ``os.preadv`` (memory: one piece). With ``buffers`` each piece is a view of one of that many
         buffers, taken in turn: good until as many more pieces have been asked for."""
-        starts, next_start, begin = self.starts, 0, 0  # begin: the stream offset of the block's first byte
         blocks = [memoryview(bytearray(READ_CHUNK)) for _ in range(max(buffers, 1))]
         block, filled, turn = blocks[0], 0, 0
 
         def finished() -> bytes | memoryview:
-            nonlocal next_start, begin, filled, block, turn
-            end = begin + filled
-            while next_start < len(starts) and starts[next_start] < end:
-                start = starts[next_start]
-                low, high = max(start, begin), min(start + 4, end)
-                block[low - begin:high - begin] = START_CODE[low - start:high - start]
-                if start + 4 > end:
-                    break  # the start code's last bytes begin the next block
-                next_start += 1
+            nonlocal block, filled, turn
             piece = block[:filled] if buffers else bytes(block[:filled])
             turn = (turn + 1) % len(blocks)
-            block, begin, filled = blocks[turn], end, 0
+            block, filled = blocks[turn], 0
             return piece
 
+        sets = memoryview(self.index.parameter_sets)
         with open(self.path, "rb") as handle:
             source = handle.fileno()
+            lengths = _Lengths(self, source)
             for offset, length in self.runs:
-                sets = memoryview(self.parameter_sets) if offset < 0 else None
-                total, done = len(sets) if sets is not None else length, 0
+                if offset >= 0:
+                    lengths.begin(offset)
+                total, done = len(sets) if offset < 0 else length, 0
                 while done < total:
                     size = min(READ_CHUNK - filled, total - done)
-                    if sets is not None:
+                    if offset < 0:
                         block[filled:filled + size] = sets[done:done + size]
                     elif os.preadv(source, [block[filled:filled + size]], offset + done) != size:
                         raise _changed(self.path)
+                    else:
+                        lengths.replace(block, filled, offset + done, size)
                     filled, done = filled + size, done + size
                     if filled == READ_CHUNK:
                         yield finished()
+                if offset >= 0:
+                    lengths.ended(offset + length)
+            lengths.finish()
             if filled:
                 yield finished()
 
 
+class _Lengths:
+    """The walk along a plan's NAL units as the file's bytes are read: each 4-byte length is replaced by a
+    start code where it was read, and the lengths must end exactly at each sample's end."""
+
+    def __init__(self, plan: SamplePlan, source: int) -> None:
+        self.path, self.source = plan.path, source
+        self.offsets, self.sizes = plan.index.offsets, plan.index.sizes
+        self.sample, self.end, self.sample_end, self.nal = plan.first - 1, plan.end, 0, 0
+        self.carry = 0  # bytes of a start code still to write where the next bytes of the run go
+        self._next_sample()
+
+    def begin(self, offset: int) -> None:
+        """A run of the file's bytes starts at ``offset`` (a NAL unit's length)."""
+        self.nal = offset
+
+    def replace(self, block: memoryview, at: int, start: int, size: int) -> None:
+        """Write start codes over the lengths among file bytes [start, start + size), read into ``block`` at ``at``."""
+        if self.carry:  # a length that began in the block before
+            done = min(self.carry, size)
+            block[at:at + done] = START_CODE[4 - self.carry:4 - self.carry + done]
+            self.carry -= done
+        stop, base, nal = start + size, at - start, self.nal
+        while nal < stop:
+            here = nal + base
+            if nal + 4 <= stop:
+                length = int.from_bytes(block[here:here + 4], "big")
+                block[here:here + 4] = START_CODE
+            else:  # the length's last bytes are the next read's first: read it whole (once a block or so)
+                whole = os.pread(self.source, 4, nal)
+                if len(whole) < 4:
+                    raise _changed(self.path)
+                length = int.from_bytes(whole, "big")
+                block[here:here + stop - nal] = START_CODE[:stop - nal]
+                self.carry = 4 - (stop - nal)
+            nal += 4 + length
+            if nal >= self.sample_end:
+                if nal > self.sample_end:
+                    raise _damaged(self.path)
+                self._next_sample()
+        self.nal = nal
+
+    def ended(self, offset: int) -> None:
+        """The run ended at ``offset``: so must a NAL unit."""
+        if self.nal != offset:
+            raise _damaged(self.path)
+
+    def finish(self) -> None:
+        """Every sample of the plan was walked to its end."""
+        if self.sample < self.end:
+            raise _damaged(self.path)
+
+    def _next_sample(self) -> None:
+        """Move on to the next sample with bytes (its first NAL unit starts where a run of the plan does)."""
+        self.sample += 1
+        while self.sample < self.end and not self.sizes[self.sample]:
+            self.sample += 1
+        if self.sample < self.end:
+            self.sample_end = self.offsets[self.sample] + self.sizes[self.sample]
+
+
 def plan(path: str | os.PathLike[str], index: Mp4Index, first: int = 0, end: int | None = None) -> SamplePlan | None:
     """The plan of frames [first, end) of ``path`` (an H.264 track ``index`` describes), or None when a
-    sample's NAL lengths do not add up to the sample (the caller demuxes)."""
+    keyframe's NAL lengths run past its sample (the caller demuxes). Only keyframes' headers are read."""
     path = Path(path)
-    runs: list[tuple[int, int]] = []
-    starts = array("Q")
-    out = 0
+    end = index.frames if end is None else min(end, index.frames)
     try:
-        for _, _, nals, inserted in samples(path, index, first, end):
-            for at, length in nals:
-                if at == inserted:
-                    out = _add(runs, at, out)
-                    runs.append((-1, 0))
-                    out += len(index.parameter_sets)
-                out = _add(runs, at, out)
-                starts.append(out)
-                out = _extend(runs, at + 4 + length, out)
+        marks = keyframes(path, index, first, end)
     except Unplannable:
         return None
-    return SamplePlan(path, index.parameter_sets, runs, starts, out)
+    runs: list[tuple[int, int]] = []
+    for sample in range(first, end):
+        at, size = index.offsets[sample], index.sizes[sample]
+        inserted = marks.get(sample)
+        if inserted is not None:
+            _append(runs, at, inserted - at)
+            runs.append((-1, 0))
+            size, at = at + size - inserted, inserted
+        _append(runs, at, size)
+    added = sum(1 for inserted in marks.values() if inserted is not None) * len(index.parameter_sets)
+    return SamplePlan(path, index, first, end, runs, sum(index.sizes[first:end]) + added)
 
 
 class Unplannable(Exception):
-    """A sample whose NAL units do not fill it exactly, or a track this module does not copy."""
+    """A keyframe whose NAL units run past its sample, or a track this module does not copy."""
 
 
-def samples(path: Path, index: Mp4Index, first: int = 0,
-            end: int | None = None) -> Iterator[tuple[int, bool, list[tuple[int, int]], int | None]]:
-    """For each sample of [first, end): its number, whether it holds an IDR picture, its NAL units (file
-    offset of the length, length) and the offset the parameter sets go before (None: it carries its own,
-    or is no IDR). Only the lengths and NAL headers are read."""
+def keyframes(path: Path, index: Mp4Index, first: int = 0, end: int | None = None) -> dict[int, int | None]:
+    """The sync samples of [first, end) that hold an IDR picture, each with the file offset the parameter
+    sets go before (its first slice), or None when it carries its own. Only the NAL headers before each
+    one's first slice are read (a few hundred reads for ten minutes); an IDR picture outside the sync
+    samples gets no parameter sets, nor does a file's ``h264_mp4toannexb`` output differ for it in a
+    stream whose sets came before."""
     if index.codec != "h264" or not index.parameter_sets:
         raise Unplannable("not H.264 with avcC parameter sets")
     end = index.frames if end is None else min(end, index.frames)
+    marks: dict[int, int | None] = {}
     with open(path, "rb") as handle:
-        headers = _Headers(handle.fileno())
-        for sample in range(first, end):
+        headers = _Headers(handle.fileno(), HEADER_BLOCK)
+        for sample in index.sync:
+            if not first <= sample < end:
+                continue
             at = index.offsets[sample]
-            stop = at + index.sizes[sample]
-            nals: list[tuple[int, int]] = []
-            sets_seen, idr, inserted = False, False, None
+            stop, sets_seen = at + index.sizes[sample], False
             while at < stop:
                 length, kind = headers.at(at)
                 kind &= 0x1F
-                if kind in (SPS, PPS):
-                    sets_seen = True
-                elif kind == IDR and not idr:
-                    idr = True
-                    inserted = None if sets_seen else at  # before the picture's first slice
-                nals.append((at, length))
+                if 1 <= kind <= IDR:  # the first slice: what comes after it is never read
+                    if kind == IDR:
+                        marks[sample] = None if sets_seen else at
+                    break
+                sets_seen = sets_seen or kind in (SPS, PPS)
                 at += 4 + length
-            if at != stop:
-                raise Unplannable("NAL lengths do not add up to the sample")
-            yield sample, idr, nals, inserted
+            if at > stop:
+                raise Unplannable("a keyframe's NAL lengths run past its sample")
+    return marks
 
 
 class _Headers:
     """NAL unit headers (4-byte length, type byte) at increasing offsets of a file, read a block of
-    ``READ_CHUNK`` bytes at a time, in order (the kernel reads ahead): read one by one, a header every
-    few kilobytes was one system call each, 36,000 for ten minutes of 1080p, which took 25 s in one
-    benchmark run beside the preview (0.7 ms each: waiting for the disk, or for the other threads)."""
+    ``size`` bytes at a time: read one by one, a header every few kilobytes was one system call each,
+    36,000 for ten minutes of 1080p, which took 25 s in one benchmark run beside the preview (0.7 ms
+    each: waiting for the disk, or for the other threads)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.block, self.start, self.end = fd, bytearray(READ_CHUNK), 0, 0
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.block, self.start, self.end = fd, bytearray(size), 0, 0
 
     def at(self, offset: int) -> tuple[int, int]:
         """The length and the header byte of the NAL unit at ``offset``."""
@@ -180,20 +243,21 @@ class _Headers:
         return struct.unpack_from(">IB", self.block, offset - self.start)
 
 
-def _add(runs: list[tuple[int, int]], at: int, out: int) -> int:
-    """Make sure the last run ends at file offset ``at`` (a new run starts there otherwise)."""
-    if not runs or runs[-1][0] < 0 or runs[-1][0] + runs[-1][1] != at:
-        runs.append((at, 0))
-    return out
-
-
-def _extend(runs: list[tuple[int, int]], at: int, out: int) -> int:
-    """Grow the last run to file offset ``at``; the output offset after it."""
-    offset, length = runs[-1]
-    runs[-1] = (offset, at - offset)
-    return out + (at - offset) - length
+def _append(runs: list[tuple[int, int]], at: int, length: int) -> None:
+    """Add the file's bytes [at, at + length) to ``runs``: to the last run when it ends there."""
+    if not length:
+        return
+    if runs and runs[-1][0] >= 0 and sum(runs[-1]) == at:
+        runs[-1] = (runs[-1][0], runs[-1][1] + length)
+    else:
+        runs.append((at, length))
 
 
 def _changed(path: Path) -> VideoError:
     return VideoError(f"{path.name}: the video file changed while it was stored",
                       "leave clips alone until their objects are queued, then send again")
+
+
+def _damaged(path: Path) -> VideoError:
+    return VideoError(f"{path.name}: the video file is damaged (its NAL unit lengths do not fill its samples)",
+                      "store an undamaged copy of the file, or convert it from its source again")

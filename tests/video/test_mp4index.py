@@ -80,6 +80,18 @@ def test_files_the_index_does_not_read_are_demuxed(files, kind, monkeypatch):
         assert probe(files[kind]).frames == FRAMES
 
 
+def test_a_recordings_fragments_are_read_one_read_each(files, monkeypatch):
+    from kiosk.video import mp4index
+
+    path = files["fragmented-bframes"]
+    fragments = path.read_bytes().count(b"moof")
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(mp4index.os, "pread", lambda fd, n, at: reads.append(at) or real(fd, n, at))
+    assert mp4index._read(path).frames == FRAMES
+    assert 1 < fragments <= len(reads) <= fragments + 2  # and the ftyp and moov boxes
+
+
 def test_an_index_past_the_end_of_the_file_is_refused(files, tmp_path):
     data = files["h264-mp4"].read_bytes()  # moov at the end: drop the last sample's bytes from the mdat
     at = data.index(b"moov") - 4
@@ -128,6 +140,36 @@ def test_the_streams_pieces_copy_and_hash_agree_whatever_the_block_size(files, t
     for piece in made.pieces(buffers=1):
         again.update(piece)
     assert again.hexdigest() == digest.hexdigest()
+
+
+def test_a_clip_is_read_once_when_stored_its_keyframes_headers_before(files, monkeypatch):
+    from kiosk.video import samplecopy
+
+    path = files["fragmented-bframes"]
+    index = read_index(path)
+    read = []
+    real = os.preadv
+    monkeypatch.setattr(samplecopy.os, "preadv", lambda fd, buffers, at: read.append(real(fd, buffers, at)) or read[-1])
+    monkeypatch.setattr(samplecopy, "HEADER_BLOCK", 16)  # a few NAL headers a read
+    made = samplecopy.plan(path, index)
+    assert 0 < sum(read) <= 16 * 4 * len(index.sync) < sum(index.sizes) / 4
+    read.clear()
+    assert sum(map(len, made.pieces())) == made.size
+    assert sum(read) == sum(index.sizes)
+
+
+def test_a_damaged_sample_gives_a_message_naming_the_file_and_no_object(files, tmp_path):
+    data = bytearray(files["h264-no-bframes"].read_bytes())
+    index = read_index(files["h264-no-bframes"])
+    sample = next(n for n in range(index.frames) if n not in index.sync)
+    at = index.offsets[sample]
+    data[at:at + 4] = (int.from_bytes(data[at:at + 4], "big") + 1).to_bytes(4, "big")  # one byte too long
+    clip = tmp_path / "damaged.mp4"
+    clip.write_bytes(data)
+    [ds] = build_datasets([clip_of(clip)], STUDY, BuildOptions(modality="ES"))
+    with pytest.raises(KioskError, match="damaged.mp4: the video file is damaged"):
+        write_dataset(ds, tmp_path / "out.dcm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.mp4"]
 
 
 def _fragment(path) -> bytes:
