@@ -160,7 +160,7 @@ class _Lengths:
             raise _damaged(self.path)
 
     def _next_sample(self) -> None:
-        """Move on to the next sample with bytes (its first NAL unit starts where a run of the plan does)."""
+        """Move on to the next sample with bytes (after a gap in the file, the next run starts at it)."""
         self.sample += 1
         while self.sample < self.end and not self.sizes[self.sample]:
             self.sample += 1
@@ -198,14 +198,13 @@ def keyframes(path: Path, index: Mp4Index, first: int = 0, end: int | None = Non
     """The sync samples of [first, end) that hold an IDR picture, each with the file offset the parameter
     sets go before (its first slice), or None when it carries its own. Only the NAL headers before each
     one's first slice are read (a few hundred reads for ten minutes); an IDR picture outside the sync
-    samples gets no parameter sets, nor does a file's ``h264_mp4toannexb`` output differ for it in a
-    stream whose sets came before."""
+    samples gets none (the stream has them from the keyframe before it)."""
     if index.codec != "h264" or not index.parameter_sets:
         raise Unplannable("not H.264 with avcC parameter sets")
     end = index.frames if end is None else min(end, index.frames)
     marks: dict[int, int | None] = {}
     with open(path, "rb") as handle:
-        headers = _Headers(handle.fileno(), HEADER_BLOCK)
+        headers = _Headers(handle.fileno())
         for sample in index.sync:
             if not first <= sample < end:
                 continue
@@ -227,12 +226,12 @@ def keyframes(path: Path, index: Mp4Index, first: int = 0, end: int | None = Non
 
 class _Headers:
     """NAL unit headers (4-byte length, type byte) at increasing offsets of a file, read a block of
-    ``size`` bytes at a time: read one by one, a header every few kilobytes was one system call each,
+    ``HEADER_BLOCK`` bytes at a time: read one by one, a header every few kilobytes was one system call each,
     36,000 for ten minutes of 1080p, which took 25 s in one benchmark run beside the preview (0.7 ms
     each: waiting for the disk, or for the other threads)."""
 
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.block, self.start, self.end = fd, bytearray(size), 0, 0
+    def __init__(self, fd: int) -> None:
+        self.fd, self.block, self.start, self.end = fd, bytearray(HEADER_BLOCK), 0, 0
 
     def at(self, offset: int) -> tuple[int, int]:
         """The length and the header byte of the NAL unit at ``offset``."""
