@@ -16,6 +16,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from kiosk.errors import KioskError
 from kiosk.part10 import LONG_VRS, PREAMBLE, NotPart10Error
 from kiosk.transfer_syntaxes import DEFLATED, EXPLICIT_BE, IMPLICIT_LE
 
@@ -61,6 +62,14 @@ def check_complete(source: Path | bytes, transfer_syntax: str) -> None:
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
+
+
+def check_written(path: Path, transfer_syntax: str, uid: str) -> None:
+    """``check_complete`` for an object the kiosk wrote itself: a ``KioskError`` naming image ``uid``."""
+    try:
+        check_complete(path, transfer_syntax)
+    except NotPart10Error as exc:
+        raise KioskError(f"image {uid}: {exc.message}", exc.hint) from None
 
 
 def _check(data: bytes | mmap.mmap, transfer_syntax: str) -> None:

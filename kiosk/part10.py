@@ -11,6 +11,7 @@ also words the errors.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -158,37 +159,45 @@ def save(ds: Any, out: BinaryIO, digest: Any = None) -> None:
 
     A Pixel Data value that copies itself (a clip's stream made from an MP4's samples,
     ``kiosk.video.elementary.ClipPixelData``) and comes last in an Explicit VR Little Endian file is
-    written into ``out``'s descriptor by ``copy_into`` and hashed as it goes: pydicom writes everything
-    before it. Otherwise the file is hashed as it is on disk once written."""
-    value = _self_copying(ds)
-    if value is None:
+    written into ``out``'s descriptor by ``copy_into`` and hashed as it goes (``split_self_copying``,
+    ``write_split``). Otherwise the file is hashed as it is on disk once written."""
+    split = split_self_copying(ds)
+    if split is None:
         ds.save_as(out, enforce_file_format=True)
         out.flush()
         if digest is not None:
             digest_file(out.fileno(), digest)
         return
-    element = ds[PIXEL_DATA]
-    del ds[PIXEL_DATA]
-    try:
-        ds.save_as(out, enforce_file_format=True)
-    finally:
-        ds[PIXEL_DATA] = element
-    out.flush()
-    if digest is not None:
-        digest_file(out.fileno(), digest)  # the header: a few kilobytes
-    value.copy_into(out.fileno(), digest)
-    out.seek(0, os.SEEK_END)
+    write_split(*split, out, digest)
 
 
-def _self_copying(ds: Any) -> Any:
-    """The Pixel Data value that copies itself when it is the data set's last element and the file is
-    Explicit VR Little Endian, else None."""
+def split_self_copying(ds: Any) -> tuple[bytes, Any] | None:
+    """``ds`` (its file meta set) as the Part 10 bytes before its Pixel Data (a few kilobytes, written
+    by pydicom) and the Pixel Data value that copies itself, when it has one that is its last element
+    in an Explicit VR Little Endian file; else None."""
     if PIXEL_DATA not in ds or not getattr(ds[PIXEL_DATA].value, "copies_itself", False):
         return None
     syntax = ds.file_meta.TransferSyntaxUID
     if syntax.is_implicit_VR or not syntax.is_little_endian or syntax.is_deflated or max(ds.keys()) != PIXEL_DATA:
         return None
-    return ds[PIXEL_DATA].value
+    element = ds[PIXEL_DATA]
+    del ds[PIXEL_DATA]
+    head = io.BytesIO()
+    try:
+        ds.save_as(head, enforce_file_format=True)
+    finally:
+        ds[PIXEL_DATA] = element
+    return head.getvalue(), element.value
+
+
+def write_split(head: bytes, value: Any, out: BinaryIO, digest: Any = None) -> None:
+    """Write a Part 10 file split by ``split_self_copying`` to ``out`` (new and empty), feeding ``digest``."""
+    out.write(head)
+    out.flush()
+    if digest is not None:
+        digest.update(head)
+    value.copy_into(out.fileno(), digest)
+    out.seek(0, os.SEEK_END)
 
 
 def identify(meta: Any) -> None:

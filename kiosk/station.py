@@ -165,15 +165,19 @@ class FolderOutput:
 
 
 class OutboxOutput:
-    """Queue each object durably in ``outbox`` for ``destinations`` (name -> spec)."""
+    """Queue each object durably in ``outbox`` for ``destinations`` (name -> spec). ``link_clips``: the clips
+    are the kiosk's own files, which nothing changes any more (a session's): linked into the outbox,
+    not copied (``Outbox.accept_dataset``)."""
 
-    def __init__(self, outbox: "Outbox", destinations: dict[str, dict[str, Any]], commitment: Iterable[str] = ()) -> None:
+    def __init__(self, outbox: "Outbox", destinations: dict[str, dict[str, Any]], commitment: Iterable[str] = (),
+                 link_clips: bool = False) -> None:
         self.outbox = outbox
         self.destinations = destinations
         self.commitment = set(commitment)
+        self.link_clips = link_clips
 
     def put(self, dataset: Any) -> dict[str, list[int]]:
-        return self.outbox.accept_dataset(dataset, self.destinations, self.commitment)
+        return self.outbox.accept_dataset(dataset, self.destinations, self.commitment, self.link_clips)
 
     def put_files(self, files: Sequence[Path]) -> dict[str, list[int]]:
         return self.outbox.accept_files(files, self.destinations, self.commitment)

@@ -13,7 +13,9 @@ import threading
 from kiosk.config import Config
 from kiosk.display import printable
 from kiosk.outbox.journal import STATES  # light: no pydicom, no pynetdicom
+
 log = logging.getLogger(__name__)
+PREPARING = "the video object is written out from its clip before it is sent"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +92,8 @@ def run_list(args: argparse.Namespace, config: Config) -> int:
     if jobs:
         print(f"{'JOB':>6}  {'STATE':<9}  {'DESTINATION':<24}  {'SOP INSTANCE UID':<64}  REASON")
     for job in jobs:
-        reason = job.reason or ("awaiting storage commitment" if job.awaiting_commitment else "")
+        reason = job.reason or ("awaiting storage commitment" if job.awaiting_commitment else "") \
+            or (PREPARING if job.preparing else "")
         # A reason may quote a peer's error comment: no control characters reach the terminal.
         print(f"{job.id:>6}  {job.state:<9}  {_short(job.destination, 24):<24}  {job.sop_instance_uid:<64}  "
               f"{printable(reason)}")
@@ -115,11 +118,12 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
         path = outbox.spool.path(job.spool_name)
     finally:
         outbox.close()
+    spool_state = PREPARING if job.preparing else "" if path.exists() else "missing"
     rows = [
         ("job", job.id), ("state", job.state), ("destination", job.destination),
         ("storage commitment", "requested" if job.commitment else "no"),
         ("SOP Class UID", job.sop_class_uid), ("SOP Instance UID", job.sop_instance_uid), ("original file", job.original),
-        ("spool file", f"{path} ({job.size} bytes){'' if path.exists() else ' - missing'}"),
+        ("spool file", f"{path} ({job.size} bytes){f' - {spool_state}' if spool_state else ''}"),
         ("attempts", job.attempts), ("next attempt", _when(job.next_attempt)),
         ("status", f"0x{job.status:04X}" if job.status is not None else ""), ("reason", job.reason),
         ("fallback", job.fallback),

@@ -14,15 +14,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from kiosk.config import Config, OutboxConfig, values_of
-from kiosk.dataset_check import check_complete
+from kiosk.dataset_check import check_complete, check_written
 from kiosk.errors import KioskError, UsageError
 from kiosk.outbox import events as ev
 from kiosk.outbox.journal import FAILED, RECOVER_HINT, Accepted, Job, Journal, JournalLostError, Update, journal_present
+from kiosk.outbox.linked import accept_linked, prepare
 from kiosk.outbox.spool import JOURNAL_RESERVE, MB, OutboxFullError, Spool, SpoolError, megabytes
 from kiosk.outbox.steps import StepQueue
 from kiosk.part10 import FileMeta, NotPart10Error, read_meta, save, set_file_meta, streamed_size
@@ -185,13 +186,15 @@ class Outbox:
             raise
 
     def accept_dataset(self, dataset: Any, destinations: dict[str, dict[str, Any]],
-                       commitment: Iterable[str] = ()) -> dict[str, list[int]]:
+                       commitment: Iterable[str] = (), link: bool = False) -> dict[str, list[int]]:
         """Queue one pydicom Dataset, written as a Part 10 file with the kiosk's file meta. One whose
         pixel data is a file (a video object) is written straight into the spool, never into memory,
-        and checked whole on disk before it is queued."""
+        and checked whole on disk before it is queued. With ``link`` (its clip is the kiosk's own file,
+        which nothing changes any more: a session's), the clip is linked into the spool instead and the
+        object written out before it is first sent (``kiosk.outbox.linked``)."""
         streamed = streamed_size(dataset)
         if streamed is not None:
-            return self._accept_streamed(dataset, streamed, destinations, set(commitment))
+            return self._accept_streamed(dataset, streamed, destinations, set(commitment), link)
         obj = encode(dataset)
         _check_encoded(obj)
         self.check_capacity(len(obj.data))
@@ -204,20 +207,17 @@ class Outbox:
             raise
 
     def _accept_streamed(self, dataset: Any, size: int, destinations: dict[str, dict[str, Any]],
-                         commitment: set[str]) -> dict[str, list[int]]:
+                         commitment: set[str], link: bool) -> dict[str, list[int]]:
         set_file_meta(dataset)
         uid, sop_class, syntax = (str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
                                   str(dataset.file_meta.TransferSyntaxUID))
 
-        def whole(path: Path) -> None:
-            try:
-                check_complete(path, syntax)
-            except NotPart10Error as exc:
-                raise KioskError(f"image {uid}: {exc.message}", exc.hint) from None
-
         self.check_capacity(size + STREAMED_HEADER)
-        entry = self.spool.put_written(lambda out, digest: save(dataset, out, digest),
-                                       spool_record(destinations, commitment), whole)
+        record = spool_record(destinations, commitment)
+        entry = accept_linked(self.spool, dataset, record) if link else None
+        if entry is None:
+            entry = self.spool.put_written(lambda out, digest: save(dataset, out, digest), record,
+                                           lambda path: check_written(path, syntax, uid))
         try:
             return self._journal([Accepted(entry, uid, sop_class, syntax)], destinations, commitment)
         except BaseException:
@@ -236,6 +236,15 @@ class Outbox:
             if ids:
                 self.events.publish(ev.JobsAdded(name, tuple(ids)))
         return jobs
+
+    def prepare(self, job: Job) -> Job:
+        """``job`` with its object written out in the spool if it was queued linked (``kiosk.outbox.linked``):
+        what sending or exporting it needs first. A ``KioskError`` says why it cannot be."""
+        if not job.preparing:
+            return job
+        entry = prepare(self.spool, job.spool_name)
+        self.journal.prepared(job.instance_id, entry.sha256, entry.size)
+        return replace(job, sha256=entry.sha256, size=entry.size)
 
     # -- jobs -------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from kiosk.checksum import FileChanged, open_checked
+from kiosk.errors import KioskError
 from kiosk.media.iso import burn, check_drive
 from kiosk.media.pdi import ExportError, ExportResult, write_file_set
 from kiosk.media.profiles import Profile
@@ -39,7 +40,10 @@ def export_jobs(outbox: Outbox, job_ids: Sequence[int], folder: Path, profile: P
         seen.add(job.spool_name)
         path = outbox.spool.path(job.spool_name)
         try:
-            open_checked(path, job.sha256).close()
+            open_checked(path, outbox.prepare(job).sha256).close()
+        except KioskError as exc:
+            failed.append((path, exc.message))
+            continue
         except FileChanged as exc:
             failed.append((path, str(exc)))
             continue

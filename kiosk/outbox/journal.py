@@ -11,6 +11,10 @@ A job is one instance for one destination. States:
 - ``failed``: permanent failure (``status`` code, ``reason``) waiting for a
   person to retry or remove it.
 
+An instance queued with its clip linked (``kiosk.outbox.linked``) has no
+SHA-256 until its file is written out (``prepared``); until then its jobs
+say so (``Job.preparing``) and are written out before they are sent.
+
 A job delivered as the fallback of a video object (``kiosk.video.fallback``)
 keeps that in ``fallback``: the sentence people see, and what tells storage
 commitment to ask for the fallback's UID.
@@ -149,6 +153,11 @@ class Job:
     @property
     def entry(self) -> SpoolEntry:
         return SpoolEntry(self.spool_name, self.sha256, self.size)
+
+    @property
+    def preparing(self) -> bool:
+        """Its object waits to be written out in the spool before it can be sent (``Outbox.prepare``)."""
+        return not self.sha256
 
     @property
     def awaiting_commitment(self) -> bool:
@@ -318,6 +327,11 @@ class Journal:
                         "VALUES (?, ?, ?, ?, ?, ?)", (instance_id, name, int(name in commitment), QUEUED, created, now))
                     jobs[name].append(cursor.lastrowid)
         return jobs
+
+    def prepared(self, instance_id: int, sha256: str, size: int) -> None:
+        """Record that an instance's spool file is written out (``Job.preparing`` no more)."""
+        with self._write() as db:
+            db.execute("UPDATE instances SET sha256 = ?, size = ? WHERE id = ?", (sha256, size, instance_id))
 
     # -- the worker's side ------------------------------------------------
 

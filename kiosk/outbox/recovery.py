@@ -2,7 +2,8 @@
 
 Every spool file is a complete Part 10 file with a record next to it (its
 destinations, storage commitment, the user's file name, when it was
-accepted; see ``kiosk.outbox.spool``). A damaged journal is moved aside,
+accepted; see ``kiosk.outbox.spool``), or a clip linked into the spool
+with its record, which is written out first (``kiosk.outbox.linked``). A damaged journal is moved aside,
 never deleted; a missing or empty one is replaced by a fresh journal. Then
 every spool file the journal does not know gets its jobs again, ``queued``.
 Jobs delivered before the loss whose files were already removed do not come
@@ -23,8 +24,9 @@ from typing import Any
 from kiosk.errors import KioskError
 from kiosk.outbox.core import JOURNAL_NAME, OutboxSettings, lock_delivery
 from kiosk.outbox.journal import Accepted, Journal, JournalDamagedError, journal_present
+from kiosk.outbox.linked import prepare
 from kiosk.outbox.spool import MB, Spool, SpoolEntry, SpoolError
-from kiosk.part10 import NotPart10Error, read_meta
+from kiosk.part10 import read_meta
 
 #: With a sound journal, files younger than this may be another process's accept not yet journaled.
 RECENT = 600.0
@@ -112,13 +114,15 @@ def _rebuild(spool: Spool, journal: Journal, result: Recovered) -> None:
             continue
         path = spool.path(name)
         try:
-            if path.stat().st_mtime > cutoff:
+            if spool.stamped(name).stat().st_mtime > cutoff:
                 result.recent += 1
                 continue
+            if spool.linked(name):
+                prepare(spool, name)
             meta = read_meta(path)
         except FileNotFoundError:
             continue  # delivered and removed meanwhile
-        except (OSError, NotPart10Error) as exc:
+        except (OSError, KioskError) as exc:
             result.unusable.append((name, getattr(exc, "message", None) or str(exc)))
             continue
         record = spool.record(name) or {}

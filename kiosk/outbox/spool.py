@@ -14,12 +14,19 @@ accepted for (destinations, the user's file name, SHA-256...), written and
 made durable in the same batch. It lets ``kiosk outbox recover`` rebuild the
 jobs when the journal is lost; nothing here deletes a file the journal does
 not know.
+
+A file may also wait to be written (``put_linked``): ``files/<random>.source``,
+a hard link to the file its content is made from (a recording), with the
+recipe in the record; ``prepare`` writes it out as above (the ``.dcm`` file
+renamed into place before the record stops saying "prepare", so a crash in
+between means preparing again) and then drops the link.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,6 +51,9 @@ MB = 1 << 20
 JOURNAL_RESERVE = 256 * 1024
 PARALLEL_WRITES = 8
 RECORD = ".json"  # suffix of a spool file's record
+SOURCE = ".source"  # suffix of the link to the file a spool file waiting to be written is made from
+#: Why a hard link cannot be made: another file system, or one without hard links (or too many).
+NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP}
 
 T = TypeVar("T")
 
@@ -99,6 +109,17 @@ def _discard(parts: Iterable[Part]) -> None:
     for part, _digest, _size in parts:
         _unlink(_record_part(part))
         _unlink(part)
+
+
+def _link(source: Path, link: str) -> bool:
+    """Hard-link ``source`` as ``link``; False when this disk cannot (``NO_LINK``)."""
+    try:
+        os.link(source, link)
+    except OSError as exc:
+        if exc.errno in NO_LINK:
+            return False
+        raise
+    return True
 
 
 def _unlink(path: str) -> None:
@@ -172,6 +193,98 @@ class Spool:
             _discard([part])
             raise
         return self._publish([part])[0]
+
+    def put_linked(self, source: Path, record: dict[str, Any], size: int) -> SpoolEntry | None:
+        """Take ``source`` in without copying it: hard-linked as the source of a file of ``size`` bytes to be
+        written later by ``prepare``, following the recipe in ``record["prepare"]``. The entry has no
+        SHA-256 yet; None when this disk cannot link ``source`` (the caller copies it instead).
+
+        ``source`` must never change again: it is fsynced here (what the outbox has is on disk), and its
+        size and modification time are recorded so that ``prepare`` notices if it did."""
+        stem = os.urandom(16).hex()
+        link, record_file = f"{self._files}/{stem}{SOURCE}", f"{self._files}/{stem}{RECORD}"
+        try:
+            handle = os.open(source, os.O_RDONLY)
+        except OSError as exc:
+            raise SpoolError(f"cannot read {source}: {exc.strerror}", "record or import the clip again") from None
+        try:
+            self._guard(lambda: os.fsync(handle))
+            stat = os.fstat(handle)
+        finally:
+            os.close(handle)
+        recipe = {**record["prepare"], "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+        part = f"{self._tmp}/{stem}{RECORD}.part"
+        self._guard(lambda: _write_new(part, [json.dumps({**record, "prepare": recipe, "size": size}).encode()], True))
+        try:
+            self._guard(lambda: os.replace(part, record_file))  # the record first, as in _publish
+            linked = self._guard(lambda: _link(source, link))
+            if linked:
+                self._guard(lambda: fsync_dir(self.files))
+        except BaseException:
+            for path in (part, link, record_file):
+                _unlink(path)
+            raise
+        if not linked:
+            _unlink(record_file)
+            return None
+        return SpoolEntry(f"{stem}.dcm", "", size)
+
+    def prepare(self, name: str, write: Callable[[Path, dict[str, Any]], Writer],
+                check: Callable[[Path, dict[str, Any]], None]) -> SpoolEntry:
+        """Write out spool file ``name`` if it is still waiting (``put_linked``): ``write(source, recipe)``
+        gives its writer, ``check(path, recipe)`` looks at it before it is published. Its entry, SHA-256 included,
+        also when another thread or process prepared it first (one at a time: a lock on the link)."""
+        source = self._source(name)
+        try:
+            lock = os.open(source, os.O_RDONLY)
+        except FileNotFoundError:
+            lock = None  # prepared already, or never linked: the record says which
+        try:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            record = self.record(name)
+            if record is None:
+                raise SpoolError(f"the outbox has lost the record of {name}", "capture or import the images again")
+            recipe = record.get("prepare")
+            if recipe is None:
+                _unlink(str(source))  # left by a crash after the record was written
+                return SpoolEntry(name, record["sha256"], record["size"])
+            if lock is None:
+                raise SpoolError(f"the clip the outbox's {name} is to be written from is missing",
+                                 "capture or import the images again")
+            done = {key: value for key, value in record.items() if key not in ("prepare", "size")}
+            part, digest, size = self._guard(lambda: self._write_part(write(source, recipe), done))
+            try:
+                check(Path(part), recipe)
+                self._guard(lambda: self._place(part, name))
+            except BaseException:
+                _discard([(part, digest, size)])
+                raise
+            _unlink(str(source))
+            return SpoolEntry(name, digest, size)
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+    def _place(self, part: str, name: str) -> None:
+        """Publish a prepared part as ``name``: the file first, so that until its record is replaced too
+        (no more "prepare"), preparing starts again after a crash."""
+        os.replace(part, self.path(name))
+        os.replace(_record_part(part), self.record_path(name))
+        fsync_dir(self.files)
+
+    def linked(self, name: str) -> bool:
+        """Whether spool file ``name`` is still waiting to be written (``put_linked``)."""
+        return self._source(name).exists()
+
+    def _source(self, name: str) -> Path:
+        """The link spool file ``name`` is written from while it waits (``put_linked``)."""
+        return self.files / f"{name.removesuffix('.dcm')}{SOURCE}"
+
+    def stamped(self, name: str) -> Path:
+        """The file whose modification time says when ``name`` was accepted: itself, or its record while
+        it waits to be written."""
+        return self.record_path(name) if self.linked(name) else self.path(name)
 
     def put_files(self, sources: Sequence[Path], record: dict[str, Any]) -> list[SpoolEntry]:
         """Copy files into the spool durably, all or none; returns their entries in order.
@@ -291,6 +404,7 @@ class Spool:
     def remove(self, name: str) -> None:
         """Delete a spool file and its record (only for files the journal recorded as done with)."""
         self.path(name).unlink(missing_ok=True)
+        self._source(name).unlink(missing_ok=True)
         self.record_path(name).unlink(missing_ok=True)
 
     def record_path(self, name: str) -> Path:
@@ -305,11 +419,13 @@ class Spool:
         return found if isinstance(found, dict) else None
 
     def names(self) -> list[str]:
-        """The spool files, by name."""
-        return [path.name for path in self.files.glob("*.dcm")]
+        """The spool files, by name (those waiting to be written included)."""
+        names = {path.name for path in self.files.glob("*.dcm")}
+        return [*names, *(name for path in self.files.glob(f"*{SOURCE}")
+                          if (name := f"{path.name.removesuffix(SOURCE)}.dcm") not in names)]
 
     def has_files(self) -> bool:
-        return next(self.files.glob("*.dcm"), None) is not None
+        return any(next(self.files.glob(pattern), None) is not None for pattern in ("*.dcm", f"*{SOURCE}"))
 
     def recover(self, known: set[str], min_age: float = 600.0) -> tuple[int, int]:
         """Delete half-written ``.part`` files and records without a file; count files no job refers to.
@@ -327,9 +443,13 @@ class Spool:
                 part.unlink(missing_ok=True)
                 partial += 1
         for record in self.files.glob(f"*{RECORD}"):
-            if not record.with_suffix(".dcm").exists() and _older(record, cutoff):
+            if not record.with_suffix(".dcm").exists() and not record.with_suffix(SOURCE).exists() \
+                    and _older(record, cutoff):
                 record.unlink(missing_ok=True)
-        unknown = sum(name not in known and _older(self.path(name), cutoff) for name in self.names())
+        for link in self.files.glob(f"*{SOURCE}"):  # linked, but the record never written (a crash)
+            if not link.with_suffix(RECORD).exists() and _older(link, cutoff):
+                link.unlink(missing_ok=True)
+        unknown = sum(name not in known and _older(self.stamped(name), cutoff) for name in self.names())
         if partial:
             log.warning("outbox recovery: deleted %d half-written spool file(s)", partial)
         if unknown:

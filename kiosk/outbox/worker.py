@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 
 from kiosk.audit import events, trail
 from kiosk.config import Config
+from kiosk.errors import KioskError
 from kiosk.outbox import events as ev
 from kiosk.outbox.core import Outbox
 from kiosk.outbox.destinations import (DeliveryError, Destination, Item, Outcome, destination_from_spec, node_from_spec,
@@ -39,6 +40,7 @@ from kiosk.outbox.destinations import (DeliveryError, Destination, Item, Outcome
 from kiosk.outbox.housekeeping import delete_expired, delete_sent_steps
 from kiosk.outbox.journal import COMMITTED, FAILED, QUEUED, RETRYING, SENT, Job, Update
 from kiosk.outbox.shaping import sent_identity, shaped
+from kiosk.outbox.spool import OutboxFullError
 from kiosk.outbox.steps import FAILED as STEP_FAILED
 from kiosk.outbox.steps import N_CREATE, StepMessage
 from kiosk.outbox.steps import RETRYING as STEP_RETRYING
@@ -187,7 +189,7 @@ class Delivery:
         while not self.stop.is_set():
             jobs = self.outbox.claim(name, self.settings.batch_size)
             if jobs:
-                for batch in self._batches(jobs):
+                for batch in self._batches(self._prepared(jobs)):
                     self._deliver(destination, batch)
                 continue
             awaiting = self.outbox.journal.due_commitments(name, self.settings.batch_size)
@@ -198,6 +200,20 @@ class Delivery:
             if awaiting:
                 self.outbox.apply(Update(j.id, FAILED, None, f"{name} cannot confirm storage commitment") for j in awaiting)
             return
+
+    def _prepared(self, jobs: list[Job]) -> list[Job]:
+        """The claimed jobs with their objects written out (``Outbox.prepare``); one whose object cannot be
+        is failed, or retried later when the disk is full."""
+        ready, updates = [], []
+        for job in jobs:
+            try:
+                ready.append(self.outbox.prepare(job))
+            except OutboxFullError as exc:
+                updates.append(self._retry_later(job, exc.message))
+            except KioskError as exc:
+                updates.append(Update(job.id, FAILED, None, f"{exc.message}; {CANNOT_SEND}"))
+        self.outbox.apply(updates)
+        return ready
 
     def _batches(self, jobs: list[Job]) -> list[list[Job]]:
         """The claimed jobs to send: those under suspicion (``_alone``) one by one, after the others."""

@@ -358,8 +358,9 @@ class Services:
         specs = {name: spec_of_node(node) for name, node in nodes.items()}
         specs.update(folder_destination(self.config, folder) for folder in folders)
         commitment = [name for name, node in nodes.items() if node.storage_commitment]
-        station.send([OutboxOutput(self.outbox(), specs, commitment)], self.build_options(station.study, operators_name),
-                     allow_mismatch=allow_mismatch)
+        # A session's clips are its own files: linked into the outbox, not copied.
+        station.send([OutboxOutput(self.outbox(), specs, commitment, link_clips=True)],
+                     self.build_options(station.study, operators_name), allow_mismatch=allow_mismatch)
         return SendJob({name: list(station.jobs.get(name, [])) for name in specs}, station.objects)
 
     def burner_configured(self) -> bool:

@@ -284,6 +284,7 @@ T: dict[str, str] = {
     "job_line": "{when}   {destination}   {state}   {reason}",
     "step_line": "{when}   {destination}   MPPS {message}   {state}   {reason}",
     "state_queued": "waiting",
+    "job_preparing": "the video is made ready for sending",
     "state_sending": "sending",
     "state_retrying": "will retry",
     "state_failed": "failed",

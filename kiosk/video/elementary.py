@@ -299,6 +299,11 @@ class ClipPixelData(EncapsulatedBuffer):
         """Whether ``copy_into`` can write this value (the stream is made from an MP4's samples)."""
         return self.stream.plan is not None and self.stream.plan.size == self.stream.size
 
+    @property
+    def encoded_length(self) -> int:
+        """The bytes ``copy_into`` writes: the element's header, the offset table, the fragment, the delimiter."""
+        return self.stream.size + self.stream.size % 2 + 36
+
     def copy_into(self, target: int, digest: Any = None) -> None:
         """Append the encoded Pixel Data element (Explicit VR Little Endian, undefined length) to the file
         descriptor ``target`` at its end: the bytes pydicom writes, the stream made from the samples; with

@@ -165,9 +165,14 @@ def test_ending_the_session_while_recording_keeps_the_clip_with_its_own_patient(
 
 @pytest.mark.skipif(importlib.util.find_spec("kiosk.dicomize.video") is None,
                     reason="waits for the video IODs (kiosk.dicomize.video)")
-def test_a_recorded_clip_is_sent_as_one_video_object(kiosk_ui, demo, dciodvfy):
+def test_a_recorded_clip_is_sent_as_one_video_object(kiosk_ui, demo, dciodvfy, monkeypatch):
     from pydicom import dcmread
 
+    from kiosk.outbox.spool import Spool
+
+    linked = []  # the session's clip is linked into the outbox, not copied, then written out for sending
+    put_linked = Spool.put_linked
+    monkeypatch.setattr(Spool, "put_linked", lambda self, *a: linked.append(put_linked(self, *a)) or linked[-1])
     peers, config = demo
     ui = kiosk_ui(with_extra(config, "acquisition", max_clip_seconds=1.0), demo=peers)
     acquire = live_camera(ui, "A1005")
@@ -182,6 +187,8 @@ def test_a_recorded_clip_is_sent_as_one_video_object(kiosk_ui, demo, dciodvfy):
     ui.tap(send.ids.send)
     ui.wait(lambda: send.finished, timeout=90, what="the send result")
     assert send.result == T["send_result_commit"].format(done=1, total=1, destination="demo-pacs")
+    [entry] = linked
+    assert entry is not None and not entry.sha256
     [path] = peers.received.glob("*.dcm")
     ds = dcmread(path)
     # By the order's modality: Video Endoscopic for ES, Video Photographic for XC, else Multi-frame

@@ -16,7 +16,7 @@ from pydicom.encaps import generate_fragments
 from kiosk.dicomize.batch import BuildOptions
 from kiosk.dicomize.builder import build_datasets, write_dataset
 from kiosk.errors import KioskError
-from kiosk.part10 import _self_copying
+from kiosk.part10 import split_self_copying
 from kiosk.study import StudyContext
 from kiosk.video import probe as probe_module
 from kiosk.video.mp4index import read_index
@@ -181,7 +181,7 @@ def _fragment(path) -> bytes:
 @pytest.mark.parametrize("kind", ["h264-mp4", "h264-bframes", "h264-mov", "fragmented-bframes"])
 def test_a_clip_object_written_from_the_samples_is_the_file_pydicom_writes(files, tmp_path, kind):
     [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
-    assert _self_copying(ds) is not None
+    assert split_self_copying(ds) is not None
     written = write_dataset(ds, tmp_path / "clip.dcm")
     by_pydicom = io.BytesIO()
     ds.save_as(by_pydicom, enforce_file_format=True)
@@ -196,7 +196,7 @@ def test_the_parts_of_a_long_clip_are_written_from_the_samples_too(files, tmp_pa
     source = files["h264-no-bframes"]
     limit = 64 * 1024 + os.path.getsize(source) // 3
     datasets = build_datasets([clip_of(source)], STUDY, BuildOptions(modality="ES", max_object_bytes=limit))
-    assert len(datasets) >= 2 and all(_self_copying(ds) is not None for ds in datasets)
+    assert len(datasets) >= 2 and all(split_self_copying(ds) is not None for ds in datasets)
     pictures = []
     for n, ds in enumerate(datasets):
         path = write_dataset(ds, tmp_path / f"{n}.dcm")
@@ -211,7 +211,7 @@ def test_the_parts_of_a_long_clip_are_written_from_the_samples_too(files, tmp_pa
 def test_hevc_and_other_streams_keep_pydicoms_writing(files):
     for kind in ("hevc-hvc1", "h264-raw", "h264-mkv", "fragmented-hevc"):
         [ds] = build_datasets([clip_of(files[kind])], STUDY, BuildOptions(modality="ES"))
-        assert _self_copying(ds) is None
+        assert split_self_copying(ds) is None
 
 
 def test_an_mp4_cut_after_its_object_was_built_gives_no_file(files, tmp_path):

@@ -66,7 +66,7 @@ class OutboxScreen(KioskScreen):
             when = dt.datetime.fromtimestamp(job.created).strftime("%d.%m. %H:%M")
             row = Factory.JobRow(text=text.markup(T["job_line"].format(
                 when=when, destination=job.destination, state=T.get(f"state_{job.state}", job.state),
-                reason=job.reason or "")))
+                reason=job.reason or (T["job_preparing"] if job.preparing else ""))))
             row.job_id = job.id
             row.selected = job.id in self.selected_jobs
             row.bind(on_release=self.toggle)
