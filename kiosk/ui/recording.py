@@ -30,7 +30,7 @@ class Outcome:
     """How a recording ended. ``clip``: the clip added to ``station`` (its facts; the session has
     moved its file), None if none was kept;
     ``reason``: "" when it was stopped, else why the recorder stopped by itself ("limit", "disk",
-    "source") with its ``message``; ``error``: why nothing was recorded or kept."""
+    "source") with its ``message``; ``error``: why nothing was recorded or kept; ``lost``: frames left out."""
 
     station: Any
     clip: Capture | None = None
@@ -38,6 +38,7 @@ class Outcome:
     message: str = ""
     error: KioskError | None = None
     started: bool = False  # False: the recorder refused to start (``error`` says why)
+    lost: str = ""  # frames the clip left out, for people (``Recorder.dropped_note``)
 
 
 class ClipRecording:
@@ -102,7 +103,8 @@ class ClipRecording:
         except Exception as error:  # noqa: BLE001 - the session ended or cannot take the file: the clip goes
             Path(clip.encoded_path).unlink(missing_ok=True)
             return Outcome(self.station, reason=reason, message=message, error=_kiosk_error(error), started=True)
-        return Outcome(self.station, clip=clip, reason=reason, message=message, started=True)
+        return Outcome(self.station, clip=clip, reason=reason, message=message, started=True,
+                       lost=recorder.dropped_note)
 
 
 def _kiosk_error(error: Exception) -> KioskError:

@@ -154,7 +154,8 @@ T: dict[str, str] = {
     "clip_saving": "Saving the clip…",
     "clip_timer": "[color=#ff4d4d]●[/color] {elapsed} / {limit} · {free} free",
     "clip_added": "Clip of {duration} ({frames} frames) added.",
-    "clip_added_because": "{added} Recording stopped by itself: {why}",
+    "clip_added_because": "{added} Recording stopped by itself: {why}.",
+    "clip_left_out": "{added} {lost}.",
     "clip_not_kept": "The clip that was being recorded could not be kept: {why}",
     "clip_kept_elsewhere": "The clip that was being recorded is kept with the session it was recorded in "
                            "(in the Outbox, under Kept sessions).",

@@ -129,6 +129,17 @@ class Recorder:
         return self._dropped
 
     @property
+    def dropped_note(self) -> str:
+        """For people, once stopped: how many frames the clip left out and what helps; "" when none were."""
+        if not self._dropped:
+            return ""
+        # A faster preset helps only an encoded clip that is not at the fastest already.
+        faster = not self._remux and self.video.preset != "ultrafast"
+        helps = 'close other programs, or set [video] preset = "ultrafast"' if faster else "close other programs"
+        return (f"{self._dropped} of {self._dropped + self._accepted} frame(s) were left out of the clip: the kiosk "
+                f"could not keep up with the source, so the clip jumps there ({helps})")
+
+    @property
     def limit(self) -> float:
         """The longest this recording may be, in seconds."""
         return self._max_seconds
@@ -466,7 +477,8 @@ def record_clip(device: LiveDevice, seconds: float, folder: Path, video: "VideoC
     """Record ``seconds`` of ``device`` into ``folder`` and return the clip capture (the command
     line's ``--clip``). ``progress`` gets ``Progress(0, fraction below 1, "N frames")`` while it
     records. It ends early when the disk fills or the source goes: what was recorded is returned,
-    and ``progress`` last gets fraction 1 with the reason as its message. Ctrl-C deletes the file."""
+    and ``progress`` gets fraction 1 with the reason as its message, then (frames left out) with
+    ``Recorder.dropped_note``. Ctrl-C deletes the file."""
     recorder = Recorder(device, folder, video, seconds)
     recorder.start()
     try:
@@ -478,4 +490,7 @@ def record_clip(device: LiveDevice, seconds: float, folder: Path, video: "VideoC
         raise
     if progress and recorder.reason != "limit":
         progress(Progress(0, 1.0, recorder.message))
-    return recorder.stop()
+    clip = recorder.stop()
+    if progress and recorder.dropped:
+        progress(Progress(0, 1.0, recorder.dropped_note))
+    return clip

@@ -1,9 +1,11 @@
 """Recording clips to disk (kiosk.video.recorder) from live ffmpeg streams and the demo camera,
 checked with ffprobe: codec, profile, level, frame count; the disk guard, the limit, a lost source,
-cancel, a crash, and H.264 sources remuxed (framemd5: the decoded pictures are the source's)."""
+cancel, a crash, an encoder falling behind (frames left out, and said), and H.264 sources remuxed
+(framemd5: the decoded pictures are the source's)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,7 +26,7 @@ from kiosk.video.recorder import MB, Recorder, record_clip  # noqa: E402
 from tests.support.paths import ROOT  # noqa: E402
 from tests.support.peers import free_port  # noqa: E402
 from tests.support.sources import Stream  # noqa: E402
-from tests.support.video import ffprobe, framemd5, make_video, video_stream  # noqa: E402
+from tests.support.video import ffprobe, framemd5, make_video, stall_encoder, video_stream  # noqa: E402
 
 VIDEO = VideoConfig(reserve_mb=0, preset="ultrafast")
 
@@ -92,8 +94,24 @@ def test_the_recorder_reports_while_running_and_stops_at_its_limit(serve, small_
     assert recorder.stopped.wait(3.0)
     assert recorder.reason == "limit" and "limit" in recorder.message and recorder.elapsed == pytest.approx(1, abs=0.1)
     clip = recorder.stop()
-    assert 25 <= clip.video.frames <= 31 and recorder.dropped == 0
+    assert 25 <= clip.video.frames <= 31 and recorder.dropped == 0 and recorder.dropped_note == ""
     assert recorder.stop() is clip  # asking again gives the same clip
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "superfast"])
+def test_an_encoder_falling_behind_leaves_frames_out_and_says_so(serve, small_clips, tmp_path, monkeypatch, preset):
+    _stream, device = serve(small_clips["320x240"])
+    stall_encoder(monkeypatch, 1.0)
+    steps = []
+    clip = record_clip(device, 3.0, tmp_path, VideoConfig(reserve_mb=0, preset=preset), steps.append)
+    [note] = [step.message for step in steps if step.fraction >= 1.0]
+    said = re.fullmatch(r"(\d+) of (\d+) frame\(s\) were left out of the clip: the kiosk could not keep up with "
+                        r"the source, so the clip jumps there \((.*)\)", note)
+    assert said, note
+    dropped, total = int(said[1]), int(said[2])
+    assert dropped >= 10 and total - dropped == clip.video.frames  # 30 fps against a queue of 6 for 1 s
+    assert int(video_stream(ffprobe(clip.encoded_path))["nb_read_frames"]) == clip.video.frames
+    assert ("ultrafast" in said[3]) == (preset != "ultrafast")  # a faster preset is advised only where there is one
 
 
 def test_too_little_free_disk_refuses_to_start(serve, small_clips, tmp_path):

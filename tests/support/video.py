@@ -1,12 +1,13 @@
 """Tiny video files made by ffmpeg (testsrc2, 320x240, 25 fps, 2 s unless asked), clip captures of them, and
 ffmpeg/ffprobe's view of a file: what the kiosk records, reads, passes through, transcodes, trims and stores is
-checked against a real peer."""
+checked against a real peer. ``stall_encoder`` makes a recorder fall behind, as on a loaded machine."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,21 @@ def ffmpeg_first_frame(path: Path, height: int, width: int) -> np.ndarray:
     raw = subprocess.run([require_binary("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1",
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+
+
+def stall_encoder(monkeypatch, seconds: float = 1.0) -> None:
+    """Every ``kiosk.video.recorder.Recorder``'s encoder busy for ``seconds`` at its first frame, with the
+    fewest frames queued, as on a loaded machine: frames that arrive meanwhile are left out."""
+    import kiosk.video.recorder as recorder
+
+    monkeypatch.setattr(recorder, "QUEUE_BYTES", 0)  # QUEUE_FRAMES, whatever the picture's size
+    write = recorder.Recorder._write
+    stalled: set[int] = set()
+
+    def stalling(self, item) -> None:
+        if id(self) not in stalled:
+            stalled.add(id(self))
+            time.sleep(seconds)
+        write(self, item)
+
+    monkeypatch.setattr(recorder.Recorder, "_write", stalling)

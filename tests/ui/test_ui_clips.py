@@ -42,9 +42,13 @@ def record(ui, acquire, limit_text):
     assert acquire.ids.record.text == T["stop_clip"] and not acquire.ids.scan.disabled  # stills still possible
 
 
-def test_a_clip_stops_at_its_limit_then_plays_trims_and_survives_a_restart(kiosk_ui, demo):
+def test_a_clip_stops_at_its_limit_then_plays_trims_and_survives_a_restart(kiosk_ui, demo, monkeypatch):
+    from kiosk.video.recorder import Recorder
     from kiosk.video.streams import keyframe_times
 
+    # The screen says what the recorder says of frames it left out (tests/drivers/test_recorder.py makes it leave some).
+    lost = "3 of 43 frame(s) were left out of the clip: the kiosk could not keep up with the source"
+    monkeypatch.setattr(Recorder, "dropped_note", property(lambda _self: lost))
     peers, config = demo
     config = with_extra(config, "acquisition", max_clip_seconds=4.0)
     ui = kiosk_ui(config, demo=peers)
@@ -62,7 +66,8 @@ def test_a_clip_stops_at_its_limit_then_plays_trims_and_survives_a_restart(kiosk
     assert clip.is_clip and clip.encoded_path.parent == session.folder and clip.encoded_path.is_file()
     assert 4 * FPS - 2 <= clip.video.frames <= 4 * FPS and clip.video.codec == "h264"
     said = T["clip_added"].format(duration=clock(clip.video.duration), frames=clip.video.frames)
-    assert acquire.status.startswith(T["clip_added_because"].format(added=said, why="")) and "limit" in acquire.status
+    said = T["clip_added_because"].format(added=said, why="the recording stopped at its limit of 0:04")
+    assert acquire.status == T["clip_left_out"].format(added=said, lost=lost)
     assert not list(session.folder.glob("clip-*"))  # moved in under the session's own name
 
     ui.tap(acquire.ids.review)
@@ -204,6 +209,8 @@ def test_a_recorded_clip_is_sent_as_one_video_object(kiosk_ui, demo, dciodvfy, m
 class FakeRecorder:
     """What ``ClipRecording`` uses of a ``kiosk.video.recorder.Recorder``: a file it "recorded"."""
 
+    dropped_note = ""
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.stopped = threading.Event()
@@ -241,6 +248,27 @@ def test_a_clip_its_session_cannot_take_is_deleted_and_said(tmp_path):
     [outcome] = outcomes
     assert outcome.started and outcome.clip is None and "has ended" in outcome.error.message
     assert not (tmp_path / "clip-1.mp4").exists()  # never left for another session to pick up
+
+
+def test_frames_left_out_are_said_with_the_clip(tmp_path):
+    from kiosk.ui.recording import ClipRecording
+
+    class Behind(FakeRecorder):
+        dropped_note = "12 of 90 frame(s) were left out of the clip"
+
+    class OpenStation:
+        session, added = None, []
+
+        def add_clip(self, clip):
+            self.added.append(clip)
+
+    outcomes, released, station = [], threading.Event(), OpenStation()
+    recording = ClipRecording(lambda: Behind(tmp_path), station, outcomes.append, released.set)
+    recording.begin()
+    recording.finish()
+    assert recording.wait(10) and released.is_set()
+    [outcome] = outcomes
+    assert outcome.clip is station.added[0] and outcome.lost == Behind.dropped_note and outcome.error is None
 
 
 def test_a_refused_recording_releases_its_station(tmp_path):

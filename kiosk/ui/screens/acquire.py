@@ -505,7 +505,8 @@ class AcquireScreen(KioskScreen):
         else:
             clip = outcome.clip.video
             said = T["clip_added"].format(duration=clock(clip.duration), frames=clip.frames)
-            self.status = T["clip_added_because"].format(added=said, why=outcome.message) if outcome.reason else said
+            said = T["clip_added_because"].format(added=said, why=outcome.message) if outcome.reason else said
+            self.status = T["clip_left_out"].format(added=said, lost=outcome.lost) if outcome.lost else said
 
     def on_key(self, key: int) -> bool:
         if self.manager.current == self.name and self.live and key in (32, 13, 271):
