@@ -301,8 +301,9 @@ class ClipPixelData(EncapsulatedBuffer):
 
     @property
     def encoded_length(self) -> int:
-        """The bytes ``copy_into`` writes: the element's header, the offset table, the fragment, the delimiter."""
-        return self.stream.size + self.stream.size % 2 + 36
+        """The bytes ``copy_into`` writes: the stream and its framing."""
+        head, tail = _framing(self.stream.size)
+        return len(head) + self.stream.size + len(tail)
 
     def copy_into(self, target: int, digest: Any = None) -> None:
         """Append the encoded Pixel Data element (Explicit VR Little Endian, undefined length) to the file
@@ -311,11 +312,7 @@ class ClipPixelData(EncapsulatedBuffer):
         stream, size = self.stream, self.stream.size
         if not self.copies_itself:
             raise ValueError("the stream has no plan of its size")
-        padded = size + size % 2
-        head = b"".join((b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",  # (7FE0,0010) OB, undefined length
-                         b"\xfe\xff\x00\xe0\x00\x00\x00\x00",  # the empty Basic Offset Table
-                         b"\xfe\xff\x00\xe0", padded.to_bytes(4, "little")))
-        tail = b"\x00" * (padded - size) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+        head, tail = _framing(size)
         at = os.lseek(target, 0, os.SEEK_END)
         os.pwrite(target, head, at)
         if digest is not None:
@@ -324,3 +321,13 @@ class ClipPixelData(EncapsulatedBuffer):
         os.pwrite(target, tail, at + len(head) + size)
         if digest is not None:
             digest.update(tail)
+
+
+def _framing(size: int) -> tuple[bytes, bytes]:
+    """The encapsulated Pixel Data element's bytes before and after a one-fragment stream of ``size`` bytes
+    (Explicit VR Little Endian, undefined length; the fragment padded to an even length)."""
+    padded = size + size % 2
+    head = b"".join((b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",  # (7FE0,0010) OB, undefined length
+                     b"\xfe\xff\x00\xe0\x00\x00\x00\x00",  # the empty Basic Offset Table
+                     b"\xfe\xff\x00\xe0", padded.to_bytes(4, "little")))
+    return head, b"\x00" * (padded - size) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"

@@ -105,6 +105,13 @@ def _links(outbox):
     return list(outbox.spool.files.glob("*.source"))
 
 
+def _queue_linked(outbox, clip, tmp):
+    """The clip's Video Endoscopic object queued for a folder with its clip linked: (dataset, job id)."""
+    [ds] = build_datasets([clip_of(clip)], STUDY, BuildOptions(modality="ES"))
+    [job_id] = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, link=True)["usb"]
+    return ds, job_id
+
+
 def test_a_sessions_clip_is_linked_into_the_outbox_and_written_out_before_it_is_sent(setup, clip, own_clip,
                                                                                       storescp_factory):
     config, outbox, tmp = setup
@@ -139,8 +146,7 @@ def test_a_sessions_clip_is_linked_into_the_outbox_and_written_out_before_it_is_
 
 def test_a_linked_clip_changed_before_it_is_written_out_fails_its_job_saying_so(setup, own_clip):
     config, outbox, tmp = setup
-    [ds] = build_datasets([clip_of(own_clip)], STUDY, BuildOptions(modality="ES"))
-    [job_id] = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, link=True)["usb"]
+    ds, job_id = _queue_linked(outbox, own_clip, tmp)
     with open(own_clip, "r+b") as changing:  # same size, other bytes
         changing.seek(4000)
         changing.write(b"\xff" * 64)
@@ -156,8 +162,7 @@ def test_a_linked_clip_changed_before_it_is_written_out_fails_its_job_saying_so(
 
 def test_writing_out_cut_short_by_a_crash_starts_again_and_a_lost_journal_is_rebuilt(setup, own_clip, monkeypatch):
     config, outbox, tmp = setup
-    [ds] = build_datasets([clip_of(own_clip)], STUDY, BuildOptions(modality="ES"))
-    [job_id] = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, link=True)["usb"]
+    ds, job_id = _queue_linked(outbox, own_clip, tmp)
     job = outbox.journal.get(job_id)
     replace = os.replace
 
@@ -196,8 +201,7 @@ def test_a_spool_on_another_disk_gets_a_copy(setup, own_clip, monkeypatch):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", other_disk)
-    [ds] = build_datasets([clip_of(own_clip)], STUDY, BuildOptions(modality="ES"))
-    [job_id] = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, link=True)["usb"]
+    _ds, job_id = _queue_linked(outbox, own_clip, tmp)
     job = outbox.journal.get(job_id)
     assert not job.preparing and outbox.spool.path(job.spool_name).stat().st_size == job.size
     assert not _links(outbox) and len(list(outbox.spool.files.glob("*.json"))) == 1
@@ -205,8 +209,7 @@ def test_a_spool_on_another_disk_gets_a_copy(setup, own_clip, monkeypatch):
 
 def test_a_linked_clip_is_written_out_for_a_disc_and_kept_by_the_spools_recovery(setup, own_clip):
     _config, outbox, tmp = setup
-    [ds] = build_datasets([clip_of(own_clip)], STUDY, BuildOptions(modality="ES"))
-    [job_id] = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, link=True)["usb"]
+    _ds, job_id = _queue_linked(outbox, own_clip, tmp)
     assert outbox.spool.recover(set(), min_age=0) == (0, 1)  # not in that journal: counted, never deleted
     assert len(_links(outbox)) == 1 and outbox.spool.record(outbox.journal.get(job_id).spool_name)
     disc = tmp / "disc"
@@ -219,8 +222,7 @@ def test_a_linked_clip_is_written_out_for_a_disc_and_kept_by_the_spools_recovery
 
 def test_outbox_list_and_show_say_a_linked_clip_is_written_out_before_it_is_sent(setup, own_clip):
     config, outbox, tmp = setup
-    [ds] = build_datasets([clip_of(own_clip)], STUDY, BuildOptions(modality="ES"))
-    [job_id] = outbox.accept_dataset(ds, {"usb": {"kind": "folder", "path": str(tmp / "usb")}}, link=True)["usb"]
+    ds, job_id = _queue_linked(outbox, own_clip, tmp)
     config_file = tmp / "kiosk.toml"
     config_file.write_text(to_toml(config))
     kiosk = cli(config_file)
